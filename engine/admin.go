@@ -1,0 +1,369 @@
+package engine
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"regexp"
+	"slices"
+	"strings"
+
+	jose "github.com/go-jose/go-jose/v4"
+
+	"github.com/keyhook/keyhook/hooks"
+)
+
+// Admin error codes (CONTRACT §3); web answers 404 and 409 for them.
+const (
+	CodeNotFound ErrorCode = "not_found"
+	CodeConflict ErrorCode = "conflict"
+)
+
+func fieldError(field, format string, args ...any) *Error {
+	return Errorf(CodeInvalidRequest, "%s: %s", field, fmt.Sprintf(format, args...))
+}
+
+// ClientDoc is a client as the admin API reads and writes it, with the
+// RFC 7591 names (CONTRACT §3).
+type ClientDoc struct {
+	ClientID                    string            `json:"client_id"`
+	ClientSecret                string            `json:"client_secret,omitempty"`
+	ClientName                  string            `json:"client_name"`
+	TokenEndpointAuthMethod     string            `json:"token_endpoint_auth_method"`
+	TokenEndpointAuthSigningAlg string            `json:"token_endpoint_auth_signing_alg,omitempty"`
+	GrantTypes                  []string          `json:"grant_types"`
+	RedirectURIs                []string          `json:"redirect_uris"`
+	Scope                       string            `json:"scope"`
+	JWKS                        json.RawMessage   `json:"jwks,omitempty"`
+	JWKSURI                     string            `json:"jwks_uri,omitempty"`
+	AccessTokenAsJWT            bool              `json:"access_token_as_jwt"`
+	RunIntrospectionBeforeJWT   bool              `json:"run_introspection_script_before_jwt_creation"`
+	AccessTokenLifetime         int64             `json:"access_token_lifetime,omitempty"`
+	RefreshTokenLifetime        int64             `json:"refresh_token_lifetime,omitempty"`
+	IDTokenLifetime             int64             `json:"id_token_lifetime,omitempty"`
+	IntrospectionScripts        []string          `json:"introspection_scripts"`
+	UpdateTokenScripts          []string          `json:"update_token_scripts"`
+	Attributes                  map[string]string `json:"attributes"`
+	// JanssenRunIntrospection is Janssen's name for
+	// RunIntrospectionBeforeJWT, accepted on input.
+	JanssenRunIntrospection *bool `json:"run_introspection_script_before_access_token_as_jwt_creation_and_include_claims,omitempty"`
+}
+
+var clientIDPattern = regexp.MustCompile(`^[\x21-\x7e]{1,255}$`)
+
+// clientFromDoc validates doc and builds the client it describes; the
+// secret handling is left to the caller.
+func (e *Engine) clientFromDoc(ctx context.Context, doc *ClientDoc) (*Client, error) {
+	c := &Client{
+		ID: doc.ClientID, Name: doc.ClientName, AuthMethod: AuthMethod(doc.TokenEndpointAuthMethod),
+		AuthSigningAlg: doc.TokenEndpointAuthSigningAlg, RedirectURIs: doc.RedirectURIs, JWKSURI: doc.JWKSURI,
+		AccessTokenAsJWT: doc.AccessTokenAsJWT, RunIntrospectionBeforeJWT: doc.RunIntrospectionBeforeJWT,
+		AccessTokenLifetime: doc.AccessTokenLifetime, RefreshTokenLifetime: doc.RefreshTokenLifetime,
+		IDTokenLifetime: doc.IDTokenLifetime, IntrospectionScripts: doc.IntrospectionScripts,
+		UpdateTokenScripts: doc.UpdateTokenScripts, Attributes: doc.Attributes,
+	}
+	if doc.JanssenRunIntrospection != nil {
+		c.RunIntrospectionBeforeJWT = c.RunIntrospectionBeforeJWT || *doc.JanssenRunIntrospection
+	}
+	if c.ID == "" {
+		c.ID = randomID()
+	}
+	if !clientIDPattern.MatchString(c.ID) {
+		return nil, fieldError("client_id", "must be 1 to 255 visible ASCII characters")
+	}
+	if len(c.Name) > 255 {
+		return nil, fieldError("client_name", "must be at most 255 characters")
+	}
+	if c.AuthMethod == "" {
+		c.AuthMethod = AuthSecretBasic
+	}
+	if !KnownAuthMethod(c.AuthMethod) {
+		return nil, fieldError("token_endpoint_auth_method", "unknown method %q", c.AuthMethod)
+	}
+	if c.AuthSigningAlg != "" {
+		okAlgs := []string{"RS256", "PS256", "ES256", "EdDSA"}
+		if c.AuthMethod == AuthSecretJWT {
+			okAlgs = []string{"HS256", "HS384", "HS512"}
+		}
+		if !slices.Contains(okAlgs, c.AuthSigningAlg) {
+			return nil, fieldError("token_endpoint_auth_signing_alg", "must be one of %s", strings.Join(okAlgs, ", "))
+		}
+	}
+	if doc.GrantTypes == nil {
+		doc.GrantTypes = []string{string(GrantClientCredentials)}
+	}
+	for _, g := range doc.GrantTypes {
+		if !KnownGrant(GrantType(g)) {
+			return nil, fieldError("grant_types", "unknown grant type %q", g)
+		}
+		if !slices.Contains(c.GrantTypes, GrantType(g)) {
+			c.GrantTypes = append(c.GrantTypes, GrantType(g))
+		}
+	}
+	for _, u := range c.RedirectURIs {
+		p, err := url.Parse(u)
+		if err != nil || !p.IsAbs() || p.Fragment != "" || p.Host == "" && p.Scheme == "http" {
+			return nil, fieldError("redirect_uris", "%q must be an absolute URI without fragment", u)
+		}
+	}
+	if c.HasGrant(GrantAuthorizationCode) && len(c.RedirectURIs) == 0 {
+		return nil, fieldError("redirect_uris", "the authorization_code grant needs at least one redirect URI")
+	}
+	scopes := splitScope(doc.Scope)
+	for _, s := range scopes {
+		if !validScopeToken(s) {
+			return nil, fieldError("scope", "%q is not a valid scope", s)
+		}
+	}
+	c.Scope = strings.Join(scopes, " ")
+	if len(doc.JWKS) > 0 && string(doc.JWKS) != "null" {
+		var set jose.JSONWebKeySet
+		if err := json.Unmarshal(doc.JWKS, &set); err != nil || len(set.Keys) == 0 {
+			return nil, fieldError("jwks", "must be a JWK Set with at least one key")
+		}
+		pub := jose.JSONWebKeySet{}
+		for _, k := range set.Keys {
+			if !k.Valid() {
+				return nil, fieldError("jwks", "key %q is not valid", k.KeyID)
+			}
+			pub.Keys = append(pub.Keys, k.Public())
+		}
+		raw, _ := json.Marshal(pub)
+		c.JWKS = string(raw)
+	}
+	if c.JWKSURI != "" {
+		if p, err := url.Parse(c.JWKSURI); err != nil || (p.Scheme != "https" && p.Scheme != "http") || p.Host == "" {
+			return nil, fieldError("jwks_uri", "must be an http(s) URL")
+		}
+	}
+	if c.AuthMethod == AuthPrivateKey && c.JWKS == "" && c.JWKSURI == "" {
+		return nil, fieldError("jwks", "private_key_jwt needs jwks or jwks_uri")
+	}
+	for _, lt := range []struct {
+		name string
+		v    int64
+	}{{"access_token_lifetime", c.AccessTokenLifetime}, {"refresh_token_lifetime", c.RefreshTokenLifetime}, {"id_token_lifetime", c.IDTokenLifetime}} {
+		if lt.v < 0 {
+			return nil, fieldError(lt.name, "must be a positive number of seconds")
+		}
+	}
+	if err := e.checkBindings(ctx, "introspection_scripts", c.IntrospectionScripts, hooks.KindIntrospection); err != nil {
+		return nil, err
+	}
+	if err := e.checkBindings(ctx, "update_token_scripts", c.UpdateTokenScripts, hooks.KindUpdateToken); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+func (e *Engine) checkBindings(ctx context.Context, field string, names []string, kind hooks.Kind) error {
+	for _, name := range names {
+		s, err := e.st.Scripts.ScriptByName(ctx, name)
+		if errors.Is(err, ErrNotFound) {
+			return fieldError(field, "script %q does not exist", name)
+		}
+		if err != nil {
+			return storeFailure(err)
+		}
+		if s.Kind != kind {
+			return fieldError(field, "script %q is of type %s", name, s.Kind)
+		}
+	}
+	return nil
+}
+
+// ClientDocument is the admin view of c (no secret).
+func ClientDocument(c *Client) *ClientDoc {
+	d := &ClientDoc{
+		ClientID: c.ID, ClientName: c.Name, TokenEndpointAuthMethod: string(c.AuthMethod),
+		TokenEndpointAuthSigningAlg: c.AuthSigningAlg, RedirectURIs: nonNil(c.RedirectURIs), Scope: c.Scope,
+		JWKSURI: c.JWKSURI, AccessTokenAsJWT: c.AccessTokenAsJWT, RunIntrospectionBeforeJWT: c.RunIntrospectionBeforeJWT,
+		AccessTokenLifetime: c.AccessTokenLifetime, RefreshTokenLifetime: c.RefreshTokenLifetime,
+		IDTokenLifetime: c.IDTokenLifetime, IntrospectionScripts: nonNil(c.IntrospectionScripts),
+		UpdateTokenScripts: nonNil(c.UpdateTokenScripts), Attributes: c.Attributes,
+	}
+	if d.Attributes == nil {
+		d.Attributes = map[string]string{}
+	}
+	for _, g := range c.GrantTypes {
+		d.GrantTypes = append(d.GrantTypes, string(g))
+	}
+	if c.JWKS != "" {
+		d.JWKS = json.RawMessage(c.JWKS)
+	}
+	return d
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
+
+// setSecret gives c the secret (generating one when empty) if its method
+// uses one, and returns the secret to show once.
+func (e *Engine) setSecret(c *Client, secret string) string {
+	if !c.AuthMethod.UsesSecret() {
+		c.SecretHash, c.SecretSealed = "", ""
+		return ""
+	}
+	if secret == "" {
+		secret = randomToken()
+	}
+	c.SecretHash = HashSecret(secret)
+	c.SecretSealed = ""
+	if c.AuthMethod == AuthSecretJWT {
+		c.SecretSealed = e.seal.seal(secret)
+	}
+	return secret
+}
+
+// CreateClient registers a client; the answer carries the secret once.
+func (e *Engine) CreateClient(ctx context.Context, doc *ClientDoc) (*ClientDoc, error) {
+	c, err := e.clientFromDoc(ctx, doc)
+	if err != nil {
+		return nil, err
+	}
+	secret := e.setSecret(c, doc.ClientSecret)
+	c.CreatedAt, c.UpdatedAt = e.now(), e.now()
+	if err := e.st.Clients.CreateClient(ctx, c); errors.Is(err, ErrConflict) {
+		return nil, Errorf(CodeConflict, "client_id: %q exists already", c.ID)
+	} else if err != nil {
+		return nil, storeFailure(err)
+	}
+	out := ClientDocument(c)
+	out.ClientSecret = secret
+	return out, nil
+}
+
+// ReplaceClient replaces the client id with doc. The secret is kept
+// unless doc gives one or the new method needs a secret the old one did
+// not keep; a new secret is returned once.
+func (e *Engine) ReplaceClient(ctx context.Context, id string, doc *ClientDoc) (*ClientDoc, error) {
+	old, err := e.st.Clients.ClientByID(ctx, id)
+	if errors.Is(err, ErrNotFound) {
+		return nil, Errorf(CodeNotFound, "client %q does not exist", id)
+	}
+	if err != nil {
+		return nil, storeFailure(err)
+	}
+	if doc.ClientID != "" && doc.ClientID != id {
+		return nil, fieldError("client_id", "cannot be changed")
+	}
+	doc.ClientID = id
+	c, err := e.clientFromDoc(ctx, doc)
+	if err != nil {
+		return nil, err
+	}
+	secret := ""
+	switch {
+	case doc.ClientSecret != "":
+		secret = e.setSecret(c, doc.ClientSecret)
+	case c.AuthMethod.UsesSecret() && old.SecretHash != "" && (c.AuthMethod != AuthSecretJWT || old.SecretSealed != ""):
+		c.SecretHash, c.SecretSealed = old.SecretHash, old.SecretSealed
+	default:
+		secret = e.setSecret(c, "")
+	}
+	c.CreatedAt, c.UpdatedAt = old.CreatedAt, e.now()
+	if err := e.st.Clients.UpdateClient(ctx, c); err != nil {
+		return nil, storeFailure(err)
+	}
+	out := ClientDocument(c)
+	out.ClientSecret = secret
+	return out, nil
+}
+
+// ClientDoc reads one client.
+func (e *Engine) ClientDoc(ctx context.Context, id string) (*ClientDoc, error) {
+	c, err := e.st.Clients.ClientByID(ctx, id)
+	if errors.Is(err, ErrNotFound) {
+		return nil, Errorf(CodeNotFound, "client %q does not exist", id)
+	}
+	if err != nil {
+		return nil, storeFailure(err)
+	}
+	return ClientDocument(c), nil
+}
+
+// ClientDocs lists every client.
+func (e *Engine) ClientDocs(ctx context.Context) ([]*ClientDoc, error) {
+	all, err := e.st.Clients.Clients(ctx)
+	if err != nil {
+		return nil, storeFailure(err)
+	}
+	out := make([]*ClientDoc, len(all))
+	for i, c := range all {
+		out[i] = ClientDocument(c)
+	}
+	return out, nil
+}
+
+// DeleteClient deletes a client and its tokens.
+func (e *Engine) DeleteClient(ctx context.Context, id string) error {
+	err := e.st.Clients.DeleteClient(ctx, id)
+	if errors.Is(err, ErrNotFound) {
+		return Errorf(CodeNotFound, "client %q does not exist", id)
+	}
+	if err != nil {
+		return storeFailure(err)
+	}
+	return nil
+}
+
+// RotateClientSecret gives the client a new secret, returned once.
+func (e *Engine) RotateClientSecret(ctx context.Context, id string) (*ClientDoc, error) {
+	c, err := e.st.Clients.ClientByID(ctx, id)
+	if errors.Is(err, ErrNotFound) {
+		return nil, Errorf(CodeNotFound, "client %q does not exist", id)
+	}
+	if err != nil {
+		return nil, storeFailure(err)
+	}
+	if !c.AuthMethod.UsesSecret() {
+		return nil, Errorf(CodeInvalidRequest, "token_endpoint_auth_method: %s clients have no secret", c.AuthMethod)
+	}
+	secret := e.setSecret(c, "")
+	c.UpdatedAt = e.now()
+	if err := e.st.Clients.UpdateClient(ctx, c); err != nil {
+		return nil, storeFailure(err)
+	}
+	out := ClientDocument(c)
+	out.ClientSecret = secret
+	return out, nil
+}
+
+// UpdateProperties sets the named properties and keeps the rest
+// (CONTRACT §3 PUT /config); the new snapshot applies at once here and
+// within RefreshInterval on other instances.
+func (e *Engine) UpdateProperties(ctx context.Context, patch map[string]json.RawMessage) (*Properties, error) {
+	if err := ValidateProperties(patch); err != nil {
+		return nil, err
+	}
+	values := make(map[string]string, len(patch))
+	for k, v := range patch {
+		values[k] = string(v)
+	}
+	if err := e.st.Properties.SetProperties(ctx, values); err != nil {
+		return nil, storeFailure(err)
+	}
+	if err := e.reloadProperties(ctx); err != nil {
+		return nil, storeFailure(err)
+	}
+	return e.Properties(), nil
+}
+
+// BearerToken finds the active access token a request presents as
+// Authorization: Bearer (admin API, userinfo).
+func (e *Engine) BearerToken(ctx context.Context, value string) (*Token, error) {
+	t, err := e.lookupToken(ctx, value)
+	if err != nil {
+		return nil, err
+	}
+	if t == nil || t.Kind != KindAccess || !t.Active(e.now()) {
+		return nil, Errorf(CodeInvalidToken, "the access token is not active")
+	}
+	return t, nil
+}

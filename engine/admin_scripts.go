@@ -1,0 +1,371 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"regexp"
+	"time"
+
+	"github.com/keyhook/keyhook/hooks"
+)
+
+// Script limits (CONTRACT §3).
+const (
+	DefaultScriptTimeout = 100 * time.Millisecond
+	MaxScriptTimeout     = 5000 * time.Millisecond
+	DefaultScriptLevel   = 100
+)
+
+var scriptNamePattern = regexp.MustCompile(`^[a-z0-9_-]{1,64}$`)
+
+// ScriptDoc is a script as the admin API reads and writes it.
+type ScriptDoc struct {
+	Name      string            `json:"name"`
+	Type      string            `json:"type"`
+	Source    string            `json:"source"`
+	Enabled   *bool             `json:"enabled,omitempty"`
+	Level     *int              `json:"level,omitempty"`
+	Config    map[string]string `json:"config"`
+	TimeoutMS *int64            `json:"timeout_ms,omitempty"`
+	OnError   string            `json:"on_error,omitempty"`
+	Version   string            `json:"version,omitempty"`
+}
+
+// ScriptDocument is the admin view of s.
+func ScriptDocument(s *hooks.Script) *ScriptDoc {
+	enabled, level, ms := s.Enabled, s.Level, s.Timeout.Milliseconds()
+	cfg := s.Config
+	if cfg == nil {
+		cfg = map[string]string{}
+	}
+	return &ScriptDoc{Name: s.Name, Type: string(s.Kind), Source: s.Source, Enabled: &enabled, Level: &level,
+		Config: cfg, TimeoutMS: &ms, OnError: string(s.OnError), Version: s.Version}
+}
+
+// scriptFromDoc validates doc, including that the source compiles.
+func (e *Engine) scriptFromDoc(doc *ScriptDoc) (*hooks.Script, error) {
+	s := &hooks.Script{Name: doc.Name, Kind: hooks.Kind(doc.Type), Source: doc.Source, Enabled: true,
+		Level: DefaultScriptLevel, Config: doc.Config, Timeout: DefaultScriptTimeout, OnError: hooks.OnError(doc.OnError)}
+	if !scriptNamePattern.MatchString(s.Name) {
+		return nil, fieldError("name", "must match [a-z0-9_-]{1,64}")
+	}
+	if s.Kind != hooks.KindIntrospection && s.Kind != hooks.KindUpdateToken {
+		return nil, fieldError("type", "must be introspection or update_token")
+	}
+	if doc.Enabled != nil {
+		s.Enabled = *doc.Enabled
+	}
+	if doc.Level != nil {
+		s.Level = *doc.Level
+	}
+	if doc.TimeoutMS != nil {
+		if *doc.TimeoutMS < 1 || *doc.TimeoutMS > MaxScriptTimeout.Milliseconds() {
+			return nil, fieldError("timeout_ms", "must be between 1 and 5000")
+		}
+		s.Timeout = time.Duration(*doc.TimeoutMS) * time.Millisecond
+	}
+	switch s.OnError {
+	case "":
+		s.OnError = hooks.OnErrorSkip
+	case hooks.OnErrorSkip, hooks.OnErrorDeny:
+	default:
+		return nil, fieldError("on_error", "must be skip or deny")
+	}
+	if s.Source == "" {
+		return nil, fieldError("source", "is required")
+	}
+	if e.hooks != nil {
+		if err := e.hooks.Runtime().Check(s.Name, s.Source); err != nil {
+			var se *hooks.SyntaxError
+			if errors.As(err, &se) {
+				return nil, fieldError("source", "line %d, column %d: %s", se.Line, se.Column, se.Message)
+			}
+			return nil, fieldError("source", "%v", err)
+		}
+	}
+	return s, nil
+}
+
+// CreateScript stores a new script; it runs from now on, here at once and
+// on other instances after their next refresh.
+func (e *Engine) CreateScript(ctx context.Context, doc *ScriptDoc) (*ScriptDoc, error) {
+	s, err := e.scriptFromDoc(doc)
+	if err != nil {
+		return nil, err
+	}
+	if err := e.st.Scripts.CreateScript(ctx, s); errors.Is(err, ErrConflict) {
+		return nil, Errorf(CodeConflict, "name: script %q exists already", s.Name)
+	} else if err != nil {
+		return nil, storeFailure(err)
+	}
+	if e.hooks != nil {
+		e.hooks.Put(s)
+	}
+	return ScriptDocument(s), nil
+}
+
+// ReplaceScript replaces the script called name.
+func (e *Engine) ReplaceScript(ctx context.Context, name string, doc *ScriptDoc) (*ScriptDoc, error) {
+	if doc.Name != "" && doc.Name != name {
+		return nil, fieldError("name", "cannot be changed")
+	}
+	doc.Name = name
+	old, err := e.st.Scripts.ScriptByName(ctx, name)
+	if errors.Is(err, ErrNotFound) {
+		return nil, Errorf(CodeNotFound, "script %q does not exist", name)
+	}
+	if err != nil {
+		return nil, storeFailure(err)
+	}
+	s, err := e.scriptFromDoc(doc)
+	if err != nil {
+		return nil, err
+	}
+	if s.Kind != old.Kind {
+		clients, err := e.st.Clients.Clients(ctx)
+		if err != nil {
+			return nil, storeFailure(err)
+		}
+		for _, c := range clients {
+			if contains(c.IntrospectionScripts, name) || contains(c.UpdateTokenScripts, name) {
+				return nil, fieldError("type", "cannot change while client %q binds the script", c.ID)
+			}
+		}
+	}
+	if err := e.st.Scripts.UpdateScript(ctx, s); err != nil {
+		return nil, storeFailure(err)
+	}
+	if e.hooks != nil {
+		e.hooks.Put(s)
+	}
+	return ScriptDocument(s), nil
+}
+
+// ScriptDoc reads one script.
+func (e *Engine) ScriptDoc(ctx context.Context, name string) (*ScriptDoc, error) {
+	s, err := e.st.Scripts.ScriptByName(ctx, name)
+	if errors.Is(err, ErrNotFound) {
+		return nil, Errorf(CodeNotFound, "script %q does not exist", name)
+	}
+	if err != nil {
+		return nil, storeFailure(err)
+	}
+	return ScriptDocument(s), nil
+}
+
+// ScriptDocs lists every script.
+func (e *Engine) ScriptDocs(ctx context.Context) ([]*ScriptDoc, error) {
+	all, err := e.st.Scripts.Scripts(ctx)
+	if err != nil {
+		return nil, storeFailure(err)
+	}
+	out := make([]*ScriptDoc, len(all))
+	for i, s := range all {
+		out[i] = ScriptDocument(s)
+	}
+	return out, nil
+}
+
+// DeleteScript deletes a script. Clients that bind it keep the name; a
+// binding to a missing script runs nothing.
+func (e *Engine) DeleteScript(ctx context.Context, name string) error {
+	err := e.st.Scripts.DeleteScript(ctx, name)
+	if errors.Is(err, ErrNotFound) {
+		return Errorf(CodeNotFound, "script %q does not exist", name)
+	}
+	if err != nil {
+		return storeFailure(err)
+	}
+	if e.hooks != nil {
+		e.hooks.Remove(name)
+	}
+	return nil
+}
+
+// DryRunRequest is the body of POST /admin/v1/scripts/{name}/test.
+type DryRunRequest struct {
+	Function string         `json:"function"`
+	Args     []any          `json:"args"`
+	Context  map[string]any `json:"context"`
+	Source   string         `json:"source"`
+}
+
+// DryRunResult is its answer (CONTRACT §7).
+type DryRunResult struct {
+	Result     any      `json:"result"`
+	ArgsAfter  []any    `json:"args_after"`
+	Logs       []string `json:"logs"`
+	Error      *string  `json:"error"`
+	DurationMS float64  `json:"duration_ms"`
+}
+
+// TestScript runs one function of a stored script, or of unsaved source,
+// on the given input without touching any token.
+func (e *Engine) TestScript(ctx context.Context, name string, req *DryRunRequest) (*DryRunResult, error) {
+	if e.hooks == nil {
+		return nil, Errorf(CodeServerError, "scripts are not enabled")
+	}
+	s, err := e.st.Scripts.ScriptByName(ctx, name)
+	switch {
+	case errors.Is(err, ErrNotFound) && req.Source != "":
+		s = &hooks.Script{Name: name, Kind: hooks.KindIntrospection, Enabled: true, Timeout: DefaultScriptTimeout}
+	case errors.Is(err, ErrNotFound):
+		return nil, Errorf(CodeNotFound, "script %q does not exist", name)
+	case err != nil:
+		return nil, storeFailure(err)
+	}
+	if req.Source != "" {
+		cp := *s
+		cp.Source, cp.Version = req.Source, "dry-run:"+TokenHash(req.Source)
+		s = &cp
+		if err := e.hooks.Runtime().Check(name, s.Source); err != nil {
+			return nil, fieldError("source", "%v", err)
+		}
+	}
+	fn := req.Function
+	if fn == "" {
+		fn = "modifyResponse"
+		if s.Kind == hooks.KindUpdateToken {
+			fn = "modifyAccessToken"
+		}
+	}
+	if !scriptFunctionPattern.MatchString(fn) {
+		return nil, fieldError("function", "must be a JavaScript function name")
+	}
+	hctx := req.Context
+	if hctx == nil {
+		hctx = map[string]any{}
+	}
+	if _, ok := hctx["config"]; !ok {
+		cfg := map[string]any{}
+		for k, v := range s.Config {
+			cfg[k] = v
+		}
+		hctx["config"] = cfg
+	}
+	res, err := e.hooks.Runtime().Call(ctx, s, &hooks.Call{Function: fn, Args: req.Args, Context: hctx})
+	out := &DryRunResult{ArgsAfter: req.Args, Logs: []string{}}
+	if res != nil && res.Logs != nil {
+		out.Logs = res.Logs // kept even when the call failed
+	}
+	if err != nil {
+		msg := err.Error()
+		out.Error = &msg
+		return out, nil
+	}
+	if !res.Defined {
+		msg := "the script does not define " + fn
+		out.Error = &msg
+		return out, nil
+	}
+	out.Result, out.ArgsAfter, out.DurationMS = res.Return, res.Args, float64(res.Duration.Microseconds())/1000
+	if out.ArgsAfter == nil {
+		out.ArgsAfter = []any{}
+	}
+	return out, nil
+}
+
+var scriptFunctionPattern = regexp.MustCompile(`^[A-Za-z_$][A-Za-z0-9_$]{0,63}$`)
+
+// UserDoc is a user as the admin API reads and writes it.
+type UserDoc struct {
+	Username string         `json:"username"`
+	Password string         `json:"password,omitempty"`
+	Claims   map[string]any `json:"claims"`
+	Disabled bool           `json:"disabled"`
+}
+
+var usernamePattern = regexp.MustCompile(`^[\x21-\x7e]{1,128}$`)
+
+// UserDocument is the admin view of u (no password).
+func UserDocument(u *User) *UserDoc {
+	claims := u.Claims
+	if claims == nil {
+		claims = map[string]any{}
+	}
+	return &UserDoc{Username: u.Username, Claims: claims, Disabled: u.Disabled}
+}
+
+// CreateUser stores a user with a hashed password.
+func (e *Engine) CreateUser(ctx context.Context, doc *UserDoc) (*UserDoc, error) {
+	if !usernamePattern.MatchString(doc.Username) {
+		return nil, fieldError("username", "must be 1 to 128 visible ASCII characters")
+	}
+	if doc.Password == "" {
+		return nil, fieldError("password", "is required")
+	}
+	if len(doc.Password) > 1024 {
+		return nil, fieldError("password", "is too long")
+	}
+	u := &User{Username: doc.Username, PasswordHash: HashPassword(doc.Password), Claims: doc.Claims,
+		Disabled: doc.Disabled, CreatedAt: e.now(), UpdatedAt: e.now()}
+	if err := e.st.Users.CreateUser(ctx, u); errors.Is(err, ErrConflict) {
+		return nil, Errorf(CodeConflict, "username: %q exists already", u.Username)
+	} else if err != nil {
+		return nil, storeFailure(err)
+	}
+	return UserDocument(u), nil
+}
+
+// ReplaceUser replaces a user; the password is kept unless given.
+func (e *Engine) ReplaceUser(ctx context.Context, username string, doc *UserDoc) (*UserDoc, error) {
+	if doc.Username != "" && doc.Username != username {
+		return nil, fieldError("username", "cannot be changed")
+	}
+	old, err := e.st.Users.UserByName(ctx, username)
+	if errors.Is(err, ErrNotFound) {
+		return nil, Errorf(CodeNotFound, "user %q does not exist", username)
+	}
+	if err != nil {
+		return nil, storeFailure(err)
+	}
+	u := &User{Username: username, PasswordHash: old.PasswordHash, Claims: doc.Claims, Disabled: doc.Disabled,
+		CreatedAt: old.CreatedAt, UpdatedAt: e.now()}
+	if doc.Password != "" {
+		if len(doc.Password) > 1024 {
+			return nil, fieldError("password", "is too long")
+		}
+		u.PasswordHash = HashPassword(doc.Password)
+	}
+	if err := e.st.Users.UpdateUser(ctx, u); err != nil {
+		return nil, storeFailure(err)
+	}
+	return UserDocument(u), nil
+}
+
+// UserDoc reads one user.
+func (e *Engine) UserDoc(ctx context.Context, username string) (*UserDoc, error) {
+	u, err := e.st.Users.UserByName(ctx, username)
+	if errors.Is(err, ErrNotFound) {
+		return nil, Errorf(CodeNotFound, "user %q does not exist", username)
+	}
+	if err != nil {
+		return nil, storeFailure(err)
+	}
+	return UserDocument(u), nil
+}
+
+// UserDocs lists every user.
+func (e *Engine) UserDocs(ctx context.Context) ([]*UserDoc, error) {
+	all, err := e.st.Users.Users(ctx)
+	if err != nil {
+		return nil, storeFailure(err)
+	}
+	out := make([]*UserDoc, len(all))
+	for i, u := range all {
+		out[i] = UserDocument(u)
+	}
+	return out, nil
+}
+
+// DeleteUser deletes a user.
+func (e *Engine) DeleteUser(ctx context.Context, username string) error {
+	err := e.st.Users.DeleteUser(ctx, username)
+	if errors.Is(err, ErrNotFound) {
+		return Errorf(CodeNotFound, "user %q does not exist", username)
+	}
+	if err != nil {
+		return storeFailure(err)
+	}
+	return nil
+}

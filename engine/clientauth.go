@@ -1,0 +1,295 @@
+package engine
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"sync"
+	"time"
+
+	jose "github.com/go-jose/go-jose/v4"
+	"github.com/go-jose/go-jose/v4/jwt"
+)
+
+// AssertionTypeJWTBearer is the client_assertion_type of RFC 7523 §2.2.
+const AssertionTypeJWTBearer = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+
+// maxAssertionLifetime bounds exp - iat of a client assertion (CONTRACT §4).
+const maxAssertionLifetime = 10 * time.Minute
+
+// ClientCredentials are the credentials a request carries, as parsed by the
+// transport (RFC 6749 §2.3, RFC 7523 §2.2).
+type ClientCredentials struct {
+	// Basic is set when an Authorization: Basic header was sent; its
+	// parts are already form-decoded (RFC 6749 §2.3.1).
+	Basic                    bool
+	BasicID, BasicSecret     string
+	ClientID                 string // form client_id
+	ClientSecret             string // form client_secret
+	AssertionType, Assertion string
+}
+
+func (c *ClientCredentials) methods() int {
+	n := 0
+	if c.Basic {
+		n++
+	}
+	if c.ClientSecret != "" {
+		n++
+	}
+	if c.Assertion != "" || c.AssertionType != "" {
+		n++
+	}
+	return n
+}
+
+// Empty reports whether the request carries no client identification.
+func (c *ClientCredentials) Empty() bool { return c.methods() == 0 && c.ClientID == "" }
+
+var errBadClient = errors.New("client authentication failed")
+
+func invalidClient(desc string) *Error {
+	return &Error{Code: CodeInvalidClient, Description: desc, Err: errBadClient}
+}
+
+// AuthenticateClient authenticates the client of a request with the one
+// method registered for it (CONTRACT §4). endpoint is the URL the request
+// was sent to, accepted as assertion audience besides the token endpoint
+// and the issuer.
+func (e *Engine) AuthenticateClient(ctx context.Context, cred *ClientCredentials, endpoint string) (*Client, error) {
+	if cred.methods() > 1 {
+		return nil, Errorf(CodeInvalidRequest, "use exactly one client authentication method per request")
+	}
+	switch {
+	case cred.Basic:
+		return e.authSecret(ctx, AuthSecretBasic, cred.BasicID, cred.BasicSecret, cred.ClientID)
+	case cred.ClientSecret != "":
+		return e.authSecret(ctx, AuthSecretPost, cred.ClientID, cred.ClientSecret, "")
+	case cred.Assertion != "" || cred.AssertionType != "":
+		return e.authAssertion(ctx, cred, endpoint)
+	case cred.ClientID != "":
+		c, err := e.clientForAuth(ctx, cred.ClientID)
+		if err != nil {
+			return nil, err
+		}
+		if c.AuthMethod != AuthNone {
+			return nil, invalidClient("client authentication failed")
+		}
+		return c, nil
+	}
+	return nil, invalidClient("client authentication is required")
+}
+
+func (e *Engine) clientForAuth(ctx context.Context, id string) (*Client, error) {
+	c, err := e.st.Clients.ClientByID(ctx, id)
+	if errors.Is(err, ErrNotFound) {
+		return nil, invalidClient("client authentication failed")
+	}
+	if err != nil {
+		return nil, storeFailure(err)
+	}
+	return c, nil
+}
+
+func (e *Engine) authSecret(ctx context.Context, method AuthMethod, id, secret, formID string) (*Client, error) {
+	if id == "" {
+		return nil, invalidClient("client authentication failed")
+	}
+	if formID != "" && formID != id {
+		return nil, Errorf(CodeInvalidRequest, "client_id does not match the authenticated client")
+	}
+	c, err := e.st.Clients.ClientByID(ctx, id)
+	if errors.Is(err, ErrNotFound) {
+		VerifySecret(dummySecretHash, secret) // same cost as a known client
+		return nil, invalidClient("client authentication failed")
+	}
+	if err != nil {
+		return nil, storeFailure(err)
+	}
+	ok := VerifySecret(c.SecretHash, secret)
+	if !ok || c.AuthMethod != method {
+		return nil, invalidClient("client authentication failed")
+	}
+	return c, nil
+}
+
+// authAssertion verifies a client_secret_jwt or private_key_jwt assertion
+// (RFC 7523 §3, OIDC Core §9).
+func (e *Engine) authAssertion(ctx context.Context, cred *ClientCredentials, endpoint string) (*Client, error) {
+	if cred.AssertionType != AssertionTypeJWTBearer {
+		return nil, invalidClient("client_assertion_type must be " + AssertionTypeJWTBearer)
+	}
+	if cred.Assertion == "" {
+		return nil, Errorf(CodeInvalidRequest, "client_assertion is missing")
+	}
+	tok, err := jwt.ParseSigned(cred.Assertion, []jose.SignatureAlgorithm{
+		jose.HS256, jose.HS384, jose.HS512, jose.RS256, jose.PS256, jose.ES256, jose.EdDSA,
+	})
+	if err != nil || len(tok.Headers) != 1 {
+		return nil, invalidClient("client_assertion is not a valid signed JWT")
+	}
+	var unverified jwt.Claims
+	if err := tok.UnsafeClaimsWithoutVerification(&unverified); err != nil || unverified.Issuer == "" {
+		return nil, invalidClient("client_assertion has no iss")
+	}
+	if cred.ClientID != "" && cred.ClientID != unverified.Issuer {
+		return nil, invalidClient("client_id does not match the assertion")
+	}
+	c, err := e.clientForAuth(ctx, unverified.Issuer)
+	if err != nil {
+		return nil, err
+	}
+	alg := tok.Headers[0].Algorithm
+	hmacAlg := alg == string(jose.HS256) || alg == string(jose.HS384) || alg == string(jose.HS512)
+	var key any
+	switch c.AuthMethod {
+	case AuthSecretJWT:
+		if !hmacAlg {
+			return nil, invalidClient("client_secret_jwt needs an HS256, HS384 or HS512 assertion")
+		}
+		secret, err := e.seal.open(c.SecretSealed)
+		if err != nil {
+			return nil, Wrap(CodeInvalidClient, err, "client authentication failed")
+		}
+		key = []byte(secret)
+	case AuthPrivateKey:
+		if hmacAlg {
+			return nil, invalidClient("private_key_jwt needs an asymmetric assertion")
+		}
+		k, err := e.clientKey(ctx, c, tok.Headers[0].KeyID, alg)
+		if err != nil {
+			return nil, err
+		}
+		key = k
+	default:
+		return nil, invalidClient("client authentication failed")
+	}
+	if c.AuthSigningAlg != "" && c.AuthSigningAlg != alg {
+		return nil, invalidClient("assertion must be signed with " + c.AuthSigningAlg)
+	}
+	var claims jwt.Claims
+	if err := tok.Claims(key, &claims); err != nil {
+		return nil, invalidClient("client_assertion signature does not verify")
+	}
+	if err := e.checkAssertionClaims(ctx, c, &claims, endpoint); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+func (e *Engine) checkAssertionClaims(ctx context.Context, c *Client, cl *jwt.Claims, endpoint string) error {
+	now := e.now()
+	if cl.Issuer != c.ID || cl.Subject != c.ID {
+		return invalidClient("assertion iss and sub must be the client_id")
+	}
+	audOK := false
+	for _, a := range []string{e.cfg.Issuer + PathToken, e.cfg.Issuer, endpoint} {
+		if a != "" && slices.Contains([]string(cl.Audience), a) {
+			audOK = true
+		}
+	}
+	if !audOK {
+		return invalidClient("assertion aud must contain the token endpoint URL or the issuer")
+	}
+	if cl.Expiry == nil || !now.Before(cl.Expiry.Time()) {
+		return invalidClient("assertion has expired or has no exp")
+	}
+	if cl.IssuedAt == nil {
+		return invalidClient("assertion has no iat")
+	}
+	if cl.IssuedAt.Time().After(now.Add(time.Minute)) {
+		return invalidClient("assertion iat is in the future")
+	}
+	if cl.Expiry.Time().Sub(cl.IssuedAt.Time()) > maxAssertionLifetime {
+		return invalidClient("assertion lives longer than 10 minutes")
+	}
+	if cl.NotBefore != nil && cl.NotBefore.Time().After(now.Add(time.Minute)) {
+		return invalidClient("assertion is not valid yet")
+	}
+	if cl.ID == "" {
+		return invalidClient("assertion has no jti")
+	}
+	err := e.st.JTIs.UseJTI(ctx, c.ID, cl.ID, cl.Expiry.Time())
+	if errors.Is(err, ErrConflict) {
+		return invalidClient("assertion jti was used before")
+	}
+	if err != nil {
+		return storeFailure(err)
+	}
+	return nil
+}
+
+// clientKey finds the public key of a private_key_jwt client, inline or
+// from its jwks_uri.
+func (e *Engine) clientKey(ctx context.Context, c *Client, kid, alg string) (any, error) {
+	var set jose.JSONWebKeySet
+	switch {
+	case c.JWKS != "":
+		if err := json.Unmarshal([]byte(c.JWKS), &set); err != nil {
+			return nil, Wrap(CodeInvalidClient, err, "the client's jwks cannot be read")
+		}
+	case c.JWKSURI != "":
+		s, err := e.jwks.fetch(ctx, c.JWKSURI)
+		if err != nil {
+			return nil, Wrap(CodeInvalidClient, err, "the client's jwks_uri cannot be read")
+		}
+		set = *s
+	default:
+		return nil, invalidClient("the client has no keys")
+	}
+	for _, k := range set.Keys {
+		if (kid == "" || k.KeyID == kid) && (k.Algorithm == "" || k.Algorithm == alg) && k.Use != "enc" {
+			return k.Public().Key, nil
+		}
+	}
+	return nil, invalidClient("no key of the client matches the assertion")
+}
+
+// remoteJWKS caches clients' JWK Sets fetched from jwks_uri for 5 minutes.
+type remoteJWKS struct {
+	client *http.Client
+	mu     sync.Mutex
+	cache  map[string]cachedSet
+}
+
+type cachedSet struct {
+	set     *jose.JSONWebKeySet
+	fetched time.Time
+}
+
+func newRemoteJWKS(c *http.Client) *remoteJWKS {
+	return &remoteJWKS{client: c, cache: map[string]cachedSet{}}
+}
+
+func (r *remoteJWKS) fetch(ctx context.Context, uri string) (*jose.JSONWebKeySet, error) {
+	r.mu.Lock()
+	c, ok := r.cache[uri]
+	r.mu.Unlock()
+	if ok && time.Since(c.fetched) < 5*time.Minute {
+		return c.set, nil
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, uri, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := r.client.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("jwks_uri answered %d", resp.StatusCode)
+	}
+	var set jose.JSONWebKeySet
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&set); err != nil {
+		return nil, err
+	}
+	r.mu.Lock()
+	r.cache[uri] = cachedSet{set: &set, fetched: time.Now()}
+	r.mu.Unlock()
+	return &set, nil
+}

@@ -1,0 +1,211 @@
+// Package engine is keyhook's domain: client authentication, the grants of
+// the token endpoint, token issuance (opaque and RFC 9068 JWT),
+// introspection (RFC 7662), revocation (RFC 7009) and the admin operations.
+// It knows neither HTTP, SQL nor JavaScript: package web calls it, package
+// storage implements its Stores and package hooks runs its scripts.
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/keyhook/keyhook/hooks"
+)
+
+// Config is what the engine needs besides its stores.
+type Config struct {
+	// Issuer is the server's base URL without trailing slash (RFC 8414 §2).
+	Issuer string
+	Logger *slog.Logger
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+	// Hooks runs scripts; nil runs none.
+	Hooks *hooks.Dispatcher
+	// HTTPClient fetches clients' jwks_uri; nil means a client with a
+	// 5 second timeout.
+	HTTPClient *http.Client
+	// RefreshInterval is how often shared state (properties, keys,
+	// scripts) is reloaded from the store; default 2s (CONTRACT §6: 5s).
+	RefreshInterval time.Duration
+}
+
+// Engine implements keyhook's endpoints without their transport. It is
+// safe for concurrent use.
+type Engine struct {
+	cfg   Config
+	st    Stores
+	log   *slog.Logger
+	now   func() time.Time
+	props atomic.Pointer[Properties]
+	keys  keyRing
+	seal  *sealer
+	hooks *hooks.Dispatcher
+	jwks  *remoteJWKS
+	// scriptsVersion is the store's script version last loaded.
+	scriptsVersion atomic.Value
+}
+
+// Paths of the endpoints, relative to the issuer (CONTRACT §2).
+const (
+	PathToken         = "/oauth2/token"
+	PathIntrospect    = "/oauth2/introspect"
+	PathRevoke        = "/oauth2/revoke"
+	PathAuthorize     = "/oauth2/authorize"
+	PathUserinfo      = "/oauth2/userinfo"
+	PathJWKS          = "/oauth2/jwks"
+	AdminScope        = "keyhook:admin"
+	sealKeySecretName = "client-secret-seal-key"
+)
+
+// New loads the engine's shared state from st, creating a signing key and
+// the sealing key on first start.
+func New(ctx context.Context, cfg Config, st Stores) (*Engine, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.HTTPClient == nil {
+		cfg.HTTPClient = &http.Client{Timeout: 5 * time.Second}
+	}
+	if cfg.RefreshInterval <= 0 {
+		cfg.RefreshInterval = 2 * time.Second
+	}
+	cfg.Issuer = strings.TrimRight(cfg.Issuer, "/")
+	e := &Engine{cfg: cfg, st: st, log: cfg.Logger, now: cfg.Now, hooks: cfg.Hooks}
+	e.jwks = newRemoteJWKS(cfg.HTTPClient)
+	e.props.Store(DefaultProperties())
+	if err := e.reloadProperties(ctx); err != nil {
+		return nil, fmt.Errorf("loading properties: %w", err)
+	}
+	key, err := st.Secrets.Secret(ctx, sealKeySecretName, randomBytes(32))
+	if err != nil {
+		return nil, fmt.Errorf("loading the sealing key: %w", err)
+	}
+	if e.seal, err = newSealer(key); err != nil {
+		return nil, err
+	}
+	if err := e.reloadKeys(ctx); err != nil {
+		return nil, fmt.Errorf("loading signing keys: %w", err)
+	}
+	if err := e.reloadScripts(ctx); err != nil {
+		return nil, fmt.Errorf("loading scripts: %w", err)
+	}
+	return e, nil
+}
+
+// Issuer is the server's issuer identifier.
+func (e *Engine) Issuer() string { return e.cfg.Issuer }
+
+// Properties is the current snapshot of the server properties; never nil.
+func (e *Engine) Properties() *Properties { return e.props.Load() }
+
+// Hooks is the script dispatcher (nil when scripts are off).
+func (e *Engine) Hooks() *hooks.Dispatcher { return e.hooks }
+
+func (e *Engine) reloadProperties(ctx context.Context) error {
+	stored, err := e.st.Properties.Properties(ctx)
+	if err != nil {
+		return err
+	}
+	e.props.Store(decodeProperties(stored))
+	return nil
+}
+
+func (e *Engine) reloadScripts(ctx context.Context) error {
+	if e.hooks == nil || e.st.Scripts == nil {
+		return nil
+	}
+	version, err := e.st.Scripts.ScriptsVersion(ctx)
+	if err != nil {
+		return err
+	}
+	if old, _ := e.scriptsVersion.Load().(string); old == version && version != "" {
+		return nil
+	}
+	all, err := e.st.Scripts.Scripts(ctx)
+	if err != nil {
+		return err
+	}
+	e.hooks.Replace(all)
+	e.scriptsVersion.Store(version)
+	return nil
+}
+
+// Refresh reloads what other instances may have changed: properties,
+// signing keys and scripts.
+func (e *Engine) Refresh(ctx context.Context) error {
+	return errors.Join(e.reloadProperties(ctx), e.reloadKeys(ctx), e.reloadScripts(ctx))
+}
+
+// Run refreshes shared state every RefreshInterval and purges expired
+// records every minute, until ctx ends.
+func (e *Engine) Run(ctx context.Context) {
+	refresh := time.NewTicker(e.cfg.RefreshInterval)
+	defer refresh.Stop()
+	purge := time.NewTicker(time.Minute)
+	defer purge.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-refresh.C:
+			if err := e.Refresh(ctx); err != nil && ctx.Err() == nil {
+				e.log.Warn("refreshing shared state failed", "err", err)
+			}
+		case <-purge.C:
+			e.Purge(ctx)
+		}
+	}
+}
+
+// Purge deletes expired tokens, codes and assertion ids, and retired keys
+// that no unexpired token needs any more.
+func (e *Engine) Purge(ctx context.Context) {
+	now := e.now()
+	n1, err1 := e.st.Tokens.PurgeTokens(ctx, now)
+	n2, err2 := e.st.JTIs.PurgeJTIs(ctx, now)
+	var n3 int64
+	var err3 error
+	if e.st.Codes != nil {
+		n3, err3 = e.st.Codes.PurgeCodes(ctx, now)
+	}
+	if err := errors.Join(err1, err2, err3); err != nil {
+		e.log.Warn("purge failed", "err", err)
+	}
+	if n1+n2+n3 > 0 {
+		e.log.Info("purged expired records", "tokens", n1, "jtis", n2, "codes", n3)
+	}
+	// A retired key leaves the JWKS once no token it signed is unexpired
+	// and it has been retired for longer than the longest JWT answer lives.
+	e.keys.mu.RLock()
+	var retired []*SigningKey
+	for _, k := range e.keys.byID {
+		if !k.rec.RetiredAt.IsZero() && now.Sub(k.rec.RetiredAt) > time.Hour {
+			retired = append(retired, k.rec)
+		}
+	}
+	e.keys.mu.RUnlock()
+	for _, rec := range retired {
+		latest, err := e.st.Tokens.LatestExpiry(ctx, rec.ID)
+		if err != nil || latest.After(now) {
+			continue
+		}
+		if err := e.st.Keys.DeleteSigningKey(ctx, rec.ID); err == nil {
+			e.log.Info("retired signing key removed", "kid", rec.ID)
+		}
+	}
+}
+
+// Ping is used by readiness checks.
+func (e *Engine) Ping(ctx context.Context) error {
+	_, err := e.st.Properties.Properties(ctx)
+	return err
+}

@@ -1,0 +1,72 @@
+package engine
+
+import (
+	"errors"
+	"fmt"
+)
+
+// ErrorCode is an OAuth 2.0 error code (RFC 6749 §5.2, RFC 6750 §3.1,
+// RFC 7009 §2.2.1). Only package web turns codes into HTTP statuses.
+type ErrorCode string
+
+// Error codes keyhook answers with.
+const (
+	CodeInvalidRequest          ErrorCode = "invalid_request"
+	CodeInvalidClient           ErrorCode = "invalid_client"
+	CodeInvalidGrant            ErrorCode = "invalid_grant"
+	CodeUnauthorizedClient      ErrorCode = "unauthorized_client"
+	CodeUnsupportedGrantType    ErrorCode = "unsupported_grant_type"
+	CodeInvalidScope            ErrorCode = "invalid_scope"
+	CodeInvalidToken            ErrorCode = "invalid_token"
+	CodeInsufficientScope       ErrorCode = "insufficient_scope"
+	CodeAccessDenied            ErrorCode = "access_denied"
+	CodeUnsupportedResponseType ErrorCode = "unsupported_response_type"
+	CodeUnsupportedTokenType    ErrorCode = "unsupported_token_type"
+	CodeServerError             ErrorCode = "server_error"
+	CodeTemporarilyUnavailable  ErrorCode = "temporarily_unavailable"
+)
+
+// Error is the one error type that reaches a client. Description is sent;
+// Err is for the log only and never leaves the server.
+type Error struct {
+	Code        ErrorCode
+	Description string
+	Err         error
+}
+
+func (e *Error) Error() string {
+	if e.Err != nil {
+		return fmt.Sprintf("%s: %s: %v", e.Code, e.Description, e.Err)
+	}
+	return fmt.Sprintf("%s: %s", e.Code, e.Description)
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// Errorf returns a fresh *Error with a formatted description.
+func Errorf(code ErrorCode, format string, args ...any) *Error {
+	return &Error{Code: code, Description: fmt.Sprintf(format, args...)}
+}
+
+// Wrap returns a fresh *Error that keeps cause for the log.
+func Wrap(code ErrorCode, cause error, description string) *Error {
+	return &Error{Code: code, Description: description, Err: cause}
+}
+
+// Sentinels that stores return.
+var (
+	// ErrNotFound: the record does not exist.
+	ErrNotFound = errors.New("not found")
+	// ErrConflict: a record with the same key exists already.
+	ErrConflict = errors.New("conflict")
+)
+
+// storeFailure turns an unexpected store error into the client-facing
+// answer: from the client's side a failing database is a passing condition.
+func storeFailure(err error) error {
+	var oe *Error
+	if errors.As(err, &oe) {
+		return err
+	}
+	return Wrap(CodeTemporarilyUnavailable, err, "the server cannot reach its storage, try again")
+}

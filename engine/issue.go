@@ -1,0 +1,390 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"time"
+
+	"github.com/keyhook/keyhook/hooks"
+)
+
+// protectedClaims are the claims scripts may not change (CONTRACT §7).
+var protectedClaims = []string{"iss", "jti", "iat", "nbf", "exp", "client_id"}
+
+// protectedHeaderNames are the JWS header fields scripts may not change.
+var protectedHeaderNames = []string{"alg", "kid", "typ"}
+
+// standardAccessClaims are kept in Token fields rather than Token.Claims.
+var standardAccessClaims = map[string]bool{
+	"iss": true, "sub": true, "aud": true, "exp": true, "iat": true, "nbf": true,
+	"jti": true, "client_id": true, "scope": true,
+}
+
+// JWT types (RFC 9068 §2.1, RFC 9701 §5).
+const (
+	typAccessToken   = "at+jwt"
+	typIDToken       = "JWT"
+	typIntrospection = "token-introspection+jwt"
+)
+
+// issue creates, shapes with scripts, signs and stores the tokens of a
+// grant, and answers them (RFC 6749 §5.1). Nothing is answered that was
+// not stored.
+func (e *Engine) issue(ctx context.Context, g *grant, req *RequestInfo) (*TokenResponse, error) {
+	c := g.client
+	now := e.now().Truncate(time.Second)
+	var updateScripts []*hooks.Script
+	if e.hooks != nil {
+		updateScripts = e.hooks.Select(hooks.KindUpdateToken, c.UpdateTokenScripts, false)
+	}
+	at := &Token{
+		Kind: KindAccess, Format: FormatOpaque, ClientID: c.ID, Subject: g.subject(), Scope: g.scope,
+		GrantType: g.grantType, FamilyID: g.familyID, Audience: []string{c.ID}, IssuedAt: now, AuthTime: g.authTime,
+	}
+	if c.AccessTokenAsJWT {
+		at.Format, at.ID = FormatJWT, randomID()
+	}
+	if g.user != nil {
+		at.Username = g.user.Username
+	}
+	sc := &scriptCall{e: e, client: c, user: g.user, req: req}
+	var hctx map[string]any
+	if len(updateScripts) > 0 {
+		hctx = sc.context(hooks.PhaseToken, at)
+	}
+	lt, err := e.lifetimes(ctx, c, updateScripts, hctx)
+	if err != nil {
+		return nil, scriptDenied(err)
+	}
+	at.ExpiresAt = now.Add(time.Duration(lt.access) * time.Second)
+
+	claims := e.accessClaims(at)
+	header := map[string]any{}
+	if at.Format == FormatJWT {
+		if k := e.currentKey(); k != nil {
+			header = map[string]any{"alg": string(k.alg), "kid": k.rec.ID, "typ": typAccessToken}
+		}
+		if c.RunIntrospectionBeforeJWT {
+			if claims, err = e.introspectionClaims(ctx, sc, at, claims); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if len(updateScripts) > 0 {
+		out, err := e.hooks.Run(ctx, updateScripts, "modifyAccessToken",
+			map[string]any{"header": header, "claims": claims}, sc.context(hooks.PhaseToken, at), hooks.StopOnFalse)
+		if err != nil {
+			return nil, scriptDenied(err)
+		}
+		if out.FalseBy != "" {
+			return nil, Errorf(CodeInvalidGrant, "the access token was refused by script %s", out.FalseBy)
+		}
+		header, claims = e.acceptEdits(out.Value, header, claims)
+	}
+	e.applyAccessClaims(at, claims)
+
+	resp := &TokenResponse{TokenType: "Bearer", ExpiresIn: lt.access, Scope: at.Scope}
+	if at.Format == FormatJWT {
+		extra := map[string]any{}
+		for k, v := range header {
+			if k != "alg" && k != "kid" && k != "typ" {
+				extra[k] = v
+			}
+		}
+		if resp.AccessToken, at.KeyID, err = e.signJWT(typAccessToken, extra, claims); err != nil {
+			return nil, Wrap(CodeServerError, err, "the access token could not be signed")
+		}
+	} else {
+		resp.AccessToken = randomToken()
+		at.ID = TokenHash(resp.AccessToken)
+	}
+	tokens := []*Token{at}
+
+	if c.HasGrant(GrantRefreshToken) && g.grantType != GrantClientCredentials {
+		rt, value, err := e.refreshToken(ctx, sc, g, at, now, lt.refresh, updateScripts)
+		if err != nil {
+			return nil, err
+		}
+		if rt != nil {
+			tokens = append(tokens, rt)
+			resp.RefreshToken = value
+		}
+	}
+	if g.user != nil && hasScope(at.Scope, "openid") {
+		if resp.IDToken, err = e.idToken(ctx, sc, g, at, now, lt.id, updateScripts); err != nil {
+			return nil, err
+		}
+	}
+
+	if g.rotating != nil {
+		ok, err := e.st.Tokens.RotateRefreshToken(ctx, g.rotating.ID, e.now(), tokens...)
+		if err != nil {
+			return nil, storeFailure(err)
+		}
+		if !ok {
+			// Lost a race with another use of the same refresh token, or
+			// it ended meanwhile: this is reuse, and ends the family.
+			if err := e.st.Tokens.RevokeFamily(ctx, g.familyID); err != nil {
+				return nil, storeFailure(err)
+			}
+			return nil, Errorf(CodeInvalidGrant, "the refresh token was already used")
+		}
+	} else if err := e.st.Tokens.CreateTokens(ctx, tokens...); err != nil {
+		return nil, storeFailure(err)
+	}
+	return resp, nil
+}
+
+// scriptDenied maps a script's on_error: deny to the token endpoint's
+// answer (CONTRACT §7: 500 server_error).
+func scriptDenied(err error) error {
+	var d *hooks.DeniedError
+	if errors.As(err, &d) {
+		return Wrap(CodeServerError, err, "the token was refused because script "+d.Script+" failed")
+	}
+	return Wrap(CodeServerError, err, "a script failed")
+}
+
+func (e *Engine) accessClaims(at *Token) map[string]any {
+	claims := map[string]any{
+		"iss": e.cfg.Issuer, "sub": at.Subject, "aud": audienceClaim(at.Audience),
+		"exp": at.ExpiresAt.Unix(), "iat": at.IssuedAt.Unix(), "nbf": at.IssuedAt.Unix(),
+		"client_id": at.ClientID, "scope": at.Scope,
+	}
+	if at.Format == FormatJWT {
+		claims["jti"] = at.ID
+	}
+	for k, v := range at.Claims {
+		claims[k] = v
+	}
+	return claims
+}
+
+// introspectionClaims runs the owning client's introspection scripts on
+// the would-be introspection answer of a new JWT access token
+// (phase jwt_creation) and adds what they added or changed to its claims.
+func (e *Engine) introspectionClaims(ctx context.Context, sc *scriptCall, at *Token, claims map[string]any) (map[string]any, error) {
+	scripts := e.introspectionScripts(sc.client)
+	if len(scripts) == 0 {
+		return claims, nil
+	}
+	base := e.introspectionFields(at)
+	out, err := e.hooks.Run(ctx, scripts, "modifyResponse", base, sc.context(hooks.PhaseJWTCreation, at), hooks.DiscardOnFalse)
+	if err != nil {
+		return nil, scriptDenied(err)
+	}
+	merged := make(map[string]any, len(claims)+len(out.Value))
+	for k, v := range claims {
+		merged[k] = v
+	}
+	for k, v := range out.Value {
+		if k == "active" || k == "token_type" || contains(protectedClaims, k) {
+			continue
+		}
+		if old, had := base[k]; had && hooks.Equal(old, v) {
+			continue
+		}
+		merged[k] = v
+	}
+	return merged, nil
+}
+
+// acceptEdits reads header and claims back from a script's token object,
+// keeping the protected ones as the server made them.
+func (e *Engine) acceptEdits(value map[string]any, header, claims map[string]any) (map[string]any, map[string]any) {
+	newClaims, ok1 := value["claims"].(map[string]any)
+	newHeader, ok2 := value["header"].(map[string]any)
+	if !ok1 {
+		newClaims = claims
+	}
+	if !ok2 {
+		newHeader = header
+	}
+	if changed := hooks.RestoreProtected(claims, newClaims, protectedClaims); len(changed) > 0 {
+		e.log.Warn("scripts may not change these claims; edits ignored", "claims", changed)
+	}
+	if changed := hooks.RestoreProtected(header, newHeader, protectedHeaderNames); len(changed) > 0 {
+		e.log.Warn("scripts may not change these header fields; edits ignored", "header", changed)
+	}
+	return newHeader, newClaims
+}
+
+// applyAccessClaims moves standard claims a script may have changed (sub,
+// aud, scope) into the token record and keeps the rest as its Claims.
+func (e *Engine) applyAccessClaims(at *Token, claims map[string]any) {
+	if s, ok := claims["scope"].(string); ok {
+		at.Scope = strings.Join(splitScope(s), " ")
+	}
+	claims["scope"] = at.Scope
+	if s, ok := claims["sub"].(string); ok && s != "" {
+		at.Subject = s
+	}
+	claims["sub"] = at.Subject
+	if aud := audienceList(claims["aud"]); len(aud) > 0 {
+		at.Audience = aud
+	}
+	claims["aud"] = audienceClaim(at.Audience)
+	at.Claims = nil
+	for k, v := range claims {
+		if !standardAccessClaims[k] {
+			if at.Claims == nil {
+				at.Claims = map[string]any{}
+			}
+			at.Claims[k] = v
+		}
+	}
+}
+
+func (e *Engine) refreshToken(ctx context.Context, sc *scriptCall, g *grant, at *Token, now time.Time, lifetime int64, scripts []*hooks.Script) (*Token, string, error) {
+	rt := &Token{
+		Kind: KindRefresh, Format: FormatOpaque, ClientID: g.client.ID, Subject: at.Subject, Username: at.Username,
+		Scope: at.Scope, GrantType: g.grantType, FamilyID: g.familyID, Audience: []string{g.client.ID},
+		IssuedAt: now, ExpiresAt: now.Add(time.Duration(lifetime) * time.Second), AuthTime: g.authTime,
+	}
+	if len(scripts) > 0 {
+		claims := map[string]any{
+			"client_id": rt.ClientID, "sub": rt.Subject, "scope": rt.Scope,
+			"iat": rt.IssuedAt.Unix(), "exp": rt.ExpiresAt.Unix(),
+		}
+		out, err := e.hooks.Run(ctx, scripts, "modifyRefreshToken", map[string]any{"claims": claims},
+			sc.context(hooks.PhaseToken, rt), hooks.StopOnFalse)
+		if err != nil {
+			return nil, "", scriptDenied(err)
+		}
+		if out.FalseBy != "" {
+			return nil, "", nil
+		}
+		if edited, ok := out.Value["claims"].(map[string]any); ok {
+			for k, v := range edited {
+				if k != "client_id" && k != "sub" && k != "scope" && !contains(protectedClaims, k) {
+					if rt.Claims == nil {
+						rt.Claims = map[string]any{}
+					}
+					rt.Claims[k] = v
+				}
+			}
+		}
+	}
+	value := randomToken()
+	rt.ID = TokenHash(value)
+	return rt, value, nil
+}
+
+// idToken makes the OpenID Connect ID token (OIDC Core §2) with the
+// user's claims that the granted scopes release (OIDC Core §5.4).
+func (e *Engine) idToken(ctx context.Context, sc *scriptCall, g *grant, at *Token, now time.Time, lifetime int64, scripts []*hooks.Script) (string, error) {
+	claims := map[string]any{
+		"iss": e.cfg.Issuer, "sub": g.user.Username, "aud": g.client.ID, "azp": g.client.ID,
+		"exp": now.Add(time.Duration(lifetime) * time.Second).Unix(), "iat": now.Unix(), "jti": randomID(),
+	}
+	if !g.authTime.IsZero() {
+		claims["auth_time"] = g.authTime.Unix()
+	}
+	if g.nonce != "" {
+		claims["nonce"] = g.nonce
+	}
+	for k, v := range UserClaims(g.user, at.Scope) {
+		if _, taken := claims[k]; !taken {
+			claims[k] = v
+		}
+	}
+	header := map[string]any{}
+	if k := e.currentKey(); k != nil {
+		header = map[string]any{"alg": string(k.alg), "kid": k.rec.ID, "typ": typIDToken}
+	}
+	if len(scripts) > 0 {
+		out, err := e.hooks.Run(ctx, scripts, "modifyIdToken", map[string]any{"header": header, "claims": claims},
+			sc.context(hooks.PhaseToken, at), hooks.DiscardOnFalse)
+		if err != nil {
+			return "", scriptDenied(err)
+		}
+		header, claims = e.acceptEdits(out.Value, header, claims)
+	}
+	extra := map[string]any{}
+	for k, v := range header {
+		if k != "alg" && k != "kid" && k != "typ" {
+			extra[k] = v
+		}
+	}
+	s, _, err := e.signJWT(typIDToken, extra, claims)
+	if err != nil {
+		return "", Wrap(CodeServerError, err, "the ID token could not be signed")
+	}
+	return s, nil
+}
+
+// scopeClaims are the user claims each OIDC scope releases (OIDC Core §5.4).
+var scopeClaims = map[string][]string{
+	"email":   {"email", "email_verified"},
+	"phone":   {"phone_number", "phone_number_verified"},
+	"address": {"address"},
+}
+
+// UserClaims are the claims of u that scope releases: profile releases
+// every claim that no other scope governs.
+func UserClaims(u *User, scope string) map[string]any {
+	out := map[string]any{}
+	governed := map[string]bool{}
+	for _, names := range scopeClaims {
+		for _, n := range names {
+			governed[n] = true
+		}
+	}
+	for _, s := range splitScope(scope) {
+		if s == "profile" {
+			for k, v := range u.Claims {
+				if !governed[k] {
+					out[k] = v
+				}
+			}
+		}
+		for _, n := range scopeClaims[s] {
+			if v, ok := u.Claims[n]; ok {
+				out[n] = v
+			}
+		}
+	}
+	return out
+}
+
+func hasScope(scope, s string) bool {
+	for _, v := range splitScope(scope) {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+// audienceClaim is aud as RFC 7519 §4.1.3 allows: one string or a list.
+func audienceClaim(aud []string) any {
+	if len(aud) == 1 {
+		return aud[0]
+	}
+	out := make([]any, len(aud))
+	for i, a := range aud {
+		out[i] = a
+	}
+	return out
+}
+
+func audienceList(v any) []string {
+	switch a := v.(type) {
+	case string:
+		if a != "" {
+			return []string{a}
+		}
+	case []any:
+		var out []string
+		for _, x := range a {
+			if s, ok := x.(string); ok && s != "" {
+				out = append(out, s)
+			}
+		}
+		return out
+	case []string:
+		return a
+	}
+	return nil
+}

@@ -1,0 +1,260 @@
+package engine
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+
+	jose "github.com/go-jose/go-jose/v4"
+)
+
+// keyRing holds the server's signing keys in memory. The current key signs;
+// every key in the ring verifies and is published in the JWKS until no
+// token signed with it can still be valid (CONTRACT §2).
+type keyRing struct {
+	mu      sync.RWMutex
+	current *loadedKey
+	byID    map[string]*loadedKey
+	// lastMissReload rate-limits reloads triggered by unknown kids.
+	lastMissReload time.Time
+}
+
+type loadedKey struct {
+	rec     *SigningKey
+	private jose.JSONWebKey
+	public  jose.JSONWebKey
+	alg     jose.SignatureAlgorithm
+	// signers caches one signer per typ for headers without extras.
+	signers sync.Map // typ -> jose.Signer
+}
+
+// verifyAlgs are the JWS algorithms accepted for keyhook's own tokens.
+var verifyAlgs = []jose.SignatureAlgorithm{jose.RS256, jose.PS256, jose.ES256, jose.EdDSA}
+
+// NewSigningKey generates a private key for alg (RS256, PS256, ES256, EdDSA).
+func NewSigningKey(alg string, now time.Time) (*SigningKey, error) {
+	var key any
+	var err error
+	switch alg {
+	case "RS256", "PS256":
+		key, err = rsa.GenerateKey(rand.Reader, 2048)
+	case "ES256":
+		key, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	case "EdDSA":
+		_, key, err = ed25519.GenerateKey(rand.Reader)
+	default:
+		return nil, fmt.Errorf("unsupported signing algorithm %q", alg)
+	}
+	if err != nil {
+		return nil, err
+	}
+	kid := randomID()
+	jwk := jose.JSONWebKey{Key: key, KeyID: kid, Algorithm: alg, Use: "sig"}
+	raw, err := jwk.MarshalJSON()
+	if err != nil {
+		return nil, err
+	}
+	return &SigningKey{ID: kid, Alg: alg, PrivateJWK: string(raw), CreatedAt: now}, nil
+}
+
+func loadKey(rec *SigningKey) (*loadedKey, error) {
+	var jwk jose.JSONWebKey
+	if err := jwk.UnmarshalJSON([]byte(rec.PrivateJWK)); err != nil {
+		return nil, fmt.Errorf("signing key %s: %w", rec.ID, err)
+	}
+	jwk.KeyID, jwk.Algorithm, jwk.Use = rec.ID, rec.Alg, "sig"
+	return &loadedKey{rec: rec, private: jwk, public: jwk.Public(), alg: jose.SignatureAlgorithm(rec.Alg)}, nil
+}
+
+// reloadKeys reads every key from the store; the newest unretired one is
+// current. With no key at all it creates one.
+func (e *Engine) reloadKeys(ctx context.Context) error {
+	recs, err := e.st.Keys.SigningKeys(ctx)
+	if err != nil {
+		return err
+	}
+	if len(recs) == 0 {
+		if _, err := e.RotateKey(ctx); err != nil {
+			return err
+		}
+		return nil
+	}
+	sort.Slice(recs, func(i, j int) bool { return recs[i].CreatedAt.After(recs[j].CreatedAt) })
+	e.keys.mu.Lock()
+	defer e.keys.mu.Unlock()
+	byID := make(map[string]*loadedKey, len(recs))
+	var current *loadedKey
+	for _, rec := range recs {
+		lk, ok := e.keys.byID[rec.ID]
+		if !ok {
+			if lk, err = loadKey(rec); err != nil {
+				e.log.Error("skipping unreadable signing key", "kid", rec.ID, "err", err)
+				continue
+			}
+		}
+		lk.rec = rec
+		byID[rec.ID] = lk
+		if current == nil && rec.RetiredAt.IsZero() {
+			current = lk
+		}
+	}
+	if current == nil {
+		return errors.New("no usable current signing key")
+	}
+	e.keys.byID, e.keys.current = byID, current
+	return nil
+}
+
+// RotateKey makes a new key, of the configured algorithm, current; older
+// keys stay published until their tokens expire.
+func (e *Engine) RotateKey(ctx context.Context) (*SigningKey, error) {
+	rec, err := NewSigningKey(e.Properties().AccessTokenSigningAlg, e.now())
+	if err != nil {
+		return nil, err
+	}
+	if err := e.st.Keys.AddSigningKey(ctx, rec); err != nil {
+		return nil, storeFailure(err)
+	}
+	lk, err := loadKey(rec)
+	if err != nil {
+		return nil, err
+	}
+	e.keys.mu.Lock()
+	if e.keys.byID == nil {
+		e.keys.byID = map[string]*loadedKey{}
+	}
+	retired := e.now()
+	for _, k := range e.keys.byID {
+		if k.rec.RetiredAt.IsZero() {
+			cp := *k.rec
+			cp.RetiredAt = retired
+			k.rec = &cp
+		}
+	}
+	e.keys.byID[rec.ID] = lk
+	e.keys.current = lk
+	e.keys.mu.Unlock()
+	e.log.Info("signing key rotated", "kid", rec.ID, "alg", rec.Alg)
+	return rec, nil
+}
+
+// JWKS is the public JWK Set of every key that may still verify a token.
+func (e *Engine) JWKS() jose.JSONWebKeySet {
+	e.keys.mu.RLock()
+	defer e.keys.mu.RUnlock()
+	set := jose.JSONWebKeySet{Keys: make([]jose.JSONWebKey, 0, len(e.keys.byID))}
+	for _, k := range e.keys.byID {
+		set.Keys = append(set.Keys, k.public)
+	}
+	sort.Slice(set.Keys, func(i, j int) bool { return set.Keys[i].KeyID < set.Keys[j].KeyID })
+	return set
+}
+
+func (e *Engine) currentKey() *loadedKey {
+	e.keys.mu.RLock()
+	defer e.keys.mu.RUnlock()
+	return e.keys.current
+}
+
+func (e *Engine) keyByID(ctx context.Context, kid string) *loadedKey {
+	e.keys.mu.RLock()
+	k := e.keys.byID[kid]
+	e.keys.mu.RUnlock()
+	if k != nil {
+		return k
+	}
+	// Another instance may have rotated: reload, at most once a second.
+	e.keys.mu.Lock()
+	stale := e.now().Sub(e.keys.lastMissReload) > time.Second
+	if stale {
+		e.keys.lastMissReload = e.now()
+	}
+	e.keys.mu.Unlock()
+	if !stale || e.reloadKeys(ctx) != nil {
+		return nil
+	}
+	e.keys.mu.RLock()
+	defer e.keys.mu.RUnlock()
+	return e.keys.byID[kid]
+}
+
+// protectedHeaders may not be set by scripts (CONTRACT §7).
+var protectedHeaders = map[string]bool{"alg": true, "kid": true, "typ": true}
+
+// signJWT signs claims with the current key. extra holds header fields
+// beyond alg, kid and typ.
+func (e *Engine) signJWT(typ string, extra map[string]any, claims map[string]any) (string, string, error) {
+	k := e.currentKey()
+	if k == nil {
+		return "", "", errors.New("no signing key")
+	}
+	payload, err := json.Marshal(claims)
+	if err != nil {
+		return "", "", err
+	}
+	var signer jose.Signer
+	if len(extra) == 0 {
+		if s, ok := k.signers.Load(typ); ok {
+			signer = s.(jose.Signer)
+		}
+	}
+	if signer == nil {
+		opts := (&jose.SignerOptions{}).WithType(jose.ContentType(typ))
+		for name, v := range extra {
+			if !protectedHeaders[name] {
+				opts = opts.WithHeader(jose.HeaderKey(name), v)
+			}
+		}
+		signer, err = jose.NewSigner(jose.SigningKey{Algorithm: k.alg, Key: k.private}, opts)
+		if err != nil {
+			return "", "", err
+		}
+		if len(extra) == 0 {
+			k.signers.Store(typ, signer)
+		}
+	}
+	jws, err := signer.Sign(payload)
+	if err != nil {
+		return "", "", err
+	}
+	out, err := jws.CompactSerialize()
+	return out, k.rec.ID, err
+}
+
+// verifyJWT checks a JWT signed by one of the server's keys and returns
+// its claims; any failure is an error without detail for the caller.
+func (e *Engine) verifyJWT(ctx context.Context, raw string) (map[string]any, error) {
+	jws, err := jose.ParseSigned(raw, verifyAlgs)
+	if err != nil || len(jws.Signatures) != 1 {
+		return nil, errors.New("not a JWS")
+	}
+	kid := jws.Signatures[0].Header.KeyID
+	k := e.keyByID(ctx, kid)
+	if k == nil {
+		return nil, errors.New("unknown key")
+	}
+	if jose.SignatureAlgorithm(jws.Signatures[0].Header.Algorithm) != k.alg {
+		return nil, errors.New("algorithm does not match the key")
+	}
+	payload, err := jws.Verify(k.public)
+	if err != nil {
+		return nil, err
+	}
+	var claims map[string]any
+	dec := json.NewDecoder(bytes.NewReader(payload))
+	dec.UseNumber()
+	if err := dec.Decode(&claims); err != nil {
+		return nil, err
+	}
+	return claims, nil
+}

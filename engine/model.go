@@ -1,0 +1,176 @@
+package engine
+
+import (
+	"slices"
+	"strings"
+	"time"
+)
+
+// GrantType names an authorization grant (RFC 6749 §4).
+type GrantType string
+
+// Grants keyhook implements.
+const (
+	GrantClientCredentials GrantType = "client_credentials"
+	GrantPassword          GrantType = "password"
+	GrantRefreshToken      GrantType = "refresh_token"
+	GrantAuthorizationCode GrantType = "authorization_code"
+)
+
+// KnownGrant reports whether g is a grant keyhook implements.
+func KnownGrant(g GrantType) bool {
+	switch g {
+	case GrantClientCredentials, GrantPassword, GrantRefreshToken, GrantAuthorizationCode:
+		return true
+	}
+	return false
+}
+
+// AuthMethod is a client authentication method (RFC 7591 §2,
+// token_endpoint_auth_method).
+type AuthMethod string
+
+// Client authentication methods.
+const (
+	AuthSecretBasic AuthMethod = "client_secret_basic"
+	AuthSecretPost  AuthMethod = "client_secret_post"
+	AuthSecretJWT   AuthMethod = "client_secret_jwt"
+	AuthPrivateKey  AuthMethod = "private_key_jwt"
+	AuthNone        AuthMethod = "none"
+)
+
+// KnownAuthMethod reports whether m is a method keyhook implements.
+func KnownAuthMethod(m AuthMethod) bool {
+	switch m {
+	case AuthSecretBasic, AuthSecretPost, AuthSecretJWT, AuthPrivateKey, AuthNone:
+		return true
+	}
+	return false
+}
+
+// UsesSecret reports whether the method authenticates with client_secret.
+func (m AuthMethod) UsesSecret() bool {
+	return m == AuthSecretBasic || m == AuthSecretPost || m == AuthSecretJWT
+}
+
+// Client is a registered OAuth client (CONTRACT §3).
+type Client struct {
+	ID   string
+	Name string
+	// SecretHash verifies client_secret; SecretSealed holds the secret
+	// encrypted, only for client_secret_jwt, which needs it as HMAC key.
+	SecretHash     string
+	SecretSealed   string
+	AuthMethod     AuthMethod
+	AuthSigningAlg string
+	GrantTypes     []GrantType
+	RedirectURIs   []string
+	Scope          string
+	JWKS           string
+	JWKSURI        string
+
+	AccessTokenAsJWT          bool
+	RunIntrospectionBeforeJWT bool
+	AccessTokenLifetime       int64
+	RefreshTokenLifetime      int64
+	IDTokenLifetime           int64
+	IntrospectionScripts      []string
+	UpdateTokenScripts        []string
+	Attributes                map[string]string
+	CreatedAt, UpdatedAt      time.Time
+}
+
+// Public reports whether the client has no credentials of its own.
+func (c *Client) Public() bool { return c.AuthMethod == AuthNone }
+
+// HasGrant reports whether the client may use grant g.
+func (c *Client) HasGrant(g GrantType) bool { return slices.Contains(c.GrantTypes, g) }
+
+// TokenKind tells access from refresh tokens.
+type TokenKind string
+
+// Token kinds; the values are the RFC 7662 token_type_hint names.
+const (
+	KindAccess  TokenKind = "access_token"
+	KindRefresh TokenKind = "refresh_token"
+)
+
+// TokenFormat is how a token travels.
+type TokenFormat string
+
+// Token formats.
+const (
+	FormatOpaque TokenFormat = "opaque"
+	FormatJWT    TokenFormat = "jwt"
+)
+
+// Token is the stored record of an issued access or refresh token. Opaque
+// tokens are found by the SHA-256 of their value, JWTs by their jti.
+type Token struct {
+	ID        string
+	Kind      TokenKind
+	Format    TokenFormat
+	ClientID  string
+	Subject   string
+	Username  string
+	Scope     string
+	GrantType GrantType
+	// FamilyID groups the tokens of one grant: a refresh token and all
+	// that were issued from it and its successors.
+	FamilyID string
+	Audience []string
+	// KeyID is the kid of the key that signed a JWT.
+	KeyID string
+	// Claims are the claims beyond the standard ones, as scripts left them.
+	Claims    map[string]any
+	IssuedAt  time.Time
+	ExpiresAt time.Time
+	AuthTime  time.Time
+	Revoked   bool
+	// UsedAt is set when a refresh token was exchanged (rotation).
+	UsedAt time.Time
+}
+
+// Active reports whether the token may be used at now.
+func (t *Token) Active(now time.Time) bool {
+	return !t.Revoked && t.UsedAt.IsZero() && now.Before(t.ExpiresAt)
+}
+
+// User is a resource owner for the password and code grants.
+type User struct {
+	Username     string
+	PasswordHash string
+	Claims       map[string]any
+	Disabled     bool
+	CreatedAt    time.Time
+	UpdatedAt    time.Time
+}
+
+// SigningKey is one of the server's private keys, stored as a JWK.
+type SigningKey struct {
+	ID         string
+	Alg        string
+	PrivateJWK string
+	CreatedAt  time.Time
+	// RetiredAt is set when another key became current.
+	RetiredAt time.Time
+}
+
+// AuthCode is an authorization code (RFC 6749 §4.1), stored by hash.
+type AuthCode struct {
+	ID                  string
+	ClientID            string
+	Username            string
+	RedirectURI         string
+	Scope               string
+	CodeChallenge       string
+	CodeChallengeMethod string
+	Nonce               string
+	FamilyID            string
+	AuthTime            time.Time
+	ExpiresAt           time.Time
+	UsedAt              time.Time
+}
+
+// splitScope splits a space-separated scope string (RFC 6749 §3.3).
+func splitScope(s string) []string { return strings.Fields(s) }

@@ -1,0 +1,116 @@
+package engine
+
+import (
+	"context"
+	"time"
+
+	"github.com/keyhook/keyhook/hooks"
+)
+
+// Stores are the persistence interfaces the engine needs; package storage
+// implements them on SQLite and PostgreSQL. All methods are safe for
+// concurrent use and return ErrNotFound / ErrConflict where documented.
+type Stores struct {
+	Clients    ClientStore
+	Tokens     TokenStore
+	Keys       KeyStore
+	Properties PropertyStore
+	JTIs       JTIStore
+	Scripts    ScriptStore
+	Users      UserStore
+	Codes      CodeStore
+	Secrets    SecretStore
+}
+
+// ClientStore keeps registered clients.
+type ClientStore interface {
+	ClientByID(ctx context.Context, id string) (*Client, error)
+	Clients(ctx context.Context) ([]*Client, error)
+	// CreateClient returns ErrConflict when the id exists.
+	CreateClient(ctx context.Context, c *Client) error
+	// UpdateClient returns ErrNotFound when the id does not exist.
+	UpdateClient(ctx context.Context, c *Client) error
+	// DeleteClient deletes the client and its tokens; ErrNotFound when absent.
+	DeleteClient(ctx context.Context, id string) error
+}
+
+// TokenStore keeps issued tokens.
+type TokenStore interface {
+	// CreateTokens stores the tokens of one issuance atomically.
+	CreateTokens(ctx context.Context, tokens ...*Token) error
+	TokenByID(ctx context.Context, id string) (*Token, error)
+	// RotateRefreshToken marks the refresh token oldID used at now and
+	// stores next, atomically, if and only if oldID is active (unused,
+	// unrevoked, unexpired at now). It reports whether it did; of two
+	// concurrent calls for one oldID at most one reports true.
+	RotateRefreshToken(ctx context.Context, oldID string, now time.Time, next ...*Token) (bool, error)
+	// RevokeToken revokes one token.
+	RevokeToken(ctx context.Context, id string) error
+	// RevokeFamily revokes every token of a grant family.
+	RevokeFamily(ctx context.Context, familyID string) error
+	// PurgeTokens deletes tokens that expired before t.
+	PurgeTokens(ctx context.Context, before time.Time) (int64, error)
+	// LatestExpiry is the latest expiry of tokens signed with key kid
+	// (zero when there are none).
+	LatestExpiry(ctx context.Context, kid string) (time.Time, error)
+}
+
+// KeyStore keeps the server's signing keys.
+type KeyStore interface {
+	SigningKeys(ctx context.Context) ([]*SigningKey, error)
+	// AddSigningKey stores k and retires every other current key at
+	// k.CreatedAt, atomically.
+	AddSigningKey(ctx context.Context, k *SigningKey) error
+	DeleteSigningKey(ctx context.Context, kid string) error
+}
+
+// PropertyStore keeps server properties as JSON values by name.
+type PropertyStore interface {
+	Properties(ctx context.Context) (map[string]string, error)
+	SetProperties(ctx context.Context, values map[string]string) error
+}
+
+// JTIStore remembers client assertion ids to refuse replays (RFC 7523 §3).
+type JTIStore interface {
+	// UseJTI records (clientID, jti) until expires; ErrConflict when it
+	// was recorded already.
+	UseJTI(ctx context.Context, clientID, jti string, expires time.Time) error
+	PurgeJTIs(ctx context.Context, before time.Time) (int64, error)
+}
+
+// ScriptStore keeps hook scripts.
+type ScriptStore interface {
+	Scripts(ctx context.Context) ([]*hooks.Script, error)
+	ScriptByName(ctx context.Context, name string) (*hooks.Script, error)
+	CreateScript(ctx context.Context, s *hooks.Script) error
+	UpdateScript(ctx context.Context, s *hooks.Script) error
+	DeleteScript(ctx context.Context, name string) error
+	// ScriptsVersion changes whenever any script changes; instances poll it.
+	ScriptsVersion(ctx context.Context) (string, error)
+}
+
+// UserStore keeps resource owners.
+type UserStore interface {
+	UserByName(ctx context.Context, username string) (*User, error)
+	Users(ctx context.Context) ([]*User, error)
+	CreateUser(ctx context.Context, u *User) error
+	UpdateUser(ctx context.Context, u *User) error
+	DeleteUser(ctx context.Context, username string) error
+}
+
+// CodeStore keeps authorization codes.
+type CodeStore interface {
+	CreateCode(ctx context.Context, c *AuthCode) error
+	// UseCode marks the code used at now if it was unused and returns it;
+	// the boolean is false when it had been used already.
+	UseCode(ctx context.Context, id string, now time.Time) (*AuthCode, bool, error)
+	PurgeCodes(ctx context.Context, before time.Time) (int64, error)
+}
+
+// SecretStore keeps the server's own random secrets (e.g. the key that
+// seals client secrets), creating each on first use.
+type SecretStore interface {
+	// Secret returns the secret called name, storing fresh when none exists
+	// (concurrent instances agree on one value).
+	Secret(ctx context.Context, name string, fresh []byte) ([]byte, error)
+}

@@ -1,0 +1,311 @@
+package engine
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"errors"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/keyhook/keyhook/hooks"
+)
+
+// RequestInfo is what scripts may see of the HTTP request: method,
+// lower-cased headers and parameters, credentials removed (CONTRACT §7).
+type RequestInfo struct {
+	Method  string
+	Headers map[string]string
+	Params  map[string]string
+}
+
+// TokenRequest is a parsed token endpoint request (RFC 6749 §4).
+type TokenRequest struct {
+	Credentials  ClientCredentials
+	GrantType    GrantType
+	Scope        string
+	ScopeGiven   bool
+	Username     string
+	Password     string
+	RefreshToken string
+	Code         string
+	RedirectURI  string
+	CodeVerifier string
+	Request      RequestInfo
+}
+
+// TokenResponse is the successful answer of RFC 6749 §5.1.
+type TokenResponse struct {
+	AccessToken  string `json:"access_token"`
+	TokenType    string `json:"token_type"`
+	ExpiresIn    int64  `json:"expires_in"`
+	Scope        string `json:"scope"`
+	RefreshToken string `json:"refresh_token,omitempty"`
+	IDToken      string `json:"id_token,omitempty"`
+}
+
+// grant is what a grant handler established: who gets a token, for which
+// client and scope, in which family.
+type grant struct {
+	client    *Client
+	grantType GrantType
+	user      *User
+	scope     string
+	familyID  string
+	authTime  time.Time
+	nonce     string
+	// rotating is the refresh token being exchanged, if any.
+	rotating *Token
+}
+
+func (g *grant) subject() string {
+	if g.user != nil {
+		return g.user.Username
+	}
+	return g.client.ID
+}
+
+// Token handles a token endpoint request (CONTRACT §4).
+func (e *Engine) Token(ctx context.Context, req *TokenRequest) (*TokenResponse, error) {
+	if req.GrantType == "" {
+		return nil, Errorf(CodeInvalidRequest, "grant_type is missing")
+	}
+	if !KnownGrant(req.GrantType) {
+		return nil, Errorf(CodeUnsupportedGrantType, "grant_type %q is not supported", req.GrantType)
+	}
+	client, err := e.AuthenticateClient(ctx, &req.Credentials, e.cfg.Issuer+PathToken)
+	if err != nil {
+		return nil, err
+	}
+	if !client.HasGrant(req.GrantType) {
+		return nil, Errorf(CodeUnauthorizedClient, "the client may not use grant_type %s", req.GrantType)
+	}
+	if client.Public() && req.GrantType != GrantAuthorizationCode && req.GrantType != GrantRefreshToken {
+		return nil, Errorf(CodeUnauthorizedClient, "a public client may only use the authorization_code and refresh_token grants")
+	}
+	var g *grant
+	switch req.GrantType {
+	case GrantClientCredentials:
+		g, err = e.clientCredentialsGrant(client, req)
+	case GrantPassword:
+		g, err = e.passwordGrant(ctx, client, req)
+	case GrantRefreshToken:
+		g, err = e.refreshGrant(ctx, client, req)
+	case GrantAuthorizationCode:
+		g, err = e.codeGrant(ctx, client, req)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return e.issue(ctx, g, &req.Request)
+}
+
+// grantScope resolves the requested scope against the allowed one
+// (RFC 6749 §3.3): absent means all allowed; anything else must be a
+// subset.
+func grantScope(requested string, given bool, allowed string) (string, error) {
+	if !given || strings.TrimSpace(requested) == "" {
+		return strings.Join(splitScope(allowed), " "), nil
+	}
+	allow := splitScope(allowed)
+	var out []string
+	for _, s := range splitScope(requested) {
+		if !validScopeToken(s) {
+			return "", Errorf(CodeInvalidScope, "scope %q is malformed", s)
+		}
+		if !slices.Contains(allow, s) {
+			return "", Errorf(CodeInvalidScope, "scope %q is not allowed", s)
+		}
+		if !slices.Contains(out, s) {
+			out = append(out, s)
+		}
+	}
+	return strings.Join(out, " "), nil
+}
+
+// validScopeToken: scope-token = 1*( %x21 / %x23-5B / %x5D-7E ).
+func validScopeToken(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < 0x21 || c == 0x22 || c == 0x5c || c > 0x7e {
+			return false
+		}
+	}
+	return s != ""
+}
+
+func (e *Engine) clientCredentialsGrant(c *Client, req *TokenRequest) (*grant, error) {
+	scope, err := grantScope(req.Scope, req.ScopeGiven, c.Scope)
+	if err != nil {
+		return nil, err
+	}
+	return &grant{client: c, grantType: GrantClientCredentials, scope: scope, familyID: randomID()}, nil
+}
+
+func (e *Engine) passwordGrant(ctx context.Context, c *Client, req *TokenRequest) (*grant, error) {
+	if req.Username == "" || req.Password == "" {
+		return nil, Errorf(CodeInvalidRequest, "username and password are required")
+	}
+	scope, err := grantScope(req.Scope, req.ScopeGiven, c.Scope)
+	if err != nil {
+		return nil, err
+	}
+	u, err := e.authenticateUser(ctx, req.Username, req.Password)
+	if err != nil {
+		return nil, err
+	}
+	return &grant{client: c, grantType: GrantPassword, user: u, scope: scope, familyID: randomID(), authTime: e.now()}, nil
+}
+
+// authenticateUser checks a username and password; unknown users, wrong
+// passwords and disabled users all answer invalid_grant after the same
+// amount of work.
+func (e *Engine) authenticateUser(ctx context.Context, username, password string) (*User, error) {
+	if e.st.Users == nil {
+		return nil, Errorf(CodeUnsupportedGrantType, "users are not configured")
+	}
+	u, err := e.st.Users.UserByName(ctx, username)
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		return nil, storeFailure(err)
+	}
+	hash := dummyPasswordHash
+	if u != nil {
+		hash = u.PasswordHash
+	}
+	ok := VerifyPassword(hash, password)
+	if u == nil || !ok || u.Disabled {
+		return nil, Errorf(CodeInvalidGrant, "the username or password is wrong")
+	}
+	return u, nil
+}
+
+func (e *Engine) refreshGrant(ctx context.Context, c *Client, req *TokenRequest) (*grant, error) {
+	if req.RefreshToken == "" {
+		return nil, Errorf(CodeInvalidRequest, "refresh_token is missing")
+	}
+	t, err := e.st.Tokens.TokenByID(ctx, TokenHash(req.RefreshToken))
+	if errors.Is(err, ErrNotFound) || (err == nil && (t.Kind != KindRefresh || t.ClientID != c.ID)) {
+		return nil, Errorf(CodeInvalidGrant, "the refresh token is invalid")
+	}
+	if err != nil {
+		return nil, storeFailure(err)
+	}
+	now := e.now()
+	if !t.UsedAt.IsZero() {
+		// Reuse of a rotated refresh token (RFC 9700 §4.14.2): end the family.
+		if err := e.st.Tokens.RevokeFamily(ctx, t.FamilyID); err != nil {
+			return nil, storeFailure(err)
+		}
+		e.log.Warn("refresh token reused; grant family revoked", "client_id", c.ID, "family", t.FamilyID)
+		return nil, Errorf(CodeInvalidGrant, "the refresh token was already used")
+	}
+	if !t.Active(now) {
+		return nil, Errorf(CodeInvalidGrant, "the refresh token is expired or revoked")
+	}
+	scope := t.Scope
+	if req.ScopeGiven && strings.TrimSpace(req.Scope) != "" {
+		if scope, err = grantScope(req.Scope, true, t.Scope); err != nil {
+			return nil, Errorf(CodeInvalidScope, "a refresh may narrow the scope, never widen it")
+		}
+	}
+	g := &grant{client: c, grantType: GrantRefreshToken, scope: scope, familyID: t.FamilyID, authTime: t.AuthTime, rotating: t}
+	if t.Username != "" {
+		u, err := e.st.Users.UserByName(ctx, t.Username)
+		if errors.Is(err, ErrNotFound) || (err == nil && u.Disabled) {
+			return nil, Errorf(CodeInvalidGrant, "the user of this grant no longer exists or is disabled")
+		}
+		if err != nil {
+			return nil, storeFailure(err)
+		}
+		g.user = u
+	}
+	return g, nil
+}
+
+func (e *Engine) codeGrant(ctx context.Context, c *Client, req *TokenRequest) (*grant, error) {
+	if req.Code == "" {
+		return nil, Errorf(CodeInvalidRequest, "code is missing")
+	}
+	if e.st.Codes == nil {
+		return nil, Errorf(CodeUnsupportedGrantType, "authorization codes are not configured")
+	}
+	code, fresh, err := e.st.Codes.UseCode(ctx, TokenHash(req.Code), e.now())
+	if errors.Is(err, ErrNotFound) {
+		return nil, Errorf(CodeInvalidGrant, "the code is invalid")
+	}
+	if err != nil {
+		return nil, storeFailure(err)
+	}
+	if code.ClientID != c.ID {
+		return nil, Errorf(CodeInvalidGrant, "the code was issued to another client")
+	}
+	if !fresh {
+		// RFC 6749 §4.1.2: a reused code revokes what it gave.
+		if err := e.st.Tokens.RevokeFamily(ctx, code.FamilyID); err != nil {
+			return nil, storeFailure(err)
+		}
+		return nil, Errorf(CodeInvalidGrant, "the code was already used")
+	}
+	if !e.now().Before(code.ExpiresAt) {
+		return nil, Errorf(CodeInvalidGrant, "the code has expired")
+	}
+	if req.RedirectURI != code.RedirectURI {
+		return nil, Errorf(CodeInvalidGrant, "redirect_uri does not match the authorization request")
+	}
+	if code.CodeChallenge != "" || c.Public() {
+		if req.CodeVerifier == "" {
+			return nil, Errorf(CodeInvalidGrant, "code_verifier is required")
+		}
+		sum := sha256.Sum256([]byte(req.CodeVerifier))
+		if base64.RawURLEncoding.EncodeToString(sum[:]) != code.CodeChallenge {
+			return nil, Errorf(CodeInvalidGrant, "code_verifier does not match the code_challenge")
+		}
+	}
+	u, err := e.st.Users.UserByName(ctx, code.Username)
+	if errors.Is(err, ErrNotFound) || (err == nil && u.Disabled) {
+		return nil, Errorf(CodeInvalidGrant, "the user no longer exists or is disabled")
+	}
+	if err != nil {
+		return nil, storeFailure(err)
+	}
+	return &grant{client: c, grantType: GrantAuthorizationCode, user: u, scope: code.Scope, familyID: code.FamilyID,
+		authTime: code.AuthTime, nonce: code.Nonce}, nil
+}
+
+// lifetimes of one issuance, in seconds.
+type lifetimes struct{ access, refresh, id int64 }
+
+func (e *Engine) lifetimes(ctx context.Context, c *Client, scripts []*hooks.Script, hctx map[string]any) (lifetimes, error) {
+	p := e.Properties()
+	lt := lifetimes{access: p.AccessTokenLifetime, refresh: p.RefreshTokenLifetime, id: p.IDTokenLifetime}
+	if c.AccessTokenLifetime > 0 {
+		lt.access = c.AccessTokenLifetime
+	}
+	if c.RefreshTokenLifetime > 0 {
+		lt.refresh = c.RefreshTokenLifetime
+	}
+	if c.IDTokenLifetime > 0 {
+		lt.id = c.IDTokenLifetime
+	}
+	if len(scripts) == 0 {
+		return lt, nil
+	}
+	for _, f := range []struct {
+		fn  string
+		dst *int64
+	}{
+		{"getAccessTokenLifetimeInSeconds", &lt.access},
+		{"getRefreshTokenLifetimeInSeconds", &lt.refresh},
+		{"getIdTokenLifetimeInSeconds", &lt.id},
+	} {
+		n, ok, err := e.hooks.Lifetime(ctx, scripts, f.fn, hctx)
+		if err != nil {
+			return lt, err
+		}
+		if ok {
+			*f.dst = n
+		}
+	}
+	return lt, nil
+}

@@ -1,0 +1,263 @@
+// Command bench is `make bench`: in-process Go benchmarks of the hot paths
+// (introspection, issuance, one hook call) and an HTTP load run against a
+// real listener, printed as one table. With KEYHOOK_TEST_PG set it repeats
+// the store-bound rows on PostgreSQL.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"text/tabwriter"
+	"time"
+
+	"github.com/keyhook/keyhook/engine"
+	"github.com/keyhook/keyhook/hooks"
+	"github.com/keyhook/keyhook/scripts"
+	"github.com/keyhook/keyhook/storage"
+	"github.com/keyhook/keyhook/web"
+)
+
+var (
+	loadFor = flag.Duration("load", 3*time.Second, "length of each HTTP load run")
+	conns   = flag.Int("conns", 64, "concurrent HTTP connections")
+)
+
+type row struct {
+	name, store     string
+	nsPerOp, allocs string
+	rps, p50, p99   string
+}
+
+const benchScript = `function modifyResponse(response, context) {
+  response.department = context.config.department;
+  response.roles = ["reader"];
+  return true;
+}`
+
+// fixture is one wired server with the clients the rows use.
+type fixture struct {
+	eng    *engine.Engine
+	store  *storage.Store
+	rt     *scripts.Engine
+	url    string
+	tokens map[string]string
+	close  func()
+}
+
+func setup(ctx context.Context, dsn string) (*fixture, error) {
+	store, err := storage.Open(ctx, dsn)
+	if err != nil {
+		return nil, err
+	}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	rt := scripts.New(scripts.Options{Logger: log})
+	eng, err := engine.New(ctx, engine.Config{Issuer: "http://bench.local", Logger: log, Hooks: hooks.NewDispatcher(rt, log)}, store.Stores())
+	if err != nil {
+		return nil, err
+	}
+	if _, err := eng.CreateScript(ctx, &engine.ScriptDoc{Name: "bench", Type: "introspection", Source: benchScript,
+		Config: map[string]string{"department": "payments"}}); err != nil {
+		return nil, err
+	}
+	for _, c := range []*engine.ClientDoc{
+		{ClientID: "rs", ClientSecret: "rs-secret"},
+		{ClientID: "opaque", ClientSecret: "opaque-secret", Scope: "read"},
+		{ClientID: "jwt", ClientSecret: "jwt-secret", Scope: "read", AccessTokenAsJWT: true},
+		{ClientID: "scripted", ClientSecret: "scripted-secret", Scope: "read", IntrospectionScripts: []string{"bench"}},
+	} {
+		if _, err := eng.CreateClient(ctx, c); err != nil {
+			return nil, err
+		}
+	}
+	f := &fixture{eng: eng, store: store, rt: rt, tokens: map[string]string{}}
+	for _, id := range []string{"opaque", "jwt", "scripted"} {
+		resp, err := eng.Token(ctx, &engine.TokenRequest{GrantType: engine.GrantClientCredentials,
+			Credentials: engine.ClientCredentials{Basic: true, BasicID: id, BasicSecret: id + "-secret"}})
+		if err != nil {
+			return nil, err
+		}
+		f.tokens[id] = resp.AccessToken
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	srv := &http.Server{Handler: web.New(web.Config{Engine: eng, Logger: log}).Handler()}
+	go srv.Serve(ln)
+	f.url = "http://" + ln.Addr().String()
+	f.close = func() { srv.Close(); store.Close() }
+	return f, nil
+}
+
+func introspectReq(tok string) *engine.IntrospectionRequest {
+	return &engine.IntrospectionRequest{Token: tok,
+		Credentials: engine.ClientCredentials{Basic: true, BasicID: "rs", BasicSecret: "rs-secret"}}
+}
+
+func bench(fn func(b *testing.B)) (string, string) {
+	r := testing.Benchmark(fn)
+	return fmt.Sprintf("%d", r.NsPerOp()), fmt.Sprintf("%d", r.AllocsPerOp())
+}
+
+// load runs conns workers posting to the introspection endpoint for d.
+func load(f *fixture, tok string, d time.Duration, conns int) (rps float64, p50, p99 time.Duration) {
+	tr := &http.Transport{MaxIdleConnsPerHost: conns, MaxConnsPerHost: conns}
+	client := &http.Client{Transport: tr}
+	defer tr.CloseIdleConnections()
+	body := url.Values{"token": {tok}}.Encode()
+	var mu sync.Mutex
+	var lat []time.Duration
+	var n atomic.Int64
+	deadline := time.Now().Add(d)
+	var wg sync.WaitGroup
+	for i := 0; i < conns; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			local := make([]time.Duration, 0, 4096)
+			for time.Now().Before(deadline) {
+				req, _ := http.NewRequest(http.MethodPost, f.url+engine.PathIntrospect, strings.NewReader(body))
+				req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+				req.SetBasicAuth("rs", "rs-secret")
+				start := time.Now()
+				resp, err := client.Do(req)
+				if err != nil {
+					continue
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode == 200 {
+					local = append(local, time.Since(start))
+					n.Add(1)
+				}
+			}
+			mu.Lock()
+			lat = append(lat, local...)
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	if len(lat) == 0 {
+		return 0, 0, 0
+	}
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	return float64(n.Load()) / d.Seconds(), lat[len(lat)/2], lat[len(lat)*99/100]
+}
+
+func rows(ctx context.Context, store, dsn string) ([]row, error) {
+	f, err := setup(ctx, dsn)
+	if err != nil {
+		return nil, err
+	}
+	defer f.close()
+	var out []row
+	for _, tc := range []struct{ name, client string }{
+		{"introspect opaque", "opaque"}, {"introspect jwt", "jwt"}, {"introspect opaque + 1 script", "scripted"},
+	} {
+		req := introspectReq(f.tokens[tc.client])
+		ns, allocs := bench(func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if res, err := f.eng.Introspect(ctx, req); err != nil || res.Fields["active"] != true {
+					b.Fatalf("introspect: %v %v", err, res)
+				}
+			}
+		})
+		rps, p50, p99 := load(f, f.tokens[tc.client], *loadFor, *conns)
+		out = append(out, row{tc.name, store, ns, allocs, fmt.Sprintf("%.0f", rps), p50.Round(time.Microsecond).String(), p99.Round(time.Microsecond).String()})
+	}
+	for _, tc := range []struct{ name, client string }{{"token client_credentials opaque", "opaque"}, {"token client_credentials jwt", "jwt"}} {
+		req := &engine.TokenRequest{GrantType: engine.GrantClientCredentials,
+			Credentials: engine.ClientCredentials{Basic: true, BasicID: tc.client, BasicSecret: tc.client + "-secret"}}
+		ns, allocs := bench(func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := f.eng.Token(ctx, req); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		out = append(out, row{tc.name, store, ns, allocs, "", "", ""})
+	}
+	return out, nil
+}
+
+// hookRow measures one modifyResponse call on a pooled runtime; the
+// median of five runs.
+func hookRow(ctx context.Context) row {
+	rt := scripts.New(scripts.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	s := &hooks.Script{Name: "bench", Kind: hooks.KindIntrospection, Source: benchScript, Enabled: true,
+		Timeout: 100 * time.Millisecond, Version: "1", Config: map[string]string{"department": "x"}}
+	resp := map[string]any{"active": true, "client_id": "c", "scope": "read write", "sub": "alice", "aud": "c",
+		"iss": "http://bench.local", "exp": int64(2000000000), "iat": int64(1700000000), "nbf": int64(1700000000), "token_type": "Bearer"}
+	hctx := map[string]any{"phase": "introspection", "config": map[string]any{"department": "payments"},
+		"client": map[string]any{"client_id": "c", "attributes": map[string]any{}}}
+	var ns []int64
+	var allocs int64
+	for i := 0; i < 5; i++ {
+		r := testing.Benchmark(func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := rt.Call(ctx, s, &hooks.Call{Function: "modifyResponse", Args: []any{resp}, Context: hctx}); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		ns = append(ns, r.NsPerOp())
+		allocs = r.AllocsPerOp()
+	}
+	sort.Slice(ns, func(i, j int) bool { return ns[i] < ns[j] })
+	return row{"one hook call (median of 5)", "-", fmt.Sprint(ns[2]), fmt.Sprint(allocs), "", "", ""}
+}
+
+func main() {
+	flag.Parse()
+	ctx := context.Background()
+	dir, err := os.MkdirTemp("", "keyhook-bench")
+	if err != nil {
+		fail(err)
+	}
+	defer os.RemoveAll(dir)
+	all := []row{hookRow(ctx)}
+	r, err := rows(ctx, "sqlite", "sqlite:"+filepath.Join(dir, "bench.db"))
+	if err != nil {
+		fail(err)
+	}
+	all = append(all, r...)
+	if base := os.Getenv("KEYHOOK_TEST_PG"); base != "" {
+		dsn, drop, err := storage.NewTestDSN(ctx, base)
+		if err != nil {
+			fail(err)
+		}
+		r, err := rows(ctx, "postgres", dsn)
+		drop()
+		if err != nil {
+			fail(err)
+		}
+		all = append(all, r...)
+	}
+	w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintf(w, "benchmark\tstore\tns/op\tallocs/op\tHTTP req/s (%d conns)\tp50\tp99\t\n", *conns)
+	for _, r := range all {
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", r.name, r.store, r.nsPerOp, r.allocs, r.rps, r.p50, r.p99)
+	}
+	w.Flush()
+}
+
+func fail(err error) {
+	fmt.Fprintln(os.Stderr, "bench:", err)
+	os.Exit(1)
+}

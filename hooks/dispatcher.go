@@ -1,0 +1,328 @@
+package hooks
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sort"
+	"sync"
+)
+
+// Dispatcher knows the current scripts and runs the ones that apply to a
+// token: those bound to its owning client, enabled, ordered by level then
+// name (CONTRACT §7). It is safe for concurrent use; Replace swaps the
+// whole set atomically.
+type Dispatcher struct {
+	rt  Runtime
+	log *slog.Logger
+	// OnFailure, when set, is told of every failed script call (metrics).
+	OnFailure func(script string, kind FailureKind)
+
+	mu     sync.RWMutex
+	byName map[string]*Script
+	// enabledIntrospection is every enabled introspection script, sorted,
+	// for backward-compatibility mode.
+	enabledIntrospection []*Script
+}
+
+// NewDispatcher returns a dispatcher that runs scripts on rt.
+func NewDispatcher(rt Runtime, log *slog.Logger) *Dispatcher {
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Dispatcher{rt: rt, log: log, byName: map[string]*Script{}}
+}
+
+// Runtime is the runtime scripts run on.
+func (d *Dispatcher) Runtime() Runtime { return d.rt }
+
+// Replace makes all the current set of scripts.
+func (d *Dispatcher) Replace(all []*Script) {
+	byName := make(map[string]*Script, len(all))
+	var intro []*Script
+	for _, s := range all {
+		byName[s.Name] = s
+		if s.Enabled && s.Kind == KindIntrospection {
+			intro = append(intro, s)
+		}
+	}
+	sortScripts(intro)
+	d.mu.Lock()
+	d.byName, d.enabledIntrospection = byName, intro
+	d.mu.Unlock()
+}
+
+// Put adds or replaces one script (after a local admin change, so that it
+// takes effect before the next reload).
+func (d *Dispatcher) Put(s *Script) { d.Replace(append(d.others(s.Name), s)) }
+
+// Remove forgets one script.
+func (d *Dispatcher) Remove(name string) { d.Replace(d.others(name)) }
+
+// others is every script but the one called name.
+func (d *Dispatcher) others(name string) []*Script {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	all := make([]*Script, 0, len(d.byName)+1)
+	for n, s := range d.byName {
+		if n != name {
+			all = append(all, s)
+		}
+	}
+	return all
+}
+
+func sortScripts(list []*Script) {
+	sort.Slice(list, func(i, j int) bool {
+		if list[i].Level != list[j].Level {
+			return list[i].Level < list[j].Level
+		}
+		return list[i].Name < list[j].Name
+	})
+}
+
+// Select returns the enabled scripts of kind among bound, in run order.
+// With all set (introspection_script_backward_compatibility) it returns
+// every enabled introspection script, whatever the bindings.
+func (d *Dispatcher) Select(kind Kind, bound []string, all bool) []*Script {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	if all && kind == KindIntrospection {
+		return d.enabledIntrospection
+	}
+	if len(bound) == 0 {
+		return nil
+	}
+	out := make([]*Script, 0, len(bound))
+	for _, name := range bound {
+		if s, ok := d.byName[name]; ok && s.Enabled && s.Kind == kind {
+			out = append(out, s)
+		}
+	}
+	sortScripts(out)
+	return out
+}
+
+// DeniedError reports a script whose failure refuses the token
+// (on_error: deny).
+type DeniedError struct {
+	Script string
+	Cause  error
+}
+
+func (e *DeniedError) Error() string { return "script " + e.Script + " denied: " + e.Cause.Error() }
+func (e *DeniedError) Unwrap() error { return e.Cause }
+
+// Chain says how a chain of scripts treats a false return.
+type Chain int
+
+// Chains.
+const (
+	// DiscardOnFalse: false discards that script's edits; the next runs.
+	DiscardOnFalse Chain = iota
+	// StopOnFalse: false ends the chain; the caller refuses what was asked.
+	StopOnFalse
+)
+
+// Outcome is the result of a chain of scripts over one object.
+type Outcome struct {
+	// Value is the object after every kept edit.
+	Value map[string]any
+	// FalseBy names the script that returned false under StopOnFalse.
+	FalseBy string
+	// Ran counts the scripts that defined the function and ran.
+	Ran int
+}
+
+type loggerKey struct{}
+
+// WithLogger returns ctx carrying the logger that context.log writes to
+// (with the request id, say).
+func WithLogger(ctx context.Context, l *slog.Logger) context.Context {
+	return context.WithValue(ctx, loggerKey{}, l)
+}
+
+func (d *Dispatcher) logger(ctx context.Context) *slog.Logger {
+	if l, ok := ctx.Value(loggerKey{}).(*slog.Logger); ok {
+		return l
+	}
+	return d.log
+}
+
+// Run calls fn(value, context) of each script in order. A script's edits
+// are kept when it returns true. A script that fails (throws, times out,
+// returns a non-boolean) has its edits discarded; with on_error deny Run
+// stops with a *DeniedError. value itself is never modified.
+func (d *Dispatcher) Run(ctx context.Context, scripts []*Script, fn string, value map[string]any, hctx map[string]any, chain Chain) (*Outcome, error) {
+	out := &Outcome{Value: value}
+	log := d.logger(ctx)
+	for _, s := range scripts {
+		res, err := d.rt.Call(ctx, s, &Call{Function: fn, Args: []any{out.Value}, Context: withConfig(hctx, s), Logger: log})
+		if err == nil && !res.Defined {
+			continue
+		}
+		keep, isBool := false, false
+		if err == nil {
+			out.Ran++
+			keep, isBool = res.Return.(bool)
+			if !isBool {
+				err = &ScriptError{Script: s.Name, Function: fn, Kind: FailureWrongType, Message: "must return true or false"}
+			}
+		}
+		if err != nil {
+			if denied := d.fail(log, s, fn, err); denied != nil {
+				return nil, denied
+			}
+			continue
+		}
+		if !keep {
+			if chain == StopOnFalse {
+				out.FalseBy = s.Name
+				return out, nil
+			}
+			continue
+		}
+		edited, ok := res.Args[0].(map[string]any)
+		if !ok {
+			if denied := d.fail(log, s, fn, &ScriptError{Script: s.Name, Function: fn, Kind: FailureWrongType, Message: "replaced its argument with a non-object"}); denied != nil {
+				return nil, denied
+			}
+			continue
+		}
+		out.Value = edited
+		if fn == "modifyResponse" && edited["active"] == false {
+			return out, nil
+		}
+	}
+	return out, nil
+}
+
+// Lifetime calls a lifetime function (getAccessTokenLifetimeInSeconds and
+// the like) of each script; a positive number overrides, the last one
+// wins. ok is false when no script gave one.
+func (d *Dispatcher) Lifetime(ctx context.Context, scripts []*Script, fn string, hctx map[string]any) (seconds int64, ok bool, err error) {
+	log := d.logger(ctx)
+	for _, s := range scripts {
+		res, cerr := d.rt.Call(ctx, s, &Call{Function: fn, Context: withConfig(hctx, s), Logger: log})
+		if cerr != nil {
+			if denied := d.fail(log, s, fn, cerr); denied != nil {
+				return 0, false, denied
+			}
+			continue
+		}
+		if !res.Defined {
+			continue
+		}
+		switch v := res.Return.(type) {
+		case int64:
+			if v > 0 {
+				seconds, ok = v, true
+			}
+		case float64:
+			if v >= 1 && v < 1e12 {
+				seconds, ok = int64(v), true
+			}
+		}
+	}
+	return seconds, ok, nil
+}
+
+// fail logs a failed call and applies the script's failure policy.
+func (d *Dispatcher) fail(log *slog.Logger, s *Script, fn string, err error) error {
+	kind := FailureException
+	var se *ScriptError
+	if errors.As(err, &se) {
+		kind = se.Kind
+	}
+	log.Warn("script failed; its edits are discarded", "script", s.Name, "function", fn, "kind", string(kind), "err", err, "on_error", string(s.OnError))
+	if d.OnFailure != nil {
+		d.OnFailure(s.Name, kind)
+	}
+	if s.OnError == OnErrorDeny {
+		return &DeniedError{Script: s.Name, Cause: err}
+	}
+	return nil
+}
+
+// withConfig is hctx with the script's own config added.
+func withConfig(hctx map[string]any, s *Script) map[string]any {
+	c := make(map[string]any, len(hctx)+1)
+	for k, v := range hctx {
+		c[k] = v
+	}
+	cfg := make(map[string]any, len(s.Config))
+	for k, v := range s.Config {
+		cfg[k] = v
+	}
+	c["config"] = cfg
+	return c
+}
+
+// RestoreProtected puts back, in edited, the values orig has for the
+// protected names (removing them where orig has none) and returns the
+// names a script tried to change.
+func RestoreProtected(orig, edited map[string]any, protected []string) []string {
+	var changed []string
+	for _, name := range protected {
+		ov, had := orig[name]
+		nv, has := edited[name]
+		if had != has || (had && !Equal(ov, nv)) {
+			changed = append(changed, name)
+		}
+		if had {
+			edited[name] = ov
+		} else {
+			delete(edited, name)
+		}
+	}
+	return changed
+}
+
+// Equal compares JSON-like values, treating all numeric types alike.
+func Equal(a, b any) bool {
+	fa, aNum := number(a)
+	fb, bNum := number(b)
+	if aNum || bNum {
+		return aNum && bNum && fa == fb
+	}
+	switch av := a.(type) {
+	case string, bool, nil:
+		return a == b
+	case []any:
+		bv, ok := b.([]any)
+		if !ok || len(av) != len(bv) {
+			return false
+		}
+		for i := range av {
+			if !Equal(av[i], bv[i]) {
+				return false
+			}
+		}
+		return true
+	case map[string]any:
+		bv, ok := b.(map[string]any)
+		if !ok || len(av) != len(bv) {
+			return false
+		}
+		for k, x := range av {
+			y, ok := bv[k]
+			if !ok || !Equal(x, y) {
+				return false
+			}
+		}
+		return true
+	}
+	return false
+}
+
+func number(v any) (float64, bool) {
+	switch n := v.(type) {
+	case int:
+		return float64(n), true
+	case int64:
+		return float64(n), true
+	case float64:
+		return n, true
+	}
+	return 0, false
+}

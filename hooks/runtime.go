@@ -1,0 +1,133 @@
+// Package hooks owns keyhook's hook points: what a script receives, how its
+// answer becomes a patch of a token or an introspection response, and which
+// scripts run for a given owning client (CONTRACT §7). It depends on the
+// standard library only; package scripts provides the JavaScript Runtime.
+package hooks
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+)
+
+// Kind is a script's type (CONTRACT §3, Script.type).
+type Kind string
+
+// Script kinds.
+const (
+	KindIntrospection Kind = "introspection"
+	KindUpdateToken   Kind = "update_token"
+)
+
+// OnError is what happens to a token when its script fails.
+type OnError string
+
+// Failure policies (CONTRACT §7 "Failures").
+const (
+	OnErrorSkip OnError = "skip" // discard the script's edits, go on
+	OnErrorDeny OnError = "deny" // refuse the token
+)
+
+// Phase tells a script why it runs (context.phase).
+type Phase string
+
+// Phases.
+const (
+	PhaseIntrospection Phase = "introspection"
+	PhaseJWTCreation   Phase = "jwt_creation"
+	PhaseToken         Phase = "token"
+)
+
+// Script is one version of a stored script as hooks and runtimes see it.
+type Script struct {
+	Name    string
+	Kind    Kind
+	Source  string
+	Enabled bool
+	Level   int
+	Config  map[string]string
+	Timeout time.Duration
+	OnError OnError
+	// Version changes whenever Source changes. Runtimes key compiled
+	// programs and runtime pools by Name and Version.
+	Version string
+}
+
+// Call is one invocation of a function a script may define.
+type Call struct {
+	// Function is the global function to call, e.g. "modifyResponse".
+	Function string
+	// Args are plain JSON-like values (map[string]any, []any, string,
+	// float64, int64, int, bool, nil). The runtime copies them into the
+	// script; the caller's values are never changed.
+	Args []any
+	// Context is passed as the last argument, read-only for the script.
+	// The runtime adds context.log(...) to it.
+	Context map[string]any
+	// Logger receives context.log lines (with attribute script=<name>);
+	// nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// Result is what one Call produced.
+type Result struct {
+	// Defined is false when the script does not define Function; then
+	// nothing ran and the other fields are zero.
+	Defined bool
+	// Return is the function's return value exported as a plain value
+	// (bool, string, int64, float64, map[string]any, []any or nil;
+	// undefined becomes nil).
+	Return any
+	// Args holds Call.Args as they stand after the call, exported as
+	// plain values: this is how in-place edits come back.
+	Args []any
+	// Logs holds the lines the script wrote with context.log.
+	Logs     []string
+	Duration time.Duration
+}
+
+// Runtime compiles and runs scripts. Implementations are safe for
+// concurrent use.
+type Runtime interface {
+	// Check compiles source and reports a *SyntaxError when it does not.
+	Check(name, source string) error
+	// Call runs call.Function of s. It returns a *ScriptError when the
+	// script throws, runs past s.Timeout (or ctx's deadline), or recurses
+	// too deep; a *SyntaxError when s does not compile.
+	Call(ctx context.Context, s *Script, call *Call) (*Result, error)
+}
+
+// SyntaxError reports JavaScript that does not compile.
+type SyntaxError struct {
+	Line, Column int
+	Message      string
+}
+
+func (e *SyntaxError) Error() string {
+	return fmt.Sprintf("syntax error at line %d, column %d: %s", e.Line, e.Column, e.Message)
+}
+
+// FailureKind classifies a failed call (used for logs and metrics).
+type FailureKind string
+
+// Failure kinds.
+const (
+	FailureException     FailureKind = "exception"
+	FailureTimeout       FailureKind = "timeout"
+	FailureStackOverflow FailureKind = "stack_overflow"
+	FailureWrongType     FailureKind = "wrong_type"
+	FailureBusy          FailureKind = "busy" // no runtime free before the deadline
+)
+
+// ScriptError reports a script call that failed at run time.
+type ScriptError struct {
+	Script   string
+	Function string
+	Kind     FailureKind
+	Message  string
+}
+
+func (e *ScriptError) Error() string {
+	return fmt.Sprintf("script %s: %s in %s: %s", e.Script, e.Kind, e.Function, e.Message)
+}

@@ -1,0 +1,246 @@
+// Command keyhook is an OAuth 2.0 / OpenID Connect authorization server
+// whose tokens and introspection answers are shaped by JavaScript hooks.
+//
+//	keyhook serve [flags]     run the server
+//	keyhook import FILE       import clients, scripts, users and config
+//	keyhook export            write them as YAML (secrets left out)
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"gopkg.in/yaml.v3"
+
+	"github.com/keyhook/keyhook/engine"
+	"github.com/keyhook/keyhook/hooks"
+	"github.com/keyhook/keyhook/scripts"
+	"github.com/keyhook/keyhook/storage"
+	"github.com/keyhook/keyhook/web"
+)
+
+func main() {
+	if err := run(context.Background(), os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "keyhook:", err)
+		os.Exit(1)
+	}
+}
+
+const usage = `usage:
+  keyhook serve [--addr HOST:PORT] [--db DSN] [--issuer URL] [--bootstrap-admin-secret S] [--seed FILE]
+  keyhook import [--db DSN] FILE
+  keyhook export [--db DSN]`
+
+// options are the flags of CONTRACT §1; each falls back to its
+// environment variable, and a flag wins.
+type options struct {
+	addr, db, issuer, bootstrapSecret, seed, logLevel string
+}
+
+func parseFlags(name string, args []string, stderr io.Writer) (*options, []string, error) {
+	o := &options{}
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&o.addr, "addr", envOr("KEYHOOK_ADDR", "127.0.0.1:8080"), "listen address HOST:PORT")
+	fs.StringVar(&o.db, "db", envOr("KEYHOOK_DB", "sqlite:keyhook.db"), "database: sqlite:PATH or postgres://…")
+	fs.StringVar(&o.issuer, "issuer", os.Getenv("KEYHOOK_ISSUER"), "issuer URL (default http://ADDR)")
+	fs.StringVar(&o.bootstrapSecret, "bootstrap-admin-secret", os.Getenv("KEYHOOK_BOOTSTRAP_ADMIN_SECRET"), "secret of the keyhook-admin client created when absent")
+	fs.StringVar(&o.seed, "seed", "", "YAML file to import at start")
+	fs.StringVar(&o.logLevel, "log-level", envOr("KEYHOOK_LOG_LEVEL", "info"), "debug, info, warn or error")
+	if err := fs.Parse(args); err != nil {
+		return nil, nil, err
+	}
+	if o.issuer == "" {
+		o.issuer = "http://" + o.addr
+	}
+	return o, fs.Args(), nil
+}
+
+func envOr(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		return errors.New(usage)
+	}
+	o, rest, err := parseFlags(args[0], args[1:], stderr)
+	if err != nil {
+		return err
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(o.logLevel)); err != nil {
+		return fmt.Errorf("--log-level: %w", err)
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	switch args[0] {
+	case "serve":
+		return serve(ctx, o, stdout, log)
+	case "import":
+		if len(rest) != 1 {
+			return errors.New(usage)
+		}
+		return withApp(ctx, o, log, nil, func(a *app) error {
+			st, err := importFile(ctx, a.eng, rest[0])
+			if err == nil {
+				fmt.Fprintf(stdout, "imported %s: %d created, %d replaced\n", rest[0], st.Created, st.Replaced)
+			}
+			return err
+		})
+	case "export":
+		return withApp(ctx, o, log, nil, func(a *app) error {
+			seed, err := a.eng.Export(ctx)
+			if err != nil {
+				return err
+			}
+			return writeYAML(stdout, seed)
+		})
+	}
+	return errors.New(usage)
+}
+
+// app is the wired server: storage, scripts, engine.
+type app struct {
+	store *storage.Store
+	eng   *engine.Engine
+	reg   *prometheus.Registry
+}
+
+func withApp(ctx context.Context, o *options, log *slog.Logger, reg *prometheus.Registry, fn func(*app) error) error {
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	store, err := storage.Open(ctx, o.db)
+	if err != nil {
+		return fmt.Errorf("opening %s: %w", o.db, err)
+	}
+	defer store.Close()
+	rt := scripts.New(scripts.Options{Registerer: reg, Logger: log})
+	disp := hooks.NewDispatcher(rt, log)
+	eng, err := engine.New(ctx, engine.Config{Issuer: o.issuer, Logger: log, Hooks: disp}, store.Stores())
+	if err != nil {
+		return err
+	}
+	return fn(&app{store: store, eng: eng, reg: reg})
+}
+
+func serve(ctx context.Context, o *options, stdout io.Writer, log *slog.Logger) error {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return withApp(ctx, o, log, reg, func(a *app) error {
+		secret, err := a.eng.Bootstrap(ctx, o.bootstrapSecret)
+		if err != nil {
+			return fmt.Errorf("bootstrap admin: %w", err)
+		}
+		if secret != "" {
+			fmt.Fprintf(stdout, "created the bootstrap admin client (shown once):\n  client_id=%s\n  client_secret=%s\n",
+				engine.BootstrapAdminID, secret)
+		}
+		if o.seed != "" {
+			st, err := importFile(ctx, a.eng, o.seed)
+			if err != nil {
+				return fmt.Errorf("--seed: %w", err)
+			}
+			log.Info("seed imported", "file", o.seed, "created", st.Created, "replaced", st.Replaced)
+		}
+		srv := web.New(web.Config{Engine: a.eng, Logger: log, Registry: reg, Ready: a.store.Ping})
+		ln, err := net.Listen("tcp", o.addr)
+		if err != nil {
+			return err
+		}
+		hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
+			WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10}
+		runCtx, stopRun := context.WithCancel(context.Background())
+		defer stopRun()
+		go a.eng.Run(runCtx)
+
+		sigCtx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
+		defer stop()
+		errc := make(chan error, 1)
+		go func() { errc <- hs.Serve(ln) }()
+		fmt.Fprintf(stdout, "keyhook serving on http://%s (issuer %s)\n", ln.Addr(), a.eng.Issuer())
+		select {
+		case err := <-errc:
+			return err
+		case <-sigCtx.Done():
+		}
+		log.Info("shutting down: finishing in-flight requests")
+		shutCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := hs.Shutdown(shutCtx); err != nil {
+			return err
+		}
+		log.Info("stopped")
+		return nil
+	})
+}
+
+// importFile reads a YAML seed; scripts' source_file paths are relative
+// to the file.
+func importFile(ctx context.Context, eng *engine.Engine, path string) (engine.ImportStats, error) {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return engine.ImportStats{}, err
+	}
+	var doc any
+	if err := yaml.Unmarshal(raw, &doc); err != nil {
+		return engine.ImportStats{}, fmt.Errorf("%s: %w", path, err)
+	}
+	js, err := json.Marshal(doc)
+	if err != nil {
+		return engine.ImportStats{}, fmt.Errorf("%s: %w", path, err)
+	}
+	var seed engine.Seed
+	dec := json.NewDecoder(strings.NewReader(string(js)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&seed); err != nil {
+		return engine.ImportStats{}, fmt.Errorf("%s: %w", path, err)
+	}
+	for _, s := range seed.Scripts {
+		if s.SourceFile != "" {
+			p := s.SourceFile
+			if !filepath.IsAbs(p) {
+				p = filepath.Join(filepath.Dir(path), p)
+			}
+			src, err := os.ReadFile(p)
+			if err != nil {
+				return engine.ImportStats{}, fmt.Errorf("script %s: %w", s.Name, err)
+			}
+			s.Source = string(src)
+		}
+	}
+	return eng.Import(ctx, &seed)
+}
+
+func writeYAML(w io.Writer, v any) error {
+	js, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	var doc any
+	if err := json.Unmarshal(js, &doc); err != nil {
+		return err
+	}
+	enc := yaml.NewEncoder(w)
+	enc.SetIndent(2)
+	defer enc.Close()
+	return enc.Encode(doc)
+}

@@ -1,0 +1,31 @@
+package web
+
+import (
+	"net/http"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/keyhook/keyhook/engine"
+)
+
+// browserRoutes mounts the endpoints a user agent or an OIDC relying
+// party calls directly.
+func (s *Server) browserRoutes(e *echo.Echo) {
+	e.GET(engine.PathUserinfo, s.userinfo)
+	e.POST(engine.PathUserinfo, s.userinfo)
+}
+
+// userinfo serves OIDC Core §5.3: the user's claims for an access token
+// that was granted openid.
+func (s *Server) userinfo(c echo.Context) error {
+	tok, ok := bearer(c)
+	if !ok || tok == "" {
+		return engine.Errorf(engine.CodeInvalidToken, "a bearer access token is required")
+	}
+	claims, err := s.eng.UserInfo(c.Request().Context(), tok)
+	if err != nil {
+		return err
+	}
+	noStore(c)
+	return c.JSON(http.StatusOK, claims)
+}

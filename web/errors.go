@@ -1,0 +1,102 @@
+// Package web is keyhook's HTTP face: it parses requests into engine
+// requests, writes every error through one handler, and serves discovery,
+// JWKS, health, metrics, the admin API and the login page. Only this
+// package knows HTTP status codes.
+package web
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/keyhook/keyhook/engine"
+)
+
+// statusOf maps an OAuth error code to its HTTP status (RFC 6749 §5.2,
+// RFC 6750 §3.1, RFC 7009 §2.2.1).
+func statusOf(code engine.ErrorCode) int {
+	switch code {
+	case engine.CodeInvalidClient, engine.CodeInvalidToken:
+		return http.StatusUnauthorized
+	case engine.CodeInsufficientScope, engine.CodeAccessDenied:
+		return http.StatusForbidden
+	case engine.CodeServerError:
+		return http.StatusInternalServerError
+	case engine.CodeTemporarilyUnavailable:
+		return http.StatusServiceUnavailable
+	case engine.CodeNotFound:
+		return http.StatusNotFound
+	case engine.CodeConflict:
+		return http.StatusConflict
+	}
+	return http.StatusBadRequest
+}
+
+// errorBody is the JSON error of RFC 6749 §5.2.
+type errorBody struct {
+	Error       string `json:"error"`
+	Description string `json:"error_description,omitempty"`
+}
+
+// challenge quotes a value for a WWW-Authenticate parameter (RFC 9110 §11.2).
+func challenge(s string) string {
+	return `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(s) + `"`
+}
+
+// handleError is echo's one error handler: it finds the *engine.Error
+// (wrapped or not) and writes its RFC body, status and challenge; echo's
+// own errors (404 route, 405, 413) become OAuth-shaped bodies too; anything
+// else is a logged 500 that tells the client nothing.
+func (s *Server) handleError(err error, c echo.Context) {
+	if c.Response().Committed {
+		return
+	}
+	var oe *engine.Error
+	var he *echo.HTTPError
+	switch {
+	case errors.As(err, &oe):
+	case errors.As(err, &he):
+		oe = &engine.Error{Code: engine.CodeInvalidRequest, Description: fmt.Sprint(he.Message)}
+		switch he.Code {
+		case http.StatusNotFound:
+			oe.Code = engine.CodeNotFound
+		case http.StatusMethodNotAllowed:
+			oe.Description = "method not allowed"
+			writeError(c, he.Code, oe)
+			return
+		case http.StatusRequestEntityTooLarge:
+			oe.Description = "the request is too large"
+		case http.StatusUnauthorized:
+			oe.Code = engine.CodeInvalidToken
+		}
+	default:
+		oe = engine.Wrap(engine.CodeServerError, err, "internal error")
+	}
+	status := statusOf(oe.Code)
+	if status >= 500 || oe.Err != nil {
+		s.logger(c).Warn("request failed", "code", string(oe.Code), "status", status, "err", oe.Error())
+	}
+	h := c.Response().Header()
+	switch oe.Code {
+	case engine.CodeInvalidClient:
+		h.Set("WWW-Authenticate", `Basic realm="keyhook"`)
+	case engine.CodeInvalidToken, engine.CodeInsufficientScope:
+		h.Set("WWW-Authenticate", fmt.Sprintf(`Bearer realm="keyhook", error=%s, error_description=%s`,
+			challenge(string(oe.Code)), challenge(oe.Description)))
+	}
+	writeError(c, status, oe)
+}
+
+func writeError(c echo.Context, status int, oe *engine.Error) {
+	h := c.Response().Header()
+	h.Set("Cache-Control", "no-store")
+	h.Set("Pragma", "no-cache")
+	if c.Request().Method == http.MethodHead {
+		_ = c.NoContent(status)
+		return
+	}
+	_ = c.JSON(status, errorBody{Error: string(oe.Code), Description: oe.Description})
+}

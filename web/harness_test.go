@@ -1,0 +1,236 @@
+package web_test
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/keyhook/keyhook/engine"
+	"github.com/keyhook/keyhook/hooks"
+	"github.com/keyhook/keyhook/scripts"
+	"github.com/keyhook/keyhook/storage"
+	"github.com/keyhook/keyhook/web"
+)
+
+// clock is a test clock that real time drives and tests can advance.
+type clock struct{ offset atomic.Int64 }
+
+func (c *clock) now() time.Time          { return time.Now().Add(time.Duration(c.offset.Load())) }
+func (c *clock) advance(d time.Duration) { c.offset.Add(int64(d)) }
+
+// harness is one keyhook server on a real listener with a real SQLite
+// file (or PostgreSQL) and real goja scripts.
+type harness struct {
+	t          *testing.T
+	srv        *httptest.Server
+	url        string
+	eng        *engine.Engine
+	store      *storage.Store
+	clock      *clock
+	reg        *prometheus.Registry
+	adminToken string
+}
+
+const adminSecret = "test-admin-secret"
+
+type harnessOpt func(*harnessCfg)
+
+type harnessCfg struct{ dsn string }
+
+func withDSN(dsn string) harnessOpt { return func(c *harnessCfg) { c.dsn = dsn } }
+
+func quietLogger() *slog.Logger {
+	if os.Getenv("KEYHOOK_TEST_LOG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}
+
+func newHarness(t *testing.T, opts ...harnessOpt) *harness {
+	t.Helper()
+	cfg := &harnessCfg{dsn: "sqlite:" + filepath.Join(t.TempDir(), "keyhook.db")}
+	for _, o := range opts {
+		o(cfg)
+	}
+	ctx := context.Background()
+	store, err := storage.Open(ctx, cfg.dsn)
+	if err != nil {
+		t.Fatalf("storage.Open: %v", err)
+	}
+	t.Cleanup(func() { store.Close() })
+	srv := httptest.NewUnstartedServer(nil)
+	base := "http://" + srv.Listener.Addr().String()
+	log := quietLogger()
+	reg := prometheus.NewRegistry()
+	clk := &clock{}
+	rt := scripts.New(scripts.Options{Registerer: reg, Logger: log})
+	eng, err := engine.New(ctx, engine.Config{Issuer: base, Logger: log, Now: clk.now, Hooks: hooks.NewDispatcher(rt, log)}, store.Stores())
+	if err != nil {
+		t.Fatalf("engine.New: %v", err)
+	}
+	if _, err := eng.Bootstrap(ctx, adminSecret); err != nil {
+		t.Fatalf("bootstrap: %v", err)
+	}
+	srv.Config.Handler = web.New(web.Config{Engine: eng, Logger: log, Registry: reg, Ready: store.Ping}).Handler()
+	srv.Start()
+	t.Cleanup(srv.Close)
+	h := &harness{t: t, srv: srv, url: base, eng: eng, store: store, clock: clk, reg: reg}
+	h.adminToken = h.mustToken(engine.BootstrapAdminID, adminSecret, "").AccessToken
+	return h
+}
+
+// response is a decoded HTTP answer.
+type response struct {
+	status int
+	header http.Header
+	body   []byte
+	json   map[string]any
+}
+
+func (r *response) str(key string) string { s, _ := r.json[key].(string); return s }
+
+func (h *harness) do(req *http.Request) *response {
+	h.t.Helper()
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		h.t.Fatalf("%s %s: %v", req.Method, req.URL, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	out := &response{status: resp.StatusCode, header: resp.Header, body: body}
+	_ = json.Unmarshal(body, &out.json)
+	return out
+}
+
+// form POSTs a form to path with optional Basic credentials (id != "").
+func (h *harness) form(path string, vals url.Values, id, secret string) *response {
+	h.t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, h.url+path, strings.NewReader(vals.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	if id != "" {
+		req.SetBasicAuth(url.QueryEscape(id), url.QueryEscape(secret))
+	}
+	return h.do(req)
+}
+
+// withBearer POSTs a form with Authorization: Bearer.
+func (h *harness) formBearer(path string, vals url.Values, token string) *response {
+	h.t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, h.url+path, strings.NewReader(vals.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Authorization", "Bearer "+token)
+	return h.do(req)
+}
+
+// admin calls the admin API with the bootstrap admin's token.
+func (h *harness) admin(method, path string, body any) *response {
+	h.t.Helper()
+	return h.adminAs(h.adminToken, method, path, body)
+}
+
+func (h *harness) adminAs(token, method, path string, body any) *response {
+	h.t.Helper()
+	var rd io.Reader
+	if body != nil {
+		if s, ok := body.(string); ok {
+			rd = strings.NewReader(s)
+		} else {
+			b, _ := json.Marshal(body)
+			rd = strings.NewReader(string(b))
+		}
+	}
+	req, _ := http.NewRequest(method, h.url+"/admin/v1"+path, rd)
+	req.Header.Set("Content-Type", "application/json")
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	return h.do(req)
+}
+
+// createClient creates a client through the admin API and returns its secret.
+func (h *harness) createClient(doc map[string]any) string {
+	h.t.Helper()
+	r := h.admin(http.MethodPost, "/clients", doc)
+	if r.status != http.StatusCreated {
+		h.t.Fatalf("create client %v: %d %s", doc["client_id"], r.status, r.body)
+	}
+	return r.str("client_secret")
+}
+
+func (h *harness) createScript(doc map[string]any) {
+	h.t.Helper()
+	r := h.admin(http.MethodPost, "/scripts", doc)
+	if r.status != http.StatusCreated {
+		h.t.Fatalf("create script %v: %d %s", doc["name"], r.status, r.body)
+	}
+}
+
+func (h *harness) setConfig(props map[string]any) {
+	h.t.Helper()
+	if r := h.admin(http.MethodPut, "/config", props); r.status != http.StatusOK {
+		h.t.Fatalf("PUT /config: %d %s", r.status, r.body)
+	}
+}
+
+type tokenResp struct {
+	AccessToken  string `json:"access_token"`
+	TokenType    string `json:"token_type"`
+	ExpiresIn    int64  `json:"expires_in"`
+	Scope        string `json:"scope"`
+	RefreshToken string `json:"refresh_token"`
+	IDToken      string `json:"id_token"`
+}
+
+// mustToken gets a client_credentials token with Basic authentication.
+func (h *harness) mustToken(id, secret, scope string) *tokenResp {
+	h.t.Helper()
+	vals := url.Values{"grant_type": {"client_credentials"}}
+	if scope != "" {
+		vals.Set("scope", scope)
+	}
+	return h.mustDecodeToken(h.form("/oauth2/token", vals, id, secret))
+}
+
+func (h *harness) mustDecodeToken(r *response) *tokenResp {
+	h.t.Helper()
+	if r.status != http.StatusOK {
+		h.t.Fatalf("token endpoint: %d %s", r.status, r.body)
+	}
+	var tr tokenResp
+	if err := json.Unmarshal(r.body, &tr); err != nil {
+		h.t.Fatalf("token response: %v", err)
+	}
+	return &tr
+}
+
+// introspect calls the introspection endpoint as the bootstrap admin.
+func (h *harness) introspect(token string) map[string]any {
+	h.t.Helper()
+	r := h.form("/oauth2/introspect", url.Values{"token": {token}}, engine.BootstrapAdminID, adminSecret)
+	if r.status != http.StatusOK {
+		h.t.Fatalf("introspect: %d %s", r.status, r.body)
+	}
+	return r.json
+}
+
+// wantError checks an OAuth error answer.
+func wantError(t *testing.T, r *response, status int, code string) {
+	t.Helper()
+	if r.status != status || r.str("error") != code {
+		t.Fatalf("want %d %s, got %d %s", status, code, r.status, r.body)
+	}
+}
+
+func stringsReader(s string) io.Reader { return strings.NewReader(s) }

@@ -1,0 +1,216 @@
+package web
+
+import (
+	"encoding/base64"
+	"mime"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/keyhook/keyhook/engine"
+)
+
+// secretParams are never shown to scripts (CONTRACT §7: no credentials).
+var secretParams = map[string]bool{
+	"client_secret": true, "client_assertion": true, "password": true, "refresh_token": true,
+	"code": true, "code_verifier": true, "token": true,
+}
+
+// hiddenHeaders are never shown to scripts.
+var hiddenHeaders = map[string]bool{"authorization": true, "cookie": true, "proxy-authorization": true}
+
+// oauthForm reads the parameters of an OAuth request: the body of a POST
+// (which must be form-encoded) or the query of a GET. A parameter sent
+// twice is invalid_request (RFC 6749 §3.1).
+func oauthForm(c echo.Context) (url.Values, error) {
+	r := c.Request()
+	var vals url.Values
+	if r.Method == http.MethodGet {
+		vals = r.URL.Query()
+	} else {
+		mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+		if mt != "application/x-www-form-urlencoded" {
+			return nil, engine.Errorf(engine.CodeInvalidRequest, "the body must be application/x-www-form-urlencoded")
+		}
+		if err := r.ParseForm(); err != nil {
+			if strings.Contains(err.Error(), "too large") {
+				return nil, engine.Errorf(engine.CodeInvalidRequest, "the request is too large")
+			}
+			return nil, engine.Errorf(engine.CodeInvalidRequest, "the body is not a valid form")
+		}
+		vals = r.PostForm
+	}
+	for k, v := range vals {
+		if len(v) > 1 {
+			return nil, engine.Errorf(engine.CodeInvalidRequest, "parameter %s is repeated", k)
+		}
+	}
+	return vals, nil
+}
+
+// credentials reads client credentials from the Authorization header and
+// the form (RFC 6749 §2.3.1, RFC 7523 §2.2).
+func credentials(c echo.Context, form url.Values) (engine.ClientCredentials, error) {
+	cred := engine.ClientCredentials{
+		ClientID: form.Get("client_id"), ClientSecret: form.Get("client_secret"),
+		AssertionType: form.Get("client_assertion_type"), Assertion: form.Get("client_assertion"),
+	}
+	scheme, value, _ := strings.Cut(c.Request().Header.Get("Authorization"), " ")
+	if strings.EqualFold(scheme, "Basic") {
+		raw, err := base64.StdEncoding.DecodeString(strings.TrimSpace(value))
+		if err != nil {
+			return cred, engine.Errorf(engine.CodeInvalidClient, "the Basic credentials are malformed")
+		}
+		id, secret, ok := strings.Cut(string(raw), ":")
+		if !ok {
+			return cred, engine.Errorf(engine.CodeInvalidClient, "the Basic credentials are malformed")
+		}
+		var err1, err2 error
+		cred.BasicID, err1 = url.QueryUnescape(id)
+		cred.BasicSecret, err2 = url.QueryUnescape(secret)
+		if err1 != nil || err2 != nil {
+			return cred, engine.Errorf(engine.CodeInvalidClient, "the Basic credentials are malformed")
+		}
+		cred.Basic = true
+	}
+	return cred, nil
+}
+
+// bearer returns the token of Authorization: Bearer (RFC 6750 §2.1).
+func bearer(c echo.Context) (string, bool) {
+	scheme, value, _ := strings.Cut(c.Request().Header.Get("Authorization"), " ")
+	if !strings.EqualFold(scheme, "Bearer") {
+		return "", false
+	}
+	return strings.TrimSpace(value), true
+}
+
+// requestInfo is what scripts see of the request.
+func requestInfo(c echo.Context, form url.Values) engine.RequestInfo {
+	r := c.Request()
+	info := engine.RequestInfo{Method: r.Method, Headers: make(map[string]string, len(r.Header)), Params: make(map[string]string, len(form))}
+	for k, v := range r.Header {
+		lk := strings.ToLower(k)
+		if !hiddenHeaders[lk] && len(v) > 0 {
+			info.Headers[lk] = v[0]
+		}
+	}
+	for k, v := range form {
+		if !secretParams[k] && len(v) > 0 {
+			info.Params[k] = v[0]
+		}
+	}
+	return info
+}
+
+func noStore(c echo.Context) {
+	h := c.Response().Header()
+	h.Set("Cache-Control", "no-store")
+	h.Set("Pragma", "no-cache")
+}
+
+// token serves POST /oauth2/token (RFC 6749 §3.2).
+func (s *Server) token(c echo.Context) error {
+	form, err := oauthForm(c)
+	if err != nil {
+		return err
+	}
+	cred, err := credentials(c, form)
+	if err != nil {
+		return err
+	}
+	_, scopeGiven := form["scope"]
+	req := &engine.TokenRequest{
+		Credentials: cred, GrantType: engine.GrantType(form.Get("grant_type")),
+		Scope: form.Get("scope"), ScopeGiven: scopeGiven,
+		Username: form.Get("username"), Password: form.Get("password"),
+		RefreshToken: form.Get("refresh_token"), Code: form.Get("code"),
+		RedirectURI: form.Get("redirect_uri"), CodeVerifier: form.Get("code_verifier"),
+		Request: requestInfo(c, form),
+	}
+	resp, err := s.eng.Token(c.Request().Context(), req)
+	if err != nil {
+		return err
+	}
+	noStore(c)
+	return c.JSON(http.StatusOK, resp)
+}
+
+// Media type of RFC 9701 answers.
+const mediaIntrospectionJWT = "application/token-introspection+jwt"
+
+// introspect serves GET and POST /oauth2/introspect (RFC 7662, RFC 9701).
+func (s *Server) introspect(c echo.Context) error {
+	form, err := oauthForm(c)
+	if err != nil {
+		return err
+	}
+	req := &engine.IntrospectionRequest{
+		Token: form.Get("token"), TokenTypeHint: form.Get("token_type_hint"), Request: requestInfo(c, form),
+	}
+	if tok, ok := bearer(c); ok {
+		req.Bearer, req.BearerGiven = tok, true
+	} else if req.Credentials, err = credentials(c, form); err != nil {
+		return err
+	}
+	res, err := s.eng.Introspect(c.Request().Context(), req)
+	if err != nil {
+		return err
+	}
+	noStore(c)
+	if strings.EqualFold(form.Get("response_as_jwt"), "true") || acceptsIntrospectionJWT(c) {
+		jwt, err := s.eng.SignIntrospection(res)
+		if err != nil {
+			return err
+		}
+		return c.Blob(http.StatusOK, mediaIntrospectionJWT, []byte(jwt))
+	}
+	return c.JSON(http.StatusOK, res.Fields)
+}
+
+func acceptsIntrospectionJWT(c echo.Context) bool {
+	for _, part := range strings.Split(c.Request().Header.Get("Accept"), ",") {
+		mt, _, _ := mime.ParseMediaType(strings.TrimSpace(part))
+		if mt == mediaIntrospectionJWT {
+			return true
+		}
+	}
+	return false
+}
+
+// revoke serves POST /oauth2/revoke (RFC 7009 §2).
+func (s *Server) revoke(c echo.Context) error {
+	form, err := oauthForm(c)
+	if err != nil {
+		return err
+	}
+	cred, err := credentials(c, form)
+	if err != nil {
+		return err
+	}
+	err = s.eng.Revoke(c.Request().Context(), &engine.RevocationRequest{
+		Credentials: cred, Token: form.Get("token"), TokenTypeHint: form.Get("token_type_hint"),
+	})
+	if err != nil {
+		return err
+	}
+	noStore(c)
+	return c.NoContent(http.StatusOK)
+}
+
+// jwks serves the public keys (RFC 7517 §5).
+func (s *Server) jwks(c echo.Context) error {
+	c.Response().Header().Set("Cache-Control", "public, max-age=60")
+	return c.JSON(http.StatusOK, s.eng.JWKS())
+}
+
+// discovery serves RFC 8414 and OpenID Connect Discovery metadata.
+func (s *Server) discovery(c echo.Context) error {
+	md, err := s.eng.Metadata(c.Request().Context())
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, md)
+}

@@ -1,0 +1,142 @@
+package web
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	"github.com/labstack/echo/v4/middleware"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/keyhook/keyhook/engine"
+	"github.com/keyhook/keyhook/hooks"
+)
+
+// Config wires a Server.
+type Config struct {
+	Engine *engine.Engine
+	Logger *slog.Logger
+	// Registry serves /metrics and receives the HTTP metrics; nil makes one.
+	Registry *prometheus.Registry
+	// Ready reports whether the server can serve (database reachable).
+	Ready func(ctx context.Context) error
+	// MaxFormBytes bounds OAuth endpoint bodies (default 64 KiB); admin
+	// bodies may be 1 MiB.
+	MaxFormBytes int64
+}
+
+// Server is keyhook's HTTP handler. It is safe for concurrent use.
+type Server struct {
+	cfg     Config
+	eng     *engine.Engine
+	log     *slog.Logger
+	echo    *echo.Echo
+	reqs    *prometheus.CounterVec
+	latency *prometheus.HistogramVec
+}
+
+const ctxLogger = "keyhook.logger"
+
+// New builds the server and its routes.
+func New(cfg Config) *Server {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Registry == nil {
+		cfg.Registry = prometheus.NewRegistry()
+	}
+	if cfg.MaxFormBytes <= 0 {
+		cfg.MaxFormBytes = 64 << 10
+	}
+	s := &Server{cfg: cfg, eng: cfg.Engine, log: cfg.Logger, echo: echo.New()}
+	s.reqs = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "keyhook_http_requests_total", Help: "HTTP requests by route, method and status.",
+	}, []string{"route", "method", "code"})
+	s.latency = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "keyhook_http_request_duration_seconds", Help: "HTTP request latency by route.",
+		Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
+	}, []string{"route"})
+	cfg.Registry.MustRegister(s.reqs, s.latency)
+
+	e := s.echo
+	e.HideBanner, e.HidePort = true, true
+	e.HTTPErrorHandler = s.handleError
+	e.Use(middleware.RequestIDWithConfig(middleware.RequestIDConfig{
+		RequestIDHandler: func(c echo.Context, id string) {
+			l := s.log.With("request_id", id)
+			c.Set(ctxLogger, l)
+			c.SetRequest(c.Request().WithContext(hooks.WithLogger(c.Request().Context(), l)))
+		},
+	}))
+	e.Use(s.observe)
+	e.Use(middleware.RecoverWithConfig(middleware.RecoverConfig{LogErrorFunc: func(c echo.Context, err error, stack []byte) error {
+		s.logger(c).Error("panic in handler", "err", err, "stack", string(stack))
+		return err
+	}}))
+
+	// Route-level limits: a group with middleware would catch every
+	// unmatched path and turn 405s into 404s.
+	limit := middleware.BodyLimit(strconv.FormatInt(cfg.MaxFormBytes, 10) + "B")
+	e.POST(engine.PathToken, s.token, limit)
+	e.POST(engine.PathIntrospect, s.introspect, limit)
+	e.GET(engine.PathIntrospect, s.introspect)
+	e.POST(engine.PathRevoke, s.revoke, limit)
+	e.GET(engine.PathJWKS, s.jwks)
+	e.GET("/.well-known/openid-configuration", s.discovery)
+	e.GET("/.well-known/oauth-authorization-server", s.discovery)
+	e.GET("/healthz", func(c echo.Context) error { return c.String(http.StatusOK, "ok\n") })
+	e.GET("/readyz", s.ready)
+	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{})))
+	s.adminRoutes(e)
+	s.browserRoutes(e)
+	return s
+}
+
+// Handler is the server as an http.Handler.
+func (s *Server) Handler() http.Handler { return s.echo }
+
+// observe logs and measures every request.
+func (s *Server) observe(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		start := time.Now()
+		err := next(c)
+		if err != nil {
+			c.Error(err)
+		}
+		route := c.Path()
+		if route == "" {
+			route = "unmatched"
+		}
+		status := c.Response().Status
+		d := time.Since(start)
+		s.reqs.WithLabelValues(route, c.Request().Method, strconv.Itoa(status)).Inc()
+		s.latency.WithLabelValues(route).Observe(d.Seconds())
+		s.logger(c).LogAttrs(c.Request().Context(), slog.LevelInfo, "request",
+			slog.String("method", c.Request().Method), slog.String("path", c.Request().URL.Path),
+			slog.Int("status", status), slog.Duration("duration", d))
+		return nil
+	}
+}
+
+func (s *Server) logger(c echo.Context) *slog.Logger {
+	if l, ok := c.Get(ctxLogger).(*slog.Logger); ok {
+		return l
+	}
+	return s.log
+}
+
+func (s *Server) ready(c echo.Context) error {
+	if s.cfg.Ready != nil {
+		ctx, cancel := context.WithTimeout(c.Request().Context(), 2*time.Second)
+		defer cancel()
+		if err := s.cfg.Ready(ctx); err != nil {
+			s.logger(c).Warn("not ready", "err", err)
+			return c.String(http.StatusServiceUnavailable, "database unavailable\n")
+		}
+	}
+	return c.String(http.StatusOK, "ready\n")
+}
