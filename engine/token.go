@@ -250,7 +250,9 @@ func (e *Engine) codeGrant(ctx context.Context, c *Client, req *TokenRequest) (*
 	if !e.now().Before(code.ExpiresAt) {
 		return nil, Errorf(CodeInvalidGrant, "the code has expired")
 	}
-	if req.RedirectURI != code.RedirectURI {
+	// redirect_uri may be left out only where it could be left out of the
+	// authorization request: the client has exactly one.
+	if req.RedirectURI != code.RedirectURI && !(req.RedirectURI == "" && len(c.RedirectURIs) == 1) {
 		return nil, Errorf(CodeInvalidGrant, "redirect_uri does not match the authorization request")
 	}
 	if code.CodeChallenge != "" || c.Public() {

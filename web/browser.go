@@ -4,6 +4,7 @@ import (
 	"net/http"
 
 	"github.com/labstack/echo/v4"
+	"github.com/labstack/echo/v4/middleware"
 
 	"github.com/keyhook/keyhook/engine"
 )
@@ -11,6 +12,9 @@ import (
 // browserRoutes mounts the endpoints a user agent or an OIDC relying
 // party calls directly.
 func (s *Server) browserRoutes(e *echo.Echo) {
+	limit := middleware.BodyLimit("64K")
+	e.GET(engine.PathAuthorize, s.authorizeForm)
+	e.POST(engine.PathAuthorize, s.authorizeLogin, limit)
 	e.GET(engine.PathUserinfo, s.userinfo)
 	e.POST(engine.PathUserinfo, s.userinfo)
 }

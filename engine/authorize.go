@@ -1,0 +1,159 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"net/url"
+	"slices"
+	"time"
+)
+
+// AuthorizeRequest is an authorization request (RFC 6749 §4.1.1,
+// RFC 7636 §4.3, OIDC Core §3.1.2.1).
+type AuthorizeRequest struct {
+	ResponseType        string
+	ClientID            string
+	RedirectURI         string
+	Scope               string
+	ScopeGiven          bool
+	State               string
+	CodeChallenge       string
+	CodeChallengeMethod string
+	Nonce               string
+}
+
+// Authorization is a validated authorization request.
+type Authorization struct {
+	Client      *Client
+	RedirectURI string
+	Scope       string
+	Request     *AuthorizeRequest
+}
+
+// RedirectError is an authorization error that goes back to the client's
+// redirect URI (RFC 6749 §4.1.2.1). Errors before a valid redirect URI is
+// known are plain *Error values and are shown to the user instead.
+type RedirectError struct {
+	Err         *Error
+	RedirectURI string
+	State       string
+}
+
+func (e *RedirectError) Error() string { return e.Err.Error() }
+func (e *RedirectError) Unwrap() error { return e.Err }
+
+// Location is the redirect URI with the error parameters.
+func (e *RedirectError) Location(issuer string) string {
+	q := url.Values{"error": {string(e.Err.Code)}, "error_description": {e.Err.Description}, "iss": {issuer}}
+	if e.State != "" {
+		q.Set("state", e.State)
+	}
+	return withQuery(e.RedirectURI, q)
+}
+
+func withQuery(uri string, q url.Values) string {
+	u, err := url.Parse(uri)
+	if err != nil {
+		return uri
+	}
+	existing := u.Query()
+	for k, v := range q {
+		existing[k] = v
+	}
+	u.RawQuery = existing.Encode()
+	return u.String()
+}
+
+// Authorize validates an authorization request. The redirect URI must
+// match a registered one exactly before anything is sent back to it.
+func (e *Engine) Authorize(ctx context.Context, req *AuthorizeRequest) (*Authorization, error) {
+	if req.ClientID == "" {
+		return nil, Errorf(CodeInvalidRequest, "client_id is missing")
+	}
+	c, err := e.st.Clients.ClientByID(ctx, req.ClientID)
+	if errors.Is(err, ErrNotFound) {
+		return nil, Errorf(CodeInvalidRequest, "the client is unknown")
+	}
+	if err != nil {
+		return nil, storeFailure(err)
+	}
+	redirect := req.RedirectURI
+	switch {
+	case redirect == "" && len(c.RedirectURIs) == 1:
+		redirect = c.RedirectURIs[0]
+	case redirect == "":
+		return nil, Errorf(CodeInvalidRequest, "redirect_uri is missing")
+	case !slices.Contains(c.RedirectURIs, redirect):
+		return nil, Errorf(CodeInvalidRequest, "redirect_uri is not registered for this client")
+	}
+	fail := func(code ErrorCode, desc string) error {
+		return &RedirectError{Err: Errorf(code, "%s", desc), RedirectURI: redirect, State: req.State}
+	}
+	if req.ResponseType != "code" {
+		return nil, fail(CodeUnsupportedResponseType, "only response_type=code is supported")
+	}
+	if !c.HasGrant(GrantAuthorizationCode) {
+		return nil, fail(CodeUnauthorizedClient, "the client may not use the authorization_code grant")
+	}
+	switch {
+	case req.CodeChallengeMethod == "plain":
+		return nil, fail(CodeInvalidRequest, "code_challenge_method plain is not allowed; use S256")
+	case req.CodeChallenge == "" && req.CodeChallengeMethod != "":
+		return nil, fail(CodeInvalidRequest, "code_challenge is missing")
+	case req.CodeChallenge == "" && c.Public():
+		return nil, fail(CodeInvalidRequest, "public clients must use PKCE (code_challenge with S256)")
+	case req.CodeChallenge != "" && req.CodeChallengeMethod != "S256":
+		return nil, fail(CodeInvalidRequest, "code_challenge_method must be S256")
+	case req.CodeChallenge != "" && (len(req.CodeChallenge) != 43 || !base64URLChars(req.CodeChallenge)):
+		return nil, fail(CodeInvalidRequest, "code_challenge must be a base64url SHA-256 (43 characters)")
+	}
+	scope, err := grantScope(req.Scope, req.ScopeGiven, c.Scope)
+	if err != nil {
+		var oe *Error
+		errors.As(err, &oe)
+		return nil, fail(oe.Code, oe.Description)
+	}
+	return &Authorization{Client: c, RedirectURI: redirect, Scope: scope, Request: req}, nil
+}
+
+func base64URLChars(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+// ErrLoginFailed is returned by Login for wrong credentials, unknown or
+// disabled users alike.
+var ErrLoginFailed = errors.New("the username or password is wrong")
+
+// Login authenticates the user of an authorization and returns the
+// redirect URI carrying a fresh, single-use authorization code.
+func (e *Engine) Login(ctx context.Context, a *Authorization, username, password string) (string, error) {
+	u, err := e.authenticateUser(ctx, username, password)
+	if isCode(err, CodeInvalidGrant) {
+		return "", ErrLoginFailed
+	}
+	if err != nil {
+		return "", err
+	}
+	now := e.now()
+	value := randomToken()
+	code := &AuthCode{
+		ID: TokenHash(value), ClientID: a.Client.ID, Username: u.Username, RedirectURI: a.RedirectURI, Scope: a.Scope,
+		CodeChallenge: a.Request.CodeChallenge, CodeChallengeMethod: a.Request.CodeChallengeMethod, Nonce: a.Request.Nonce,
+		FamilyID: randomID(), AuthTime: now,
+		ExpiresAt: now.Add(time.Duration(e.Properties().AuthorizationCodeLifetime) * time.Second),
+	}
+	if err := e.st.Codes.CreateCode(ctx, code); err != nil {
+		return "", storeFailure(err)
+	}
+	q := url.Values{"code": {value}, "iss": {e.cfg.Issuer}}
+	if a.Request.State != "" {
+		q.Set("state", a.Request.State)
+	}
+	return withQuery(a.RedirectURI, q), nil
+}

@@ -1,0 +1,73 @@
+package storage
+
+import (
+	"context"
+
+	"github.com/keyhook/keyhook/engine"
+)
+
+// ClientByID returns the client with id or engine.ErrNotFound.
+func (s *Store) ClientByID(ctx context.Context, id string) (*engine.Client, error) {
+	var r clientRow
+	if err := s.db.WithContext(ctx).Where("id = ?", id).Take(&r).Error; err != nil {
+		return nil, translate(err)
+	}
+	return r.toEngine()
+}
+
+// Clients returns every client, ordered by id.
+func (s *Store) Clients(ctx context.Context) ([]*engine.Client, error) {
+	var rows []clientRow
+	if err := s.db.WithContext(ctx).Order("id").Find(&rows).Error; err != nil {
+		return nil, err
+	}
+	out := make([]*engine.Client, 0, len(rows))
+	for i := range rows {
+		c, err := rows[i].toEngine()
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, c)
+	}
+	return out, nil
+}
+
+// CreateClient stores c; engine.ErrConflict when its id is taken.
+func (s *Store) CreateClient(ctx context.Context, c *engine.Client) error {
+	r, err := clientToRow(c)
+	if err != nil {
+		return err
+	}
+	return translate(s.db.WithContext(ctx).Create(r).Error)
+}
+
+// UpdateClient replaces every field of the client c.ID;
+// engine.ErrNotFound when there is none.
+func (s *Store) UpdateClient(ctx context.Context, c *engine.Client) error {
+	r, err := clientToRow(c)
+	if err != nil {
+		return err
+	}
+	res := s.db.WithContext(ctx).Model(&clientRow{}).Where("id = ?", c.ID).
+		Select("*").Omit("id").Updates(r)
+	if res.Error != nil {
+		return translate(res.Error)
+	}
+	if res.RowsAffected == 0 {
+		return engine.ErrNotFound
+	}
+	return nil
+}
+
+// DeleteClient deletes the client; its tokens and authorization codes go
+// with it (ON DELETE CASCADE). engine.ErrNotFound when there is none.
+func (s *Store) DeleteClient(ctx context.Context, id string) error {
+	res := s.db.WithContext(ctx).Where("id = ?", id).Delete(&clientRow{})
+	if res.Error != nil {
+		return res.Error
+	}
+	if res.RowsAffected == 0 {
+		return engine.ErrNotFound
+	}
+	return nil
+}

@@ -1,0 +1,731 @@
+package storage
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/keyhook/keyhook/engine"
+	"github.com/keyhook/keyhook/hooks"
+)
+
+// ts is a test time with nanoseconds, in the form the store returns.
+func ts(sec int64) time.Time { return time.Unix(sec, 123456789).UTC() }
+
+func mustOpen(t *testing.T, dsn string) *Store {
+	t.Helper()
+	st, err := Open(context.Background(), dsn)
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return st
+}
+
+// freshDSN returns a DSN for a new, empty database of st's dialect.
+func freshDSN(t *testing.T, st *Store) string {
+	t.Helper()
+	if st.Dialect() == DialectSQLite {
+		return "sqlite:" + filepath.Join(t.TempDir(), "fresh.db")
+	}
+	dsn, drop, err := NewTestDSN(context.Background(), st.dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := drop(); err != nil {
+			t.Errorf("drop: %v", err)
+		}
+	})
+	return dsn
+}
+
+func testClient(id string) *engine.Client {
+	return &engine.Client{
+		ID:                        id,
+		Name:                      "Client " + id,
+		SecretHash:                "hash",
+		SecretSealed:              "sealed",
+		AuthMethod:                engine.AuthSecretBasic,
+		AuthSigningAlg:            "HS256",
+		GrantTypes:                []engine.GrantType{engine.GrantClientCredentials, engine.GrantRefreshToken},
+		RedirectURIs:              []string{"https://a.example/cb", "https://b.example/cb"},
+		Scope:                     "read write",
+		JWKS:                      `{"keys":[]}`,
+		JWKSURI:                   "https://a.example/jwks",
+		AccessTokenAsJWT:          true,
+		RunIntrospectionBeforeJWT: true,
+		AccessTokenLifetime:       3600,
+		RefreshTokenLifetime:      86400,
+		IDTokenLifetime:           600,
+		IntrospectionScripts:      []string{"s1"},
+		UpdateTokenScripts:        []string{"s2", "s3"},
+		Attributes:                map[string]string{"tier": "gold"},
+		CreatedAt:                 ts(1000),
+		UpdatedAt:                 ts(2000),
+	}
+}
+
+func testToken(id, clientID string, kind engine.TokenKind, family string, expires time.Time) *engine.Token {
+	return &engine.Token{
+		ID:        id,
+		Kind:      kind,
+		Format:    engine.FormatOpaque,
+		ClientID:  clientID,
+		Subject:   "sub",
+		Username:  "alice",
+		Scope:     "read",
+		GrantType: engine.GrantPassword,
+		FamilyID:  family,
+		Audience:  []string{"api"},
+		KeyID:     "kid1",
+		Claims:    map[string]any{"n": int64(7)},
+		IssuedAt:  ts(100),
+		ExpiresAt: expires,
+	}
+}
+
+func equal(t *testing.T, what string, got, want any) {
+	t.Helper()
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("%s:\n got  %#v\n want %#v", what, got, want)
+	}
+}
+
+func isErr(t *testing.T, what string, err, want error) {
+	t.Helper()
+	if !errors.Is(err, want) {
+		t.Errorf("%s: got error %v, want %v", what, err, want)
+	}
+}
+
+func noErr(t *testing.T, what string, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+}
+
+// runContract checks the behaviour the engine relies on. open returns a
+// Store on a new, empty database for each call.
+func runContract(t *testing.T, open func(t *testing.T) *Store) {
+	ctx := context.Background()
+	tests := []struct {
+		name string
+		fn   func(t *testing.T, st *Store)
+	}{
+		{"stores, ping and dialect", func(t *testing.T, st *Store) {
+			v := reflect.ValueOf(st.Stores())
+			for i := range v.NumField() {
+				if v.Field(i).IsNil() {
+					t.Errorf("Stores().%s is nil", v.Type().Field(i).Name)
+				}
+			}
+			noErr(t, "Ping", st.Ping(ctx))
+			if d := st.Dialect(); d != DialectSQLite && d != DialectPostgres {
+				t.Errorf("Dialect = %q", d)
+			}
+		}},
+
+		{"migrations recorded and idempotent", func(t *testing.T, st *Store) {
+			check := func(st *Store) {
+				t.Helper()
+				var rows []schemaMigration
+				noErr(t, "read schema_migrations", st.db.Order("version").Find(&rows).Error)
+				if len(rows) != len(migrations) {
+					t.Fatalf("%d migrations recorded, want %d", len(rows), len(migrations))
+				}
+				for i, m := range migrations {
+					if rows[i].Version != m.version || rows[i].Name != m.name || rows[i].AppliedAt == 0 {
+						t.Errorf("row %d = %+v, want version %d %q", i, rows[i], m.version, m.name)
+					}
+				}
+			}
+			check(st)
+			noErr(t, "CreateClient", st.CreateClient(ctx, testClient("keep")))
+			for range 2 {
+				again := mustOpen(t, st.dsn)
+				check(again)
+				_, err := again.ClientByID(ctx, "keep")
+				noErr(t, "data survives reopening", err)
+			}
+		}},
+
+		{"concurrent Opens of a new database", func(t *testing.T, st *Store) {
+			dsn := freshDSN(t, st)
+			const n = 4
+			stores := make([]*Store, n)
+			errs := make([]error, n)
+			var wg sync.WaitGroup
+			for i := range n {
+				wg.Go(func() { stores[i], errs[i] = Open(ctx, dsn) })
+			}
+			wg.Wait()
+			for i := range n {
+				if errs[i] != nil {
+					t.Errorf("Open %d: %v", i, errs[i])
+					continue
+				}
+				defer stores[i].Close()
+			}
+			if t.Failed() {
+				return
+			}
+			var count int64
+			noErr(t, "count", stores[0].db.Model(&schemaMigration{}).Count(&count).Error)
+			if count != int64(len(migrations)) {
+				t.Errorf("%d migrations recorded, want %d", count, len(migrations))
+			}
+			v, err := stores[1].ScriptsVersion(ctx)
+			noErr(t, "ScriptsVersion", err)
+			equal(t, "generation row inserted once", v, "0")
+		}},
+
+		{"clients", func(t *testing.T, st *Store) {
+			_, err := st.ClientByID(ctx, "a")
+			isErr(t, "ClientByID absent", err, engine.ErrNotFound)
+			all, err := st.Clients(ctx)
+			noErr(t, "Clients", err)
+			equal(t, "no clients", len(all), 0)
+
+			a := testClient("a")
+			noErr(t, "CreateClient", st.CreateClient(ctx, a))
+			got, err := st.ClientByID(ctx, "a")
+			noErr(t, "ClientByID", err)
+			equal(t, "round trip", got, a)
+
+			isErr(t, "CreateClient dup", st.CreateClient(ctx, testClient("a")), engine.ErrConflict)
+
+			// nil and empty collections, zero times and false flags round-trip.
+			b := &engine.Client{ID: "b", AuthMethod: engine.AuthNone, RedirectURIs: []string{}, Attributes: map[string]string{}}
+			noErr(t, "CreateClient minimal", st.CreateClient(ctx, b))
+			got, err = st.ClientByID(ctx, "b")
+			noErr(t, "ClientByID", err)
+			equal(t, "minimal round trip", got, b)
+
+			a2 := testClient("a")
+			a2.Name, a2.Scope, a2.AccessTokenAsJWT = "renamed", "read", false
+			a2.GrantTypes, a2.Attributes = nil, nil
+			a2.UpdatedAt = ts(3000)
+			noErr(t, "UpdateClient", st.UpdateClient(ctx, a2))
+			got, err = st.ClientByID(ctx, "a")
+			noErr(t, "ClientByID", err)
+			equal(t, "updated", got, a2)
+			// Updating with unchanged values still finds the row.
+			noErr(t, "UpdateClient unchanged", st.UpdateClient(ctx, a2))
+			isErr(t, "UpdateClient absent", st.UpdateClient(ctx, testClient("zz")), engine.ErrNotFound)
+
+			all, err = st.Clients(ctx)
+			noErr(t, "Clients", err)
+			equal(t, "Clients", all, []*engine.Client{a2, b})
+
+			noErr(t, "DeleteClient", st.DeleteClient(ctx, "a"))
+			isErr(t, "DeleteClient again", st.DeleteClient(ctx, "a"), engine.ErrNotFound)
+			_, err = st.ClientByID(ctx, "a")
+			isErr(t, "deleted", err, engine.ErrNotFound)
+		}},
+
+		{"client delete cascades tokens and codes", func(t *testing.T, st *Store) {
+			noErr(t, "CreateClient", st.CreateClient(ctx, testClient("c")))
+			noErr(t, "CreateClient", st.CreateClient(ctx, testClient("other")))
+			noErr(t, "CreateTokens", st.CreateTokens(ctx,
+				testToken("t1", "c", engine.KindAccess, "f", ts(5000)),
+				testToken("t2", "c", engine.KindRefresh, "f", ts(5000)),
+				testToken("t3", "other", engine.KindAccess, "g", ts(5000))))
+			noErr(t, "CreateCode", st.CreateCode(ctx, &engine.AuthCode{ID: "code1", ClientID: "c", ExpiresAt: ts(5000)}))
+			noErr(t, "DeleteClient", st.DeleteClient(ctx, "c"))
+			for _, id := range []string{"t1", "t2"} {
+				_, err := st.TokenByID(ctx, id)
+				isErr(t, "token of deleted client", err, engine.ErrNotFound)
+			}
+			_, _, err := st.UseCode(ctx, "code1", ts(10))
+			isErr(t, "code of deleted client", err, engine.ErrNotFound)
+			_, err = st.TokenByID(ctx, "t3")
+			noErr(t, "other client's token stays", err)
+		}},
+
+		{"tokens", func(t *testing.T, st *Store) {
+			noErr(t, "CreateClient", st.CreateClient(ctx, testClient("c")))
+			_, err := st.TokenByID(ctx, "nope")
+			isErr(t, "TokenByID absent", err, engine.ErrNotFound)
+
+			full := testToken("t1", "c", engine.KindAccess, "fam", ts(5000))
+			full.Format, full.KeyID, full.AuthTime, full.Revoked, full.UsedAt = engine.FormatJWT, "kid9", ts(50), true, ts(60)
+			full.Audience = []string{"a", "b"}
+			full.Claims = map[string]any{
+				"int":    int64(42),
+				"big":    int64(1<<53 + 1),
+				"neg":    int64(-3),
+				"float":  1.5,
+				"str":    "x",
+				"bool":   true,
+				"null":   nil,
+				"list":   []any{int64(1), 2.25, "z", []any{int64(3)}},
+				"nested": map[string]any{"deep": map[string]any{"n": int64(9), "f": 0.1}},
+			}
+			bare := &engine.Token{ID: "t2", Kind: engine.KindRefresh, ClientID: "c", ExpiresAt: ts(5000)}
+			noErr(t, "CreateTokens", st.CreateTokens(ctx, full, bare))
+			got, err := st.TokenByID(ctx, "t1")
+			noErr(t, "TokenByID", err)
+			equal(t, "full round trip", got, full)
+			got, err = st.TokenByID(ctx, "t2")
+			noErr(t, "TokenByID", err)
+			equal(t, "bare round trip (zero times, nil collections)", got, bare)
+
+			noErr(t, "CreateTokens none", st.CreateTokens(ctx))
+
+			// One issuance is atomic: a duplicate id stores none of it.
+			err = st.CreateTokens(ctx, testToken("t3", "c", engine.KindAccess, "", ts(5000)),
+				testToken("t1", "c", engine.KindAccess, "", ts(5000)))
+			isErr(t, "CreateTokens dup", err, engine.ErrConflict)
+			_, err = st.TokenByID(ctx, "t3")
+			isErr(t, "rolled back", err, engine.ErrNotFound)
+
+			if err := st.CreateTokens(ctx, testToken("t4", "no-such-client", engine.KindAccess, "", ts(5000))); err == nil {
+				t.Error("CreateTokens for an unknown client succeeded")
+			}
+		}},
+
+		{"rotate refresh token", func(t *testing.T, st *Store) {
+			noErr(t, "CreateClient", st.CreateClient(ctx, testClient("c")))
+			now := ts(1000)
+			revoked := testToken("revoked", "c", engine.KindRefresh, "f", ts(2000))
+			revoked.Revoked = true
+			used := testToken("used", "c", engine.KindRefresh, "f", ts(2000))
+			used.UsedAt = ts(900)
+			noErr(t, "CreateTokens", st.CreateTokens(ctx,
+				testToken("rt", "c", engine.KindRefresh, "f", ts(2000)),
+				testToken("access", "c", engine.KindAccess, "f", ts(2000)),
+				testToken("expired", "c", engine.KindRefresh, "f", now),
+				revoked, used))
+
+			for _, id := range []string{"absent", "access", "expired", "revoked", "used"} {
+				ok, err := st.RotateRefreshToken(ctx, id, now, testToken("next-"+id, "c", engine.KindRefresh, "f", ts(3000)))
+				noErr(t, "rotate "+id, err)
+				if ok {
+					t.Errorf("rotate %s: reported true", id)
+				}
+				_, err = st.TokenByID(ctx, "next-"+id)
+				isErr(t, "no successor of "+id, err, engine.ErrNotFound)
+			}
+
+			// A failing insert rolls the mark back.
+			_, err := st.RotateRefreshToken(ctx, "rt", now, testToken("access", "c", engine.KindAccess, "f", ts(3000)))
+			isErr(t, "rotate into dup", err, engine.ErrConflict)
+			old, err := st.TokenByID(ctx, "rt")
+			noErr(t, "TokenByID", err)
+			if !old.UsedAt.IsZero() {
+				t.Errorf("failed rotation left UsedAt = %v", old.UsedAt)
+			}
+
+			ok, err := st.RotateRefreshToken(ctx, "rt", now,
+				testToken("rt2", "c", engine.KindRefresh, "f", ts(3000)),
+				testToken("at2", "c", engine.KindAccess, "f", ts(3000)))
+			noErr(t, "rotate", err)
+			if !ok {
+				t.Fatal("rotate of an active token reported false")
+			}
+			old, err = st.TokenByID(ctx, "rt")
+			noErr(t, "TokenByID", err)
+			equal(t, "UsedAt", old.UsedAt, now)
+			for _, id := range []string{"rt2", "at2"} {
+				_, err := st.TokenByID(ctx, id)
+				noErr(t, "successor "+id, err)
+			}
+			ok, err = st.RotateRefreshToken(ctx, "rt", now, testToken("rt3", "c", engine.KindRefresh, "f", ts(3000)))
+			noErr(t, "rotate again", err)
+			if ok {
+				t.Error("second rotation reported true")
+			}
+		}},
+
+		{"rotate refresh token race", func(t *testing.T, st *Store) {
+			noErr(t, "CreateClient", st.CreateClient(ctx, testClient("c")))
+			noErr(t, "CreateTokens", st.CreateTokens(ctx, testToken("rt", "c", engine.KindRefresh, "f", ts(2000))))
+			const n = 10
+			oks := make([]bool, n)
+			errs := make([]error, n)
+			var wg sync.WaitGroup
+			start := make(chan struct{})
+			for i := range n {
+				wg.Go(func() {
+					<-start
+					oks[i], errs[i] = st.RotateRefreshToken(ctx, "rt", ts(1000),
+						testToken(fmt.Sprintf("next%d", i), "c", engine.KindRefresh, "f", ts(3000)))
+				})
+			}
+			close(start)
+			wg.Wait()
+			winners := 0
+			for i := range n {
+				noErr(t, "rotate", errs[i])
+				_, err := st.TokenByID(ctx, fmt.Sprintf("next%d", i))
+				if oks[i] {
+					winners++
+					noErr(t, "winner's successor", err)
+				} else {
+					isErr(t, "loser's successor", err, engine.ErrNotFound)
+				}
+			}
+			equal(t, "winners", winners, 1)
+		}},
+
+		{"revoke", func(t *testing.T, st *Store) {
+			noErr(t, "CreateClient", st.CreateClient(ctx, testClient("c")))
+			noErr(t, "CreateTokens", st.CreateTokens(ctx,
+				testToken("a1", "c", engine.KindAccess, "fa", ts(2000)),
+				testToken("a2", "c", engine.KindRefresh, "fa", ts(2000)),
+				testToken("b1", "c", engine.KindAccess, "fb", ts(2000)),
+				testToken("n1", "c", engine.KindAccess, "", ts(2000)),
+				testToken("n2", "c", engine.KindAccess, "", ts(2000))))
+			revoked := func(id string) bool {
+				t.Helper()
+				tok, err := st.TokenByID(ctx, id)
+				noErr(t, "TokenByID "+id, err)
+				return tok.Revoked
+			}
+			noErr(t, "RevokeToken", st.RevokeToken(ctx, "n1"))
+			noErr(t, "RevokeToken absent", st.RevokeToken(ctx, "absent"))
+			equal(t, "n1 revoked", revoked("n1"), true)
+			equal(t, "n2 untouched", revoked("n2"), false)
+			noErr(t, "RevokeFamily", st.RevokeFamily(ctx, "fa"))
+			equal(t, "a1", revoked("a1"), true)
+			equal(t, "a2", revoked("a2"), true)
+			equal(t, "b1", revoked("b1"), false)
+			noErr(t, "RevokeFamily empty", st.RevokeFamily(ctx, ""))
+			equal(t, "no family is no family", revoked("n2"), false)
+		}},
+
+		{"purge tokens and latest expiry", func(t *testing.T, st *Store) {
+			noErr(t, "CreateClient", st.CreateClient(ctx, testClient("c")))
+			mk := func(id, kid string, exp time.Time) *engine.Token {
+				tok := testToken(id, "c", engine.KindAccess, "", exp)
+				tok.KeyID = kid
+				return tok
+			}
+			noErr(t, "CreateTokens", st.CreateTokens(ctx,
+				mk("e1", "k1", ts(100)), mk("e2", "k1", ts(300)), mk("e3", "k2", ts(200)), mk("e4", "", ts(500))))
+			latest, err := st.LatestExpiry(ctx, "k1")
+			noErr(t, "LatestExpiry", err)
+			equal(t, "LatestExpiry k1", latest, ts(300))
+			latest, err = st.LatestExpiry(ctx, "unknown")
+			noErr(t, "LatestExpiry", err)
+			if !latest.IsZero() {
+				t.Errorf("LatestExpiry of an unused kid = %v, want zero", latest)
+			}
+			n, err := st.PurgeTokens(ctx, ts(200)) // strictly before
+			noErr(t, "PurgeTokens", err)
+			equal(t, "purged", n, int64(1))
+			n, err = st.PurgeTokens(ctx, ts(400))
+			noErr(t, "PurgeTokens", err)
+			equal(t, "purged", n, int64(2))
+			_, err = st.TokenByID(ctx, "e4")
+			noErr(t, "survivor", err)
+		}},
+
+		{"signing keys", func(t *testing.T, st *Store) {
+			keys, err := st.SigningKeys(ctx)
+			noErr(t, "SigningKeys", err)
+			equal(t, "no keys", len(keys), 0)
+			k1 := &engine.SigningKey{ID: "k1", Alg: "RS256", PrivateJWK: `{"kty":"RSA"}`, CreatedAt: ts(100)}
+			k2 := &engine.SigningKey{ID: "k2", Alg: "ES256", PrivateJWK: `{"kty":"EC"}`, CreatedAt: ts(200)}
+			noErr(t, "AddSigningKey", st.AddSigningKey(ctx, k1))
+			noErr(t, "AddSigningKey", st.AddSigningKey(ctx, k2))
+			keys, err = st.SigningKeys(ctx)
+			noErr(t, "SigningKeys", err)
+			k1r := *k1
+			k1r.RetiredAt = ts(200)
+			equal(t, "keys", keys, []*engine.SigningKey{&k1r, k2})
+
+			// A failed add retires nothing.
+			dup := &engine.SigningKey{ID: "k1", Alg: "RS256", CreatedAt: ts(300)}
+			isErr(t, "AddSigningKey dup", st.AddSigningKey(ctx, dup), engine.ErrConflict)
+			keys, err = st.SigningKeys(ctx)
+			noErr(t, "SigningKeys", err)
+			equal(t, "keys after failed add", keys, []*engine.SigningKey{&k1r, k2})
+
+			noErr(t, "DeleteSigningKey", st.DeleteSigningKey(ctx, "k1"))
+			noErr(t, "DeleteSigningKey absent", st.DeleteSigningKey(ctx, "k1"))
+			keys, err = st.SigningKeys(ctx)
+			noErr(t, "SigningKeys", err)
+			equal(t, "keys after delete", keys, []*engine.SigningKey{k2})
+		}},
+
+		{"properties", func(t *testing.T, st *Store) {
+			p, err := st.Properties(ctx)
+			noErr(t, "Properties", err)
+			equal(t, "empty", p, map[string]string{})
+			noErr(t, "SetProperties", st.SetProperties(ctx, map[string]string{"a": `1`, "b": `"x"`}))
+			noErr(t, "SetProperties", st.SetProperties(ctx, map[string]string{"b": `{"y":2}`, "c": `[]`}))
+			noErr(t, "SetProperties none", st.SetProperties(ctx, nil))
+			p, err = st.Properties(ctx)
+			noErr(t, "Properties", err)
+			equal(t, "upserted", p, map[string]string{"a": `1`, "b": `{"y":2}`, "c": `[]`})
+		}},
+
+		{"jtis", func(t *testing.T, st *Store) {
+			noErr(t, "UseJTI", st.UseJTI(ctx, "c", "j1", ts(100)))
+			isErr(t, "UseJTI replay", st.UseJTI(ctx, "c", "j1", ts(100)), engine.ErrConflict)
+			noErr(t, "same jti, other client", st.UseJTI(ctx, "d", "j1", ts(300)))
+			noErr(t, "UseJTI", st.UseJTI(ctx, "c", "j2", ts(200)))
+			n, err := st.PurgeJTIs(ctx, ts(250))
+			noErr(t, "PurgeJTIs", err)
+			equal(t, "purged", n, int64(2))
+			noErr(t, "purged jti usable again", st.UseJTI(ctx, "c", "j1", ts(400)))
+		}},
+
+		{"secrets agree across stores", func(t *testing.T, st *Store) {
+			v, err := st.Secret(ctx, "seal", []byte("first"))
+			noErr(t, "Secret", err)
+			equal(t, "fresh stored", string(v), "first")
+			v, err = st.Secret(ctx, "seal", []byte("second"))
+			noErr(t, "Secret", err)
+			equal(t, "existing kept", string(v), "first")
+			bin := []byte{0, 1, 2, 255}
+			v, err = st.Secret(ctx, "bin", bin)
+			noErr(t, "Secret", err)
+			equal(t, "binary", v, bin)
+
+			other := mustOpen(t, st.dsn)
+			v, err = other.Secret(ctx, "seal", []byte("third"))
+			noErr(t, "Secret", err)
+			equal(t, "other store agrees", string(v), "first")
+
+			const n = 8
+			got := make([]string, n)
+			errs := make([]error, n)
+			var wg sync.WaitGroup
+			for i := range n {
+				s := st
+				if i%2 == 1 {
+					s = other
+				}
+				wg.Go(func() {
+					b, err := s.Secret(ctx, "race", []byte(fmt.Sprintf("v%d", i)))
+					got[i], errs[i] = string(b), err
+				})
+			}
+			wg.Wait()
+			for i := range n {
+				noErr(t, "Secret race", errs[i])
+				if got[i] != got[0] {
+					t.Errorf("instance %d got %q, instance 0 got %q", i, got[i], got[0])
+				}
+			}
+		}},
+
+		{"codes", func(t *testing.T, st *Store) {
+			noErr(t, "CreateClient", st.CreateClient(ctx, testClient("c")))
+			code := &engine.AuthCode{
+				ID: "h1", ClientID: "c", Username: "alice", RedirectURI: "https://a.example/cb",
+				Scope: "openid", CodeChallenge: "chal", CodeChallengeMethod: "S256", Nonce: "n",
+				FamilyID: "fam", AuthTime: ts(50), ExpiresAt: ts(200),
+			}
+			noErr(t, "CreateCode", st.CreateCode(ctx, code))
+			isErr(t, "CreateCode dup", st.CreateCode(ctx, code), engine.ErrConflict)
+			_, _, err := st.UseCode(ctx, "absent", ts(100))
+			isErr(t, "UseCode absent", err, engine.ErrNotFound)
+
+			got, ok, err := st.UseCode(ctx, "h1", ts(100))
+			noErr(t, "UseCode", err)
+			if !ok {
+				t.Error("first UseCode reported false")
+			}
+			want := *code
+			want.UsedAt = ts(100)
+			equal(t, "used code", got, &want)
+			got, ok, err = st.UseCode(ctx, "h1", ts(150))
+			noErr(t, "UseCode again", err)
+			if ok {
+				t.Error("second UseCode reported true")
+			}
+			equal(t, "used code keeps first use", got, &want)
+
+			noErr(t, "CreateCode", st.CreateCode(ctx, &engine.AuthCode{ID: "race", ClientID: "c", ExpiresAt: ts(300)}))
+			const n = 10
+			oks := make([]bool, n)
+			var wg sync.WaitGroup
+			for i := range n {
+				wg.Go(func() {
+					_, ok, err := st.UseCode(ctx, "race", ts(100))
+					if err != nil {
+						t.Error(err)
+					}
+					oks[i] = ok
+				})
+			}
+			wg.Wait()
+			winners := 0
+			for _, ok := range oks {
+				if ok {
+					winners++
+				}
+			}
+			equal(t, "UseCode winners", winners, 1)
+
+			n2, err := st.PurgeCodes(ctx, ts(250))
+			noErr(t, "PurgeCodes", err)
+			equal(t, "purged", n2, int64(1))
+		}},
+
+		{"scripts", func(t *testing.T, st *Store) {
+			version := func() string {
+				t.Helper()
+				v, err := st.ScriptsVersion(ctx)
+				noErr(t, "ScriptsVersion", err)
+				return v
+			}
+			v0 := version()
+			_, err := st.ScriptByName(ctx, "s")
+			isErr(t, "ScriptByName absent", err, engine.ErrNotFound)
+
+			s := &hooks.Script{
+				Name: "s", Kind: hooks.KindIntrospection, Source: "function f(){}", Enabled: true,
+				Level: 3, Config: map[string]string{"k": "v"}, Timeout: 1500 * time.Millisecond,
+				OnError: hooks.OnErrorDeny, Version: "caller's",
+			}
+			noErr(t, "CreateScript", st.CreateScript(ctx, s))
+			if s.Version == "" || s.Version == "caller's" {
+				t.Errorf("CreateScript left Version = %q", s.Version)
+			}
+			v1 := version()
+			if v1 == v0 {
+				t.Error("ScriptsVersion unchanged by create")
+			}
+			got, err := st.ScriptByName(ctx, "s")
+			noErr(t, "ScriptByName", err)
+			equal(t, "round trip", got, s)
+
+			dup := *s
+			isErr(t, "CreateScript dup", st.CreateScript(ctx, &dup), engine.ErrConflict)
+			equal(t, "failed create leaves version", version(), v1)
+
+			firstVersion := s.Version
+			s.Source, s.Enabled, s.Config, s.Timeout = "function g(){}", false, nil, 0
+			noErr(t, "UpdateScript", st.UpdateScript(ctx, s))
+			if s.Version == firstVersion {
+				t.Error("UpdateScript kept the script version")
+			}
+			v2 := version()
+			if v2 == v1 {
+				t.Error("ScriptsVersion unchanged by update")
+			}
+			got, err = st.ScriptByName(ctx, "s")
+			noErr(t, "ScriptByName", err)
+			equal(t, "updated", got, s)
+
+			isErr(t, "UpdateScript absent", st.UpdateScript(ctx, &hooks.Script{Name: "zz"}), engine.ErrNotFound)
+			equal(t, "failed update leaves version", version(), v2)
+
+			s2 := &hooks.Script{Name: "a", Kind: hooks.KindUpdateToken, OnError: hooks.OnErrorSkip}
+			noErr(t, "CreateScript", st.CreateScript(ctx, s2))
+			all, err := st.Scripts(ctx)
+			noErr(t, "Scripts", err)
+			equal(t, "Scripts", all, []*hooks.Script{s2, s})
+
+			v3 := version()
+			noErr(t, "DeleteScript", st.DeleteScript(ctx, "a"))
+			if version() == v3 {
+				t.Error("ScriptsVersion unchanged by delete")
+			}
+			isErr(t, "DeleteScript absent", st.DeleteScript(ctx, "a"), engine.ErrNotFound)
+		}},
+
+		{"users", func(t *testing.T, st *Store) {
+			_, err := st.UserByName(ctx, "alice")
+			isErr(t, "UserByName absent", err, engine.ErrNotFound)
+			u := &engine.User{
+				Username: "alice", PasswordHash: "$argon2id$...",
+				Claims:    map[string]any{"email": "a@example.com", "age": int64(30), "score": 9.5, "groups": []any{"x"}},
+				CreatedAt: ts(10), UpdatedAt: ts(20),
+			}
+			noErr(t, "CreateUser", st.CreateUser(ctx, u))
+			isErr(t, "CreateUser dup", st.CreateUser(ctx, u), engine.ErrConflict)
+			got, err := st.UserByName(ctx, "alice")
+			noErr(t, "UserByName", err)
+			equal(t, "round trip", got, u)
+
+			u.Disabled, u.Claims, u.UpdatedAt = true, nil, ts(30)
+			noErr(t, "UpdateUser", st.UpdateUser(ctx, u))
+			got, err = st.UserByName(ctx, "alice")
+			noErr(t, "UserByName", err)
+			equal(t, "updated", got, u)
+			isErr(t, "UpdateUser absent", st.UpdateUser(ctx, &engine.User{Username: "bob"}), engine.ErrNotFound)
+
+			b := &engine.User{Username: "aaron"}
+			noErr(t, "CreateUser", st.CreateUser(ctx, b))
+			all, err := st.Users(ctx)
+			noErr(t, "Users", err)
+			equal(t, "Users", all, []*engine.User{b, u})
+
+			noErr(t, "DeleteUser", st.DeleteUser(ctx, "alice"))
+			isErr(t, "DeleteUser again", st.DeleteUser(ctx, "alice"), engine.ErrNotFound)
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open(t)) })
+	}
+}
+
+func TestContractSQLite(t *testing.T) {
+	runContract(t, func(t *testing.T) *Store {
+		return mustOpen(t, "sqlite:"+filepath.Join(t.TempDir(), "keyhook.db"))
+	})
+}
+
+func TestContractPostgres(t *testing.T) {
+	base := pgBase(t)
+	runContract(t, func(t *testing.T) *Store {
+		dsn, drop, err := NewTestDSN(context.Background(), base)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Registered first, so it runs after mustOpen's Close.
+		t.Cleanup(func() {
+			if err := drop(); err != nil {
+				t.Errorf("drop: %v", err)
+			}
+		})
+		return mustOpen(t, dsn)
+	})
+}
+
+// pgBase is the PostgreSQL server to test on, from KEYHOOK_TEST_PG.
+func pgBase(t *testing.T) string {
+	base := strings.TrimSpace(os.Getenv("KEYHOOK_TEST_PG"))
+	if base == "" {
+		t.Skip("KEYHOOK_TEST_PG not set")
+	}
+	return base
+}
+
+func TestTimeEncoding(t *testing.T) {
+	for _, tc := range []struct {
+		in   time.Time
+		want int64
+	}{
+		{time.Time{}, 0},
+		{time.Unix(1, 5), 1_000_000_005},
+		{time.Date(3000, 1, 1, 0, 0, 0, 0, time.UTC), math.MaxInt64},
+		{time.Date(1000, 1, 1, 0, 0, 0, 0, time.UTC), math.MinInt64 + 1},
+	} {
+		if got := toNanos(tc.in); got != tc.want {
+			t.Errorf("toNanos(%v) = %d, want %d", tc.in, got, tc.want)
+		}
+	}
+	if !fromNanos(0).IsZero() {
+		t.Error("fromNanos(0) is not the zero time")
+	}
+	now := time.Now()
+	if got := fromNanos(toNanos(now)); !got.Equal(now) {
+		t.Errorf("round trip %v → %v", now, got)
+	}
+}

@@ -1,0 +1,205 @@
+package storage
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"gorm.io/gorm"
+)
+
+// migration is one step of the schema. Steps are applied in version order,
+// each at most once per database, and never edited once released: change
+// the schema by appending a step. The SQL must run on SQLite and PostgreSQL
+// alike, so it sticks to TEXT, BIGINT, INTEGER and BOOLEAN; times are BIGINT
+// Unix nanoseconds (0 for the zero time) and lists, maps and JSON are TEXT.
+type migration struct {
+	version int
+	name    string
+	up      []string
+}
+
+// migrations is the schema history.
+var migrations = []migration{
+	{version: 1, name: "initial schema", up: []string{
+		`CREATE TABLE clients (
+			id TEXT PRIMARY KEY,
+			name TEXT NOT NULL DEFAULT '',
+			secret_hash TEXT NOT NULL DEFAULT '',
+			secret_sealed TEXT NOT NULL DEFAULT '',
+			auth_method TEXT NOT NULL DEFAULT '',
+			auth_signing_alg TEXT NOT NULL DEFAULT '',
+			grant_types TEXT NOT NULL DEFAULT '',
+			redirect_uris TEXT NOT NULL DEFAULT '',
+			scope TEXT NOT NULL DEFAULT '',
+			jwks TEXT NOT NULL DEFAULT '',
+			jwks_uri TEXT NOT NULL DEFAULT '',
+			access_token_as_jwt BOOLEAN NOT NULL DEFAULT FALSE,
+			run_introspection_before_jwt BOOLEAN NOT NULL DEFAULT FALSE,
+			access_token_lifetime BIGINT NOT NULL DEFAULT 0,
+			refresh_token_lifetime BIGINT NOT NULL DEFAULT 0,
+			id_token_lifetime BIGINT NOT NULL DEFAULT 0,
+			introspection_scripts TEXT NOT NULL DEFAULT '',
+			update_token_scripts TEXT NOT NULL DEFAULT '',
+			attributes TEXT NOT NULL DEFAULT '',
+			created_at BIGINT NOT NULL DEFAULT 0,
+			updated_at BIGINT NOT NULL DEFAULT 0
+		)`,
+		`CREATE TABLE tokens (
+			id TEXT PRIMARY KEY,
+			kind TEXT NOT NULL,
+			format TEXT NOT NULL DEFAULT '',
+			client_id TEXT NOT NULL REFERENCES clients (id) ON DELETE CASCADE,
+			subject TEXT NOT NULL DEFAULT '',
+			username TEXT NOT NULL DEFAULT '',
+			scope TEXT NOT NULL DEFAULT '',
+			grant_type TEXT NOT NULL DEFAULT '',
+			family_id TEXT NOT NULL DEFAULT '',
+			audience TEXT NOT NULL DEFAULT '',
+			key_id TEXT NOT NULL DEFAULT '',
+			claims TEXT NOT NULL DEFAULT '',
+			issued_at BIGINT NOT NULL DEFAULT 0,
+			expires_at BIGINT NOT NULL DEFAULT 0,
+			auth_time BIGINT NOT NULL DEFAULT 0,
+			revoked BOOLEAN NOT NULL DEFAULT FALSE,
+			used_at BIGINT NOT NULL DEFAULT 0
+		)`,
+		`CREATE INDEX tokens_client_id_idx ON tokens (client_id)`,
+		`CREATE INDEX tokens_family_id_idx ON tokens (family_id)`,
+		`CREATE INDEX tokens_expires_at_idx ON tokens (expires_at)`,
+		`CREATE INDEX tokens_key_id_expires_at_idx ON tokens (key_id, expires_at)`,
+		`CREATE TABLE signing_keys (
+			id TEXT PRIMARY KEY,
+			alg TEXT NOT NULL DEFAULT '',
+			private_jwk TEXT NOT NULL DEFAULT '',
+			created_at BIGINT NOT NULL DEFAULT 0,
+			retired_at BIGINT NOT NULL DEFAULT 0
+		)`,
+		`CREATE TABLE properties (
+			name TEXT PRIMARY KEY,
+			value TEXT NOT NULL DEFAULT ''
+		)`,
+		`CREATE TABLE used_jtis (
+			client_id TEXT NOT NULL,
+			jti TEXT NOT NULL,
+			expires_at BIGINT NOT NULL DEFAULT 0,
+			PRIMARY KEY (client_id, jti)
+		)`,
+		`CREATE INDEX used_jtis_expires_at_idx ON used_jtis (expires_at)`,
+		`CREATE TABLE scripts (
+			name TEXT PRIMARY KEY,
+			kind TEXT NOT NULL DEFAULT '',
+			source TEXT NOT NULL DEFAULT '',
+			enabled BOOLEAN NOT NULL DEFAULT FALSE,
+			level INTEGER NOT NULL DEFAULT 0,
+			config TEXT NOT NULL DEFAULT '',
+			timeout_ms BIGINT NOT NULL DEFAULT 0,
+			on_error TEXT NOT NULL DEFAULT '',
+			version TEXT NOT NULL DEFAULT '',
+			updated_at BIGINT NOT NULL DEFAULT 0
+		)`,
+		// script_generation has one row whose counter is bumped in the
+		// transaction of every script change: ScriptsVersion reads it.
+		`CREATE TABLE script_generation (
+			id INTEGER PRIMARY KEY,
+			generation BIGINT NOT NULL
+		)`,
+		`INSERT INTO script_generation (id, generation) VALUES (1, 0)`,
+		`CREATE TABLE users (
+			username TEXT PRIMARY KEY,
+			password_hash TEXT NOT NULL DEFAULT '',
+			claims TEXT NOT NULL DEFAULT '',
+			disabled BOOLEAN NOT NULL DEFAULT FALSE,
+			created_at BIGINT NOT NULL DEFAULT 0,
+			updated_at BIGINT NOT NULL DEFAULT 0
+		)`,
+		`CREATE TABLE auth_codes (
+			id TEXT PRIMARY KEY,
+			client_id TEXT NOT NULL REFERENCES clients (id) ON DELETE CASCADE,
+			username TEXT NOT NULL DEFAULT '',
+			redirect_uri TEXT NOT NULL DEFAULT '',
+			scope TEXT NOT NULL DEFAULT '',
+			code_challenge TEXT NOT NULL DEFAULT '',
+			code_challenge_method TEXT NOT NULL DEFAULT '',
+			nonce TEXT NOT NULL DEFAULT '',
+			family_id TEXT NOT NULL DEFAULT '',
+			auth_time BIGINT NOT NULL DEFAULT 0,
+			expires_at BIGINT NOT NULL DEFAULT 0,
+			used_at BIGINT NOT NULL DEFAULT 0
+		)`,
+		`CREATE INDEX auth_codes_client_id_idx ON auth_codes (client_id)`,
+		`CREATE INDEX auth_codes_expires_at_idx ON auth_codes (expires_at)`,
+		`CREATE TABLE server_secrets (
+			name TEXT PRIMARY KEY,
+			value TEXT NOT NULL,
+			created_at BIGINT NOT NULL DEFAULT 0
+		)`,
+	}},
+}
+
+// migrationLockID is the PostgreSQL advisory lock that serializes the
+// migrations of instances starting at once ("keyhook" in ASCII).
+const migrationLockID int64 = 0x6b6579686f6f6b
+
+// schemaMigration records one applied migration.
+type schemaMigration struct {
+	Version   int    `gorm:"column:version;primaryKey;autoIncrement:false"`
+	Name      string `gorm:"column:name"`
+	AppliedAt int64  `gorm:"column:applied_at"`
+}
+
+func (schemaMigration) TableName() string { return "schema_migrations" }
+
+// migrate applies the migrations the database lacks, all in one
+// transaction. Concurrent callers serialize: on PostgreSQL on an advisory
+// lock, on SQLite on the write lock that BEGIN IMMEDIATE takes. The applied
+// versions are read only once the lock is held, so the loser of a race sees
+// the winner's work and applies nothing.
+func (s *Store) migrate(ctx context.Context) error {
+	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		if s.dialect == DialectPostgres {
+			if err := tx.Exec("SELECT pg_advisory_xact_lock(?)", migrationLockID).Error; err != nil {
+				return fmt.Errorf("lock: %w", err)
+			}
+		}
+		if err := tx.Exec(`CREATE TABLE IF NOT EXISTS schema_migrations (
+			version INTEGER PRIMARY KEY,
+			name TEXT NOT NULL,
+			applied_at BIGINT NOT NULL
+		)`).Error; err != nil {
+			return err
+		}
+		var rows []schemaMigration
+		if err := tx.Order("version").Find(&rows).Error; err != nil {
+			return err
+		}
+		applied := make(map[int]string, len(rows))
+		for _, r := range rows {
+			applied[r.Version] = r.Name
+		}
+		for _, m := range migrations {
+			if name, ok := applied[m.version]; ok {
+				if name != m.name {
+					return fmt.Errorf("version %d is %q in the database but %q here", m.version, name, m.name)
+				}
+				continue
+			}
+			for _, stmt := range m.up {
+				if err := tx.Exec(stmt).Error; err != nil {
+					return fmt.Errorf("version %d (%s): %w", m.version, m.name, err)
+				}
+			}
+			rec := schemaMigration{Version: m.version, Name: m.name, AppliedAt: time.Now().UnixNano()}
+			if err := tx.Create(&rec).Error; err != nil {
+				return err
+			}
+		}
+		// Versions beyond ours were applied by a newer release; this one
+		// keeps working as long as those migrations stayed additive.
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("storage: migrate: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,125 @@
+package storage
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"strconv"
+	"time"
+
+	"gorm.io/gorm"
+
+	"github.com/keyhook/keyhook/engine"
+	"github.com/keyhook/keyhook/hooks"
+)
+
+// Scripts returns every script, ordered by name.
+func (s *Store) Scripts(ctx context.Context) ([]*hooks.Script, error) {
+	var rows []scriptRow
+	if err := s.db.WithContext(ctx).Order("name").Find(&rows).Error; err != nil {
+		return nil, err
+	}
+	out := make([]*hooks.Script, 0, len(rows))
+	for i := range rows {
+		sc, err := rows[i].toEngine()
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, sc)
+	}
+	return out, nil
+}
+
+// ScriptByName returns the script or engine.ErrNotFound.
+func (s *Store) ScriptByName(ctx context.Context, name string) (*hooks.Script, error) {
+	var r scriptRow
+	if err := s.db.WithContext(ctx).Where("name = ?", name).Take(&r).Error; err != nil {
+		return nil, translate(err)
+	}
+	return r.toEngine()
+}
+
+// CreateScript stores sc under a new version, which it writes back to
+// sc.Version; engine.ErrConflict when the name is taken.
+func (s *Store) CreateScript(ctx context.Context, sc *hooks.Script) error {
+	r, err := scriptToRow(sc)
+	if err != nil {
+		return err
+	}
+	r.Version, r.UpdatedAt = newScriptVersion(), time.Now().UnixNano()
+	err = s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		if err := tx.Create(r).Error; err != nil {
+			return err
+		}
+		return bumpScriptGeneration(tx)
+	})
+	if err != nil {
+		return translate(err)
+	}
+	sc.Version = r.Version
+	return nil
+}
+
+// UpdateScript replaces the script sc.Name under a new version, which it
+// writes back to sc.Version; engine.ErrNotFound when there is none.
+func (s *Store) UpdateScript(ctx context.Context, sc *hooks.Script) error {
+	r, err := scriptToRow(sc)
+	if err != nil {
+		return err
+	}
+	r.Version, r.UpdatedAt = newScriptVersion(), time.Now().UnixNano()
+	err = s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		res := tx.Model(&scriptRow{}).Where("name = ?", sc.Name).Select("*").Omit("name").Updates(r)
+		if res.Error != nil {
+			return res.Error
+		}
+		if res.RowsAffected == 0 {
+			return engine.ErrNotFound
+		}
+		return bumpScriptGeneration(tx)
+	})
+	if err != nil {
+		return translate(err)
+	}
+	sc.Version = r.Version
+	return nil
+}
+
+// DeleteScript deletes the script; engine.ErrNotFound when there is none.
+func (s *Store) DeleteScript(ctx context.Context, name string) error {
+	return translate(s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		res := tx.Where("name = ?", name).Delete(&scriptRow{})
+		if res.Error != nil {
+			return res.Error
+		}
+		if res.RowsAffected == 0 {
+			return engine.ErrNotFound
+		}
+		return bumpScriptGeneration(tx)
+	}))
+}
+
+// ScriptsVersion is the script generation: a counter that every script
+// create, update and delete increments in its own transaction, so it is a
+// one-row read for instances that poll for script changes.
+func (s *Store) ScriptsVersion(ctx context.Context) (string, error) {
+	var r scriptGenerationRow
+	if err := s.db.WithContext(ctx).Where("id = 1").Take(&r).Error; err != nil {
+		return "", translate(err)
+	}
+	return strconv.FormatInt(r.Generation, 10), nil
+}
+
+func bumpScriptGeneration(tx *gorm.DB) error {
+	return tx.Model(&scriptGenerationRow{}).Where("id = 1").
+		Update("generation", gorm.Expr("generation + 1")).Error
+}
+
+// newScriptVersion returns a random version id: unlike a counter it never
+// repeats across databases or restores, so runtimes cannot confuse two
+// different sources that share a name.
+func newScriptVersion() string {
+	var b [12]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}

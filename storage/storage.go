@@ -1,0 +1,224 @@
+// Package storage implements engine.Stores on SQLite and PostgreSQL with
+// gorm. One *Store serves every store interface; its schema is created and
+// upgraded by versioned migrations at Open, so several instances may share
+// one database and start at the same time.
+package storage
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"gorm.io/driver/postgres"
+	"gorm.io/driver/sqlite"
+	"gorm.io/gorm"
+	"gorm.io/gorm/logger"
+
+	"github.com/keyhook/keyhook/engine"
+)
+
+// Dialect names returned by (*Store).Dialect.
+const (
+	DialectSQLite   = "sqlite"
+	DialectPostgres = "postgres"
+)
+
+// Store is a database holding everything keyhook persists. It implements
+// every interface of engine.Stores and is safe for concurrent use.
+type Store struct {
+	db      *gorm.DB
+	dialect string
+	// dsn is the DSN Open was given; tests reopen the same database with it.
+	dsn string
+}
+
+// Option tunes Open.
+type Option func(*options)
+
+type options struct {
+	logger       *slog.Logger
+	maxOpenConns int
+	slow         time.Duration
+}
+
+// WithLogger makes the store log slow queries (without their arguments,
+// which may hold secrets) and gorm's own warnings to l. Without it the store
+// logs nothing; failures are returned to the caller either way.
+func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l } }
+
+// WithSlowThreshold sets how long a query may take before WithLogger's
+// logger hears about it (default 500ms).
+func WithSlowThreshold(d time.Duration) Option { return func(o *options) { o.slow = d } }
+
+// WithMaxOpenConns overrides the connection pool size (default 8 for
+// SQLite, whose writers serialize anyway, and 20 for PostgreSQL).
+func WithMaxOpenConns(n int) Option { return func(o *options) { o.maxOpenConns = n } }
+
+// Open connects to dsn, which is "sqlite:PATH" or a "postgres://" /
+// "postgresql://" URL, and migrates the schema to the latest version.
+func Open(ctx context.Context, dsn string, opts ...Option) (*Store, error) {
+	o := options{slow: 500 * time.Millisecond}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	var (
+		dialector gorm.Dialector
+		dialect   string
+		maxOpen   int
+	)
+	switch {
+	case strings.HasPrefix(dsn, "sqlite:"):
+		path := strings.TrimPrefix(dsn, "sqlite:")
+		if path == "" {
+			return nil, errors.New("storage: sqlite DSN has no path (want sqlite:PATH)")
+		}
+		if strings.HasPrefix(path, ":memory:") || strings.HasPrefix(path, "file:") {
+			return nil, fmt.Errorf("storage: sqlite DSN %q: want sqlite:PATH with a file path", dsn)
+		}
+		dialector = sqlite.Open(sqliteDSN(path))
+		dialect, maxOpen = DialectSQLite, 8
+	case strings.HasPrefix(dsn, "postgres://"), strings.HasPrefix(dsn, "postgresql://"):
+		dialector = postgres.Open(dsn)
+		dialect, maxOpen = DialectPostgres, 20
+	default:
+		return nil, errors.New("storage: unsupported DSN: want sqlite:PATH or postgres://...")
+	}
+	if o.maxOpenConns > 0 {
+		maxOpen = o.maxOpenConns
+	}
+
+	var lg = logger.Discard.LogMode(logger.Silent)
+	if o.logger != nil {
+		lg = &slogLogger{l: o.logger, slow: o.slow}
+	}
+	db, err := gorm.Open(dialector, &gorm.Config{
+		Logger:                 lg,
+		TranslateError:         true,
+		SkipDefaultTransaction: true,
+		NowFunc:                func() time.Time { return time.Now().UTC() },
+	})
+	if err != nil {
+		return nil, fmt.Errorf("storage: open %s: %w", dialect, err)
+	}
+	sqlDB, err := db.DB()
+	if err != nil {
+		return nil, fmt.Errorf("storage: open %s: %w", dialect, err)
+	}
+	sqlDB.SetMaxOpenConns(maxOpen)
+	sqlDB.SetMaxIdleConns(maxOpen)
+	if dialect == DialectPostgres {
+		sqlDB.SetConnMaxIdleTime(5 * time.Minute)
+		sqlDB.SetConnMaxLifetime(30 * time.Minute)
+	}
+	s := &Store{db: db, dialect: dialect, dsn: dsn}
+	if err := sqlDB.PingContext(ctx); err != nil {
+		sqlDB.Close()
+		return nil, fmt.Errorf("storage: connect %s: %w", dialect, err)
+	}
+	if err := s.migrate(ctx); err != nil {
+		sqlDB.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// sqliteDSN builds the go-sqlite3 DSN for a database file: WAL so readers do
+// not block the writer, a busy timeout so writers wait instead of failing,
+// foreign keys for ON DELETE CASCADE, and BEGIN IMMEDIATE so a transaction
+// takes the write lock up front (read-then-write transactions cannot then
+// deadlock with SQLITE_BUSY halfway).
+func sqliteDSN(path string) string {
+	// The path is part of a file: URI; escape what URIs give meaning to.
+	esc := strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23").Replace(path)
+	return "file:" + esc + "?_journal_mode=WAL&_busy_timeout=10000&_foreign_keys=on&_txlock=immediate&_synchronous=NORMAL"
+}
+
+// Stores returns s as every engine store.
+func (s *Store) Stores() engine.Stores {
+	return engine.Stores{
+		Clients:    s,
+		Tokens:     s,
+		Keys:       s,
+		Properties: s,
+		JTIs:       s,
+		Scripts:    s,
+		Users:      s,
+		Codes:      s,
+		Secrets:    s,
+	}
+}
+
+// Close closes the connection pool.
+func (s *Store) Close() error {
+	sqlDB, err := s.db.DB()
+	if err != nil {
+		return err
+	}
+	return sqlDB.Close()
+}
+
+// Ping checks that the database answers, for readiness probes.
+func (s *Store) Ping(ctx context.Context) error {
+	sqlDB, err := s.db.DB()
+	if err != nil {
+		return err
+	}
+	return sqlDB.PingContext(ctx)
+}
+
+// Dialect is DialectSQLite or DialectPostgres.
+func (s *Store) Dialect() string { return s.dialect }
+
+// slogLogger is a gorm logger that reports only slow queries, without their
+// arguments, and gorm's own messages. Query errors are not logged: they are
+// returned, and some (duplicate keys) are expected answers.
+type slogLogger struct {
+	l    *slog.Logger
+	slow time.Duration
+}
+
+func (g *slogLogger) LogMode(logger.LogLevel) logger.Interface { return g }
+
+func (g *slogLogger) Info(ctx context.Context, msg string, args ...any) {
+	g.l.InfoContext(ctx, fmt.Sprintf(msg, args...))
+}
+
+func (g *slogLogger) Warn(ctx context.Context, msg string, args ...any) {
+	g.l.WarnContext(ctx, fmt.Sprintf(msg, args...))
+}
+
+func (g *slogLogger) Error(ctx context.Context, msg string, args ...any) {
+	g.l.ErrorContext(ctx, fmt.Sprintf(msg, args...))
+}
+
+func (g *slogLogger) Trace(ctx context.Context, begin time.Time, fc func() (string, int64), _ error) {
+	if g.slow <= 0 {
+		return
+	}
+	if d := time.Since(begin); d > g.slow {
+		sql, rows := fc()
+		g.l.WarnContext(ctx, "slow query", "duration", d, "sql", sql, "rows", rows)
+	}
+}
+
+// ParamsFilter drops query arguments so that logged SQL never carries
+// secrets, hashes or claims.
+func (g *slogLogger) ParamsFilter(_ context.Context, sql string, _ ...any) (string, []any) {
+	return sql, nil
+}
+
+// translate maps gorm errors onto the engine's sentinels.
+func translate(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, gorm.ErrDuplicatedKey):
+		return fmt.Errorf("%w: %w", engine.ErrConflict, err)
+	case errors.Is(err, gorm.ErrRecordNotFound):
+		return engine.ErrNotFound
+	}
+	return err
+}

@@ -1,0 +1,164 @@
+package web
+
+import (
+	"crypto/rand"
+	"crypto/subtle"
+	"encoding/base64"
+	"errors"
+	"html/template"
+	"net/http"
+	"net/url"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/keyhook/keyhook/engine"
+)
+
+// csrfCookie carries the double-submit token of the login form.
+const csrfCookie = "keyhook_csrf"
+
+// authorizeParams are the authorization request parameters the login form
+// carries through as hidden fields.
+var authorizeParams = []string{"response_type", "client_id", "redirect_uri", "scope", "state", "code_challenge", "code_challenge_method", "nonce"}
+
+var loginPage = template.Must(template.New("login").Parse(`<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{{if .Fatal}}Cannot sign in{{else}}Sign in{{end}} · keyhook</title>
+<style>
+body{font-family:system-ui,sans-serif;background:#f4f5f7;margin:0;display:flex;min-height:100vh;align-items:center;justify-content:center}
+main{background:#fff;padding:2rem 2.5rem;border-radius:8px;box-shadow:0 1px 4px rgba(0,0,0,.15);width:20rem}
+h1{font-size:1.3rem;margin:0 0 1rem}label{display:block;margin:.8rem 0 .2rem;font-size:.9rem}
+input[type=text],input[type=password]{width:100%;box-sizing:border-box;padding:.5rem;border:1px solid #bbb;border-radius:4px}
+button{margin-top:1.2rem;width:100%;padding:.6rem;border:0;border-radius:4px;background:#2457c5;color:#fff;font-size:1rem;cursor:pointer}
+.error{background:#fde8e8;color:#9b1c1c;padding:.6rem;border-radius:4px;font-size:.9rem}.client{color:#555;font-size:.9rem}
+</style></head><body><main>
+{{if .Fatal}}<h1>Cannot sign in</h1><p class="error" id="error">{{.Error}}</p>
+{{else}}<h1>Sign in</h1>
+<p class="client">to continue to <strong>{{.ClientName}}</strong></p>
+{{if .Error}}<p class="error" id="error">{{.Error}}</p>{{end}}
+<form method="post" action="authorize">
+{{range $k, $v := .Params}}<input type="hidden" name="{{$k}}" value="{{$v}}">
+{{end}}<input type="hidden" name="csrf_token" value="{{.CSRF}}">
+<label for="username">Username</label><input type="text" id="username" name="username" autocomplete="username" required autofocus value="{{.Username}}">
+<label for="password">Password</label><input type="password" id="password" name="password" autocomplete="current-password" required>
+<button type="submit" id="submit">Sign in</button>
+</form>{{end}}
+</main></body></html>
+`))
+
+type loginView struct {
+	Fatal      bool
+	Error      string
+	ClientName string
+	Params     map[string]string
+	CSRF       string
+	Username   string
+}
+
+func (s *Server) renderLogin(c echo.Context, status int, v loginView) error {
+	h := c.Response().Header()
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Frame-Options", "DENY")
+	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'")
+	h.Set("Referrer-Policy", "no-referrer")
+	h.Set(echo.HeaderContentType, echo.MIMETextHTMLCharsetUTF8)
+	c.Response().WriteHeader(status)
+	return loginPage.Execute(c.Response(), v)
+}
+
+func authorizeRequest(form url.Values) *engine.AuthorizeRequest {
+	_, scopeGiven := form["scope"]
+	return &engine.AuthorizeRequest{
+		ResponseType: form.Get("response_type"), ClientID: form.Get("client_id"), RedirectURI: form.Get("redirect_uri"),
+		Scope: form.Get("scope"), ScopeGiven: scopeGiven, State: form.Get("state"), CodeChallenge: form.Get("code_challenge"),
+		CodeChallengeMethod: form.Get("code_challenge_method"), Nonce: form.Get("nonce"),
+	}
+}
+
+// authorizeErr shows errors before a valid redirect URI is known as a page
+// and sends the others back to the client (RFC 6749 §4.1.2.1).
+func (s *Server) authorizeErr(c echo.Context, err error) error {
+	var re *engine.RedirectError
+	if errors.As(err, &re) {
+		return c.Redirect(http.StatusSeeOther, re.Location(s.eng.Issuer()))
+	}
+	var oe *engine.Error
+	if errors.As(err, &oe) {
+		status := statusOf(oe.Code)
+		if status < 500 {
+			status = http.StatusBadRequest
+		}
+		return s.renderLogin(c, status, loginView{Fatal: true, Error: oe.Description})
+	}
+	return err
+}
+
+// authorizeForm serves GET /oauth2/authorize: validate, then show the
+// login form with a fresh CSRF token.
+func (s *Server) authorizeForm(c echo.Context) error {
+	form := c.Request().URL.Query()
+	for k, v := range form {
+		if len(v) > 1 {
+			return s.authorizeErr(c, engine.Errorf(engine.CodeInvalidRequest, "parameter %s is repeated", k))
+		}
+	}
+	a, err := s.eng.Authorize(c.Request().Context(), authorizeRequest(form))
+	if err != nil {
+		return s.authorizeErr(c, err)
+	}
+	token := csrfToken()
+	c.SetCookie(&http.Cookie{Name: csrfCookie, Value: token, Path: "/oauth2/", HttpOnly: true,
+		SameSite: http.SameSiteStrictMode, Secure: c.Scheme() == "https"})
+	return s.renderLogin(c, http.StatusOK, loginView{ClientName: clientLabel(a.Client), Params: carry(form), CSRF: token})
+}
+
+// authorizeLogin serves the POST of the login form.
+func (s *Server) authorizeLogin(c echo.Context) error {
+	if err := c.Request().ParseForm(); err != nil {
+		return s.authorizeErr(c, engine.Errorf(engine.CodeInvalidRequest, "the form is malformed"))
+	}
+	form := c.Request().PostForm
+	a, err := s.eng.Authorize(c.Request().Context(), authorizeRequest(form))
+	if err != nil {
+		return s.authorizeErr(c, err)
+	}
+	cookie, cerr := c.Cookie(csrfCookie)
+	sent := form.Get("csrf_token")
+	if cerr != nil || sent == "" || subtle.ConstantTimeCompare([]byte(cookie.Value), []byte(sent)) != 1 {
+		return s.renderLogin(c, http.StatusForbidden, loginView{Fatal: true,
+			Error: "The sign-in form expired or did not come from this server. Go back to the application and try again."})
+	}
+	location, err := s.eng.Login(c.Request().Context(), a, form.Get("username"), form.Get("password"))
+	if errors.Is(err, engine.ErrLoginFailed) {
+		return s.renderLogin(c, http.StatusUnauthorized, loginView{ClientName: clientLabel(a.Client), Params: carry(form),
+			CSRF: sent, Username: form.Get("username"), Error: "The username or password is wrong."})
+	}
+	if err != nil {
+		return s.authorizeErr(c, err)
+	}
+	return c.Redirect(http.StatusSeeOther, location)
+}
+
+func carry(form url.Values) map[string]string {
+	out := map[string]string{}
+	for _, k := range authorizeParams {
+		if v, ok := form[k]; ok && len(v) > 0 {
+			out[k] = v[0]
+		}
+	}
+	return out
+}
+
+func clientLabel(c *engine.Client) string {
+	if c.Name != "" {
+		return c.Name
+	}
+	return c.ID
+}
+
+func csrfToken() string {
+	b := make([]byte, 32)
+	_, _ = rand.Read(b)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
