@@ -288,16 +288,27 @@ func UserDocument(u *User) *UserDoc {
 
 // CreateUser stores a user with a hashed password.
 func (e *Engine) CreateUser(ctx context.Context, doc *UserDoc) (*UserDoc, error) {
+	return e.createUser(ctx, doc, true)
+}
+
+// createUser stores a user. Without requirePassword (imports of exports,
+// which leave passwords out) a user may come without one: it cannot sign
+// in until an admin sets a password.
+func (e *Engine) createUser(ctx context.Context, doc *UserDoc, requirePassword bool) (*UserDoc, error) {
 	if !usernamePattern.MatchString(doc.Username) {
 		return nil, fieldError("username", "must be 1 to 128 visible ASCII characters")
 	}
-	if doc.Password == "" {
+	if doc.Password == "" && requirePassword {
 		return nil, fieldError("password", "is required")
 	}
 	if len(doc.Password) > 1024 {
 		return nil, fieldError("password", "is too long")
 	}
-	u := &User{Username: doc.Username, PasswordHash: HashPassword(doc.Password), Claims: doc.Claims,
+	hash := ""
+	if doc.Password != "" {
+		hash = HashPassword(doc.Password)
+	}
+	u := &User{Username: doc.Username, PasswordHash: hash, Claims: doc.Claims,
 		Disabled: doc.Disabled, CreatedAt: e.now(), UpdatedAt: e.now()}
 	if err := e.st.Users.CreateUser(ctx, u); errors.Is(err, ErrConflict) {
 		return nil, Errorf(CodeConflict, "username: %q exists already", u.Username)

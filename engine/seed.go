@@ -77,7 +77,7 @@ func (e *Engine) Import(ctx context.Context, s *Seed) (ImportStats, error) {
 		_, err := e.ReplaceUser(ctx, doc.Username, &doc)
 		created := isCode(err, CodeNotFound)
 		if created {
-			_, err = e.CreateUser(ctx, &doc)
+			_, err = e.createUser(ctx, &doc, false)
 		}
 		if err != nil {
 			return st, fmt.Errorf("user %s: %w", u.Username, err)

@@ -1,0 +1,216 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "keyhook-bin")
+	if err != nil {
+		panic(err)
+	}
+	binary = filepath.Join(dir, "keyhook")
+	if out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "go build: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// server is a running `keyhook serve`.
+type server struct {
+	cmd    *exec.Cmd
+	stdout *bufio.Scanner
+	lines  []string
+}
+
+// start runs keyhook serve in dir and waits until /healthz answers.
+func start(t *testing.T, dir, addr string, env []string, args ...string) *server {
+	t.Helper()
+	cmd := exec.Command(binary, append([]string{"serve"}, args...)...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), env...)
+	cmd.Stderr = io.Discard
+	out, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	s := &server{cmd: cmd, stdout: bufio.NewScanner(out)}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	for s.stdout.Scan() {
+		line := s.stdout.Text()
+		s.lines = append(s.lines, line)
+		if strings.HasPrefix(line, "keyhook serving on") {
+			break
+		}
+	}
+	go io.Copy(io.Discard, out)
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if resp, err := http.Get("http://" + addr + "/healthz"); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return s
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("server on %s did not become healthy; output %v", addr, s.lines)
+	return nil
+}
+
+// stop sends SIGTERM and wants exit status 0.
+func (s *server) stop(t *testing.T) {
+	t.Helper()
+	_ = s.cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan error, 1)
+	go func() { done <- s.cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("exit after SIGTERM: %v", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("no exit 15s after SIGTERM")
+	}
+}
+
+func (s *server) secret() string {
+	for _, l := range s.lines {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(l), "client_secret="); ok {
+			return v
+		}
+	}
+	return ""
+}
+
+func token(t *testing.T, addr, id, secret string) (int, map[string]any) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, "http://"+addr+"/oauth2/token",
+		strings.NewReader(url.Values{"grant_type": {"client_credentials"}}.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.SetBasicAuth(id, secret)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var m map[string]any
+	_ = json.NewDecoder(resp.Body).Decode(&m)
+	return resp.StatusCode, m
+}
+
+func TestServeDefaultsEnvAndSignals(t *testing.T) {
+	dir := t.TempDir()
+	envAddr := freeAddr(t)
+	// First start: address from the environment, database keyhook.db in
+	// the working directory, generated admin secret printed once.
+	s := start(t, dir, envAddr, []string{"KEYHOOK_ADDR=" + envAddr})
+	secret := s.secret()
+	if secret == "" {
+		t.Fatalf("no bootstrap secret printed: %v", s.lines)
+	}
+	if st, m := token(t, envAddr, "keyhook-admin", secret); st != 200 || m["scope"] != "keyhook:admin" {
+		t.Fatalf("admin token: %d %v", st, m)
+	}
+	resp, _ := http.Get("http://" + envAddr + "/.well-known/openid-configuration")
+	var md map[string]any
+	_ = json.NewDecoder(resp.Body).Decode(&md)
+	resp.Body.Close()
+	if md["issuer"] != "http://"+envAddr {
+		t.Fatalf("default issuer %v", md["issuer"])
+	}
+	s.stop(t)
+	if _, err := os.Stat(filepath.Join(dir, "keyhook.db")); err != nil {
+		t.Fatalf("keyhook.db: %v", err)
+	}
+	// Second start: the flag wins over the environment; nothing printed,
+	// the same key and secret still work.
+	flagAddr := freeAddr(t)
+	s = start(t, dir, flagAddr, []string{"KEYHOOK_ADDR=" + envAddr, "KEYHOOK_ISSUER=https://issuer.example"}, "--addr", flagAddr)
+	if s.secret() != "" {
+		t.Fatalf("credentials printed again: %v", s.lines)
+	}
+	if st, _ := token(t, flagAddr, "keyhook-admin", secret); st != 200 {
+		t.Fatalf("admin token after restart: %d", st)
+	}
+	resp, _ = http.Get("http://" + flagAddr + "/.well-known/oauth-authorization-server")
+	_ = json.NewDecoder(resp.Body).Decode(&md)
+	resp.Body.Close()
+	if md["issuer"] != "https://issuer.example" {
+		t.Fatalf("issuer from environment: %v", md["issuer"])
+	}
+	s.stop(t)
+}
+
+func TestSeedImportExport(t *testing.T) {
+	dir := t.TempDir()
+	seed, _ := filepath.Abs("examples/seed.yaml")
+	db := "sqlite:" + filepath.Join(dir, "seeded.db")
+	addr := freeAddr(t)
+	s := start(t, dir, addr, nil, "--addr", addr, "--db", db, "--seed", seed, "--bootstrap-admin-secret", "given-secret")
+	if s.secret() != "given-secret" {
+		t.Fatalf("bootstrap secret: %v", s.lines)
+	}
+	for id, secret := range map[string]string{"demo-service": "demo-service-secret", "demo-jwt": "demo-jwt-secret", "keyhook-admin": "given-secret"} {
+		if st, m := token(t, addr, id, secret); st != 200 {
+			t.Fatalf("%s: %d %v", id, st, m)
+		}
+	}
+	s.stop(t)
+	// Importing again is idempotent: everything is replaced, nothing added.
+	out, err := exec.Command(binary, "import", "--db", db, seed).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "0 created") {
+		t.Fatalf("import again: %v %s", err, out)
+	}
+	exp, err := exec.Command(binary, "export", "--db", db).Output()
+	if err != nil {
+		t.Fatalf("export: %v", err)
+	}
+	for _, want := range []string{"demo-service", "janssen-jwt-claims", "alice", "access_token_lifetime"} {
+		if !strings.Contains(string(exp), want) {
+			t.Errorf("export lacks %s", want)
+		}
+	}
+	for _, secret := range []string{"demo-service-secret", "alice-password", "given-secret", "client_secret:", "password:", "argon2"} {
+		if strings.Contains(string(exp), secret) {
+			t.Errorf("export contains %q", secret)
+		}
+	}
+	// The export imports into a fresh database.
+	expFile := filepath.Join(dir, "export.yaml")
+	_ = os.WriteFile(expFile, exp, 0o600)
+	if out, err := exec.Command(binary, "import", "--db", "sqlite:"+filepath.Join(dir, "copy.db"), expFile).CombinedOutput(); err != nil {
+		t.Fatalf("import of export: %v %s", err, out)
+	}
+	if out, err := exec.Command(binary, "import", "--db", db, filepath.Join(dir, "missing.yaml")).CombinedOutput(); err == nil {
+		t.Fatalf("import of a missing file succeeded: %s", out)
+	}
+}
