@@ -1,0 +1,82 @@
+package scripts
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"testing"
+
+	"github.com/keyhook/keyhook/hooks"
+)
+
+// benchResponse is a typical introspection response of about ten fields.
+func benchResponse() map[string]any {
+	return map[string]any{
+		"active":     true,
+		"client_id":  "client-123",
+		"username":   "alice",
+		"scope":      "openid profile email",
+		"token_type": "Bearer",
+		"exp":        int64(1767225600),
+		"iat":        int64(1767222000),
+		"nbf":        int64(1767222000),
+		"sub":        "user-42",
+		"aud":        []any{"api://default"},
+		"iss":        "https://keyhook.example",
+	}
+}
+
+func benchContext() map[string]any {
+	return map[string]any{
+		"phase":  "introspection",
+		"client": map[string]any{"client_id": "client-123", "attributes": map[string]any{"tenant": "t1"}},
+		"config": map[string]any{"realm": "BasicRealm"},
+	}
+}
+
+// BenchmarkCall measures one trivial modifyResponse call on a warm pool.
+func BenchmarkCall(b *testing.B) {
+	e := New(Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	s := &hooks.Script{Name: "bench", Version: "1", Source: `function modifyResponse(r, context) { r.x = 1; return true }`}
+	ctx := context.Background()
+	resp, hctx := benchResponse(), benchContext()
+	call := &hooks.Call{Function: "modifyResponse", Args: []any{resp}, Context: hctx}
+	if _, err := e.Call(ctx, s, call); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		res, err := e.Call(ctx, s, call)
+		if err != nil || res.Return != true {
+			b.Fatal(res, err)
+		}
+	}
+}
+
+// BenchmarkCallUndefined measures a call of a function the script lacks.
+func BenchmarkCallUndefined(b *testing.B) {
+	e := New(Options{})
+	s := &hooks.Script{Name: "bench", Version: "1", Source: `function modifyResponse(r) { return true }`}
+	call := &hooks.Call{Function: "getAccessTokenLifetimeInSeconds", Context: benchContext()}
+	b.ReportAllocs()
+	for b.Loop() {
+		if res, err := e.Call(context.Background(), s, call); err != nil || res.Defined {
+			b.Fatal(res, err)
+		}
+	}
+}
+
+// BenchmarkNewRuntime measures making (and hardening) one pooled runtime.
+func BenchmarkNewRuntime(b *testing.B) {
+	c, err := compileScript("bench", `function modifyResponse(r) { r.x = 1; return true }`, 1<<16)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := newVMState(c, 256); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

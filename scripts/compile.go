@@ -1,0 +1,206 @@
+package scripts
+
+import (
+	"errors"
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"github.com/dop251/goja"
+	"github.com/dop251/goja/ast"
+	"github.com/dop251/goja/parser"
+
+	"github.com/keyhook/keyhook/hooks"
+)
+
+// ErrSourceTooLarge is wrapped by the error Check and Call return for a
+// source longer than Options.MaxSourceBytes, so callers can tell an
+// oversized script from one that does not compile.
+var ErrSourceTooLarge = errors.New("scripts: source too large")
+
+// wrapperPrefix opens the function that every script is compiled into
+// (see compiled). It is kept on the script's first line so that line
+// numbers in run-time errors match the stored source; only columns on
+// line 1 are shifted, by len(wrapperPrefix).
+const wrapperPrefix = "(function(){"
+
+// compiled is one (Name, Version) of a script, compiled once and shared by
+// every runtime of its pool (a *goja.Program is not tied to a runtime).
+//
+// The program is the script's source wrapped as the body of a function
+// expression that ends by returning an array of the script's top-level
+// bindings: "(function(){" + source + "\n;return [a, b, ...];\n})". Each
+// call invokes that function afresh, so every top-level var, let, const,
+// class and closure is new for every call; see the package documentation
+// for why this is how state is kept from leaking between calls.
+type compiled struct {
+	prg *goja.Program
+	// index maps a top-level binding name to its position in the array
+	// the wrapper returns. A Call.Function missing from it cannot be
+	// defined, which Call answers without taking a runtime.
+	index map[string]int
+}
+
+// compileScript checks size, parses and compiles source, and builds the
+// wrapped program. Source maps are disabled: goja's default parser reads
+// the file a "//# sourceMappingURL=" comment names from the local disk,
+// which would give script authors file access (and a hang on a FIFO).
+func compileScript(name, source string, maxBytes int) (*compiled, error) {
+	if len(source) > maxBytes {
+		return nil, fmt.Errorf("%w: script %q is %d bytes, limit is %d", ErrSourceTooLarge, name, len(source), maxBytes)
+	}
+	prg, err := parser.ParseFile(nil, name, source, 0, parser.WithDisableSourceMaps)
+	if err != nil {
+		return nil, toSyntaxError(err, 0)
+	}
+	// Compile the script as written, exactly as goja.Compile(name, src,
+	// false) would, so that errors the compiler (not the parser) finds
+	// are reported with positions in the stored source.
+	if _, err := goja.CompileAST(prg, false); err != nil {
+		return nil, toSyntaxError(err, 0)
+	}
+	names := topLevelNames(prg)
+	var b strings.Builder
+	b.Grow(len(wrapperPrefix) + len(source) + 32 + 16*len(names))
+	b.WriteString(wrapperPrefix)
+	b.WriteString(source)
+	b.WriteString("\n;return [")
+	index := make(map[string]int, len(names))
+	for i, n := range names {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(n)
+		index[n] = i
+	}
+	b.WriteString("];\n})")
+	wprg, err := parser.ParseFile(nil, name, b.String(), 0, parser.WithDisableSourceMaps)
+	if err != nil {
+		return nil, toSyntaxError(err, len(wrapperPrefix))
+	}
+	p, err := goja.CompileAST(wprg, false)
+	if err != nil {
+		return nil, toSyntaxError(err, len(wrapperPrefix))
+	}
+	return &compiled{prg: p, index: index}, nil
+}
+
+// topLevelNames lists, without duplicates and in source order, the
+// bindings a script creates at its top level: var declarations anywhere
+// outside functions (goja hoists them into Program.DeclarationList),
+// function declarations (also labelled ones), and top-level let, const
+// and class declarations. Function declarations nested in blocks are not
+// hoisted by goja, so they are not listed either.
+func topLevelNames(prg *ast.Program) []string {
+	var names []string
+	seen := make(map[string]bool)
+	add := func(n string) {
+		if n != "" && !seen[n] {
+			seen[n] = true
+			names = append(names, n)
+		}
+	}
+	for _, d := range prg.DeclarationList {
+		for _, b := range d.List {
+			bindingNames(b.Target, add)
+		}
+	}
+	for _, st := range prg.Body {
+		for {
+			l, ok := st.(*ast.LabelledStatement)
+			if !ok {
+				break
+			}
+			st = l.Statement
+		}
+		switch st := st.(type) {
+		case *ast.FunctionDeclaration:
+			if st.Function != nil && st.Function.Name != nil {
+				add(st.Function.Name.Name.String())
+			}
+		case *ast.ClassDeclaration:
+			if st.Class != nil && st.Class.Name != nil {
+				add(st.Class.Name.Name.String())
+			}
+		case *ast.LexicalDeclaration:
+			for _, b := range st.List {
+				bindingNames(b.Target, add)
+			}
+		}
+	}
+	return names
+}
+
+// bindingNames walks a binding target the way goja's compiler does
+// (createBindings) and reports each identifier it binds.
+func bindingNames(t ast.Expression, add func(string)) {
+	switch t := t.(type) {
+	case *ast.Identifier:
+		add(t.Name.String())
+	case *ast.ObjectPattern:
+		for _, p := range t.Properties {
+			switch p := p.(type) {
+			case *ast.PropertyShort:
+				add(p.Name.Name.String())
+			case *ast.PropertyKeyed:
+				bindingNames(p.Value, add)
+			}
+		}
+		if t.Rest != nil {
+			bindingNames(t.Rest, add)
+		}
+	case *ast.ArrayPattern:
+		for _, e := range t.Elements {
+			if e != nil {
+				bindingNames(e, add)
+			}
+		}
+		if t.Rest != nil {
+			bindingNames(t.Rest, add)
+		}
+	case *ast.AssignExpression:
+		bindingNames(t.Left, add)
+	}
+}
+
+// lineColRe finds "Line 3:7" in messages of goja errors that lost their
+// structured position (goja.Parse flattens parser errors to text).
+var lineColRe = regexp.MustCompile(`Line (\d+):(\d+)`)
+
+// toSyntaxError maps goja's parser and compiler errors to
+// *hooks.SyntaxError with 1-based Line and Column. shift is the number of
+// bytes the wrapper added before the source on line 1.
+func toSyntaxError(err error, shift int) error {
+	se := &hooks.SyntaxError{Message: err.Error()}
+	switch e := err.(type) {
+	case parser.ErrorList:
+		if len(e) > 0 {
+			se.Line, se.Column, se.Message = e[0].Position.Line, e[0].Position.Column, e[0].Message
+		}
+	case *parser.Error:
+		se.Line, se.Column, se.Message = e.Position.Line, e.Position.Column, e.Message
+	case *goja.CompilerSyntaxError:
+		se.Message = e.Message
+		if e.File != nil {
+			p := e.File.Position(e.Offset)
+			se.Line, se.Column = p.Line, p.Column
+		}
+	case *goja.CompilerReferenceError:
+		se.Message = e.Message
+		if e.File != nil {
+			p := e.File.Position(e.Offset)
+			se.Line, se.Column = p.Line, p.Column
+		}
+	}
+	if se.Line == 0 {
+		if m := lineColRe.FindStringSubmatch(se.Message); m != nil {
+			se.Line, _ = strconv.Atoi(m[1])
+			se.Column, _ = strconv.Atoi(m[2])
+		}
+	}
+	if se.Line == 1 && se.Column > shift {
+		se.Column -= shift
+	}
+	return se
+}

@@ -1,0 +1,324 @@
+package scripts
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"math"
+	"math/big"
+	"reflect"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/dop251/goja"
+)
+
+const (
+	// maxDepth bounds nesting when copying values into and out of a
+	// script: deeper data is almost certainly a cycle or an attack, and Go
+	// recursion must stay bounded.
+	maxDepth = 100
+	// maxExportValues bounds how many values one call may hand back (its
+	// return value and arguments together), so a script cannot make the
+	// server allocate without limit (e.g. a = []; a.length = 1e9).
+	maxExportValues = 1 << 20
+)
+
+// indexKeys caches the property names of small array indexes so that
+// exporting arrays does not format an integer per element.
+var indexKeys = func() (k [1024]string) {
+	for i := range k {
+		k[i] = strconv.Itoa(i)
+	}
+	return
+}()
+
+// indexKey is the property name of array index i.
+func indexKey(i int) string {
+	if i < len(indexKeys) {
+		return indexKeys[i]
+	}
+	return strconv.Itoa(i)
+}
+
+// toJS copies a plain Go value into vm as fresh JavaScript values:
+// ordinary objects and arrays built property by property, never goja's
+// wrappers around Go maps and slices, so that every edit a script makes
+// (including delete and nested additions) is an edit of a normal JS object
+// and the caller's values are never touched. Object keys are added in
+// sorted order so that a script sees the same key order on every call.
+//
+// Besides the JSON-like types named by hooks.Call it accepts other integer
+// and float kinds (uint64 beyond int64 becomes a float), json.Number,
+// map[string]string, []string and time.Time (an RFC 3339 string); anything
+// else goes through an encoding/json round trip.
+//
+// With frozen non-nil the copy is made read-only: object properties are
+// defined non-writable and non-configurable, and every object and array
+// made is appended to *frozen for the caller to finish the job
+// (Object.preventExtensions, Object.freeze) in one JavaScript loop, which
+// is much cheaper than Object.freeze walking each object's keys.
+func toJS(vm *goja.Runtime, v any, depth int, frozen *[]any) (goja.Value, error) {
+	if depth > maxDepth {
+		return nil, fmt.Errorf("scripts: value nested deeper than %d levels", maxDepth)
+	}
+	switch x := v.(type) {
+	case nil:
+		return goja.Null(), nil
+	case string:
+		return vm.ToValue(x), nil
+	case bool:
+		return vm.ToValue(x), nil
+	case int64:
+		return vm.ToValue(x), nil
+	case int:
+		return vm.ToValue(int64(x)), nil
+	case float64:
+		return vm.ToValue(x), nil
+	case map[string]any:
+		obj := vm.NewObject()
+		var buf [32]string
+		keys := buf[:0]
+		for k := range x {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys)
+		for _, k := range keys {
+			jv, err := toJS(vm, x[k], depth+1, frozen)
+			if err != nil {
+				return nil, err
+			}
+			if err := setProp(obj, k, jv, frozen != nil); err != nil {
+				return nil, err
+			}
+		}
+		return track(obj, frozen), nil
+	case []any:
+		items := make([]any, len(x))
+		for i, e := range x {
+			jv, err := toJS(vm, e, depth+1, frozen)
+			if err != nil {
+				return nil, err
+			}
+			items[i] = jv
+		}
+		return track(vm.NewArray(items...), frozen), nil
+	case map[string]string:
+		obj := vm.NewObject()
+		keys := make([]string, 0, len(x))
+		for k := range x {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys)
+		for _, k := range keys {
+			if err := setProp(obj, k, vm.ToValue(x[k]), frozen != nil); err != nil {
+				return nil, err
+			}
+		}
+		return track(obj, frozen), nil
+	case []string:
+		items := make([]any, len(x))
+		for i, e := range x {
+			items[i] = vm.ToValue(e)
+		}
+		return track(vm.NewArray(items...), frozen), nil
+	case int8:
+		return vm.ToValue(int64(x)), nil
+	case int16:
+		return vm.ToValue(int64(x)), nil
+	case int32:
+		return vm.ToValue(int64(x)), nil
+	case uint:
+		return uintToJS(vm, uint64(x)), nil
+	case uint8:
+		return vm.ToValue(int64(x)), nil
+	case uint16:
+		return vm.ToValue(int64(x)), nil
+	case uint32:
+		return vm.ToValue(int64(x)), nil
+	case uint64:
+		return uintToJS(vm, x), nil
+	case float32:
+		return vm.ToValue(float64(x)), nil
+	case json.Number:
+		if i, err := x.Int64(); err == nil {
+			return vm.ToValue(i), nil
+		}
+		f, err := x.Float64()
+		if err != nil {
+			return nil, fmt.Errorf("scripts: bad json.Number %q", string(x))
+		}
+		return vm.ToValue(f), nil
+	case time.Time:
+		return vm.ToValue(x.UTC().Format(time.RFC3339Nano)), nil
+	}
+	// Anything else (structs, typed maps and slices, pointers...): use its
+	// JSON form. Slow, but only for values outside the documented types.
+	rv := reflect.ValueOf(v)
+	if (rv.Kind() == reflect.Pointer || rv.Kind() == reflect.Map || rv.Kind() == reflect.Slice) && rv.IsNil() {
+		return goja.Null(), nil
+	}
+	data, err := json.Marshal(v)
+	if err != nil {
+		return nil, fmt.Errorf("scripts: cannot pass %T to a script: %w", v, err)
+	}
+	var plain any
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	if err := dec.Decode(&plain); err != nil {
+		return nil, fmt.Errorf("scripts: cannot pass %T to a script: %w", v, err)
+	}
+	return toJS(vm, plain, depth, frozen)
+}
+
+// setProp adds an own enumerable data property to a fresh object: frozen
+// ones non-writable and non-configurable. Plain Set is cheaper than
+// DefineDataProperty and equivalent here, because every data property of
+// the (frozen) Object.prototype has an accessor that defines an own
+// property on the receiver (see hardenSource); the exception is the
+// __proto__ accessor, whose setter would change the prototype instead.
+func setProp(obj *goja.Object, k string, v goja.Value, frozen bool) error {
+	if frozen {
+		return obj.DefineDataProperty(k, v, goja.FLAG_FALSE, goja.FLAG_FALSE, goja.FLAG_TRUE)
+	}
+	if k == "__proto__" {
+		return obj.DefineDataProperty(k, v, goja.FLAG_TRUE, goja.FLAG_TRUE, goja.FLAG_TRUE)
+	}
+	return obj.Set(k, v)
+}
+
+// track records o in *frozen (when non-nil) and returns it.
+func track(o *goja.Object, frozen *[]any) *goja.Object {
+	if frozen != nil {
+		*frozen = append(*frozen, o)
+	}
+	return o
+}
+
+// uintToJS keeps unsigned integers exact where int64 can hold them.
+func uintToJS(vm *goja.Runtime, u uint64) goja.Value {
+	if u <= math.MaxInt64 {
+		return vm.ToValue(int64(u))
+	}
+	return vm.ToValue(float64(u))
+}
+
+// exportError is a result a script cannot hand back (cyclic, too deep, too
+// large); it is reported as a wrong_type failure.
+type exportError struct{ msg string }
+
+func (e *exportError) Error() string { return e.msg }
+
+// exporter turns script values back into plain Go values, with the
+// semantics of JSON.stringify except that toJSON methods are not called:
+// undefined, functions and symbols are dropped from objects and become
+// nil in arrays; NaN and ±Infinity become nil; Dates become ISO 8601
+// strings; numbers with an integral value become int64, others float64;
+// a BigInt becomes int64 when it fits and a decimal string otherwise.
+// Cycles, nesting deeper than maxDepth and more than maxExportValues
+// values are errors. Getters and proxy traps run, so export must happen
+// while the call's deadline is still armed.
+type exporter struct {
+	stack  []*goja.Object // objects being exported, for cycle detection
+	budget int
+}
+
+// export returns the Go form of v; omit reports a value JSON would leave
+// out of an object.
+func (x *exporter) export(v goja.Value) (out any, omit bool, err error) {
+	x.budget--
+	if x.budget < 0 {
+		return nil, false, &exportError{fmt.Sprintf("result has more than %d values", maxExportValues)}
+	}
+	if v == nil || goja.IsUndefined(v) {
+		return nil, true, nil
+	}
+	if goja.IsNull(v) {
+		return nil, false, nil
+	}
+	o, ok := v.(*goja.Object)
+	if !ok {
+		if _, isSym := v.(*goja.Symbol); isSym {
+			return nil, true, nil
+		}
+		out, omit = exportPrimitive(v.Export())
+		return out, omit, nil
+	}
+	switch o.ClassName() {
+	case "Function":
+		return nil, true, nil
+	case "Date":
+		t, ok := o.Export().(time.Time)
+		if !ok || math.IsNaN(o.ToFloat()) {
+			return nil, false, nil
+		}
+		return t.UTC().Format("2006-01-02T15:04:05.000Z07:00"), false, nil
+	case "String", "Number", "Boolean", "BigInt":
+		out, omit = exportPrimitive(o.Export())
+		return out, omit, nil
+	}
+	if len(x.stack) >= maxDepth {
+		return nil, false, &exportError{fmt.Sprintf("result nested deeper than %d levels", maxDepth)}
+	}
+	for _, a := range x.stack {
+		if a == o {
+			return nil, false, &exportError{"result contains a cycle"}
+		}
+	}
+	x.stack = append(x.stack, o)
+	defer func() { x.stack = x.stack[:len(x.stack)-1] }()
+
+	if o.ClassName() == "Array" {
+		n := o.Get("length").ToInteger()
+		if n > int64(x.budget) {
+			return nil, false, &exportError{fmt.Sprintf("result has more than %d values", maxExportValues)}
+		}
+		arr := make([]any, n)
+		for i := range arr {
+			ev, _, err := x.export(o.Get(indexKey(i)))
+			if err != nil {
+				return nil, false, err
+			}
+			arr[i] = ev
+		}
+		return arr, false, nil
+	}
+	keys := o.Keys()
+	m := make(map[string]any, len(keys))
+	for _, k := range keys {
+		ev, omit, err := x.export(o.Get(k))
+		if err != nil {
+			return nil, false, err
+		}
+		if !omit {
+			m[k] = ev
+		}
+	}
+	return m, false, nil
+}
+
+// exportPrimitive normalises what goja's Export gives for a primitive.
+func exportPrimitive(v any) (any, bool) {
+	switch x := v.(type) {
+	case nil:
+		return nil, false
+	case int64, string, bool:
+		return x, false
+	case float64:
+		if math.IsNaN(x) || math.IsInf(x, 0) {
+			return nil, false
+		}
+		if x == math.Trunc(x) && x >= math.MinInt64 && x < math.MaxInt64 {
+			return int64(x), false
+		}
+		return x, false
+	case *big.Int:
+		if x.IsInt64() {
+			return x.Int64(), false
+		}
+		return x.String(), false
+	}
+	// Symbols and anything unexpected are left out, as JSON does.
+	return nil, true
+}

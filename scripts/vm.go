@@ -1,0 +1,387 @@
+package scripts
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"reflect"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/dop251/goja"
+	"github.com/dop251/goja/parser"
+
+	"github.com/keyhook/keyhook/hooks"
+)
+
+const (
+	// maxLogLines and maxLogLineBytes cap what one call may write with
+	// context.log, so a chatty or hostile script cannot flood the logs.
+	maxLogLines     = 100
+	maxLogLineBytes = 4 << 10
+	truncatedMark   = "…[truncated]"
+)
+
+// promiseType identifies promises cheaply: ExportType, unlike Export,
+// does not copy the object.
+var promiseType = reflect.TypeOf((*goja.Promise)(nil))
+
+// interrupted is the value a runtime is interrupted with when its call's
+// deadline passes.
+type interrupted struct{}
+
+// vmState is one pooled goja runtime of one script version. It is used by
+// one call at a time; only its timer's callback touches it concurrently,
+// and that only calls vm.Interrupt, which goja makes safe.
+type vmState struct {
+	vm         *goja.Runtime
+	run        goja.Callable // hardenSource's run(wrapper, index, args)
+	export     goja.Callable // native; exports cur.ret and cur.args
+	stringify  goja.Callable // the original JSON.stringify
+	notDefined *goja.Object
+	wrapper    goja.Value // the compiled script: one call = one fresh top level
+	log        goja.Value // context.log, frozen, reads cur
+	timer      *time.Timer
+	cur        callState
+}
+
+// callState is what the native functions of a vmState need to know about
+// the call in progress. It is reset after every call so that nothing of a
+// call outlives it.
+type callState struct {
+	ctx      context.Context
+	logger   *slog.Logger
+	script   string
+	function string
+	logs     []string
+	dropped  int
+
+	ret    goja.Value      // what the function returned
+	thrown *goja.Exception // what the function threw
+	args   []goja.Value    // the arguments as passed (without context)
+
+	outRet  any
+	outArgs []any
+	failure *hooks.ScriptError
+}
+
+// newVMState makes a runtime for one compiled script: a fresh goja realm,
+// hardened (see hardenSource) before the script's code is ever evaluated,
+// with the script's wrapper function instantiated and frozen.
+func newVMState(c *compiled, stackSize int) (st *vmState, err error) {
+	defer func() {
+		if x := recover(); x != nil {
+			st, err = nil, fmt.Errorf("scripts: creating runtime: %v", x)
+		}
+	}()
+	vm := goja.New()
+	vm.SetMaxCallStackSize(stackSize)
+	// The Function constructor compiles at run time; it must not read
+	// source maps from disk either.
+	vm.SetParserOptions(parser.WithDisableSourceMaps)
+	// goja seeds a generator per runtime, whose position would let a call
+	// observe how many random numbers earlier calls drew; use the
+	// process-wide one instead.
+	vm.SetRandSource(rand.Float64)
+	h, err := vm.RunProgram(hardenProgram)
+	if err != nil {
+		return nil, fmt.Errorf("scripts: hardening runtime: %w", err)
+	}
+	ho := h.(*goja.Object)
+	st = &vmState{vm: vm}
+	var ok1, ok2, ok3 bool
+	st.run, ok1 = goja.AssertFunction(ho.Get("run"))
+	st.stringify, ok2 = goja.AssertFunction(ho.Get("stringify"))
+	freezeFunctions, ok3 := goja.AssertFunction(ho.Get("freezeFunctions"))
+	st.notDefined, _ = ho.Get("notDefined").(*goja.Object)
+	if !ok1 || !ok2 || !ok3 || st.notDefined == nil {
+		return nil, errors.New("scripts: hardening runtime: missing helpers")
+	}
+	st.log = vm.ToValue(st.logFunc)
+	exportFn := vm.ToValue(st.exportFunc)
+	st.export, _ = goja.AssertFunction(exportFn)
+	st.wrapper, err = vm.RunProgram(c.prg)
+	if err != nil {
+		return nil, fmt.Errorf("scripts: instantiating script: %w", err)
+	}
+	// The log function is handed to scripts, and the wrapper is visible
+	// to them as arguments.callee; freeze both (and what hangs off them,
+	// e.g. the wrapper's prototype object) so they cannot carry state.
+	if _, err := freezeFunctions(goja.Undefined(), vm.NewArray(st.log, st.wrapper, exportFn)); err != nil {
+		return nil, fmt.Errorf("scripts: freezing runtime: %w", err)
+	}
+	st.timer = time.AfterFunc(time.Hour, func() { vm.Interrupt(interrupted{}) })
+	st.timer.Stop()
+	return st, nil
+}
+
+// invoke runs call.Function (binding number idx of the script) with the
+// given deadline. reusable is false when the runtime must be discarded:
+// it was interrupted, overflowed its stack or panicked. invoke never lets
+// a Go panic escape: a panic becomes an exception failure.
+func (st *vmState) invoke(ctx context.Context, name string, idx int, call *hooks.Call, logger *slog.Logger, deadline time.Time, timeoutMsg func() string) (res *hooks.Result, reusable bool, err error) {
+	st.cur = callState{ctx: ctx, logger: logger, script: name, function: call.Function}
+	defer func() {
+		if x := recover(); x != nil {
+			st.timer.Stop()
+			res = &hooks.Result{Defined: true, Logs: st.cur.logs}
+			err = &hooks.ScriptError{Script: name, Function: call.Function, Kind: hooks.FailureException, Message: fmt.Sprintf("internal error: %v", x)}
+			reusable = false
+		}
+		st.cur = callState{}
+	}()
+
+	// Copy the arguments in. A failure here is the caller's fault, not
+	// the script's, and leaves the runtime clean.
+	items := make([]any, 0, len(call.Args)+1)
+	for i, a := range call.Args {
+		v, cerr := toJS(st.vm, a, 0, nil)
+		if cerr != nil {
+			return nil, true, fmt.Errorf("scripts: argument %d: %w", i, cerr)
+		}
+		items = append(items, v)
+	}
+	// The context is built read-only; run() finishes freezing the
+	// objects listed in toFreeze before the script sees them.
+	var toFreeze []any
+	var ctxObj *goja.Object
+	if call.Context != nil {
+		v, cerr := toJS(st.vm, call.Context, 0, &toFreeze)
+		if cerr != nil {
+			return nil, true, fmt.Errorf("scripts: context: %w", cerr)
+		}
+		ctxObj = v.(*goja.Object)
+	} else {
+		ctxObj = st.vm.NewObject()
+		toFreeze = append(toFreeze, ctxObj)
+	}
+	if derr := ctxObj.DefineDataProperty("log", st.log, goja.FLAG_FALSE, goja.FLAG_FALSE, goja.FLAG_FALSE); derr != nil {
+		return nil, true, fmt.Errorf("scripts: context: %w", derr)
+	}
+	items = append(items, ctxObj)
+	argArray := st.vm.NewArray(items...)
+	freezeList := st.vm.NewArray(toFreeze...)
+
+	start := time.Now()
+	st.timer.Reset(deadline.Sub(start))
+	fail := func(kind hooks.FailureKind, msg string) *hooks.ScriptError {
+		return &hooks.ScriptError{Script: name, Function: call.Function, Kind: kind, Message: msg}
+	}
+	reusable = true
+
+	ret, rerr := st.run(goja.Undefined(), st.wrapper, st.vm.ToValue(idx), argArray, freezeList)
+	if rerr != nil {
+		var ie *goja.InterruptedError
+		var so *goja.StackOverflowError
+		var ex *goja.Exception
+		switch {
+		case errors.As(rerr, &ie):
+			err, reusable = fail(hooks.FailureTimeout, timeoutMsg()), false
+		case errors.As(rerr, &so):
+			err, reusable = fail(hooks.FailureStackOverflow, "maximum call stack size exceeded"), false
+		case errors.As(rerr, &ex):
+			st.cur.thrown = ex
+		default:
+			err = fail(hooks.FailureException, rerr.Error())
+		}
+	} else if ret.SameAs(st.notDefined) {
+		if !st.timer.Stop() {
+			reusable = false
+		}
+		return &hooks.Result{Defined: false}, reusable, nil
+	}
+
+	if err == nil {
+		// Export inside a JavaScript call, so that getters, proxy traps
+		// and toString methods that run meanwhile are under the deadline
+		// and their exceptions come back as errors.
+		st.cur.ret = ret
+		st.cur.args = make([]goja.Value, len(items)-1)
+		for i := range st.cur.args {
+			st.cur.args[i] = items[i].(goja.Value)
+		}
+		if _, xerr := st.export(goja.Undefined()); xerr != nil {
+			var ie *goja.InterruptedError
+			var so *goja.StackOverflowError
+			switch {
+			case errors.As(xerr, &ie):
+				err, reusable = fail(hooks.FailureTimeout, timeoutMsg()), false
+			case errors.As(xerr, &so):
+				err, reusable = fail(hooks.FailureStackOverflow, "maximum call stack size exceeded"), false
+			default:
+				err = fail(hooks.FailureException, "exporting the result: "+xerr.Error())
+				reusable = false
+			}
+		} else if st.cur.failure != nil {
+			err = st.cur.failure
+		}
+	}
+	if !st.timer.Stop() {
+		// The deadline passed: an interrupt is pending or about to be
+		// delivered, possibly after any ClearInterrupt we could do.
+		reusable = false
+	}
+	res = &hooks.Result{Defined: true, Logs: st.cur.logs, Duration: time.Since(start)}
+	if err == nil {
+		res.Return, res.Args = st.cur.outRet, st.cur.outArgs
+	}
+	if st.cur.dropped > 0 {
+		logger.LogAttrs(ctx, slog.LevelWarn, "script log lines dropped", slog.String("script", name),
+			slog.String("function", call.Function), slog.Int("dropped", st.cur.dropped), slog.Int("limit", maxLogLines))
+	}
+	return res, reusable, err
+}
+
+// exportFunc is called from Go through st.export, i.e. inside a
+// JavaScript call: it turns the call's outcome into Go values.
+func (st *vmState) exportFunc(goja.FunctionCall) goja.Value {
+	c := &st.cur
+	fail := func(kind hooks.FailureKind, msg string) {
+		c.failure = &hooks.ScriptError{Script: c.script, Function: c.function, Kind: kind, Message: msg}
+	}
+	if c.thrown != nil {
+		fail(hooks.FailureException, st.describeException(c.thrown))
+		return goja.Undefined()
+	}
+	ret := c.ret
+	if o, ok := ret.(*goja.Object); ok && o.ExportType() == promiseType {
+		if p, ok := o.Export().(*goja.Promise); ok {
+			switch p.State() {
+			case goja.PromiseStateFulfilled:
+				ret = p.Result()
+			case goja.PromiseStateRejected:
+				fail(hooks.FailureException, "promise rejected: "+st.format(p.Result()))
+				return goja.Undefined()
+			default:
+				fail(hooks.FailureWrongType, "returned a promise that did not settle")
+				return goja.Undefined()
+			}
+		}
+	}
+	x := exporter{budget: maxExportValues}
+	v, _, err := x.export(ret)
+	if err != nil {
+		fail(hooks.FailureWrongType, "return value: "+err.Error())
+		return goja.Undefined()
+	}
+	c.outRet = v
+	c.outArgs = make([]any, len(c.args))
+	for i, a := range c.args {
+		v, _, err := x.export(a)
+		if err != nil {
+			fail(hooks.FailureWrongType, fmt.Sprintf("argument %d: %v", i, err))
+			return goja.Undefined()
+		}
+		c.outArgs[i] = v
+	}
+	return goja.Undefined()
+}
+
+// describeException renders a thrown value and where it was thrown:
+// the innermost frame with a source position, called "top level" when it
+// is the wrapper function, i.e. the script's top-level code.
+func (st *vmState) describeException(ex *goja.Exception) string {
+	msg := st.format(ex.Value())
+	frames := ex.Stack()
+	for i := range frames {
+		p := frames[i].Position()
+		if p.Line <= 0 {
+			continue
+		}
+		col := p.Column
+		if p.Line == 1 && col > len(wrapperPrefix) {
+			col -= len(wrapperPrefix)
+		}
+		where := frames[i].FuncName()
+		if where == "" || where == "<anonymous>" {
+			// The wrapper is anonymous and the outermost frame of the
+			// script (hook functions have names, even those assigned
+			// from anonymous function expressions).
+			where = "<anonymous>"
+			outermost := true
+			for j := i + 1; j < len(frames); j++ {
+				if frames[j].SrcName() == frames[i].SrcName() {
+					outermost = false
+					break
+				}
+			}
+			if outermost {
+				where = "top level"
+			}
+		}
+		return fmt.Sprintf("%s (at %s, line %d, column %d)", msg, where, p.Line, col)
+	}
+	return msg
+}
+
+// logFunc is context.log: it joins its arguments with spaces (strings as
+// they are, other values as JSON), keeps the line for Result.Logs and
+// writes it to the call's logger.
+func (st *vmState) logFunc(call goja.FunctionCall) goja.Value {
+	c := &st.cur
+	if c.logger == nil {
+		return goja.Undefined() // no call in progress
+	}
+	if len(c.logs) >= maxLogLines {
+		c.dropped++
+		return goja.Undefined()
+	}
+	var b strings.Builder
+	for i, a := range call.Arguments {
+		if i > 0 {
+			b.WriteByte(' ')
+		}
+		b.WriteString(st.format(a))
+		if b.Len() > maxLogLineBytes {
+			break
+		}
+	}
+	line := truncate(b.String(), maxLogLineBytes)
+	c.logs = append(c.logs, line)
+	c.logger.LogAttrs(c.ctx, slog.LevelInfo, line, slog.String("script", c.script), slog.String("function", c.function))
+	return goja.Undefined()
+}
+
+// format renders a value for logs and error messages: strings as they
+// are, errors as "Name: message", other values as JSON when they have a
+// JSON form. It must run inside a JavaScript call (it may run script
+// code: toJSON, getters, toString).
+func (st *vmState) format(v goja.Value) string {
+	if v == nil || goja.IsUndefined(v) {
+		return "undefined"
+	}
+	o, isObj := v.(*goja.Object)
+	if !isObj {
+		if s, ok := v.Export().(string); ok {
+			return s
+		}
+		return v.String()
+	}
+	switch o.ClassName() {
+	case "Error":
+		return o.String()
+	case "Function":
+		return "[function]"
+	}
+	if s, err := st.stringify(goja.Undefined(), v); err == nil {
+		if str, ok := s.Export().(string); ok {
+			return str
+		}
+	}
+	return o.String()
+}
+
+// truncate cuts s to at most n bytes on a rune boundary, marking the cut.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	cut := n - len(truncatedMark)
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + truncatedMark
+}
