@@ -271,6 +271,7 @@ func (e *Engine) ReplaceClient(ctx context.Context, id string, doc *ClientDoc) (
 	if err := e.st.Clients.UpdateClient(ctx, c); err != nil {
 		return nil, storeFailure(err)
 	}
+	e.forgetClient(id)
 	out := ClientDocument(c)
 	out.ClientSecret = secret
 	return out, nil
@@ -304,6 +305,7 @@ func (e *Engine) ClientDocs(ctx context.Context) ([]*ClientDoc, error) {
 // DeleteClient deletes a client and its tokens.
 func (e *Engine) DeleteClient(ctx context.Context, id string) error {
 	err := e.st.Clients.DeleteClient(ctx, id)
+	e.forgetClient(id)
 	if errors.Is(err, ErrNotFound) {
 		return Errorf(CodeNotFound, "client %q does not exist", id)
 	}
@@ -330,6 +332,7 @@ func (e *Engine) RotateClientSecret(ctx context.Context, id string) (*ClientDoc,
 	if err := e.st.Clients.UpdateClient(ctx, c); err != nil {
 		return nil, storeFailure(err)
 	}
+	e.forgetClient(id)
 	out := ClientDocument(c)
 	out.ClientSecret = secret
 	return out, nil

@@ -70,7 +70,7 @@ func (e *Engine) Authorize(ctx context.Context, req *AuthorizeRequest) (*Authori
 	if req.ClientID == "" {
 		return nil, Errorf(CodeInvalidRequest, "client_id is missing")
 	}
-	c, err := e.st.Clients.ClientByID(ctx, req.ClientID)
+	c, err := e.client(ctx, req.ClientID)
 	if errors.Is(err, ErrNotFound) {
 		return nil, Errorf(CodeInvalidRequest, "the client is unknown")
 	}

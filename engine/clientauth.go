@@ -85,7 +85,7 @@ func (e *Engine) AuthenticateClient(ctx context.Context, cred *ClientCredentials
 }
 
 func (e *Engine) clientForAuth(ctx context.Context, id string) (*Client, error) {
-	c, err := e.st.Clients.ClientByID(ctx, id)
+	c, err := e.client(ctx, id)
 	if errors.Is(err, ErrNotFound) {
 		return nil, invalidClient("client authentication failed")
 	}
@@ -102,7 +102,7 @@ func (e *Engine) authSecret(ctx context.Context, method AuthMethod, id, secret, 
 	if formID != "" && formID != id {
 		return nil, Errorf(CodeInvalidRequest, "client_id does not match the authenticated client")
 	}
-	c, err := e.st.Clients.ClientByID(ctx, id)
+	c, err := e.client(ctx, id)
 	if errors.Is(err, ErrNotFound) {
 		VerifySecret(dummySecretHash, secret) // same cost as a known client
 		return nil, invalidClient("client authentication failed")

@@ -47,6 +47,8 @@ type Engine struct {
 	seal  *sealer
 	hooks *hooks.Dispatcher
 	jwks  *remoteJWKS
+	// clients caches hot-path client reads for RefreshInterval.
+	clients *clientCache
 	// scriptsVersion is the store's script version last loaded.
 	scriptsVersion atomic.Value
 }
@@ -81,6 +83,7 @@ func New(ctx context.Context, cfg Config, st Stores) (*Engine, error) {
 	cfg.Issuer = strings.TrimRight(cfg.Issuer, "/")
 	e := &Engine{cfg: cfg, st: st, log: cfg.Logger, now: cfg.Now, hooks: cfg.Hooks}
 	e.jwks = newRemoteJWKS(cfg.HTTPClient)
+	e.clients = newClientCache(cfg.RefreshInterval)
 	e.props.Store(DefaultProperties())
 	if err := e.reloadProperties(ctx); err != nil {
 		return nil, fmt.Errorf("loading properties: %w", err)

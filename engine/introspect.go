@@ -51,7 +51,7 @@ func (e *Engine) Introspect(ctx context.Context, req *IntrospectionRequest) (*In
 	if t == nil || !t.Active(e.now()) {
 		return out, nil
 	}
-	owner, err := e.st.Clients.ClientByID(ctx, t.ClientID)
+	owner, err := e.client(ctx, t.ClientID)
 	if errors.Is(err, ErrNotFound) {
 		return out, nil
 	}

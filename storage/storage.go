@@ -98,7 +98,9 @@ func Open(ctx context.Context, dsn string, opts ...Option) (*Store, error) {
 		Logger:                 lg,
 		TranslateError:         true,
 		SkipDefaultTransaction: true,
-		NowFunc:                func() time.Time { return time.Now().UTC() },
+		// Hot paths run the same few queries: prepare each once per connection.
+		PrepareStmt: true,
+		NowFunc:     func() time.Time { return time.Now().UTC() },
 	})
 	if err != nil {
 		return nil, fmt.Errorf("storage: open %s: %w", dialect, err)

@@ -33,7 +33,7 @@ func (c *clock) advance(d time.Duration) { c.offset.Add(int64(d)) }
 // harness is one keyhook server on a real listener with a real SQLite
 // file (or PostgreSQL) and real goja scripts.
 type harness struct {
-	t          *testing.T
+	t          testing.TB
 	srv        *httptest.Server
 	url        string
 	eng        *engine.Engine
@@ -58,7 +58,7 @@ func quietLogger() *slog.Logger {
 	return slog.New(slog.NewTextHandler(io.Discard, nil))
 }
 
-func newHarness(t *testing.T, opts ...harnessOpt) *harness {
+func newHarness(t testing.TB, opts ...harnessOpt) *harness {
 	t.Helper()
 	cfg := &harnessCfg{dsn: "sqlite:" + filepath.Join(t.TempDir(), "keyhook.db")}
 	for _, o := range opts {
