@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -213,4 +214,83 @@ func TestSeedImportExport(t *testing.T) {
 	if out, err := exec.Command(binary, "import", "--db", db, filepath.Join(dir, "missing.yaml")).CombinedOutput(); err == nil {
 		t.Fatalf("import of a missing file succeeded: %s", out)
 	}
+}
+
+// TestGracefulShutdownLosesNoToken sends SIGTERM while clients are busy
+// getting tokens: the server exits 0, and every token it answered with
+// is stored (it introspects active after a restart).
+func TestGracefulShutdownLosesNoToken(t *testing.T) {
+	dir := t.TempDir()
+	addr := freeAddr(t)
+	args := []string{"--addr", addr, "--bootstrap-admin-secret", "admin-secret"}
+	s := start(t, dir, addr, nil, args...)
+	var mu sync.Mutex
+	var issued []string
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := 0; i < 16; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				st, m := tryToken(addr, "keyhook-admin", "admin-secret")
+				if st == 200 {
+					mu.Lock()
+					issued = append(issued, m["access_token"].(string))
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	time.Sleep(300 * time.Millisecond)
+	s.stop(t) // SIGTERM mid-load; exit status 0
+	close(stop)
+	wg.Wait()
+	if len(issued) == 0 {
+		t.Fatal("no token issued before shutdown")
+	}
+	addr2 := freeAddr(t)
+	s = start(t, dir, addr2, nil, "--addr", addr2)
+	defer s.stop(t)
+	for _, tok := range issued {
+		req, _ := http.NewRequest(http.MethodPost, "http://"+addr2+"/oauth2/introspect",
+			strings.NewReader(url.Values{"token": {tok}}.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.SetBasicAuth("keyhook-admin", "admin-secret")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var m map[string]any
+		_ = json.NewDecoder(resp.Body).Decode(&m)
+		resp.Body.Close()
+		if m["active"] != true {
+			t.Fatalf("token answered before shutdown is not stored: %v", m)
+		}
+	}
+	t.Logf("%d tokens issued under load, all stored", len(issued))
+}
+
+// tryToken is token without failing the test on connection errors, which
+// are expected once the server stops.
+func tryToken(addr, id, secret string) (int, map[string]any) {
+	req, _ := http.NewRequest(http.MethodPost, "http://"+addr+"/oauth2/token",
+		strings.NewReader(url.Values{"grant_type": {"client_credentials"}}.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.SetBasicAuth(id, secret)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, nil
+	}
+	defer resp.Body.Close()
+	var m map[string]any
+	if json.NewDecoder(resp.Body).Decode(&m) != nil {
+		return 0, nil
+	}
+	return resp.StatusCode, m
 }

@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/jackc/pgx/v5/pgconn"
 	"log/slog"
 	"strings"
 	"time"
@@ -223,4 +224,28 @@ func translate(err error) error {
 		return engine.ErrNotFound
 	}
 	return err
+}
+
+// retryTransient runs op again, a few times, when PostgreSQL aborts it
+// for a deadlock (40P01) or a serialization failure (40001): both are
+// verdicts on timing, not on the request. Concurrent uses of one refresh
+// token revoke the same family rows at once, which can end in a deadlock.
+func retryTransient(ctx context.Context, op func() error) error {
+	var err error
+	for attempt := 0; attempt < 4; attempt++ {
+		if err = op(); err == nil || !transient(err) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(time.Duration(attempt+1) * 5 * time.Millisecond):
+		}
+	}
+	return err
+}
+
+func transient(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && (pe.Code == "40P01" || pe.Code == "40001")
 }

@@ -56,7 +56,21 @@ func (s *Store) RotateRefreshToken(ctx context.Context, oldID string, now time.T
 		return false, err
 	}
 	n := nowNanos(now)
-	err = s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+	err = retryTransient(ctx, func() error {
+		return s.rotate(ctx, oldID, n, rows)
+	})
+	if errors.Is(err, errNotRotated) {
+		return false, nil
+	}
+	if err != nil {
+		return false, translate(err)
+	}
+	return true, nil
+}
+
+// rotate is one attempt of RotateRefreshToken.
+func (s *Store) rotate(ctx context.Context, oldID string, n int64, rows []*tokenRow) error {
+	return s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
 		res := tx.Model(&tokenRow{}).
 			Where("id = ? AND kind = ? AND used_at = 0 AND revoked = ? AND expires_at > ?",
 				oldID, string(engine.KindRefresh), false, n).
@@ -72,13 +86,6 @@ func (s *Store) RotateRefreshToken(ctx context.Context, oldID string, now time.T
 		}
 		return tx.Create(rows).Error
 	})
-	if errors.Is(err, errNotRotated) {
-		return false, nil
-	}
-	if err != nil {
-		return false, translate(err)
-	}
-	return true, nil
 }
 
 // RevokeToken revokes the token id; revoking an unknown token is no error
@@ -93,7 +100,9 @@ func (s *Store) RevokeFamily(ctx context.Context, familyID string) error {
 		// Tokens without a family are not one family.
 		return nil
 	}
-	return s.db.WithContext(ctx).Model(&tokenRow{}).Where("family_id = ?", familyID).Update("revoked", true).Error
+	return retryTransient(ctx, func() error {
+		return s.db.WithContext(ctx).Model(&tokenRow{}).Where("family_id = ?", familyID).Update("revoked", true).Error
+	})
 }
 
 // PurgeTokens deletes tokens that expired before t and reports how many.

@@ -86,6 +86,11 @@ func newHarness(t testing.TB, opts ...harnessOpt) *harness {
 	srv.Config.Handler = web.New(web.Config{Engine: eng, Logger: log, Registry: reg, Ready: store.Ping}).Handler()
 	srv.Start()
 	t.Cleanup(srv.Close)
+	// The refresh loop, as keyhook serve runs it: shared state written by
+	// other instances arrives through it.
+	runCtx, stopRun := context.WithCancel(context.Background())
+	go eng.Run(runCtx)
+	t.Cleanup(stopRun)
 	h := &harness{t: t, srv: srv, url: base, eng: eng, store: store, clock: clk, reg: reg}
 	h.adminToken = h.mustToken(engine.BootstrapAdminID, adminSecret, "").AccessToken
 	return h
