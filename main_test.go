@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -293,4 +294,98 @@ func tryToken(addr, id, secret string) (int, map[string]any) {
 		return 0, nil
 	}
 	return resp.StatusCode, m
+}
+
+// TestExampleScripts runs the server seeded with examples/ and checks what
+// each example script does to real tokens.
+func TestExampleScripts(t *testing.T) {
+	dir := t.TempDir()
+	seed, _ := filepath.Abs("examples/seed.yaml")
+	addr := freeAddr(t)
+	s := start(t, dir, addr, nil, "--addr", addr, "--seed", seed)
+	defer s.stop(t)
+	post := func(path string, vals url.Values, id, secret string) map[string]any {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodPost, "http://"+addr+path, strings.NewReader(vals.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		if id != "" {
+			req.SetBasicAuth(id, secret)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var m map[string]any
+		_ = json.NewDecoder(resp.Body).Decode(&m)
+		if resp.StatusCode != 200 {
+			t.Fatalf("%s: %d %v", path, resp.StatusCode, m)
+		}
+		return m
+	}
+	introspect := func(tok string) map[string]any {
+		return post("/oauth2/introspect", url.Values{"token": {tok}, "client_id": {"demo-resource-server"},
+			"client_secret": {"demo-resource-server-secret"}}, "", "")
+	}
+	want := func(t *testing.T, got map[string]any, fields map[string]any) {
+		t.Helper()
+		for k, v := range fields {
+			g, _ := json.Marshal(got[k])
+			w, _ := json.Marshal(v)
+			if string(g) != string(w) {
+				t.Errorf("%s = %s, want %s", k, g, w)
+			}
+		}
+	}
+	t.Run("liberty-fields", func(t *testing.T) {
+		tok := post("/oauth2/token", url.Values{"grant_type": {"client_credentials"}}, "demo-service", "demo-service-secret")
+		want(t, introspect(tok["access_token"].(string)), map[string]any{
+			"grant_type": "client_credentials", "realmName": "BasicRealm", "uniqueSecurityName": "demo-service", "tokenType": "Bearer"})
+	})
+	t.Run("onewelcome-user-details", func(t *testing.T) {
+		tok := post("/oauth2/token", url.Values{"grant_type": {"password"}, "username": {"alice"}, "password": {"alice-password"},
+			"scope": {"openid api.read"}}, "demo-password", "demo-password-secret")
+		want(t, introspect(tok["access_token"].(string)), map[string]any{
+			"user_details": map[string]any{"email": "alice@example.com", "name": "Alice Example", "given_name": "Alice", "family_name": "Example"},
+			"amr":          []any{"DEFAULT"}, "app_identifier": "", "username": "alice"})
+		if tok["id_token"] == nil || tok["refresh_token"] == nil {
+			t.Fatalf("password grant answer %v", tok)
+		}
+	})
+	t.Run("janssen-jwt-claims and department-claim", func(t *testing.T) {
+		tok := post("/oauth2/token", url.Values{"grant_type": {"client_credentials"}, "audience": {"payments-api"}}, "demo-jwt", "demo-jwt-secret")
+		if tok["expires_in"] != 120.0 {
+			t.Fatalf("expires_in = %v, want the script's 120", tok["expires_in"])
+		}
+		parts := strings.Split(tok["access_token"].(string), ".")
+		raw, _ := base64.RawURLEncoding.DecodeString(parts[1])
+		var claims map[string]any
+		_ = json.Unmarshal(raw, &claims)
+		want(t, claims, map[string]any{"tenant": "acme", "roles": []any{"reader", "auditor"}, "department": "payments", "aud": "payments-api"})
+		want(t, introspect(tok["access_token"].(string)), map[string]any{"tenant": "acme", "department": "payments", "aud": "payments-api"})
+	})
+}
+
+// TestNothingSecretInTheDatabaseFile checks the SQLite files for client
+// secrets, passwords and opaque tokens in plain text.
+func TestNothingSecretInTheDatabaseFile(t *testing.T) {
+	dir := t.TempDir()
+	seed, _ := filepath.Abs("examples/seed.yaml")
+	addr := freeAddr(t)
+	s := start(t, dir, addr, nil, "--addr", addr, "--seed", seed, "--bootstrap-admin-secret", "bootstrap-plain-secret")
+	_, tok := token(t, addr, "demo-service", "demo-service-secret")
+	s.stop(t)
+	var all []byte
+	for _, f := range []string{"keyhook.db", "keyhook.db-wal"} {
+		b, _ := os.ReadFile(filepath.Join(dir, f))
+		all = append(all, b...)
+	}
+	if len(all) == 0 {
+		t.Fatal("no database file")
+	}
+	for _, secret := range []string{"demo-service-secret", "demo-jwt-secret", "alice-password", "bootstrap-plain-secret", tok["access_token"].(string)} {
+		if strings.Contains(string(all), secret) {
+			t.Errorf("%q is stored in plain text", secret)
+		}
+	}
 }
