@@ -21,6 +21,15 @@ const (
 	CodeConflict ErrorCode = "conflict"
 )
 
+// adminErr maps a store error about the kind record id: absent is 404,
+// anything else a storage failure.
+func adminErr(err error, kind, id string) error {
+	if errors.Is(err, ErrNotFound) {
+		return Errorf(CodeNotFound, "%s %q does not exist", kind, id)
+	}
+	return storeFailure(err)
+}
+
 func fieldError(field, format string, args ...any) *Error {
 	return Errorf(CodeInvalidRequest, "%s: %s", field, fmt.Sprintf(format, args...))
 }
@@ -244,11 +253,8 @@ func (e *Engine) CreateClient(ctx context.Context, doc *ClientDoc) (*ClientDoc, 
 // not keep; a new secret is returned once.
 func (e *Engine) ReplaceClient(ctx context.Context, id string, doc *ClientDoc) (*ClientDoc, error) {
 	old, err := e.st.Clients.ClientByID(ctx, id)
-	if errors.Is(err, ErrNotFound) {
-		return nil, Errorf(CodeNotFound, "client %q does not exist", id)
-	}
 	if err != nil {
-		return nil, storeFailure(err)
+		return nil, adminErr(err, "client", id)
 	}
 	if doc.ClientID != "" && doc.ClientID != id {
 		return nil, fieldError("client_id", "cannot be changed")
@@ -280,11 +286,8 @@ func (e *Engine) ReplaceClient(ctx context.Context, id string, doc *ClientDoc) (
 // ClientDoc reads one client.
 func (e *Engine) ClientDoc(ctx context.Context, id string) (*ClientDoc, error) {
 	c, err := e.st.Clients.ClientByID(ctx, id)
-	if errors.Is(err, ErrNotFound) {
-		return nil, Errorf(CodeNotFound, "client %q does not exist", id)
-	}
 	if err != nil {
-		return nil, storeFailure(err)
+		return nil, adminErr(err, "client", id)
 	}
 	return ClientDocument(c), nil
 }
@@ -306,11 +309,8 @@ func (e *Engine) ClientDocs(ctx context.Context) ([]*ClientDoc, error) {
 func (e *Engine) DeleteClient(ctx context.Context, id string) error {
 	err := e.st.Clients.DeleteClient(ctx, id)
 	e.forgetClient(id)
-	if errors.Is(err, ErrNotFound) {
-		return Errorf(CodeNotFound, "client %q does not exist", id)
-	}
 	if err != nil {
-		return storeFailure(err)
+		return adminErr(err, "client", id)
 	}
 	return nil
 }
@@ -318,11 +318,8 @@ func (e *Engine) DeleteClient(ctx context.Context, id string) error {
 // RotateClientSecret gives the client a new secret, returned once.
 func (e *Engine) RotateClientSecret(ctx context.Context, id string) (*ClientDoc, error) {
 	c, err := e.st.Clients.ClientByID(ctx, id)
-	if errors.Is(err, ErrNotFound) {
-		return nil, Errorf(CodeNotFound, "client %q does not exist", id)
-	}
 	if err != nil {
-		return nil, storeFailure(err)
+		return nil, adminErr(err, "client", id)
 	}
 	if !c.AuthMethod.UsesSecret() {
 		return nil, Errorf(CodeInvalidRequest, "token_endpoint_auth_method: %s clients have no secret", c.AuthMethod)

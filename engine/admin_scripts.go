@@ -111,11 +111,8 @@ func (e *Engine) ReplaceScript(ctx context.Context, name string, doc *ScriptDoc)
 	}
 	doc.Name = name
 	old, err := e.st.Scripts.ScriptByName(ctx, name)
-	if errors.Is(err, ErrNotFound) {
-		return nil, Errorf(CodeNotFound, "script %q does not exist", name)
-	}
 	if err != nil {
-		return nil, storeFailure(err)
+		return nil, adminErr(err, "script", name)
 	}
 	s, err := e.scriptFromDoc(doc)
 	if err != nil {
@@ -144,11 +141,8 @@ func (e *Engine) ReplaceScript(ctx context.Context, name string, doc *ScriptDoc)
 // ScriptDoc reads one script.
 func (e *Engine) ScriptDoc(ctx context.Context, name string) (*ScriptDoc, error) {
 	s, err := e.st.Scripts.ScriptByName(ctx, name)
-	if errors.Is(err, ErrNotFound) {
-		return nil, Errorf(CodeNotFound, "script %q does not exist", name)
-	}
 	if err != nil {
-		return nil, storeFailure(err)
+		return nil, adminErr(err, "script", name)
 	}
 	return ScriptDocument(s), nil
 }
@@ -170,11 +164,8 @@ func (e *Engine) ScriptDocs(ctx context.Context) ([]*ScriptDoc, error) {
 // binding to a missing script runs nothing.
 func (e *Engine) DeleteScript(ctx context.Context, name string) error {
 	err := e.st.Scripts.DeleteScript(ctx, name)
-	if errors.Is(err, ErrNotFound) {
-		return Errorf(CodeNotFound, "script %q does not exist", name)
-	}
 	if err != nil {
-		return storeFailure(err)
+		return adminErr(err, "script", name)
 	}
 	if e.hooks != nil {
 		e.hooks.Remove(name)
@@ -324,11 +315,8 @@ func (e *Engine) ReplaceUser(ctx context.Context, username string, doc *UserDoc)
 		return nil, fieldError("username", "cannot be changed")
 	}
 	old, err := e.st.Users.UserByName(ctx, username)
-	if errors.Is(err, ErrNotFound) {
-		return nil, Errorf(CodeNotFound, "user %q does not exist", username)
-	}
 	if err != nil {
-		return nil, storeFailure(err)
+		return nil, adminErr(err, "user", username)
 	}
 	u := &User{Username: username, PasswordHash: old.PasswordHash, Claims: doc.Claims, Disabled: doc.Disabled,
 		CreatedAt: old.CreatedAt, UpdatedAt: e.now()}
@@ -347,11 +335,8 @@ func (e *Engine) ReplaceUser(ctx context.Context, username string, doc *UserDoc)
 // UserDoc reads one user.
 func (e *Engine) UserDoc(ctx context.Context, username string) (*UserDoc, error) {
 	u, err := e.st.Users.UserByName(ctx, username)
-	if errors.Is(err, ErrNotFound) {
-		return nil, Errorf(CodeNotFound, "user %q does not exist", username)
-	}
 	if err != nil {
-		return nil, storeFailure(err)
+		return nil, adminErr(err, "user", username)
 	}
 	return UserDocument(u), nil
 }
@@ -372,11 +357,8 @@ func (e *Engine) UserDocs(ctx context.Context) ([]*UserDoc, error) {
 // DeleteUser deletes a user.
 func (e *Engine) DeleteUser(ctx context.Context, username string) error {
 	err := e.st.Users.DeleteUser(ctx, username)
-	if errors.Is(err, ErrNotFound) {
-		return Errorf(CodeNotFound, "user %q does not exist", username)
-	}
 	if err != nil {
-		return storeFailure(err)
+		return adminErr(err, "user", username)
 	}
 	return nil
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"io"
 	"net"
-	"net/http"
 	"net/url"
 	"os"
 	"strings"
@@ -71,37 +70,8 @@ func TestTwoInstancesOnePostgres(t *testing.T) {
 	})
 	t.Run("a refresh token raced on A and B succeeds once", func(t *testing.T) {
 		for round := 0; round < 3; round++ {
-			rt := a.passwordToken("").RefreshToken
-			var wins atomic.Int32
-			var wg sync.WaitGroup
-			start := make(chan struct{})
-			for i := 0; i < 10; i++ {
-				h := []*harness{a, b}[i%2]
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					<-start
-					req, _ := http.NewRequest(http.MethodPost, h.url+"/oauth2/token",
-						strings.NewReader(url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}}.Encode()))
-					req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-					req.SetBasicAuth("app", "app-secret")
-					resp, err := http.DefaultClient.Do(req)
-					if err != nil {
-						t.Error(err)
-						return
-					}
-					resp.Body.Close()
-					if resp.StatusCode == 200 {
-						wins.Add(1)
-					} else if resp.StatusCode != 400 {
-						t.Errorf("status %d", resp.StatusCode)
-					}
-				}()
-			}
-			close(start)
-			wg.Wait()
-			if wins.Load() != 1 {
-				t.Fatalf("round %d: %d successes, want 1", round, wins.Load())
+			if wins, _ := raceRefresh(t, []*harness{a, b}, a.passwordToken("").RefreshToken, 10); wins != 1 {
+				t.Fatalf("round %d: %d successes, want 1", round, wins)
 			}
 		}
 	})

@@ -78,6 +78,17 @@ func credentials(c echo.Context, form url.Values) (engine.ClientCredentials, err
 	return cred, nil
 }
 
+// clientRequest reads the parameters and client credentials of a request
+// made by an authenticating client (token, revocation).
+func clientRequest(c echo.Context) (url.Values, engine.ClientCredentials, error) {
+	form, err := oauthForm(c)
+	if err != nil {
+		return nil, engine.ClientCredentials{}, err
+	}
+	cred, err := credentials(c, form)
+	return form, cred, err
+}
+
 // bearer returns the token of Authorization: Bearer (RFC 6750 §2.1).
 func bearer(c echo.Context) (string, bool) {
 	scheme, value, _ := strings.Cut(c.Request().Header.Get("Authorization"), " ")
@@ -113,11 +124,7 @@ func noStore(c echo.Context) {
 
 // token serves POST /oauth2/token (RFC 6749 §3.2).
 func (s *Server) token(c echo.Context) error {
-	form, err := oauthForm(c)
-	if err != nil {
-		return err
-	}
-	cred, err := credentials(c, form)
+	form, cred, err := clientRequest(c)
 	if err != nil {
 		return err
 	}
@@ -182,11 +189,7 @@ func acceptsIntrospectionJWT(c echo.Context) bool {
 
 // revoke serves POST /oauth2/revoke (RFC 7009 §2).
 func (s *Server) revoke(c echo.Context) error {
-	form, err := oauthForm(c)
-	if err != nil {
-		return err
-	}
-	cred, err := credentials(c, form)
+	form, cred, err := clientRequest(c)
 	if err != nil {
 		return err
 	}
