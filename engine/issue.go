@@ -63,7 +63,7 @@ func (e *Engine) issue(ctx context.Context, g *grant, req *RequestInfo) (*TokenR
 	header := map[string]any{}
 	if at.Format == FormatJWT {
 		if k := e.currentKey(); k != nil {
-			header = map[string]any{"alg": string(k.alg), "kid": k.rec.ID, "typ": typAccessToken}
+			header = map[string]any{"alg": string(k.alg), "kid": k.kid, "typ": typAccessToken}
 		}
 		if c.RunIntrospectionBeforeJWT {
 			if claims, err = e.introspectionClaims(ctx, sc, at, claims); err != nil {
@@ -291,7 +291,7 @@ func (e *Engine) idToken(ctx context.Context, sc *scriptCall, g *grant, at *Toke
 	}
 	header := map[string]any{}
 	if k := e.currentKey(); k != nil {
-		header = map[string]any{"alg": string(k.alg), "kid": k.rec.ID, "typ": typIDToken}
+		header = map[string]any{"alg": string(k.alg), "kid": k.kid, "typ": typIDToken}
 	}
 	if len(scripts) > 0 {
 		out, err := e.hooks.Run(ctx, scripts, "modifyIdToken", map[string]any{"header": header, "claims": claims},

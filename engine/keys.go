@@ -30,6 +30,9 @@ type keyRing struct {
 }
 
 type loadedKey struct {
+	// kid and alg never change; rec (retirement) is swapped under
+	// keyRing.mu and read only under it.
+	kid     string
 	rec     *SigningKey
 	private jose.JSONWebKey
 	public  jose.JSONWebKey
@@ -73,7 +76,7 @@ func loadKey(rec *SigningKey) (*loadedKey, error) {
 		return nil, fmt.Errorf("signing key %s: %w", rec.ID, err)
 	}
 	jwk.KeyID, jwk.Algorithm, jwk.Use = rec.ID, rec.Alg, "sig"
-	return &loadedKey{rec: rec, private: jwk, public: jwk.Public(), alg: jose.SignatureAlgorithm(rec.Alg)}, nil
+	return &loadedKey{kid: rec.ID, rec: rec, private: jwk, public: jwk.Public(), alg: jose.SignatureAlgorithm(rec.Alg)}, nil
 }
 
 // reloadKeys reads every key from the store; the newest unretired one is
@@ -144,7 +147,7 @@ func (e *Engine) RotateKey(ctx context.Context) (*SigningKey, error) {
 	e.keys.byID[rec.ID] = lk
 	e.keys.current = lk
 	e.keys.mu.Unlock()
-	e.log.Info("signing key rotated", "kid", rec.ID, "alg", rec.Alg)
+	e.log.Info("new current signing key", "kid", rec.ID, "alg", rec.Alg)
 	return rec, nil
 }
 
@@ -228,7 +231,7 @@ func (e *Engine) signJWT(typ string, extra map[string]any, claims map[string]any
 		return "", "", err
 	}
 	out, err := jws.CompactSerialize()
-	return out, k.rec.ID, err
+	return out, k.kid, err
 }
 
 // verifyJWT checks a JWT signed by one of the server's keys and returns
