@@ -47,9 +47,14 @@ const adminSecret = "test-admin-secret"
 
 type harnessOpt func(*harnessCfg)
 
-type harnessCfg struct{ dsn string }
+type harnessCfg struct {
+	dsn string
+	log *slog.Logger
+}
 
 func withDSN(dsn string) harnessOpt { return func(c *harnessCfg) { c.dsn = dsn } }
+
+func withLogger(l *slog.Logger) harnessOpt { return func(c *harnessCfg) { c.log = l } }
 
 func quietLogger() *slog.Logger {
 	if os.Getenv("KEYHOOK_TEST_LOG") != "" {
@@ -60,7 +65,7 @@ func quietLogger() *slog.Logger {
 
 func newHarness(t testing.TB, opts ...harnessOpt) *harness {
 	t.Helper()
-	cfg := &harnessCfg{dsn: "sqlite:" + filepath.Join(t.TempDir(), "keyhook.db")}
+	cfg := &harnessCfg{dsn: "sqlite:" + filepath.Join(t.TempDir(), "keyhook.db"), log: quietLogger()}
 	for _, o := range opts {
 		o(cfg)
 	}
@@ -72,7 +77,7 @@ func newHarness(t testing.TB, opts ...harnessOpt) *harness {
 	t.Cleanup(func() { store.Close() })
 	srv := httptest.NewUnstartedServer(nil)
 	base := "http://" + srv.Listener.Addr().String()
-	log := quietLogger()
+	log := cfg.log
 	reg := prometheus.NewRegistry()
 	clk := &clock{}
 	rt := scripts.New(scripts.Options{Registerer: reg, Logger: log})

@@ -2,6 +2,7 @@ package web_test
 
 import (
 	"encoding/json"
+	"log/slog"
 	"net/url"
 	"strings"
 	"sync"
@@ -414,4 +415,41 @@ func TestScriptAdmin(t *testing.T) {
 		t.Fatalf("after delete %v", in)
 	}
 	wantError(t, h.admin("GET", "/scripts/s1", nil), 404, "not_found")
+}
+
+// syncBuffer is a log sink safe for the server's goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func TestScriptLogReachesServerLog(t *testing.T) {
+	var buf syncBuffer
+	h := newHarness(t, withLogger(slog.New(slog.NewTextHandler(&buf, nil))))
+	h.createScript(introspectionScript("chatty", `context.log("hello from", context.client.client_id, {n: 1}); return true;`, nil))
+	h.createClient(map[string]any{"client_id": "talker", "client_secret": "s", "introspection_scripts": []string{"chatty"}})
+	tok := h.mustToken("talker", "s", "").AccessToken
+	r := h.form("/oauth2/introspect", url.Values{"token": {tok}}, "keyhook-admin", adminSecret)
+	reqID := r.header.Get("X-Request-Id")
+	for _, line := range strings.Split(buf.String(), "\n") {
+		if strings.Contains(line, `hello from talker {\"n\":1}`) || strings.Contains(line, `hello from talker {"n":1}`) {
+			if !strings.Contains(line, "script=chatty") || reqID == "" || !strings.Contains(line, "request_id="+reqID) {
+				t.Fatalf("log line lacks script or request id %q: %s", reqID, line)
+			}
+			return
+		}
+	}
+	t.Fatalf("script log line not found in:\n%s", buf.String())
 }
