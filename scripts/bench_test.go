@@ -80,3 +80,57 @@ func BenchmarkNewRuntime(b *testing.B) {
 		}
 	}
 }
+
+// realisticContext is the context the engine passes to an introspection
+// script (engine/scriptctx.go and hooks.withConfig): every field present,
+// with a user and a handful of request headers.
+func realisticContext() map[string]any {
+	return map[string]any{
+		"phase": "introspection",
+		"client": map[string]any{
+			"client_id": "c", "client_name": "C", "scope": "a b",
+			"grant_types": []any{"client_credentials"},
+			"attributes":  map[string]any{"tenant": "acme"},
+		},
+		"caller": map[string]any{"client_id": "rs"},
+		"user": map[string]any{"username": "alice", "claims": map[string]any{
+			"email": "alice@example.com", "email_verified": true, "name": "Alice", "groups": []any{"admins", "users"}, "age": int64(42),
+		}},
+		"token": map[string]any{
+			"type": "access_token", "format": "opaque", "client_id": "c", "subject": "c", "username": "",
+			"scope": "a b", "grant_type": "client_credentials", "issued_at": int64(1700000000),
+			"expires_at": int64(1700000300), "claims": map[string]any{},
+		},
+		"request": map[string]any{
+			"method": "POST",
+			"headers": map[string]any{
+				"accept": "application/json", "authorization": "Basic cnM6c2VjcmV0", "content-length": "42",
+				"content-type": "application/x-www-form-urlencoded", "host": "keyhook.example",
+				"user-agent": "bench/1.0", "x-forwarded-for": "10.0.0.1", "x-request-id": "0123456789abcdef",
+			},
+			"params": map[string]any{"token_type_hint": "access_token", "custom": "x"},
+		},
+		"config": map[string]any{"k": "v"},
+	}
+}
+
+// BenchmarkCallRealisticContext measures one trivial introspection hook
+// with the context and response the engine really passes.
+func BenchmarkCallRealisticContext(b *testing.B) {
+	e := New(Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	s := &hooks.Script{Name: "bench", Version: "1", Source: `function modifyResponse(r, c){ r.department = c.config.k; return true; }`}
+	ctx := context.Background()
+	resp, hctx := benchResponse(), realisticContext()
+	call := &hooks.Call{Function: "modifyResponse", Args: []any{resp}, Context: hctx}
+	if res, err := e.Call(ctx, s, call); err != nil || res.Args[0].(map[string]any)["department"] != "v" {
+		b.Fatal(res, err)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		res, err := e.Call(ctx, s, call)
+		if err != nil || res.Return != true {
+			b.Fatal(res, err)
+		}
+	}
+}

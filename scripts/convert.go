@@ -9,6 +9,7 @@ import (
 	"reflect"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/dop251/goja"
@@ -53,16 +54,81 @@ func indexKey(i int) string {
 // and float kinds (uint64 beyond int64 becomes a float), json.Number,
 // map[string]string, []string and time.Time (an RFC 3339 string); anything
 // else goes through an encoding/json round trip.
-//
-// With frozen non-nil the copy is made read-only: object properties are
-// defined non-writable and non-configurable, and every object and array
-// made is appended to *frozen for the caller to finish the job
-// (Object.preventExtensions, Object.freeze) in one JavaScript loop, which
-// is much cheaper than Object.freeze walking each object's keys.
-func toJS(vm *goja.Runtime, v any, depth int, frozen *[]any) (goja.Value, error) {
+func toJS(vm *goja.Runtime, v any, depth int) (goja.Value, error) {
 	if depth > maxDepth {
 		return nil, fmt.Errorf("scripts: value nested deeper than %d levels", maxDepth)
 	}
+	if jv, err := primitiveToJS(vm, v); jv != nil || err != nil {
+		return jv, err
+	}
+	switch x := v.(type) {
+	case map[string]any:
+		obj := vm.NewObject()
+		var buf [16]entry
+		entries := buf[:0]
+		for k, e := range x {
+			entries = append(entries, entry{k, e})
+		}
+		slices.SortFunc(entries, func(a, b entry) int { return strings.Compare(a.k, b.k) })
+		for _, e := range entries {
+			jv, err := toJS(vm, e.v, depth+1)
+			if err != nil {
+				return nil, err
+			}
+			if err := setProp(obj, e.k, jv); err != nil {
+				return nil, err
+			}
+		}
+		return obj, nil
+	case []any:
+		items := make([]any, len(x))
+		for i, e := range x {
+			jv, err := toJS(vm, e, depth+1)
+			if err != nil {
+				return nil, err
+			}
+			items[i] = jv
+		}
+		return vm.NewArray(items...), nil
+	case map[string]string:
+		obj := vm.NewObject()
+		keys := make([]string, 0, len(x))
+		for k := range x {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys)
+		for _, k := range keys {
+			if err := setProp(obj, k, vm.ToValue(x[k])); err != nil {
+				return nil, err
+			}
+		}
+		return obj, nil
+	case []string:
+		items := make([]any, len(x))
+		for i, e := range x {
+			items[i] = vm.ToValue(e)
+		}
+		return vm.NewArray(items...), nil
+	}
+	// Anything else (structs, typed maps and slices, pointers...): use its
+	// JSON form. Slow, but only for values outside the documented types.
+	plain, err := jsonPlain(v)
+	if err != nil {
+		return nil, err
+	}
+	return toJS(vm, plain, depth)
+}
+
+// entry is one key and value of a map being copied.
+type entry struct {
+	k string
+	v any
+}
+
+// primitiveToJS converts v when it is one of the primitive types toJS
+// accepts (nil included); for maps, slices and other types it returns
+// nil and no error.
+func primitiveToJS(vm *goja.Runtime, v any) (goja.Value, error) {
 	switch x := v.(type) {
 	case nil:
 		return goja.Null(), nil
@@ -76,53 +142,6 @@ func toJS(vm *goja.Runtime, v any, depth int, frozen *[]any) (goja.Value, error)
 		return vm.ToValue(int64(x)), nil
 	case float64:
 		return vm.ToValue(x), nil
-	case map[string]any:
-		obj := vm.NewObject()
-		var buf [32]string
-		keys := buf[:0]
-		for k := range x {
-			keys = append(keys, k)
-		}
-		slices.Sort(keys)
-		for _, k := range keys {
-			jv, err := toJS(vm, x[k], depth+1, frozen)
-			if err != nil {
-				return nil, err
-			}
-			if err := setProp(obj, k, jv, frozen != nil); err != nil {
-				return nil, err
-			}
-		}
-		return track(obj, frozen), nil
-	case []any:
-		items := make([]any, len(x))
-		for i, e := range x {
-			jv, err := toJS(vm, e, depth+1, frozen)
-			if err != nil {
-				return nil, err
-			}
-			items[i] = jv
-		}
-		return track(vm.NewArray(items...), frozen), nil
-	case map[string]string:
-		obj := vm.NewObject()
-		keys := make([]string, 0, len(x))
-		for k := range x {
-			keys = append(keys, k)
-		}
-		slices.Sort(keys)
-		for _, k := range keys {
-			if err := setProp(obj, k, vm.ToValue(x[k]), frozen != nil); err != nil {
-				return nil, err
-			}
-		}
-		return track(obj, frozen), nil
-	case []string:
-		items := make([]any, len(x))
-		for i, e := range x {
-			items[i] = vm.ToValue(e)
-		}
-		return track(vm.NewArray(items...), frozen), nil
 	case int8:
 		return vm.ToValue(int64(x)), nil
 	case int16:
@@ -153,11 +172,16 @@ func toJS(vm *goja.Runtime, v any, depth int, frozen *[]any) (goja.Value, error)
 	case time.Time:
 		return vm.ToValue(x.UTC().Format(time.RFC3339Nano)), nil
 	}
-	// Anything else (structs, typed maps and slices, pointers...): use its
-	// JSON form. Slow, but only for values outside the documented types.
+	return nil, nil
+}
+
+// jsonPlain turns a value of a type toJS does not know into plain values
+// (numbers as json.Number) through its JSON form; nil pointers, maps and
+// slices become nil.
+func jsonPlain(v any) (any, error) {
 	rv := reflect.ValueOf(v)
 	if (rv.Kind() == reflect.Pointer || rv.Kind() == reflect.Map || rv.Kind() == reflect.Slice) && rv.IsNil() {
-		return goja.Null(), nil
+		return nil, nil
 	}
 	data, err := json.Marshal(v)
 	if err != nil {
@@ -169,31 +193,20 @@ func toJS(vm *goja.Runtime, v any, depth int, frozen *[]any) (goja.Value, error)
 	if err := dec.Decode(&plain); err != nil {
 		return nil, fmt.Errorf("scripts: cannot pass %T to a script: %w", v, err)
 	}
-	return toJS(vm, plain, depth, frozen)
+	return plain, nil
 }
 
-// setProp adds an own enumerable data property to a fresh object: frozen
-// ones non-writable and non-configurable. Plain Set is cheaper than
-// DefineDataProperty and equivalent here, because every data property of
-// the (frozen) Object.prototype has an accessor that defines an own
-// property on the receiver (see hardenSource); the exception is the
-// __proto__ accessor, whose setter would change the prototype instead.
-func setProp(obj *goja.Object, k string, v goja.Value, frozen bool) error {
-	if frozen {
-		return obj.DefineDataProperty(k, v, goja.FLAG_FALSE, goja.FLAG_FALSE, goja.FLAG_TRUE)
-	}
+// setProp adds an own enumerable, writable, configurable data property to
+// a fresh object. Plain Set is cheaper than DefineDataProperty and
+// equivalent here, because every data property of the (frozen)
+// Object.prototype has an accessor that defines an own property on the
+// receiver (see hardenSource); the exception is the __proto__ accessor,
+// whose setter would change the prototype instead.
+func setProp(obj *goja.Object, k string, v goja.Value) error {
 	if k == "__proto__" {
 		return obj.DefineDataProperty(k, v, goja.FLAG_TRUE, goja.FLAG_TRUE, goja.FLAG_TRUE)
 	}
 	return obj.Set(k, v)
-}
-
-// track records o in *frozen (when non-nil) and returns it.
-func track(o *goja.Object, frozen *[]any) *goja.Object {
-	if frozen != nil {
-		*frozen = append(*frozen, o)
-	}
-	return o
 }
 
 // uintToJS keeps unsigned integers exact where int64 can hold them.

@@ -34,6 +34,15 @@
 // level (function f() {}, var/let/const f = ...), not installed on
 // globalThis; eval does not exist.
 //
+// # The context argument
+//
+// The context is not copied into the script: it is a read-only view of
+// the caller's map that converts a field when the script first reads it
+// (see readonly.go), made afresh for every call. Writes to it have no
+// effect in sloppy code and throw a TypeError in strict code; unlike a
+// frozen object it reports itself extensible and cannot be frozen
+// (Object.freeze on it throws).
+//
 // # Limits
 //
 // A call is interrupted at its deadline (Script.Timeout or

@@ -354,7 +354,12 @@ func TestContextReadOnly(t *testing.T) {
 		`context.client.client_id = "evil"`,
 		`context.client.attributes.t = "y"`,
 		`context.scopes[0] = "admin"`,
+		`context.scopes[5] = "admin"`,
+		`context.scopes.length = 0`,
+		`delete context.scopes[0]`,
+		`context.client.attributes.added = 1`,
 		`context.log = null`,
+		`delete context.log`,
 	}
 	t.Run("sloppy: no effect", func(t *testing.T) {
 		var b strings.Builder
@@ -367,11 +372,15 @@ func TestContextReadOnly(t *testing.T) {
 			try { context.scopes.push("admin") } catch (e) { pushed = e.name }
 			r.phase = context.phase; r.added = context.added === undefined; r.cid = context.client.client_id;
 			r.t = context.client.attributes.t; r.scopes = context.scopes; r.log = typeof context.log; r.pushed = pushed;
-			r.frozen = Object.isFrozen(context) && Object.isFrozen(context.client.attributes) && Object.isFrozen(context.scopes);
+			r.readOnly = !Reflect.set(context, "phase", 1) && !Reflect.set(context, "fresh", 1) && !Reflect.deleteProperty(context.client, "client_id") &&
+				!Reflect.set(context.scopes, 0, "x") && !Reflect.defineProperty(context.client.attributes, "n", {value: 1}) && !Reflect.set(context.scopes, "length", 0);
+			// Names of Object.prototype (see hardenSource) are no exception.
+			context.toString = function () { return "mine" }; context.client.constructor = 1;
+			r.override = String(context) === "[object Object]" && context.client.constructor === Object;
 			return true }`)
 		res := modify(t, e, s, map[string]any{}, hctx)
 		got := res.Args[0].(map[string]any)
-		want := map[string]any{"phase": "token", "added": true, "cid": "c1", "t": "x", "scopes": []any{"openid"}, "log": "function", "frozen": true, "pushed": "TypeError"}
+		want := map[string]any{"phase": "token", "added": true, "cid": "c1", "t": "x", "scopes": []any{"openid"}, "log": "function", "readOnly": true, "override": true, "pushed": "TypeError"}
 		if !reflect.DeepEqual(got, want) {
 			t.Errorf("got %#v, want %#v", got, want)
 		}
@@ -386,6 +395,103 @@ func TestContextReadOnly(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestContextView checks that the read-only context reads like a plain
+// object: every way of reading it, in sorted key order, with stable
+// identities, and with each call seeing only its own context.
+func TestContextView(t *testing.T) {
+	e := newEngine(Options{MaxRuntimes: 1})
+	type claims struct {
+		Sub string `json:"sub"`
+	}
+	hctx := func(who string) map[string]any {
+		return map[string]any{
+			"phase": "introspection", "user": nil, "n": int64(5), "f": 1.5, "who": who,
+			"client": map[string]any{"client_id": "c", "grant_types": []any{"b", "a"}, "attributes": map[string]any{"t": "x"}},
+			"ss":     []string{"s1"}, "ms": map[string]string{"k": "v"}, "st": claims{"s"}, "nested": []any{map[string]any{"a": []any{int64(1)}}},
+			"t": time.Date(2020, 1, 2, 3, 4, 5, 0, time.UTC),
+		}
+	}
+	s := js(`function modifyResponse(r, c) {
+		r.json = JSON.stringify(c);
+		r.keys = Object.keys(c).join();
+		r.forin = (function () { var k = []; for (var x in c) k.push(x); return k.join() })();
+		r.in = ["phase" in c, "log" in c, "nope" in c, "toString" in c, c.hasOwnProperty("who")];
+		r.spread = {...c.client};
+		r.assign = Object.assign({}, c.client.attributes);
+		r.entries = Object.entries(c.ms);
+		r.arr = [Array.isArray(c.client.grant_types), c.client.grant_types.includes("a"), [...c.client.grant_types].sort(),
+			c.client.grant_types.map(function (s) { return s.toUpperCase() }), c.client.grant_types.length, c.ss.concat(["s2"])];
+		r.same = c.client === c.client && c.client.grant_types === c.client.grant_types && c.nested[0] === c.nested[0];
+		r.types = [c.user, typeof c.n, c.f, c.missing === undefined, c.st.sub, c.t, c.nested[0].a[0], c.ms.k, c.ss[0], c.ss[1] === undefined];
+		r.proto = Object.getPrototypeOf(c) === Object.prototype && Object.getPrototypeOf(c.ss) === Array.prototype;
+		r.back = c.client;
+		c.log(c.client);
+		return true }`)
+	for _, who := range []string{"first", "second"} {
+		res := modify(t, e, s, map[string]any{}, hctx(who))
+		got := res.Args[0].(map[string]any)
+		want := map[string]any{
+			"json": `{"client":{"attributes":{"t":"x"},"client_id":"c","grant_types":["b","a"]},"f":1.5,"ms":{"k":"v"},"n":5,` +
+				`"nested":[{"a":[1]}],"phase":"introspection","ss":["s1"],"st":{"sub":"s"},"t":"2020-01-02T03:04:05Z","user":null,"who":"` + who + `"}`,
+			"keys":    "client,f,ms,n,nested,phase,ss,st,t,user,who",
+			"forin":   "client,f,ms,n,nested,phase,ss,st,t,user,who",
+			"in":      []any{true, true, false, true, true},
+			"spread":  map[string]any{"attributes": map[string]any{"t": "x"}, "client_id": "c", "grant_types": []any{"b", "a"}},
+			"assign":  map[string]any{"t": "x"},
+			"entries": []any{[]any{"k", "v"}},
+			"arr":     []any{true, true, []any{"a", "b"}, []any{"B", "A"}, int64(2), []any{"s1", "s2"}},
+			"same":    true,
+			"types":   []any{nil, "number", 1.5, true, "s", "2020-01-02T03:04:05Z", int64(1), "v", "s1", true},
+			"proto":   true,
+			"back":    map[string]any{"attributes": map[string]any{"t": "x"}, "client_id": "c", "grant_types": []any{"b", "a"}},
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("%s:\n got %#v\nwant %#v", who, got, want)
+		}
+		if len(res.Logs) != 1 || res.Logs[0] != `{"attributes":{"t":"x"},"client_id":"c","grant_types":["b","a"]}` {
+			t.Errorf("logs %q", res.Logs)
+		}
+	}
+	// "log" is context.log's.
+	_, err := e.Call(context.Background(), s, &hooks.Call{Function: "modifyResponse", Args: []any{map[string]any{}}, Context: map[string]any{"log": 1}})
+	if err == nil || !strings.Contains(err.Error(), "reserved") {
+		t.Errorf("context with a log key: %v", err)
+	}
+	// A value without a JSON form is found when the script reads it.
+	bad := map[string]any{"ch": make(chan int), "ok": "fine"}
+	res, err := e.Call(context.Background(), js(`function f(c) { return c.ok }`), &hooks.Call{Function: "f", Context: bad})
+	if err != nil || res.Return != "fine" {
+		t.Errorf("unread bad value: %+v, %v", res, err)
+	}
+	_, err = e.Call(context.Background(), js(`function f(c) { return c.ch }`), &hooks.Call{Function: "f", Context: bad})
+	if se := wantScriptError(t, err, hooks.FailureException); !strings.Contains(se.Message, "TypeError") {
+		t.Errorf("bad value read: %v", se)
+	}
+	// The context was only read.
+	if !reflect.DeepEqual(hctx("first"), hctx("first")) {
+		t.Errorf("context changed")
+	}
+}
+
+func TestManyArguments(t *testing.T) {
+	e := newEngine(Options{})
+	s := js(`function f(a, b, c, context) { a.x = arguments.length; b.push(context.k); return [a, b, c, typeof context.log] }`)
+	res, err := e.Call(context.Background(), s, &hooks.Call{Function: "f", Args: []any{map[string]any{}, []any{}, "s"}, Context: map[string]any{"k": "v"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []any{map[string]any{"x": int64(4)}, []any{"v"}, "s", "function"}
+	if !reflect.DeepEqual(res.Return, want) || !reflect.DeepEqual(res.Args, want[:3]) {
+		t.Errorf("Return %#v, Args %#v", res.Return, res.Args)
+	}
+	// Without a context the script still gets one, with log.
+	s = js(`function f(a, context) { return [arguments.length, Object.keys(context).length, typeof context.log] }`)
+	res, err = e.Call(context.Background(), s, &hooks.Call{Function: "f", Args: []any{1}})
+	if err != nil || !reflect.DeepEqual(res.Return, []any{int64(2), int64(0), "function"}) {
+		t.Errorf("%+v, %v", res, err)
+	}
 }
 
 // recorder is a slog.Handler that keeps records and can block in Handle.

@@ -25,16 +25,18 @@ import (
 //     a builtin (Array.prototype.x = 1, globalThis.x = 1, implicit
 //     globals) that a later call could see.
 //
-// The returned run(wrapper, index, args, ctxObjects) calls the script's
-// wrapper (one fresh evaluation of its top level), picks binding number
-// index, finishes freezing the context's objects and calls the binding
-// with args; it returns notDefined when the binding is not a function.
+// The returned run(wrapper, index, n, ...) calls the script's wrapper (one
+// fresh evaluation of its top level), picks binding number index and
+// calls the binding with n arguments: the next one or two arguments of
+// run, or for n > 2 the elements of the array that follows; it returns
+// notDefined when the binding is not a function.
 const hardenSource = `(function () {
 "use strict";
 var g = globalThis;
 var freeze = Object.freeze, isExtensible = Object.isExtensible, getProto = Object.getPrototypeOf,
 	ownKeys = Reflect.ownKeys, getDesc = Object.getOwnPropertyDescriptor,
-	defProp = Object.defineProperty, apply = Reflect.apply, stringify = JSON.stringify;
+	defProp = Object.defineProperty, reflectDefine = Reflect.defineProperty, apply = Reflect.apply,
+	stringify = JSON.stringify;
 
 delete g.eval;
 
@@ -48,10 +50,11 @@ function enable(proto, names) {
 			set: (function (name) {
 				return function (v) {
 					// As an assignment to a frozen property in sloppy code:
-					// the prototype itself, primitives and non-extensible
-					// receivers are silently left alone.
+					// the prototype itself, primitives, non-extensible
+					// receivers and receivers that refuse the property (the
+					// context's read-only views) are silently left alone.
 					if (this === proto || (typeof this !== "object" && typeof this !== "function") || this === null || !isExtensible(this)) return;
-					defProp(this, name, {value: v, writable: true, enumerable: true, configurable: true});
+					reflectDefine(this, name, {value: v, writable: true, enumerable: true, configurable: true});
 				};
 			})(name),
 			enumerable: d.enumerable,
@@ -95,21 +98,13 @@ hidden(function () { return async function () {}; });
 hidden(function () { return getDesc((function () { return arguments; })(), "callee").get; });
 deepFreeze(roots);
 
-// readOnly finishes making the context read-only: Go defined its
-// properties non-writable and non-configurable and lists its objects.
-var preventExtensions = Object.preventExtensions, isArray = Array.isArray;
-function readOnly(list) {
-	for (var i = 0; i < list.length; i++) {
-		if (isArray(list[i])) freeze(list[i]); else preventExtensions(list[i]);
-	}
-}
-
 var notDefined = freeze({});
-function run(wrapper, index, args, ctxObjects) {
+function run(wrapper, index, n, a, b) {
 	var fn = wrapper()[index];
 	if (typeof fn !== "function") return notDefined;
-	readOnly(ctxObjects);
-	return apply(fn, undefined, args);
+	if (n === 1) return fn(a);
+	if (n === 2) return fn(a, b);
+	return apply(fn, undefined, a);
 }
 // freezeFunctions freezes functions made after the walk above (context.log,
 // the script's wrapper) and their prototype objects; everything else
@@ -122,7 +117,7 @@ function freezeFunctions(list) {
 		freeze(f);
 	}
 }
-freezeFunctions([run, readOnly, deepFreeze, freezeFunctions]);
+freezeFunctions([run, deepFreeze, freezeFunctions]);
 return {run: run, notDefined: notDefined, freezeFunctions: freezeFunctions, stringify: stringify};
 })()`
 

@@ -136,34 +136,33 @@ func (st *vmState) invoke(ctx context.Context, name string, idx int, call *hooks
 
 	// Copy the arguments in. A failure here is the caller's fault, not
 	// the script's, and leaves the runtime clean.
-	items := make([]any, 0, len(call.Args)+1)
+	// runArgs is what st.run takes: wrapper, index, the number of
+	// arguments, then the arguments themselves (one or two: the usual
+	// case) or an array of them.
+	runArgs := make([]goja.Value, 3, 5+len(call.Args))
+	runArgs[0], runArgs[1], runArgs[2] = st.wrapper, st.vm.ToValue(idx), st.vm.ToValue(len(call.Args)+1)
 	for i, a := range call.Args {
-		v, cerr := toJS(st.vm, a, 0, nil)
+		v, cerr := toJS(st.vm, a, 0)
 		if cerr != nil {
 			return nil, true, fmt.Errorf("scripts: argument %d: %w", i, cerr)
 		}
-		items = append(items, v)
+		runArgs = append(runArgs, v)
 	}
-	// The context is built read-only; run() finishes freezing the
-	// objects listed in toFreeze before the script sees them.
-	var toFreeze []any
-	var ctxObj *goja.Object
-	if call.Context != nil {
-		v, cerr := toJS(st.vm, call.Context, 0, &toFreeze)
-		if cerr != nil {
-			return nil, true, fmt.Errorf("scripts: context: %w", cerr)
+	// The context is not copied: the script gets a read-only view that
+	// converts what it reads (see readonly.go).
+	ctxObj, cerr := contextView(st.vm, call.Context, st.log)
+	if cerr != nil {
+		return nil, true, fmt.Errorf("scripts: context: %w", cerr)
+	}
+	runArgs = append(runArgs, ctxObj)
+	args := runArgs[3 : len(runArgs)-1] // without the context
+	if len(runArgs) > 5 {
+		items := make([]any, len(runArgs)-3)
+		for i, v := range runArgs[3:] {
+			items[i] = v
 		}
-		ctxObj = v.(*goja.Object)
-	} else {
-		ctxObj = st.vm.NewObject()
-		toFreeze = append(toFreeze, ctxObj)
+		runArgs = []goja.Value{runArgs[0], runArgs[1], runArgs[2], st.vm.NewArray(items...)} // new: args shares the old array
 	}
-	if derr := ctxObj.DefineDataProperty("log", st.log, goja.FLAG_FALSE, goja.FLAG_FALSE, goja.FLAG_FALSE); derr != nil {
-		return nil, true, fmt.Errorf("scripts: context: %w", derr)
-	}
-	items = append(items, ctxObj)
-	argArray := st.vm.NewArray(items...)
-	freezeList := st.vm.NewArray(toFreeze...)
 
 	start := time.Now()
 	st.timer.Reset(deadline.Sub(start))
@@ -172,7 +171,7 @@ func (st *vmState) invoke(ctx context.Context, name string, idx int, call *hooks
 	}
 	reusable = true
 
-	ret, rerr := st.run(goja.Undefined(), st.wrapper, st.vm.ToValue(idx), argArray, freezeList)
+	ret, rerr := st.run(goja.Undefined(), runArgs...)
 	if rerr != nil {
 		var ie *goja.InterruptedError
 		var so *goja.StackOverflowError
@@ -199,10 +198,7 @@ func (st *vmState) invoke(ctx context.Context, name string, idx int, call *hooks
 		// and toString methods that run meanwhile are under the deadline
 		// and their exceptions come back as errors.
 		st.cur.ret = ret
-		st.cur.args = make([]goja.Value, len(items)-1)
-		for i := range st.cur.args {
-			st.cur.args[i] = items[i].(goja.Value)
-		}
+		st.cur.args = args
 		if _, xerr := st.export(goja.Undefined()); xerr != nil {
 			var ie *goja.InterruptedError
 			var so *goja.StackOverflowError
