@@ -14,22 +14,20 @@ type scriptCall struct {
 }
 
 // context builds the read-only context argument of CONTRACT §7. It is
-// built only when a script will run.
+// built only when a script will run. The runtime only reads what it is
+// given, lazily and during the call, so the maps of the client, token,
+// user and request are passed as they are, not copied.
 func (sc *scriptCall) context(phase hooks.Phase, t *Token) map[string]any {
 	c := sc.client
-	grants := make([]any, len(c.GrantTypes))
+	grants := make([]string, len(c.GrantTypes))
 	for i, g := range c.GrantTypes {
 		grants[i] = string(g)
-	}
-	attrs := make(map[string]any, len(c.Attributes))
-	for k, v := range c.Attributes {
-		attrs[k] = v
 	}
 	m := map[string]any{
 		"phase": string(phase),
 		"client": map[string]any{
 			"client_id": c.ID, "client_name": c.Name, "scope": c.Scope,
-			"grant_types": grants, "attributes": attrs,
+			"grant_types": grants, "attributes": orEmpty(c.Attributes),
 		},
 		"user":    nil,
 		"request": requestMap(sc.req),
@@ -41,7 +39,7 @@ func (sc *scriptCall) context(phase hooks.Phase, t *Token) map[string]any {
 		tm := map[string]any{
 			"type": string(t.Kind), "format": string(t.Format), "client_id": t.ClientID,
 			"subject": t.Subject, "username": t.Username, "scope": t.Scope, "grant_type": string(t.GrantType),
-			"issued_at": t.IssuedAt.Unix(), "expires_at": t.ExpiresAt.Unix(), "claims": copyClaims(t.Claims),
+			"issued_at": t.IssuedAt.Unix(), "expires_at": t.ExpiresAt.Unix(), "claims": orEmpty(t.Claims),
 		}
 		if t.Format == FormatJWT {
 			tm["jti"] = t.ID
@@ -49,32 +47,24 @@ func (sc *scriptCall) context(phase hooks.Phase, t *Token) map[string]any {
 		m["token"] = tm
 	}
 	if sc.user != nil {
-		m["user"] = map[string]any{"username": sc.user.Username, "claims": copyClaims(sc.user.Claims)}
+		m["user"] = map[string]any{"username": sc.user.Username, "claims": orEmpty(sc.user.Claims)}
 	}
 	return m
 }
 
-func copyClaims(c map[string]any) map[string]any {
-	out := make(map[string]any, len(c))
-	for k, v := range c {
-		out[k] = v
+// orEmpty is m, or an empty map for nil, so scripts always see an object.
+func orEmpty[V any](m map[string]V) map[string]V {
+	if m == nil {
+		return map[string]V{}
 	}
-	return out
+	return m
 }
 
 func requestMap(r *RequestInfo) map[string]any {
 	if r == nil {
-		return map[string]any{"method": "", "headers": map[string]any{}, "params": map[string]any{}}
+		return map[string]any{"method": "", "headers": map[string]string{}, "params": map[string]string{}}
 	}
-	h := make(map[string]any, len(r.Headers))
-	for k, v := range r.Headers {
-		h[k] = v
-	}
-	p := make(map[string]any, len(r.Params))
-	for k, v := range r.Params {
-		p[k] = v
-	}
-	return map[string]any{"method": r.Method, "headers": h, "params": p}
+	return map[string]any{"method": r.Method, "headers": orEmpty(r.Headers), "params": orEmpty(r.Params)}
 }
 
 // introspectionScripts are the introspection scripts that run for tokens

@@ -250,9 +250,9 @@ func withConfig(hctx map[string]any, s *Script) map[string]any {
 	for k, v := range hctx {
 		c[k] = v
 	}
-	cfg := make(map[string]any, len(s.Config))
-	for k, v := range s.Config {
-		cfg[k] = v
+	cfg := s.Config
+	if cfg == nil {
+		cfg = map[string]string{}
 	}
 	c["config"] = cfg
 	return c

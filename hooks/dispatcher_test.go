@@ -28,7 +28,7 @@ func (f *fakeRuntime) Call(_ context.Context, s *Script, call *Call) (*Result, e
 	case "undefined":
 		return &Result{}, nil
 	case "add":
-		arg[s.Name] = call.Context["config"].(map[string]any)["value"]
+		arg[s.Name] = call.Context["config"].(map[string]string)["value"]
 		res.Return = true
 	case "add-then-false":
 		arg[s.Name] = "discarded"
