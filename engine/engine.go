@@ -206,9 +206,3 @@ func (e *Engine) Purge(ctx context.Context) {
 		}
 	}
 }
-
-// Ping is used by readiness checks.
-func (e *Engine) Ping(ctx context.Context) error {
-	_, err := e.st.Properties.Properties(ctx)
-	return err
-}

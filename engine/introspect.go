@@ -29,7 +29,8 @@ type Introspection struct {
 	Caller string
 }
 
-var inactive = func() map[string]any { return map[string]any{"active": false} }
+// inactive is the whole answer for a token that is not active.
+func inactive() map[string]any { return map[string]any{"active": false} }
 
 // Introspect answers whether a token is active and what it carries
 // (CONTRACT §5). Caller authorization errors are the only errors besides a

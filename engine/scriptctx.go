@@ -1,6 +1,8 @@
 package engine
 
 import (
+	"strings"
+
 	"github.com/keyhook/keyhook/hooks"
 )
 
@@ -60,11 +62,34 @@ func orEmpty[V any](m map[string]V) map[string]V {
 	return m
 }
 
+// secretParams and hiddenHeaders are never shown to scripts.
+var (
+	secretParams = map[string]bool{
+		"client_secret": true, "client_assertion": true, "password": true, "refresh_token": true,
+		"code": true, "code_verifier": true, "token": true,
+	}
+	hiddenHeaders = map[string]bool{"authorization": true, "cookie": true, "proxy-authorization": true}
+)
+
+// requestMap is context.request: first values, lower-cased header names,
+// credentials removed.
 func requestMap(r *RequestInfo) map[string]any {
 	if r == nil {
 		return map[string]any{"method": "", "headers": map[string]string{}, "params": map[string]string{}}
 	}
-	return map[string]any{"method": r.Method, "headers": orEmpty(r.Headers), "params": orEmpty(r.Params)}
+	headers := make(map[string]string, len(r.Header))
+	for k, v := range r.Header {
+		if lk := strings.ToLower(k); !hiddenHeaders[lk] && len(v) > 0 {
+			headers[lk] = v[0]
+		}
+	}
+	params := make(map[string]string, len(r.Params))
+	for k, v := range r.Params {
+		if !secretParams[k] && len(v) > 0 {
+			params[k] = v[0]
+		}
+	}
+	return map[string]any{"method": r.Method, "headers": headers, "params": params}
 }
 
 // introspectionScripts are the introspection scripts that run for tokens

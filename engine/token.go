@@ -12,12 +12,13 @@ import (
 	"github.com/keyhook/keyhook/hooks"
 )
 
-// RequestInfo is what scripts may see of the HTTP request: method,
-// lower-cased headers and parameters, credentials removed (CONTRACT §7).
+// RequestInfo is the request a script call stems from. Scripts see its
+// method, lower-cased headers and parameters without credentials
+// (CONTRACT §7); the filtering happens only when a script runs.
 type RequestInfo struct {
-	Method  string
-	Headers map[string]string
-	Params  map[string]string
+	Method string
+	Header map[string][]string // as received, canonical names
+	Params map[string][]string
 }
 
 // TokenRequest is a parsed token endpoint request (RFC 6749 §4).

@@ -12,15 +12,6 @@ import (
 	"github.com/keyhook/keyhook/engine"
 )
 
-// secretParams are never shown to scripts (CONTRACT §7: no credentials).
-var secretParams = map[string]bool{
-	"client_secret": true, "client_assertion": true, "password": true, "refresh_token": true,
-	"code": true, "code_verifier": true, "token": true,
-}
-
-// hiddenHeaders are never shown to scripts.
-var hiddenHeaders = map[string]bool{"authorization": true, "cookie": true, "proxy-authorization": true}
-
 // oauthForm reads the parameters of an OAuth request: the body of a POST
 // (which must be form-encoded) or the query of a GET. A parameter sent
 // twice is invalid_request (RFC 6749 §3.1).
@@ -98,22 +89,11 @@ func bearer(c echo.Context) (string, bool) {
 	return strings.TrimSpace(value), true
 }
 
-// requestInfo is what scripts see of the request.
+// requestInfo is the request as scripts may see it; the engine filters
+// out credentials, and only when a script runs.
 func requestInfo(c echo.Context, form url.Values) engine.RequestInfo {
 	r := c.Request()
-	info := engine.RequestInfo{Method: r.Method, Headers: make(map[string]string, len(r.Header)), Params: make(map[string]string, len(form))}
-	for k, v := range r.Header {
-		lk := strings.ToLower(k)
-		if !hiddenHeaders[lk] && len(v) > 0 {
-			info.Headers[lk] = v[0]
-		}
-	}
-	for k, v := range form {
-		if !secretParams[k] && len(v) > 0 {
-			info.Params[k] = v[0]
-		}
-	}
-	return info
+	return engine.RequestInfo{Method: r.Method, Header: r.Header, Params: form}
 }
 
 func noStore(c echo.Context) {

@@ -10,6 +10,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strings"
 	"sync"
@@ -131,6 +132,11 @@ func TestClientAuthenticationMethods(t *testing.T) {
 	h.createClient(map[string]any{"client_id": "c-post", "client_secret": "post-secret", "token_endpoint_auth_method": "client_secret_post"})
 	h.createClient(map[string]any{"client_id": "c-hmac", "client_secret": "a-long-enough-hmac-secret-for-hs512-0123456789abcdef0123456789abcdef", "token_endpoint_auth_method": "client_secret_jwt"})
 	h.createClient(map[string]any{"client_id": "c-pk", "token_endpoint_auth_method": "private_key_jwt", "jwks": jwks})
+	keySet := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_ = json.NewEncoder(w).Encode(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: ecKey.Public(), KeyID: "remote", Use: "sig"}}})
+	}))
+	defer keySet.Close()
+	h.createClient(map[string]any{"client_id": "c-pk-uri", "token_endpoint_auth_method": "private_key_jwt", "jwks_uri": keySet.URL})
 	h.createClient(map[string]any{"client_id": "c-public", "token_endpoint_auth_method": "none", "grant_types": []string{"client_credentials"}})
 	hmacKey := []byte("a-long-enough-hmac-secret-for-hs512-0123456789abcdef0123456789abcdef")
 	tokenURL := h.url + "/oauth2/token"
@@ -175,6 +181,8 @@ func TestClientAuthenticationMethods(t *testing.T) {
 		{"private_key_jwt PS256", assertionForm(signAssertion(t, rsaKey, jose.PS256, "rsa", claims("c-pk", nil))), "", "", 200, ""},
 		{"private_key_jwt ES256", assertionForm(signAssertion(t, ecKey, jose.ES256, "ec", claims("c-pk", nil))), "", "", 200, ""},
 		{"private_key_jwt EdDSA", assertionForm(signAssertion(t, edKey, jose.EdDSA, "ed", claims("c-pk", nil))), "", "", 200, ""},
+		{"private_key_jwt with jwks_uri", assertionForm(signAssertion(t, ecKey, jose.ES256, "remote", claims("c-pk-uri", nil))), "", "", 200, ""},
+		{"private_key_jwt with jwks_uri, wrong key", assertionForm(signAssertion(t, rsaKey, jose.RS256, "remote", claims("c-pk-uri", nil))), "", "", 401, "invalid_client"},
 		{"private_key_jwt with HS256", assertionForm(signAssertion(t, hmacKey, jose.HS256, "", claims("c-pk", nil))), "", "", 401, "invalid_client"},
 		{"alg none", assertionForm(unsignedAssertion(claims("c-pk", nil))), "", "", 401, "invalid_client"},
 		{"expired assertion", assertionForm(signAssertion(t, rsaKey, jose.RS256, "rsa", claims("c-pk", func(c map[string]any) {
