@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"regexp"
+	"slices"
 	"time"
 
 	"github.com/keyhook/keyhook/hooks"
@@ -124,7 +125,7 @@ func (e *Engine) ReplaceScript(ctx context.Context, name string, doc *ScriptDoc)
 			return nil, storeFailure(err)
 		}
 		for _, c := range clients {
-			if contains(c.IntrospectionScripts, name) || contains(c.UpdateTokenScripts, name) {
+			if slices.Contains(c.IntrospectionScripts, name) || slices.Contains(c.UpdateTokenScripts, name) {
 				return nil, fieldError("type", "cannot change while client %q binds the script", c.ID)
 			}
 		}

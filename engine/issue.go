@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"time"
 
@@ -86,13 +87,7 @@ func (e *Engine) issue(ctx context.Context, g *grant, req *RequestInfo) (*TokenR
 
 	resp := &TokenResponse{TokenType: "Bearer", ExpiresIn: lt.access, Scope: at.Scope}
 	if at.Format == FormatJWT {
-		extra := map[string]any{}
-		for k, v := range header {
-			if k != "alg" && k != "kid" && k != "typ" {
-				extra[k] = v
-			}
-		}
-		if resp.AccessToken, at.KeyID, err = e.signJWT(typAccessToken, extra, claims); err != nil {
+		if resp.AccessToken, at.KeyID, err = e.signJWT(typAccessToken, header, claims); err != nil {
 			return nil, Wrap(CodeServerError, err, "the access token could not be signed")
 		}
 	} else {
@@ -179,7 +174,7 @@ func (e *Engine) introspectionClaims(ctx context.Context, sc *scriptCall, at *To
 		merged[k] = v
 	}
 	for k, v := range out.Value {
-		if k == "active" || k == "token_type" || contains(protectedClaims, k) {
+		if k == "active" || k == "token_type" || slices.Contains(protectedClaims, k) {
 			continue
 		}
 		if old, had := base[k]; had && hooks.Equal(old, v) {
@@ -257,7 +252,7 @@ func (e *Engine) refreshToken(ctx context.Context, sc *scriptCall, g *grant, at 
 		}
 		if edited, ok := out.Value["claims"].(map[string]any); ok {
 			for k, v := range edited {
-				if k != "client_id" && k != "sub" && k != "scope" && !contains(protectedClaims, k) {
+				if k != "client_id" && k != "sub" && k != "scope" && !slices.Contains(protectedClaims, k) {
 					if rt.Claims == nil {
 						rt.Claims = map[string]any{}
 					}
@@ -301,13 +296,7 @@ func (e *Engine) idToken(ctx context.Context, sc *scriptCall, g *grant, at *Toke
 		}
 		header, claims = e.acceptEdits(out.Value, header, claims)
 	}
-	extra := map[string]any{}
-	for k, v := range header {
-		if k != "alg" && k != "kid" && k != "typ" {
-			extra[k] = v
-		}
-	}
-	s, _, err := e.signJWT(typIDToken, extra, claims)
+	s, _, err := e.signJWT(typIDToken, header, claims)
 	if err != nil {
 		return "", Wrap(CodeServerError, err, "the ID token could not be signed")
 	}

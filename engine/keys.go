@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -191,12 +192,9 @@ func (e *Engine) keyByID(ctx context.Context, kid string) *loadedKey {
 	return e.keys.byID[kid]
 }
 
-// protectedHeaders may not be set by scripts (CONTRACT §7).
-var protectedHeaders = map[string]bool{"alg": true, "kid": true, "typ": true}
-
-// signJWT signs claims with the current key. extra holds header fields
-// beyond alg, kid and typ.
-func (e *Engine) signJWT(typ string, extra map[string]any, claims map[string]any) (string, string, error) {
+// signJWT signs claims with the current key. header may hold fields
+// beyond alg, kid and typ, which the server sets itself and ignores here.
+func (e *Engine) signJWT(typ string, header map[string]any, claims map[string]any) (string, string, error) {
 	k := e.currentKey()
 	if k == nil {
 		return "", "", errors.New("no signing key")
@@ -204,6 +202,15 @@ func (e *Engine) signJWT(typ string, extra map[string]any, claims map[string]any
 	payload, err := json.Marshal(claims)
 	if err != nil {
 		return "", "", err
+	}
+	var extra map[string]any
+	for name, v := range header {
+		if !slices.Contains(protectedHeaderNames, name) {
+			if extra == nil {
+				extra = map[string]any{}
+			}
+			extra[name] = v
+		}
 	}
 	var signer jose.Signer
 	if len(extra) == 0 {
@@ -214,9 +221,7 @@ func (e *Engine) signJWT(typ string, extra map[string]any, claims map[string]any
 	if signer == nil {
 		opts := (&jose.SignerOptions{}).WithType(jose.ContentType(typ))
 		for name, v := range extra {
-			if !protectedHeaders[name] {
-				opts = opts.WithHeader(jose.HeaderKey(name), v)
-			}
+			opts = opts.WithHeader(jose.HeaderKey(name), v)
 		}
 		signer, err = jose.NewSigner(jose.SigningKey{Algorithm: k.alg, Key: k.private}, opts)
 		if err != nil {

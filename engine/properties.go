@@ -3,6 +3,7 @@ package engine
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -70,20 +71,11 @@ func isString(allowed []string) propertyCheck {
 		if json.Unmarshal(raw, &s) != nil {
 			return fmt.Errorf("must be a string")
 		}
-		if allowed != nil && !contains(allowed, s) {
+		if allowed != nil && !slices.Contains(allowed, s) {
 			return fmt.Errorf("must be one of %s", strings.Join(allowed, ", "))
 		}
 		return nil
 	}
-}
-
-func contains(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
 }
 
 // ValidateProperties checks a partial update: every name must be a known

@@ -181,6 +181,19 @@ func (e *Engine) authenticateUser(ctx context.Context, username, password string
 	return u, nil
 }
 
+// activeUser is the user a grant or token stands for. A user deleted or
+// disabled since answers code: the grant ends with the user.
+func (e *Engine) activeUser(ctx context.Context, username string, code ErrorCode) (*User, error) {
+	u, err := e.st.Users.UserByName(ctx, username)
+	if errors.Is(err, ErrNotFound) || (err == nil && u.Disabled) {
+		return nil, Errorf(code, "the user no longer exists or is disabled")
+	}
+	if err != nil {
+		return nil, storeFailure(err)
+	}
+	return u, nil
+}
+
 func (e *Engine) refreshGrant(ctx context.Context, c *Client, req *TokenRequest) (*grant, error) {
 	if req.RefreshToken == "" {
 		return nil, Errorf(CodeInvalidRequest, "refresh_token is missing")
@@ -212,14 +225,9 @@ func (e *Engine) refreshGrant(ctx context.Context, c *Client, req *TokenRequest)
 	}
 	g := &grant{client: c, grantType: GrantRefreshToken, scope: scope, familyID: t.FamilyID, authTime: t.AuthTime, rotating: t}
 	if t.Username != "" {
-		u, err := e.st.Users.UserByName(ctx, t.Username)
-		if errors.Is(err, ErrNotFound) || (err == nil && u.Disabled) {
-			return nil, Errorf(CodeInvalidGrant, "the user of this grant no longer exists or is disabled")
+		if g.user, err = e.activeUser(ctx, t.Username, CodeInvalidGrant); err != nil {
+			return nil, err
 		}
-		if err != nil {
-			return nil, storeFailure(err)
-		}
-		g.user = u
 	}
 	return g, nil
 }
@@ -265,12 +273,9 @@ func (e *Engine) codeGrant(ctx context.Context, c *Client, req *TokenRequest) (*
 			return nil, Errorf(CodeInvalidGrant, "code_verifier does not match the code_challenge")
 		}
 	}
-	u, err := e.st.Users.UserByName(ctx, code.Username)
-	if errors.Is(err, ErrNotFound) || (err == nil && u.Disabled) {
-		return nil, Errorf(CodeInvalidGrant, "the user no longer exists or is disabled")
-	}
+	u, err := e.activeUser(ctx, code.Username, CodeInvalidGrant)
 	if err != nil {
-		return nil, storeFailure(err)
+		return nil, err
 	}
 	return &grant{client: c, grantType: GrantAuthorizationCode, user: u, scope: code.Scope, familyID: code.FamilyID,
 		authTime: code.AuthTime, nonce: code.Nonce}, nil

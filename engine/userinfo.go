@@ -2,7 +2,6 @@ package engine
 
 import (
 	"context"
-	"errors"
 )
 
 // UserInfo answers the claims of the user an access token was granted
@@ -15,12 +14,9 @@ func (e *Engine) UserInfo(ctx context.Context, accessToken string) (map[string]a
 	if t.Username == "" || !hasScope(t.Scope, "openid") {
 		return nil, Errorf(CodeInsufficientScope, "the access token was not granted openid for a user")
 	}
-	u, err := e.st.Users.UserByName(ctx, t.Username)
-	if errors.Is(err, ErrNotFound) || (err == nil && u.Disabled) {
-		return nil, Errorf(CodeInvalidToken, "the user no longer exists")
-	}
+	u, err := e.activeUser(ctx, t.Username, CodeInvalidToken)
 	if err != nil {
-		return nil, storeFailure(err)
+		return nil, err
 	}
 	claims := UserClaims(u, t.Scope)
 	claims["sub"] = u.Username

@@ -21,15 +21,7 @@ func (s *Store) Clients(ctx context.Context) ([]*engine.Client, error) {
 	if err := s.db.WithContext(ctx).Order("id").Find(&rows).Error; err != nil {
 		return nil, err
 	}
-	out := make([]*engine.Client, 0, len(rows))
-	for i := range rows {
-		c, err := rows[i].toEngine()
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, c)
-	}
-	return out, nil
+	return convertAll(rows, (*clientRow).toEngine)
 }
 
 // CreateClient stores c; engine.ErrConflict when its id is taken.
@@ -50,24 +42,11 @@ func (s *Store) UpdateClient(ctx context.Context, c *engine.Client) error {
 	}
 	res := s.db.WithContext(ctx).Model(&clientRow{}).Where("id = ?", c.ID).
 		Select("*").Omit("id").Updates(r)
-	if res.Error != nil {
-		return translate(res.Error)
-	}
-	if res.RowsAffected == 0 {
-		return engine.ErrNotFound
-	}
-	return nil
+	return changedOne(res)
 }
 
 // DeleteClient deletes the client; its tokens and authorization codes go
 // with it (ON DELETE CASCADE). engine.ErrNotFound when there is none.
 func (s *Store) DeleteClient(ctx context.Context, id string) error {
-	res := s.db.WithContext(ctx).Where("id = ?", id).Delete(&clientRow{})
-	if res.Error != nil {
-		return res.Error
-	}
-	if res.RowsAffected == 0 {
-		return engine.ErrNotFound
-	}
-	return nil
+	return changedOne(s.db.WithContext(ctx).Where("id = ?", id).Delete(&clientRow{}))
 }

@@ -9,7 +9,6 @@ import (
 
 	"gorm.io/gorm"
 
-	"github.com/keyhook/keyhook/engine"
 	"github.com/keyhook/keyhook/hooks"
 )
 
@@ -19,15 +18,7 @@ func (s *Store) Scripts(ctx context.Context) ([]*hooks.Script, error) {
 	if err := s.db.WithContext(ctx).Order("name").Find(&rows).Error; err != nil {
 		return nil, err
 	}
-	out := make([]*hooks.Script, 0, len(rows))
-	for i := range rows {
-		sc, err := rows[i].toEngine()
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, sc)
-	}
-	return out, nil
+	return convertAll(rows, (*scriptRow).toEngine)
 }
 
 // ScriptByName returns the script or engine.ErrNotFound.
@@ -69,12 +60,8 @@ func (s *Store) UpdateScript(ctx context.Context, sc *hooks.Script) error {
 	}
 	r.Version, r.UpdatedAt = newScriptVersion(), time.Now().UnixNano()
 	err = s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-		res := tx.Model(&scriptRow{}).Where("name = ?", sc.Name).Select("*").Omit("name").Updates(r)
-		if res.Error != nil {
-			return res.Error
-		}
-		if res.RowsAffected == 0 {
-			return engine.ErrNotFound
+		if err := changedOne(tx.Model(&scriptRow{}).Where("name = ?", sc.Name).Select("*").Omit("name").Updates(r)); err != nil {
+			return err
 		}
 		return bumpScriptGeneration(tx)
 	})
@@ -88,12 +75,8 @@ func (s *Store) UpdateScript(ctx context.Context, sc *hooks.Script) error {
 // DeleteScript deletes the script; engine.ErrNotFound when there is none.
 func (s *Store) DeleteScript(ctx context.Context, name string) error {
 	return translate(s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-		res := tx.Where("name = ?", name).Delete(&scriptRow{})
-		if res.Error != nil {
-			return res.Error
-		}
-		if res.RowsAffected == 0 {
-			return engine.ErrNotFound
+		if err := changedOne(tx.Where("name = ?", name).Delete(&scriptRow{})); err != nil {
+			return err
 		}
 		return bumpScriptGeneration(tx)
 	}))

@@ -249,3 +249,28 @@ func transient(err error) bool {
 	var pe *pgconn.PgError
 	return errors.As(err, &pe) && (pe.Code == "40P01" || pe.Code == "40001")
 }
+
+// convertAll converts rows to engine values, stopping at the first error.
+func convertAll[R, T any](rows []R, conv func(*R) (T, error)) ([]T, error) {
+	out := make([]T, 0, len(rows))
+	for i := range rows {
+		v, err := conv(&rows[i])
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	return out, nil
+}
+
+// changedOne is the outcome of an update or delete of one record by key:
+// the database's error, or engine.ErrNotFound when no row matched.
+func changedOne(res *gorm.DB) error {
+	if res.Error != nil {
+		return translate(res.Error)
+	}
+	if res.RowsAffected == 0 {
+		return engine.ErrNotFound
+	}
+	return nil
+}

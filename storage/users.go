@@ -22,15 +22,7 @@ func (s *Store) Users(ctx context.Context) ([]*engine.User, error) {
 	if err := s.db.WithContext(ctx).Order("username").Find(&rows).Error; err != nil {
 		return nil, err
 	}
-	out := make([]*engine.User, 0, len(rows))
-	for i := range rows {
-		u, err := rows[i].toEngine()
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, u)
-	}
-	return out, nil
+	return convertAll(rows, (*userRow).toEngine)
 }
 
 // CreateUser stores u; engine.ErrConflict when the username is taken.
@@ -51,26 +43,13 @@ func (s *Store) UpdateUser(ctx context.Context, u *engine.User) error {
 	}
 	res := s.db.WithContext(ctx).Model(&userRow{}).Where("username = ?", u.Username).
 		Select("*").Omit("username").Updates(r)
-	if res.Error != nil {
-		return translate(res.Error)
-	}
-	if res.RowsAffected == 0 {
-		return engine.ErrNotFound
-	}
-	return nil
+	return changedOne(res)
 }
 
 // DeleteUser deletes the user; engine.ErrNotFound when there is none.
 // The user's tokens stay until they expire or are revoked.
 func (s *Store) DeleteUser(ctx context.Context, username string) error {
-	res := s.db.WithContext(ctx).Where("username = ?", username).Delete(&userRow{})
-	if res.Error != nil {
-		return res.Error
-	}
-	if res.RowsAffected == 0 {
-		return engine.ErrNotFound
-	}
-	return nil
+	return changedOne(s.db.WithContext(ctx).Where("username = ?", username).Delete(&userRow{}))
 }
 
 // CreateCode stores the authorization code c; engine.ErrConflict when its

@@ -97,11 +97,9 @@ func (s *Server) authorizeErr(c echo.Context, err error) error {
 // authorizeForm serves GET /oauth2/authorize: validate, then show the
 // login form with a fresh CSRF token.
 func (s *Server) authorizeForm(c echo.Context) error {
-	form := c.Request().URL.Query()
-	for k, v := range form {
-		if len(v) > 1 {
-			return s.authorizeErr(c, engine.Errorf(engine.CodeInvalidRequest, "parameter %s is repeated", k))
-		}
+	form, err := oauthForm(c)
+	if err != nil {
+		return s.authorizeErr(c, err)
 	}
 	a, err := s.eng.Authorize(c.Request().Context(), authorizeRequest(form))
 	if err != nil {
