@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/coreos/go-oidc/v3/oidc"
 	"golang.org/x/oauth2"
@@ -247,4 +248,34 @@ func TestAuthorizationCodeFailures(t *testing.T) {
 			}
 		})
 	}
+}
+
+func TestAuthorizationCodeExpiryAndRedirectBinding(t *testing.T) {
+	h := newHarness(t)
+	cfg := codeSetup(t, h)
+	ctx := context.Background()
+	issue := func() (code, verifier string) {
+		verifier = oauth2.GenerateVerifier()
+		resp := login(t, browser(), cfg.AuthCodeURL("s", oauth2.S256ChallengeOption(verifier)), "alice", "alice-pw")
+		loc, _ := url.Parse(resp.Header.Get("Location"))
+		return loc.Query().Get("code"), verifier
+	}
+	t.Run("expired code", func(t *testing.T) {
+		code, verifier := issue()
+		h.clock.advance(61 * time.Second) // authorization_code_lifetime is 60
+		defer h.clock.advance(-61 * time.Second)
+		_, err := cfg.Exchange(ctx, code, oauth2.VerifierOption(verifier))
+		if re, ok := err.(*oauth2.RetrieveError); !ok || re.ErrorCode != "invalid_grant" {
+			t.Fatalf("expired code: %v", err)
+		}
+	})
+	t.Run("redirect_uri differs from the authorization request", func(t *testing.T) {
+		code, verifier := issue()
+		other := *cfg
+		other.RedirectURL = "http://127.0.0.1:9/elsewhere"
+		_, err := other.Exchange(ctx, code, oauth2.VerifierOption(verifier))
+		if re, ok := err.(*oauth2.RetrieveError); !ok || re.ErrorCode != "invalid_grant" {
+			t.Fatalf("mismatched redirect_uri: %v", err)
+		}
+	})
 }
