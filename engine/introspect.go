@@ -61,11 +61,7 @@ func (e *Engine) Introspect(ctx context.Context, req *IntrospectionRequest) (*In
 	}
 	fields := e.introspectionFields(t)
 	if scripts := e.introspectionScripts(owner); len(scripts) > 0 {
-		var user *User
-		if t.Username != "" && e.st.Users != nil {
-			user, _ = e.st.Users.UserByName(ctx, t.Username)
-		}
-		sc := &scriptCall{e: e, client: owner, user: user, caller: caller, req: &req.Request}
+		sc := &scriptCall{e: e, client: owner, caller: caller, req: &req.Request, username: t.Username, ctx: ctx}
 		res, err := e.hooks.Run(ctx, scripts, "modifyResponse", fields, sc.context(hooks.PhaseIntrospection, t), hooks.DiscardOnFalse)
 		var denied *hooks.DeniedError
 		if errors.As(err, &denied) {

@@ -1,57 +1,93 @@
 package engine
 
 import (
+	"context"
 	"strings"
 
 	"github.com/keyhook/keyhook/hooks"
 )
 
-// scriptCall gathers what the context of a script call is made of.
+// scriptCall gathers what the context of a script call is made of. It is
+// used by one goroutine, the request's.
 type scriptCall struct {
 	e      *Engine
 	client *Client
-	user   *User
 	caller string
 	req    *RequestInfo
+
+	// user is the token's user; when it is nil and username is set, it
+	// is loaded (with ctx) the first time a script reads context.user.
+	user       *User
+	username   string
+	ctx        context.Context
+	userLoaded bool
 }
 
 // context builds the read-only context argument of CONTRACT §7. It is
-// built only when a script will run. The runtime only reads what it is
-// given, lazily and during the call, so the maps of the client, token,
-// user and request are passed as they are, not copied.
+// built only when a script will run, and its costlier parts (client,
+// token, user, request) only when a script reads them (hooks.Lazy). The
+// runtime only reads what it is given, during the call, so maps of the
+// client, token, user and request are passed as they are, not copied.
 func (sc *scriptCall) context(phase hooks.Phase, t *Token) map[string]any {
-	c := sc.client
-	grants := make([]string, len(c.GrantTypes))
-	for i, g := range c.GrantTypes {
-		grants[i] = string(g)
-	}
 	m := map[string]any{
-		"phase": string(phase),
-		"client": map[string]any{
-			"client_id": c.ID, "client_name": c.Name, "scope": c.Scope,
-			"grant_types": grants, "attributes": orEmpty(c.Attributes),
-		},
-		"user":    nil,
-		"request": requestMap(sc.req),
+		"phase":   string(phase),
+		"client":  hooks.Lazy(sc.clientMap),
+		"user":    hooks.Lazy(sc.userMap),
+		"request": hooks.Lazy(func() any { return requestMap(sc.req) }),
 	}
 	if sc.caller != "" {
 		m["caller"] = map[string]any{"client_id": sc.caller}
 	}
 	if t != nil {
-		tm := map[string]any{
-			"type": string(t.Kind), "format": string(t.Format), "client_id": t.ClientID,
-			"subject": t.Subject, "username": t.Username, "scope": t.Scope, "grant_type": string(t.GrantType),
-			"issued_at": t.IssuedAt.Unix(), "expires_at": t.ExpiresAt.Unix(), "claims": orEmpty(t.Claims),
-		}
-		if t.Format == FormatJWT {
-			tm["jti"] = t.ID
-		}
-		m["token"] = tm
-	}
-	if sc.user != nil {
-		m["user"] = map[string]any{"username": sc.user.Username, "claims": orEmpty(sc.user.Claims)}
+		// Read during the calls this context is made for: issuance goes
+		// on changing t afterwards (lifetimes, claims), and each phase
+		// makes its own context.
+		m["token"] = hooks.Lazy(func() any { return tokenMap(t) })
 	}
 	return m
+}
+
+// clientMap is context.client.
+func (sc *scriptCall) clientMap() any {
+	c := sc.client
+	grants := make([]string, len(c.GrantTypes))
+	for i, g := range c.GrantTypes {
+		grants[i] = string(g)
+	}
+	return map[string]any{
+		"client_id": c.ID, "client_name": c.Name, "scope": c.Scope,
+		"grant_types": grants, "attributes": orEmpty(c.Attributes),
+	}
+}
+
+// userMap is context.user: the user, or nil for tokens without one (and
+// when the user can no longer be read).
+func (sc *scriptCall) userMap() any {
+	if sc.user == nil && sc.username != "" && !sc.userLoaded && sc.e.st.Users != nil {
+		sc.userLoaded = true
+		sc.user, _ = sc.e.st.Users.UserByName(sc.ctx, sc.username)
+	}
+	if sc.user == nil {
+		return nil
+	}
+	return map[string]any{"username": sc.user.Username, "claims": orEmpty(sc.user.Claims)}
+}
+
+// tokenMap is context.token. expires_at is left out while it is not yet
+// known: when the lifetime functions are deciding it.
+func tokenMap(t *Token) any {
+	tm := map[string]any{
+		"type": string(t.Kind), "format": string(t.Format), "client_id": t.ClientID,
+		"subject": t.Subject, "username": t.Username, "scope": t.Scope, "grant_type": string(t.GrantType),
+		"issued_at": t.IssuedAt.Unix(), "claims": orEmpty(t.Claims),
+	}
+	if !t.ExpiresAt.IsZero() {
+		tm["expires_at"] = t.ExpiresAt.Unix()
+	}
+	if t.Format == FormatJWT {
+		tm["jti"] = t.ID
+	}
+	return tm
 }
 
 // orEmpty is m, or an empty map for nil, so scripts always see an object.

@@ -63,12 +63,20 @@ type Call struct {
 	// script; the caller's values are never changed.
 	Args []any
 	// Context is passed as the last argument, read-only for the script.
-	// The runtime adds context.log(...) to it.
+	// The runtime adds context.log(...) to it. Its values may be Lazy.
+	// The runtime only reads Context, during the call; the caller must
+	// not change it meanwhile.
 	Context map[string]any
 	// Logger receives context.log lines (with attribute script=<name>);
 	// nil means slog.Default().
 	Logger *slog.Logger
 }
+
+// Lazy is a Context value computed when a script first reads it, so that
+// parts of the context most scripts never read (the request, the user)
+// cost nothing. It runs on the calling goroutine, inside the call and
+// under its deadline, and may run once per script that reads it.
+type Lazy func() any
 
 // Result is what one Call produced.
 type Result struct {

@@ -5,6 +5,8 @@ import (
 	"slices"
 
 	"github.com/dop251/goja"
+
+	"github.com/keyhook/keyhook/hooks"
 )
 
 // The context argument is not copied into the script up front: most hooks
@@ -37,7 +39,8 @@ import (
 //     script's top level is fresh on every call).
 //
 // The caller's maps and slices are only read, during the call; hooks.Call
-// promises they are not changed meanwhile.
+// promises they are not changed meanwhile. A hooks.Lazy value of a map is
+// computed on the first read of its key and then kept like a nested view.
 
 // roObject is the handler of a read-only view of a map[string]any or
 // map[string]string.
@@ -49,7 +52,7 @@ type roObject struct {
 	depth int        // of the map, for maxDepth
 	log   goja.Value // context.log; set only on the context itself
 	keys  []string   // sorted, made on first use
-	kids  []roKid    // views made for nested objects and arrays so far
+	kids  []roKid    // views made for nested objects and arrays, and Lazy values, so far
 }
 
 type roKid struct {
@@ -72,15 +75,24 @@ func (o *roObject) Get(key string) goja.Value {
 	if !ok {
 		return nil
 	}
-	if jv := primitive(o.vm, v); jv != nil {
-		return jv
+	lz, isLazy := v.(hooks.Lazy)
+	if !isLazy {
+		if jv := primitive(o.vm, v); jv != nil {
+			return jv
+		}
 	}
 	for _, k := range o.kids {
 		if k.key == key {
 			return k.v
 		}
 	}
-	jv := viewOf(o.vm, v, o.depth+1)
+	if isLazy {
+		v = lz()
+	}
+	jv := primitive(o.vm, v)
+	if jv == nil {
+		jv = viewOf(o.vm, v, o.depth+1)
+	}
 	o.kids = append(o.kids, roKid{key, jv})
 	return jv
 }

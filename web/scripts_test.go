@@ -203,6 +203,23 @@ function modifyResponse(response, context) {
 	}
 }
 
+// TestIntrospectionScriptSeesUser: context.user is the token's user, read
+// from the store only when a script asks for it, and null for tokens
+// without one.
+func TestIntrospectionScriptSeesUser(t *testing.T) {
+	h := newHarness(t)
+	passwordSetup(t, h)
+	h.createScript(introspectionScript("who", `response.who = context.user ? context.user.username + " " + context.user.claims.email : "nobody"; return true;`, nil))
+	h.admin("PUT", "/clients/app", map[string]any{"client_secret": "app-secret", "grant_types": []string{"password", "client_credentials"},
+		"scope": "api", "introspection_scripts": []string{"who"}})
+	if in := h.introspect(h.passwordToken("api").AccessToken); in["who"] != "alice alice@example.com" {
+		t.Fatalf("password token: %v", in)
+	}
+	if in := h.introspect(h.mustToken("app", "app-secret", "").AccessToken); in["who"] != "nobody" {
+		t.Fatalf("client_credentials token: %v", in)
+	}
+}
+
 func TestUpdateTokenScripts(t *testing.T) {
 	h := newHarness(t)
 	passwordSetup(t, h)
@@ -215,9 +232,11 @@ function modifyAccessToken(token, context) {
   token.header.kid = "forged";
   token.header.x_custom = "hdr";
   if (context.request.params.narrow === "yes") { token.claims.scope = "read"; }
+  token.claims.seen_lifetime = context.token.expires_at - context.token.issued_at;
   return true;
 }
-function getAccessTokenLifetimeInSeconds(context) { return 120; }
+// expires_at is what this function decides, so it is not in the context yet.
+function getAccessTokenLifetimeInSeconds(context) { return "expires_at" in context.token ? 1 : 120; }
 function modifyRefreshToken(token, context) { token.claims.rt_marker = "kept"; return true; }
 function modifyIdToken(token, context) { token.claims.id_marker = context.user.username; return true; }
 function getIdTokenLifetimeInSeconds(context) { return 90; }`})
@@ -237,7 +256,7 @@ function getIdTokenLifetimeInSeconds(context) { return 90; }`})
 				t.Fatalf("token response %+v", tr)
 			}
 			in := h.introspect(tr.AccessToken)
-			if in["department"] != "payments" || in["scope"] != "read" || in["iss"] != h.url || in["client_id"] != id {
+			if in["department"] != "payments" || in["scope"] != "read" || in["iss"] != h.url || in["client_id"] != id || in["seen_lifetime"] != 120.0 {
 				t.Fatalf("introspection %v", in)
 			}
 			if exp, iat := in["exp"].(float64), in["iat"].(float64); exp-iat != 120 {
