@@ -3,6 +3,7 @@ package scripts
 import (
 	"errors"
 	"fmt"
+	"reflect"
 	"regexp"
 	"strconv"
 	"strings"
@@ -40,6 +41,10 @@ type compiled struct {
 	// the wrapper returns. A Call.Function missing from it cannot be
 	// defined, which Call answers without taking a runtime.
 	index map[string]int
+	// once is set when the top level cannot hold state (see runsOnce):
+	// then it runs once per runtime, as CONTRACT §7 has it, and calls
+	// call the functions it made.
+	once bool
 }
 
 // compileScript checks size, parses and compiles source, and builds the
@@ -83,7 +88,103 @@ func compileScript(name, source string, maxBytes int) (*compiled, error) {
 	if err != nil {
 		return nil, toSyntaxError(err, len(wrapperPrefix))
 	}
-	return &compiled{prg: p, index: index}, nil
+	return &compiled{prg: p, index: index, once: runsOnce(prg)}, nil
+}
+
+// runsOnce reports whether a script's top level can run once per runtime
+// instead of once per call without any call being able to see another's
+// state. That holds when the top level only declares functions (plus
+// directives and empty statements), which creates no state but the
+// function objects and their bindings, and the script can neither change
+// those bindings nor reach the function objects: every use of a
+// top-level function's name is a call of it, and the script never says
+// arguments (arguments.callee is the function object). The functions
+// (and their prototype objects) are frozen besides. Generator functions
+// are left out: their prototype objects are reachable from the
+// generators they make. Anything else, or any doubt, runs the top level
+// on every call. The check is by name, so a local variable that shadows
+// a top-level function also makes the script run its top level per call.
+func runsOnce(prg *ast.Program) bool {
+	if len(prg.DeclarationList) > 0 {
+		return false
+	}
+	top := make(map[string]bool)
+	allowed := make(map[*ast.Identifier]bool)
+	for _, st := range prg.Body {
+		switch st := st.(type) {
+		case *ast.FunctionDeclaration:
+			f := st.Function
+			if f == nil || f.Name == nil || f.Generator {
+				return false
+			}
+			top[f.Name.Name.String()] = true
+			allowed[f.Name] = true
+		case *ast.EmptyStatement:
+		case *ast.ExpressionStatement:
+			if _, ok := st.Expression.(*ast.StringLiteral); !ok {
+				return false
+			}
+		default:
+			return false
+		}
+	}
+	ok := true
+	walkAST(reflect.ValueOf(prg.Body), make(map[uintptr]bool), func(n any) {
+		switch n := n.(type) {
+		case *ast.CallExpression:
+			if id, isID := n.Callee.(*ast.Identifier); isID {
+				allowed[id] = true
+			}
+		case *ast.Identifier:
+			name := n.Name.String()
+			if name == "arguments" || top[name] && !allowed[n] {
+				ok = false
+			}
+		}
+	})
+	return ok
+}
+
+// walkAST visits every node under v (a goja AST node, or a slice or
+// interface holding nodes), parents before children. Identifiers held by
+// value (as in {a} shorthand properties) are visited as pointers to
+// copies, so they are never the pointers visit has seen before.
+func walkAST(v reflect.Value, seen map[uintptr]bool, visit func(any)) {
+	switch v.Kind() {
+	case reflect.Interface:
+		if !v.IsNil() {
+			walkAST(v.Elem(), seen, visit)
+		}
+	case reflect.Pointer:
+		if v.IsNil() || seen[v.Pointer()] {
+			return
+		}
+		seen[v.Pointer()] = true
+		if v.Type().Elem().Kind() != reflect.Struct {
+			return
+		}
+		visit(v.Interface())
+		walkFields(v.Elem(), seen, visit)
+	case reflect.Slice:
+		for i := range v.Len() {
+			walkAST(v.Index(i), seen, visit)
+		}
+	case reflect.Struct:
+		if v.Type() == reflect.TypeFor[ast.Identifier]() {
+			id := v.Interface().(ast.Identifier)
+			visit(&id)
+			return
+		}
+		walkFields(v, seen, visit)
+	}
+}
+
+func walkFields(v reflect.Value, seen map[uintptr]bool, visit func(any)) {
+	for i := range v.NumField() {
+		if v.Type().Field(i).IsExported() {
+			walkAST(v.Field(i), seen, visit)
+		}
+	}
 }
 
 // topLevelNames lists, without duplicates and in source order, the

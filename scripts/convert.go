@@ -7,9 +7,7 @@ import (
 	"math"
 	"math/big"
 	"reflect"
-	"slices"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/dop251/goja"
@@ -41,88 +39,6 @@ func indexKey(i int) string {
 		return indexKeys[i]
 	}
 	return strconv.Itoa(i)
-}
-
-// toJS copies a plain Go value into vm as fresh JavaScript values:
-// ordinary objects and arrays built property by property, never goja's
-// wrappers around Go maps and slices, so that every edit a script makes
-// (including delete and nested additions) is an edit of a normal JS object
-// and the caller's values are never touched. Object keys are added in
-// sorted order so that a script sees the same key order on every call.
-//
-// Besides the JSON-like types named by hooks.Call it accepts other integer
-// and float kinds (uint64 beyond int64 becomes a float), json.Number,
-// map[string]string, []string and time.Time (an RFC 3339 string); anything
-// else goes through an encoding/json round trip.
-func toJS(vm *goja.Runtime, v any, depth int) (goja.Value, error) {
-	if depth > maxDepth {
-		return nil, fmt.Errorf("scripts: value nested deeper than %d levels", maxDepth)
-	}
-	if jv, err := primitiveToJS(vm, v); jv != nil || err != nil {
-		return jv, err
-	}
-	switch x := v.(type) {
-	case map[string]any:
-		obj := vm.NewObject()
-		var buf [16]entry
-		entries := buf[:0]
-		for k, e := range x {
-			entries = append(entries, entry{k, e})
-		}
-		slices.SortFunc(entries, func(a, b entry) int { return strings.Compare(a.k, b.k) })
-		for _, e := range entries {
-			jv, err := toJS(vm, e.v, depth+1)
-			if err != nil {
-				return nil, err
-			}
-			if err := setProp(obj, e.k, jv); err != nil {
-				return nil, err
-			}
-		}
-		return obj, nil
-	case []any:
-		items := make([]any, len(x))
-		for i, e := range x {
-			jv, err := toJS(vm, e, depth+1)
-			if err != nil {
-				return nil, err
-			}
-			items[i] = jv
-		}
-		return vm.NewArray(items...), nil
-	case map[string]string:
-		obj := vm.NewObject()
-		keys := make([]string, 0, len(x))
-		for k := range x {
-			keys = append(keys, k)
-		}
-		slices.Sort(keys)
-		for _, k := range keys {
-			if err := setProp(obj, k, vm.ToValue(x[k])); err != nil {
-				return nil, err
-			}
-		}
-		return obj, nil
-	case []string:
-		items := make([]any, len(x))
-		for i, e := range x {
-			items[i] = vm.ToValue(e)
-		}
-		return vm.NewArray(items...), nil
-	}
-	// Anything else (structs, typed maps and slices, pointers...): use its
-	// JSON form. Slow, but only for values outside the documented types.
-	plain, err := jsonPlain(v)
-	if err != nil {
-		return nil, err
-	}
-	return toJS(vm, plain, depth)
-}
-
-// entry is one key and value of a map being copied.
-type entry struct {
-	k string
-	v any
 }
 
 // primitiveToJS converts v when it is one of the primitive types toJS
@@ -194,19 +110,6 @@ func jsonPlain(v any) (any, error) {
 		return nil, fmt.Errorf("scripts: cannot pass %T to a script: %w", v, err)
 	}
 	return plain, nil
-}
-
-// setProp adds an own enumerable, writable, configurable data property to
-// a fresh object. Plain Set is cheaper than DefineDataProperty and
-// equivalent here, because every data property of the (frozen)
-// Object.prototype has an accessor that defines an own property on the
-// receiver (see hardenSource); the exception is the __proto__ accessor,
-// whose setter would change the prototype instead.
-func setProp(obj *goja.Object, k string, v goja.Value) error {
-	if k == "__proto__" {
-		return obj.DefineDataProperty(k, v, goja.FLAG_TRUE, goja.FLAG_TRUE, goja.FLAG_TRUE)
-	}
-	return obj.Set(k, v)
 }
 
 // uintToJS keeps unsigned integers exact where int64 can hold them.
@@ -281,6 +184,15 @@ func (x *exporter) export(v goja.Value) (out any, omit bool, err error) {
 	}
 	x.stack = append(x.stack, o)
 	defer func() { x.stack = x.stack[:len(x.stack)-1] }()
+
+	switch o.ExportType() {
+	case rwObjectType:
+		out, err := x.exportObjectView(o.Export().(*rwObject))
+		return out, false, err
+	case rwArrayType:
+		out, err := x.exportArrayView(o.Export().(*rwArray))
+		return out, false, err
+	}
 
 	if o.ClassName() == "Array" {
 		n := o.Get("length").ToInteger()

@@ -19,9 +19,13 @@
 //     the body of a function (see compiled); every call evaluates that
 //     body afresh, so each call gets new top-level bindings, new closures
 //     and new objects, and the previous call's are garbage. The cost is
-//     re-running the top level on every call: a few microseconds for the
-//     usual script of function declarations and constant tables, more for
-//     one that builds large tables at load time.
+//     re-running the top level on every call: a few microseconds for a
+//     script of function declarations and constant tables, more for one
+//     that builds large tables at load time. The usual script has no
+//     state to make: its top level only declares functions, which it only
+//     ever calls. Such a script's top level runs once per runtime and its
+//     functions are frozen (see runsOnce), which no call can tell apart
+//     from a fresh top level.
 //   - The shared realm (the global object, the builtins, their prototypes
 //     and hidden intrinsics) is deep-frozen once per runtime before any
 //     script code runs, and eval is removed (see hardenSource), so a call
@@ -33,6 +37,13 @@
 // assigning globalThis.x has no effect); hooks must be declared at the top
 // level (function f() {}, var/let/const f = ...), not installed on
 // globalThis; eval does not exist.
+//
+// # The arguments
+//
+// The arguments a script edits are the call's own copies, handed over as
+// mutable views of Go maps and slices rather than built as JavaScript
+// objects (see rwview.go): a field the script does not touch never
+// crosses into JavaScript and back.
 //
 // # The context argument
 //
@@ -134,13 +145,20 @@ type script struct {
 	compiled *compiled
 	err      error
 
-	// The pool: idle holds runtimes ready for reuse; slots holds one token
-	// per runtime that may still be made (not made yet, or discarded).
-	// len(idle) + len(slots) + calls running = MaxRuntimes. Idle runtimes
-	// are preferred, so a script only gets as many runtimes as it has
-	// concurrent calls.
-	idle  chan *vmState
-	slots chan struct{}
+	// The pool. A call holds one of the permits of running (MaxRuntimes
+	// of them) while it runs; with it, it takes the runtime returned
+	// last to idle, or makes one when idle is empty. So at most
+	// MaxRuntimes runtimes exist, a script only gets as many as it has
+	// concurrent calls, and the runtime reused is the one used most
+	// recently, whose memory is likeliest still in the CPU's caches.
+	permits chan struct{}
+	mu      sync.Mutex
+	idle    []*vmState
+
+	// The metrics' children for this script (see metrics.call).
+	callCounters sync.Map // function name -> prometheus.Counter
+	durationOnce sync.Once
+	duration     prometheus.Observer
 }
 
 // New returns an Engine with opts' zero fields set to their defaults.
@@ -195,11 +213,7 @@ func (e *Engine) lookup(s *hooks.Script) *script {
 	sc.once.Do(func() {
 		sc.compiled, sc.err = compileScript(s.Name, s.Source, e.opts.MaxSourceBytes)
 		if sc.err == nil {
-			sc.idle = make(chan *vmState, e.opts.MaxRuntimes)
-			sc.slots = make(chan struct{}, e.opts.MaxRuntimes)
-			for range e.opts.MaxRuntimes {
-				sc.slots <- struct{}{}
-			}
+			sc.permits = make(chan struct{}, e.opts.MaxRuntimes)
 		}
 	})
 	return sc
@@ -229,7 +243,7 @@ func (e *Engine) Call(ctx context.Context, s *hooks.Script, call *hooks.Call) (*
 	}
 	sc := e.lookup(s)
 	if sc.err != nil {
-		e.metrics.call(s.Name, call.Function)
+		e.metrics.call(sc, call.Function)
 		e.metrics.failure(s.Name, "syntax")
 		return nil, sc.err
 	}
@@ -237,7 +251,7 @@ func (e *Engine) Call(ctx context.Context, s *hooks.Script, call *hooks.Call) (*
 	if !ok {
 		return &hooks.Result{Defined: false}, nil
 	}
-	e.metrics.call(s.Name, call.Function)
+	e.metrics.call(sc, call.Function)
 
 	timeout := s.Timeout
 	if timeout <= 0 {
@@ -261,14 +275,14 @@ func (e *Engine) Call(ctx context.Context, s *hooks.Script, call *hooks.Call) (*
 	}
 
 	waitUntil, _ := deadline(time.Now())
-	st, err := sc.acquire(ctx, waitUntil)
-	if err != nil {
+	if err := sc.acquire(ctx, waitUntil); err != nil {
 		return nil, fail(hooks.FailureBusy, err.Error())
 	}
+	defer sc.release()
+	st := sc.pop()
 	if st == nil {
-		st, err = newVMState(sc.compiled, e.opts.MaxCallStackSize)
-		if err != nil {
-			sc.slots <- struct{}{}
+		var err error
+		if st, err = newVMState(sc.compiled, e.opts.MaxCallStackSize); err != nil {
 			return nil, err
 		}
 	}
@@ -284,12 +298,10 @@ func (e *Engine) Call(ctx context.Context, s *hooks.Script, call *hooks.Call) (*
 	res, reusable, err := st.invoke(ctx, s.Name, idx, call, e.logger(call), runUntil, timeoutMsg)
 	if reusable {
 		st.vm.ClearInterrupt()
-		sc.idle <- st
-	} else {
-		sc.slots <- struct{}{}
+		sc.push(st)
 	}
 	if res != nil && res.Defined {
-		e.metrics.observe(s.Name, res.Duration)
+		e.metrics.observe(sc, res.Duration)
 	}
 	var se *hooks.ScriptError
 	if errors.As(err, &se) {
@@ -298,35 +310,56 @@ func (e *Engine) Call(ctx context.Context, s *hooks.Script, call *hooks.Call) (*
 	return res, err
 }
 
-// acquire takes an idle runtime, or else the right to make one (st nil),
-// waiting at most until deadline or ctx's end.
-func (sc *script) acquire(ctx context.Context, deadline time.Time) (*vmState, error) {
+// acquire takes a permit to run, waiting at most until deadline or ctx's
+// end.
+func (sc *script) acquire(ctx context.Context, deadline time.Time) error {
 	select {
-	case st := <-sc.idle:
-		return st, nil
-	default:
-	}
-	select {
-	case st := <-sc.idle:
-		return st, nil
-	case <-sc.slots:
-		return nil, nil
+	case sc.permits <- struct{}{}:
+		return nil
 	default:
 	}
 	wait := time.Until(deadline)
 	if wait <= 0 {
-		return nil, errors.New("no runtime free before the deadline")
+		return errors.New("no runtime free before the deadline")
 	}
 	t := time.NewTimer(wait)
 	defer t.Stop()
 	select {
-	case st := <-sc.idle:
-		return st, nil
-	case <-sc.slots:
-		return nil, nil
+	case sc.permits <- struct{}{}:
+		return nil
 	case <-t.C:
-		return nil, fmt.Errorf("no runtime free within %v (all %d busy)", wait.Round(time.Microsecond), cap(sc.slots))
+		return fmt.Errorf("no runtime free within %v (all %d busy)", wait.Round(time.Microsecond), cap(sc.permits))
 	case <-ctx.Done():
-		return nil, fmt.Errorf("no runtime free before the context ended: %v", ctx.Err())
+		return fmt.Errorf("no runtime free before the context ended: %v", ctx.Err())
 	}
+}
+
+func (sc *script) release() { <-sc.permits }
+
+// pop takes the runtime returned last, or nil when none is idle.
+func (sc *script) pop() *vmState {
+	sc.mu.Lock()
+	defer sc.mu.Unlock()
+	n := len(sc.idle)
+	if n == 0 {
+		return nil
+	}
+	st := sc.idle[n-1]
+	sc.idle[n-1] = nil
+	sc.idle = sc.idle[:n-1]
+	return st
+}
+
+// push returns a runtime for reuse.
+func (sc *script) push(st *vmState) {
+	sc.mu.Lock()
+	sc.idle = append(sc.idle, st)
+	sc.mu.Unlock()
+}
+
+// idleCount is how many runtimes are idle (for tests).
+func (sc *script) idleCount() int {
+	sc.mu.Lock()
+	defer sc.mu.Unlock()
+	return len(sc.idle)
 }

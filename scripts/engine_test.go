@@ -7,6 +7,8 @@ import (
 	"io"
 	"log/slog"
 	"math"
+	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"sync"
@@ -62,11 +64,11 @@ func pooled(t *testing.T, e *Engine, name string) *vmState {
 	e.mu.Lock()
 	sc := e.scripts[name]
 	e.mu.Unlock()
-	if cap(sc.idle) != 1 || len(sc.idle) != 1 {
+	if cap(sc.permits) != 1 || sc.idleCount() != 1 {
 		t.Fatalf("pooled needs MaxRuntimes 1 and an idle runtime")
 	}
-	st := <-sc.idle
-	sc.idle <- st
+	st := sc.pop()
+	sc.push(st)
 	return st
 }
 
@@ -597,7 +599,8 @@ func TestException(t *testing.T) {
 		{"throw new Error('at top level')\nfunction modifyResponse(r) { return true }", []string{"at top level", "(at top level, line 1, column 7)"}},
 		{"function modifyResponse(r) { throw {toJSON: function () { throw 1 }} }", []string{"[object Object]"}},
 		{"async function modifyResponse(r) { throw new RangeError('async') }", []string{"rejected", "RangeError: async"}},
-		{"function modifyResponse(r) { Object.defineProperty(r, 'g', {enumerable: true, get: function () { throw new Error('getter') }}); return true }", []string{"getter"}},
+		{"function modifyResponse(r) { r.o = {}; Object.defineProperty(r.o, 'g', {enumerable: true, get: function () { throw new Error('getter') }}); return true }", []string{"getter"}},
+		{"function modifyResponse(r) { Object.defineProperty(r, 'g', {enumerable: true, get: function () { return 1 }}); return true }", []string{"TypeError", "accessor"}},
 		{"function modifyResponse(r) { try { null.x } catch (e) { r.caught = true } throw new Error('after catch') }", []string{"after catch"}},
 	}
 	for _, tt := range tests {
@@ -633,7 +636,7 @@ func TestTimeout(t *testing.T) {
 	}{
 		{"busy loop", `while (true) {}`},
 		{"loop catching everything", `for (;;) { try { while (true) {} } catch (e) {} finally { continue } }`},
-		{"getter during export", `Object.defineProperty(r, "x", {enumerable: true, get: function () { for (;;) {} }}); return true`},
+		{"getter during export", `r.o = [{}]; Object.defineProperty(r.o[0], "x", {enumerable: true, get: function () { for (;;) {} }}); return true`},
 		{"promise job", `Promise.resolve().then(function () { for (;;) {} }); return true`},
 		{"backtracking regexp", `return /^(?=a)(a|aa)+\1$/.test("a".repeat(40) + "b")`},
 	}
@@ -741,6 +744,10 @@ func TestNoStateLeaks(t *testing.T) {
 		{"RegExp lastIndex", `var re = /a/g; function modifyResponse(r) { re.test("aaa"); r.n = re.lastIndex; return true }`, int64(1)},
 		{"eval gone", `function modifyResponse(r) { r.n = typeof eval === "undefined" ? 0 : 1; return true }`, int64(0)},
 		{"Function constructor globals", `function modifyResponse(r) { var f = Function("return typeof fx")(); r.n = f === "undefined" ? 0 : 1; Function("fx = 1")(); return true }`, int64(0)},
+		{"function property via arguments.callee", `function modifyResponse(r) { var f = arguments.callee; r.n = f.n ? 1 : 0; f.n = 1; return true }`, int64(0)},
+		{"helper's prototype via new", `function H() {} function modifyResponse(r) { var p = Object.getPrototypeOf(new H()); r.n = p.x ? 1 : 0; p.x = 1; return true }`, int64(0)},
+		{"once: helpers only called", `"use strict"; function h() { return this } function g(a) { a.push(1); return a.length } function modifyResponse(r) { r.n = (h() === undefined ? 0 : 1) + g([]) - 1; return true }`, int64(0)},
+		{"once: prototype of a plain object", `function modifyResponse(r) { var p = Object.getPrototypeOf(new Object()); r.n = p.x ? 1 : 0; try { p.x = 1 } catch (e) {} return true }`, int64(0)},
 		{"strict Array.prototype", `"use strict"; function modifyResponse(r) { r.n = [].polluted === undefined ? 0 : 1; try { Array.prototype.polluted = 1 } catch (e) { r.threw = e instanceof TypeError } return true }`, int64(0)},
 	}
 	for _, tt := range tests {
@@ -765,6 +772,65 @@ func TestNoStateLeaks(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestRunsOnce: which scripts run their top level once per runtime, and
+// that every example script does.
+func TestRunsOnce(t *testing.T) {
+	tests := []struct {
+		src  string
+		once bool
+	}{
+		{`function modifyResponse(r) { r.x = 1; return true }`, true},
+		{`"use strict";
+		  // helpers
+		  function pick(c, k) { return c[k] || "" };
+		  async function modifyResponse(r, context) { r.x = pick(context.config, "x"); return helper(r) }
+		  function helper(r) { var modify = function () {}; modify(); return true }`, true},
+		{`var n = 0; function modifyResponse(r) { return true }`, false},
+		{`const T = {a: 1}; function modifyResponse(r) { return true }`, false},
+		{`function modifyResponse(r) { return true } modifyResponse = null`, false},
+		{`function modifyResponse(r) { modifyResponse = function () { return false }; return true }`, false},
+		{`function modifyResponse(r) { [modifyResponse] = [1]; return true }`, false},
+		{`function modifyResponse(r) { for (modifyResponse in r) {} return true }`, false},
+		{`function g() {} function modifyResponse(r) { g.x = 1; return true }`, false},
+		{`function g() {} function modifyResponse(r) { r.f = {g}; return true }`, false},
+		{`function g() {} function modifyResponse(r) { return [g].length > 0 }`, false},
+		{`function g() {} function modifyResponse(r) { return new g() !== null }`, false},
+		{`function modifyResponse(r) { return arguments.length > 0 }`, false},
+		{`function* gen() {} function modifyResponse(r) { return true }`, false},
+		{`class C {} function modifyResponse(r) { return true }`, false},
+		{`if (true) { function modifyResponse(r) { return true } }`, false},
+		{`function modifyResponse(r) { return true } modifyResponse(1)`, false},
+	}
+	for _, tt := range tests {
+		c, err := compileScript("t", tt.src, 1<<16)
+		if err != nil {
+			t.Fatalf("%s: %v", tt.src, err)
+		}
+		if c.once != tt.once {
+			t.Errorf("%s: once = %v, want %v", tt.src, c.once, tt.once)
+		}
+	}
+	files, err := filepath.Glob("../examples/scripts/*.js")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("example scripts: %v %v", files, err)
+	}
+	for _, f := range files {
+		src, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c, err := compileScript(f, string(src), 1<<16); err != nil || !c.once {
+			t.Errorf("%s: compiled %v, once %v", f, err, c != nil && c.once)
+		}
+	}
+	// A runtime of a once script holds its functions; calls use them.
+	e := newEngine(Options{MaxRuntimes: 1})
+	res := modify(t, e, js(`function modifyResponse(r) { r.x = 1; return true }`), map[string]any{}, nil)
+	if res.Args[0].(map[string]any)["x"] != int64(1) || pooled(t, e, "t").bindings == nil {
+		t.Errorf("once script: %+v", res)
 	}
 }
 
@@ -1015,8 +1081,8 @@ func TestPoolPrefersIdleRuntimes(t *testing.T) {
 	e.mu.Lock()
 	sc := e.scripts["t"]
 	e.mu.Unlock()
-	if len(sc.idle) != 1 || len(sc.slots) != 3 {
-		t.Errorf("sequential calls made %d runtimes, want 1", len(sc.idle))
+	if n := sc.idleCount(); n != 1 {
+		t.Errorf("sequential calls made %d runtimes, want 1", n)
 	}
 }
 

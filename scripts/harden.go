@@ -25,11 +25,12 @@ import (
 //     a builtin (Array.prototype.x = 1, globalThis.x = 1, implicit
 //     globals) that a later call could see.
 //
-// The returned run(wrapper, index, n, ...) calls the script's wrapper (one
+// The returned call(fn, n, ...) calls fn with n arguments: the next one or
+// two arguments of call, or for n > 2 the elements of the array that
+// follows. run(wrapper, index, n, ...) calls the script's wrapper (one
 // fresh evaluation of its top level), picks binding number index and
-// calls the binding with n arguments: the next one or two arguments of
-// run, or for n > 2 the elements of the array that follows; it returns
-// notDefined when the binding is not a function.
+// calls it as call does; it returns notDefined when the binding is not a
+// function.
 const hardenSource = `(function () {
 "use strict";
 var g = globalThis;
@@ -99,12 +100,15 @@ hidden(function () { return getDesc((function () { return arguments; })(), "call
 deepFreeze(roots);
 
 var notDefined = freeze({});
-function run(wrapper, index, n, a, b) {
-	var fn = wrapper()[index];
-	if (typeof fn !== "function") return notDefined;
+function call(fn, n, a, b) {
 	if (n === 1) return fn(a);
 	if (n === 2) return fn(a, b);
 	return apply(fn, undefined, a);
+}
+function run(wrapper, index, n, a, b) {
+	var fn = wrapper()[index];
+	if (typeof fn !== "function") return notDefined;
+	return call(fn, n, a, b);
 }
 // freezeFunctions freezes functions made after the walk above (context.log,
 // the script's wrapper) and their prototype objects; everything else
@@ -117,8 +121,8 @@ function freezeFunctions(list) {
 		freeze(f);
 	}
 }
-freezeFunctions([run, deepFreeze, freezeFunctions]);
-return {run: run, notDefined: notDefined, freezeFunctions: freezeFunctions, stringify: stringify};
+freezeFunctions([run, call, deepFreeze, freezeFunctions]);
+return {run: run, call: call, notDefined: notDefined, freezeFunctions: freezeFunctions, stringify: stringify};
 })()`
 
 // hardenProgram is hardenSource compiled once for all runtimes.

@@ -58,11 +58,21 @@ func register[C prometheus.Collector](reg prometheus.Registerer, c C, log *slog.
 	return c
 }
 
-// call counts a call of a function the script declares.
-func (m *metrics) call(script, function string) {
-	if m != nil {
-		m.calls.WithLabelValues(script, function).Inc()
+// call counts a call of a function the script declares. The counter of
+// each function, like the duration histogram, is kept with the script's
+// cache entry: looking children up by label values on every call costs
+// more than the rest of the bookkeeping of a call.
+func (m *metrics) call(sc *script, function string) {
+	if m == nil {
+		return
 	}
+	if c, ok := sc.callCounters.Load(function); ok {
+		c.(prometheus.Counter).Inc()
+		return
+	}
+	c := m.calls.WithLabelValues(sc.name, function)
+	sc.callCounters.Store(function, c)
+	c.Inc()
 }
 
 // failure counts a failed call by kind (a hooks.FailureKind or "syntax").
@@ -73,8 +83,10 @@ func (m *metrics) failure(script, kind string) {
 }
 
 // observe records how long a call ran.
-func (m *metrics) observe(script string, d time.Duration) {
-	if m != nil {
-		m.duration.WithLabelValues(script).Observe(d.Seconds())
+func (m *metrics) observe(sc *script, d time.Duration) {
+	if m == nil {
+		return
 	}
+	sc.durationOnce.Do(func() { sc.duration = m.duration.WithLabelValues(sc.name) })
+	sc.duration.Observe(d.Seconds())
 }

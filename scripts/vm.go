@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"reflect"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -38,14 +39,18 @@ type interrupted struct{}
 // and that only calls vm.Interrupt, which goja makes safe.
 type vmState struct {
 	vm         *goja.Runtime
-	run        goja.Callable // hardenSource's run(wrapper, index, args)
+	run        goja.Callable // hardenSource's run(wrapper, index, n, args)
+	call       goja.Callable // hardenSource's call(fn, n, args)
 	export     goja.Callable // native; exports cur.ret and cur.args
 	stringify  goja.Callable // the original JSON.stringify
 	notDefined *goja.Object
 	wrapper    goja.Value // the compiled script: one call = one fresh top level
-	log        goja.Value // context.log, frozen, reads cur
-	timer      *time.Timer
-	cur        callState
+	// bindings are the script's top-level functions when its top level
+	// runs once per runtime (compiled.once), by index; nil otherwise.
+	bindings []goja.Value
+	log      goja.Value // context.log, frozen, reads cur
+	timer    *time.Timer
+	cur      callState
 }
 
 // callState is what the native functions of a vmState need to know about
@@ -92,12 +97,13 @@ func newVMState(c *compiled, stackSize int) (st *vmState, err error) {
 	}
 	ho := h.(*goja.Object)
 	st = &vmState{vm: vm}
-	var ok1, ok2, ok3 bool
+	var ok1, ok2, ok3, ok4 bool
 	st.run, ok1 = goja.AssertFunction(ho.Get("run"))
-	st.stringify, ok2 = goja.AssertFunction(ho.Get("stringify"))
-	freezeFunctions, ok3 := goja.AssertFunction(ho.Get("freezeFunctions"))
+	st.call, ok2 = goja.AssertFunction(ho.Get("call"))
+	st.stringify, ok3 = goja.AssertFunction(ho.Get("stringify"))
+	freezeFunctions, ok4 := goja.AssertFunction(ho.Get("freezeFunctions"))
 	st.notDefined, _ = ho.Get("notDefined").(*goja.Object)
-	if !ok1 || !ok2 || !ok3 || st.notDefined == nil {
+	if !ok1 || !ok2 || !ok3 || !ok4 || st.notDefined == nil {
 		return nil, errors.New("scripts: hardening runtime: missing helpers")
 	}
 	st.log = vm.ToValue(st.logFunc)
@@ -112,6 +118,24 @@ func newVMState(c *compiled, stackSize int) (st *vmState, err error) {
 	// e.g. the wrapper's prototype object) so they cannot carry state.
 	if _, err := freezeFunctions(goja.Undefined(), vm.NewArray(st.log, st.wrapper, exportFn)); err != nil {
 		return nil, fmt.Errorf("scripts: freezing runtime: %w", err)
+	}
+	if c.once {
+		// The top level only declares functions, which no code can
+		// change or reach except by calling them (see runsOnce): run it
+		// now, once, and freeze what it made.
+		wrapper, _ := goja.AssertFunction(st.wrapper)
+		arr, err := wrapper(goja.Undefined())
+		if err != nil {
+			return nil, fmt.Errorf("scripts: running the top level: %w", err)
+		}
+		if _, err := freezeFunctions(goja.Undefined(), arr); err != nil {
+			return nil, fmt.Errorf("scripts: freezing runtime: %w", err)
+		}
+		ao := arr.(*goja.Object)
+		st.bindings = make([]goja.Value, len(c.index))
+		for i := range st.bindings {
+			st.bindings[i] = ao.Get(indexKey(i))
+		}
 	}
 	st.timer = time.AfterFunc(time.Hour, func() { vm.Interrupt(interrupted{}) })
 	st.timer.Stop()
@@ -136,17 +160,27 @@ func (st *vmState) invoke(ctx context.Context, name string, idx int, call *hooks
 
 	// Copy the arguments in. A failure here is the caller's fault, not
 	// the script's, and leaves the runtime clean.
-	// runArgs is what st.run takes: wrapper, index, the number of
-	// arguments, then the arguments themselves (one or two: the usual
-	// case) or an array of them.
-	runArgs := make([]goja.Value, 3, 5+len(call.Args))
-	runArgs[0], runArgs[1], runArgs[2] = st.wrapper, st.vm.ToValue(idx), st.vm.ToValue(len(call.Args)+1)
+	// runArgs is what st.run takes (wrapper, index, the number of
+	// arguments, then the arguments) or, when the script's top level runs
+	// once, what st.call takes (the function, the number of arguments,
+	// then the arguments). The arguments are one or two (the usual case)
+	// or an array of them.
+	runArgs := make([]goja.Value, 0, 5+len(call.Args))
+	fn := st.run
+	if st.bindings != nil {
+		fn = st.call
+		runArgs = append(runArgs, st.bindings[idx], st.vm.ToValue(len(call.Args)+1))
+	} else {
+		runArgs = append(runArgs, st.wrapper, st.vm.ToValue(idx), st.vm.ToValue(len(call.Args)+1))
+	}
+	prefix := len(runArgs)
 	for i, a := range call.Args {
-		v, cerr := toJS(st.vm, a, 0)
+		p, cerr := plain(a, 0)
 		if cerr != nil {
 			return nil, true, fmt.Errorf("scripts: argument %d: %w", i, cerr)
 		}
-		runArgs = append(runArgs, v)
+		// A mutable view of the call's own copy (see rwview.go).
+		runArgs = append(runArgs, viewOfPlain(st.vm, p))
 	}
 	// The context is not copied: the script gets a read-only view that
 	// converts what it reads (see readonly.go).
@@ -155,13 +189,13 @@ func (st *vmState) invoke(ctx context.Context, name string, idx int, call *hooks
 		return nil, true, fmt.Errorf("scripts: context: %w", cerr)
 	}
 	runArgs = append(runArgs, ctxObj)
-	args := runArgs[3 : len(runArgs)-1] // without the context
-	if len(runArgs) > 5 {
-		items := make([]any, len(runArgs)-3)
-		for i, v := range runArgs[3:] {
+	args := runArgs[prefix : len(runArgs)-1] // without the context
+	if len(runArgs) > prefix+2 {
+		items := make([]any, len(runArgs)-prefix)
+		for i, v := range runArgs[prefix:] {
 			items[i] = v
 		}
-		runArgs = []goja.Value{runArgs[0], runArgs[1], runArgs[2], st.vm.NewArray(items...)} // new: args shares the old array
+		runArgs = append(slices.Clip(runArgs[:prefix]), st.vm.NewArray(items...)) // new: args shares the old array
 	}
 
 	start := time.Now()
@@ -171,7 +205,7 @@ func (st *vmState) invoke(ctx context.Context, name string, idx int, call *hooks
 	}
 	reusable = true
 
-	ret, rerr := st.run(goja.Undefined(), runArgs...)
+	ret, rerr := fn(goja.Undefined(), runArgs...)
 	if rerr != nil {
 		var ie *goja.InterruptedError
 		var so *goja.StackOverflowError
