@@ -32,9 +32,9 @@ import (
 )
 
 var (
-	loadFor = flag.Duration("load", 3*time.Second, "length of each HTTP load run")
+	loadFor = flag.Duration("load", 2*time.Second, "length of each HTTP load run")
 	conns   = flag.Int("conns", 64, "concurrent HTTP connections")
-	rounds  = flag.Int("rounds", 3, "interleaved HTTP load runs per kind; the median is reported")
+	rounds  = flag.Int("rounds", 5, "interleaved HTTP load runs per kind; the median is reported")
 	only    = flag.String("only", "", "run only the HTTP load of this client (opaque, jwt, scripted), for profiling")
 	cpuprof = flag.String("cpuprofile", "", "write a CPU profile of the -only load run to this file")
 )
@@ -167,27 +167,43 @@ type loadResult struct {
 	p50, p99 time.Duration
 }
 
-func rows(ctx context.Context, store, dsn string) ([]row, float64, error) {
+// cost is the throughput one bound script costs, in percent, over rounds.
+type cost struct{ median, min, max float64 }
+
+func rows(ctx context.Context, store, dsn string) ([]row, cost, error) {
 	f, err := setup(ctx, dsn)
 	if err != nil {
-		return nil, 0, err
+		return nil, cost{}, err
 	}
 	defer f.close()
 	var out []row
 	cases := []struct{ name, client string }{
 		{"introspect opaque", "opaque"}, {"introspect jwt", "jwt"}, {"introspect opaque + 1 script", "scripted"},
 	}
-	// The HTTP runs are interleaved, *rounds times, and the median run of
-	// each kind is reported: on a small shared machine, throughput drifts
-	// between runs more than between kinds.
+	// The HTTP runs are interleaved, *rounds times, in an order that
+	// alternates between rounds (opaque, scripted, jwt; then jwt,
+	// scripted, opaque; ...) so that a machine
+	// slowing down or speeding up meanwhile weighs on every kind alike;
+	// each kind reports its median run. The script's cost is measured
+	// within each round, between the neighbouring opaque and scripted
+	// runs, and reported as the median over rounds with its range: on a
+	// small shared machine throughput drifts between runs more than
+	// between kinds.
 	runs := make([][]loadResult, len(cases))
+	var costs []float64
 	for r := 0; r < *rounds; r++ {
-		for i, tc := range cases {
-			rps, p50, p99 := load(f, f.tokens[tc.client], *loadFor, *conns)
-			runs[i] = append(runs[i], loadResult{rps, p50, p99})
+		order := []int{0, 2, 1} // opaque and scripted side by side
+		if r%2 == 1 {
+			order = []int{1, 2, 0}
 		}
+		round := make([]float64, len(cases))
+		for _, i := range order {
+			rps, p50, p99 := load(f, f.tokens[cases[i].client], *loadFor, *conns)
+			runs[i] = append(runs[i], loadResult{rps, p50, p99})
+			round[i] = rps
+		}
+		costs = append(costs, 100*(1-round[2]/round[0]))
 	}
-	medians := make([]loadResult, len(cases))
 	for i, tc := range cases {
 		req := introspectReq(f.tokens[tc.client])
 		ns, allocs := bench(func(b *testing.B) {
@@ -200,10 +216,10 @@ func rows(ctx context.Context, store, dsn string) ([]row, float64, error) {
 		})
 		sort.Slice(runs[i], func(a, b int) bool { return runs[i][a].rps < runs[i][b].rps })
 		m := runs[i][len(runs[i])/2]
-		medians[i] = m
 		out = append(out, row{tc.name, store, ns, allocs, fmt.Sprintf("%.0f", m.rps), m.p50.Round(time.Microsecond).String(), m.p99.Round(time.Microsecond).String()})
 	}
-	scriptCost := 100 * (1 - medians[2].rps/medians[0].rps)
+	sort.Float64s(costs)
+	scriptCost := cost{median: costs[len(costs)/2], min: costs[0], max: costs[len(costs)-1]}
 	for _, tc := range []struct{ name, client string }{{"token client_credentials opaque", "opaque"}, {"token client_credentials jwt", "jwt"}} {
 		req := &engine.TokenRequest{GrantType: engine.GrantClientCredentials,
 			Credentials: engine.ClientCredentials{Basic: true, BasicID: tc.client, BasicSecret: tc.client + "-secret"}}
@@ -261,7 +277,7 @@ func main() {
 		return
 	}
 	all := []row{hookRow(ctx)}
-	costs := map[string]float64{}
+	costs := map[string]cost{}
 	r, cost, err := rows(ctx, "sqlite", "sqlite:"+filepath.Join(dir, "bench.db"))
 	if err != nil {
 		fail(err)
@@ -287,7 +303,8 @@ func main() {
 	w.Flush()
 	for _, store := range []string{"sqlite", "postgres"} {
 		if c, ok := costs[store]; ok {
-			fmt.Printf("one bound script costs %.1f%% of opaque introspection throughput over HTTP (%s, median of %d interleaved runs)\n", c, store, *rounds)
+			fmt.Printf("one bound script costs %.1f%% of opaque introspection throughput over HTTP (%s; median of %d paired rounds, range %.1f%% to %.1f%%)\n",
+				c.median, store, *rounds, c.min, c.max)
 		}
 	}
 }
