@@ -186,12 +186,12 @@ func viewOfPlain(vm *goja.Runtime, v any) goja.Value {
 // rwObject is the handler of a mutable view of a plain map. Every key is
 // in exactly one of m (an untouched plain value, the view's own) and js
 // (a value the script assigned, or the view made when it read a nested
-// object or array).
+// object or array); once the view is exported, m holds the exported
+// values too.
 type rwObject struct {
-	vm  *goja.Runtime
-	obj *goja.Object
-	m   map[string]any
-	js  map[string]goja.Value
+	vm *goja.Runtime
+	m  map[string]any
+	js map[string]goja.Value
 	// order is the key order, made when the keys are first listed;
 	// until then added holds the keys added so far, in order.
 	order []string
@@ -208,9 +208,7 @@ var (
 )
 
 func newRWObject(vm *goja.Runtime, m map[string]any) *goja.Object {
-	o := &rwObject{vm: vm, m: m}
-	o.obj = vm.NewDynamicObject(o)
-	return o.obj
+	return vm.NewDynamicObject(&rwObject{vm: vm, m: m})
 }
 
 func (o *rwObject) Get(key string) goja.Value {
@@ -307,7 +305,6 @@ func (o *rwObject) Keys() []string {
 // result.
 type rwArray struct {
 	vm       *goja.Runtime
-	obj      *goja.Object
 	a        []any
 	js       []goja.Value
 	exported bool
@@ -317,9 +314,7 @@ type rwArray struct {
 type hole struct{}
 
 func newRWArray(vm *goja.Runtime, a []any) *goja.Object {
-	r := &rwArray{vm: vm, a: a}
-	r.obj = vm.NewDynamicArray(r)
-	return r.obj
+	return vm.NewDynamicArray(&rwArray{vm: vm, a: a})
 }
 
 func (r *rwArray) Len() int { return len(r.a) }
