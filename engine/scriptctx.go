@@ -29,11 +29,13 @@ type scriptCall struct {
 // runtime only reads what it is given, during the call, so maps of the
 // client, token, user and request are passed as they are, not copied.
 func (sc *scriptCall) context(phase hooks.Phase, t *Token) map[string]any {
+	// The lazy values are pointers converted to types with a Value
+	// method, so that making them allocates nothing.
 	m := map[string]any{
 		"phase":   string(phase),
-		"client":  hooks.Lazy(sc.clientMap),
-		"user":    hooks.Lazy(sc.userMap),
-		"request": hooks.Lazy(func() any { return requestMap(sc.req) }),
+		"client":  (*lazyClient)(sc),
+		"user":    (*lazyUser)(sc),
+		"request": (*lazyRequest)(sc),
 	}
 	if sc.caller != "" {
 		m["caller"] = map[string]any{"client_id": sc.caller}
@@ -42,10 +44,22 @@ func (sc *scriptCall) context(phase hooks.Phase, t *Token) map[string]any {
 		// Read during the calls this context is made for: issuance goes
 		// on changing t afterwards (lifetimes, claims), and each phase
 		// makes its own context.
-		m["token"] = hooks.Lazy(func() any { return tokenMap(t) })
+		m["token"] = (*lazyToken)(t)
 	}
 	return m
 }
+
+type (
+	lazyClient  scriptCall
+	lazyUser    scriptCall
+	lazyRequest scriptCall
+	lazyToken   Token
+)
+
+func (l *lazyClient) Value() any  { return (*scriptCall)(l).clientMap() }
+func (l *lazyUser) Value() any    { return (*scriptCall)(l).userMap() }
+func (l *lazyRequest) Value() any { return requestMap(l.req) }
+func (l *lazyToken) Value() any   { return tokenMap((*Token)(l)) }
 
 // clientMap is context.client.
 func (sc *scriptCall) clientMap() any {

@@ -1,10 +1,12 @@
 package hooks
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"log/slog"
-	"sort"
+	"slices"
+	"strings"
 	"sync"
 )
 
@@ -73,11 +75,11 @@ func (d *Dispatcher) others(name string) []*Script {
 }
 
 func sortScripts(list []*Script) {
-	sort.Slice(list, func(i, j int) bool {
-		if list[i].Level != list[j].Level {
-			return list[i].Level < list[j].Level
+	slices.SortFunc(list, func(a, b *Script) int {
+		if a.Level != b.Level {
+			return cmp.Compare(a.Level, b.Level)
 		}
-		return list[i].Name < list[j].Name
+		return strings.Compare(a.Name, b.Name)
 	})
 }
 

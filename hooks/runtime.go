@@ -74,9 +74,17 @@ type Call struct {
 
 // Lazy is a Context value computed when a script first reads it, so that
 // parts of the context most scripts never read (the request, the user)
-// cost nothing. It runs on the calling goroutine, inside the call and
+// cost nothing. Value runs on the calling goroutine, inside the call and
 // under its deadline, and may run once per script that reads it.
-type Lazy func() any
+type Lazy interface {
+	Value() any
+}
+
+// LazyFunc is a Lazy made of a function.
+type LazyFunc func() any
+
+// Value calls f.
+func (f LazyFunc) Value() any { return f() }
 
 // Result is what one Call produced.
 type Result struct {

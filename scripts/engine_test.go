@@ -829,7 +829,7 @@ func TestRunsOnce(t *testing.T) {
 	// A runtime of a once script holds its functions; calls use them.
 	e := newEngine(Options{MaxRuntimes: 1})
 	res := modify(t, e, js(`function modifyResponse(r) { r.x = 1; return true }`), map[string]any{}, nil)
-	if res.Args[0].(map[string]any)["x"] != int64(1) || pooled(t, e, "t").bindings == nil {
+	if res.Args[0].(map[string]any)["x"] != int64(1) || pooled(t, e, "t").fns == nil {
 		t.Errorf("once script: %+v", res)
 	}
 }

@@ -25,12 +25,11 @@ import (
 //     a builtin (Array.prototype.x = 1, globalThis.x = 1, implicit
 //     globals) that a later call could see.
 //
-// The returned call(fn, n, ...) calls fn with n arguments: the next one or
-// two arguments of call, or for n > 2 the elements of the array that
-// follows. run(wrapper, index, n, ...) calls the script's wrapper (one
+// The returned run(wrapper, index, n, ...) calls the script's wrapper (one
 // fresh evaluation of its top level), picks binding number index and
-// calls it as call does; it returns notDefined when the binding is not a
-// function.
+// calls it with n arguments: the next one or two arguments of run, or for
+// n > 2 the elements of the array that follows; it returns notDefined
+// when the binding is not a function.
 const hardenSource = `(function () {
 "use strict";
 var g = globalThis;
@@ -122,7 +121,7 @@ function freezeFunctions(list) {
 	}
 }
 freezeFunctions([run, call, deepFreeze, freezeFunctions]);
-return {run: run, call: call, notDefined: notDefined, freezeFunctions: freezeFunctions, stringify: stringify};
+return {run: run, notDefined: notDefined, freezeFunctions: freezeFunctions, stringify: stringify};
 })()`
 
 // hardenProgram is hardenSource compiled once for all runtimes.

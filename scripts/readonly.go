@@ -87,7 +87,7 @@ func (o *roObject) Get(key string) goja.Value {
 		}
 	}
 	if isLazy {
-		v = lz()
+		v = lz.Value()
 	}
 	jv := primitive(o.vm, v)
 	if jv == nil {

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"reflect"
-	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -40,17 +39,16 @@ type interrupted struct{}
 type vmState struct {
 	vm         *goja.Runtime
 	run        goja.Callable // hardenSource's run(wrapper, index, n, args)
-	call       goja.Callable // hardenSource's call(fn, n, args)
 	export     goja.Callable // native; exports cur.ret and cur.args
 	stringify  goja.Callable // the original JSON.stringify
 	notDefined *goja.Object
 	wrapper    goja.Value // the compiled script: one call = one fresh top level
-	// bindings are the script's top-level functions when its top level
-	// runs once per runtime (compiled.once), by index; nil otherwise.
-	bindings []goja.Value
-	log      goja.Value // context.log, frozen, reads cur
-	timer    *time.Timer
-	cur      callState
+	// fns are the script's top-level functions when its top level runs
+	// once per runtime (compiled.once), by index; nil otherwise.
+	fns   []goja.Callable
+	log   goja.Value // context.log, frozen, reads cur
+	timer *time.Timer
+	cur   callState
 }
 
 // callState is what the native functions of a vmState need to know about
@@ -97,13 +95,12 @@ func newVMState(c *compiled, stackSize int) (st *vmState, err error) {
 	}
 	ho := h.(*goja.Object)
 	st = &vmState{vm: vm}
-	var ok1, ok2, ok3, ok4 bool
+	var ok1, ok2, ok3 bool
 	st.run, ok1 = goja.AssertFunction(ho.Get("run"))
-	st.call, ok2 = goja.AssertFunction(ho.Get("call"))
-	st.stringify, ok3 = goja.AssertFunction(ho.Get("stringify"))
-	freezeFunctions, ok4 := goja.AssertFunction(ho.Get("freezeFunctions"))
+	st.stringify, ok2 = goja.AssertFunction(ho.Get("stringify"))
+	freezeFunctions, ok3 := goja.AssertFunction(ho.Get("freezeFunctions"))
 	st.notDefined, _ = ho.Get("notDefined").(*goja.Object)
-	if !ok1 || !ok2 || !ok3 || !ok4 || st.notDefined == nil {
+	if !ok1 || !ok2 || !ok3 || st.notDefined == nil {
 		return nil, errors.New("scripts: hardening runtime: missing helpers")
 	}
 	st.log = vm.ToValue(st.logFunc)
@@ -132,9 +129,11 @@ func newVMState(c *compiled, stackSize int) (st *vmState, err error) {
 			return nil, fmt.Errorf("scripts: freezing runtime: %w", err)
 		}
 		ao := arr.(*goja.Object)
-		st.bindings = make([]goja.Value, len(c.index))
-		for i := range st.bindings {
-			st.bindings[i] = ao.Get(indexKey(i))
+		st.fns = make([]goja.Callable, len(c.index))
+		for i := range st.fns {
+			if st.fns[i], _ = goja.AssertFunction(ao.Get(indexKey(i))); st.fns[i] == nil {
+				return nil, errors.New("scripts: a top-level binding is not a function")
+			}
 		}
 	}
 	st.timer = time.AfterFunc(time.Hour, func() { vm.Interrupt(interrupted{}) })
@@ -160,20 +159,14 @@ func (st *vmState) invoke(ctx context.Context, name string, idx int, call *hooks
 
 	// Copy the arguments in. A failure here is the caller's fault, not
 	// the script's, and leaves the runtime clean.
-	// runArgs is what st.run takes (wrapper, index, the number of
-	// arguments, then the arguments) or, when the script's top level runs
-	// once, what st.call takes (the function, the number of arguments,
-	// then the arguments). The arguments are one or two (the usual case)
-	// or an array of them.
-	runArgs := make([]goja.Value, 0, 5+len(call.Args))
-	fn := st.run
-	if st.bindings != nil {
-		fn = st.call
-		runArgs = append(runArgs, st.bindings[idx], st.vm.ToValue(len(call.Args)+1))
-	} else {
-		runArgs = append(runArgs, st.wrapper, st.vm.ToValue(idx), st.vm.ToValue(len(call.Args)+1))
+	// runArgs is what the function is called with: the arguments and the
+	// context, after (when the top level runs per call) what st.run
+	// takes first: the wrapper, the index and the number of arguments.
+	var prefix []goja.Value
+	if st.fns == nil {
+		prefix = []goja.Value{st.wrapper, st.vm.ToValue(idx), st.vm.ToValue(len(call.Args) + 1)}
 	}
-	prefix := len(runArgs)
+	runArgs := append(make([]goja.Value, 0, len(prefix)+len(call.Args)+1), prefix...)
 	for i, a := range call.Args {
 		p, cerr := plain(a, 0)
 		if cerr != nil {
@@ -189,13 +182,17 @@ func (st *vmState) invoke(ctx context.Context, name string, idx int, call *hooks
 		return nil, true, fmt.Errorf("scripts: context: %w", cerr)
 	}
 	runArgs = append(runArgs, ctxObj)
-	args := runArgs[prefix : len(runArgs)-1] // without the context
-	if len(runArgs) > prefix+2 {
-		items := make([]any, len(runArgs)-prefix)
-		for i, v := range runArgs[prefix:] {
+	args := runArgs[len(prefix) : len(runArgs)-1] // without the context
+	fn := st.run
+	if st.fns != nil {
+		fn = st.fns[idx]
+	} else if len(call.Args) > 1 {
+		// run takes one or two arguments (the usual case) or an array.
+		items := make([]any, len(runArgs)-len(prefix))
+		for i, v := range runArgs[len(prefix):] {
 			items[i] = v
 		}
-		runArgs = append(slices.Clip(runArgs[:prefix]), st.vm.NewArray(items...)) // new: args shares the old array
+		runArgs = append(prefix, st.vm.NewArray(items...)) // new: args shares the old array
 	}
 
 	start := time.Now()
