@@ -34,7 +34,7 @@ import (
 var (
 	loadFor = flag.Duration("load", 2*time.Second, "length of each HTTP load run")
 	conns   = flag.Int("conns", 64, "concurrent HTTP connections")
-	rounds  = flag.Int("rounds", 5, "interleaved HTTP load runs per kind; the median is reported")
+	rounds  = flag.Int("rounds", 7, "interleaved HTTP load runs per kind; the median is reported")
 	only    = flag.String("only", "", "run only the HTTP load of this client (opaque, jwt, scripted), for profiling")
 	cpuprof = flag.String("cpuprofile", "", "write a CPU profile of the -only load run to this file")
 )
