@@ -41,54 +41,18 @@ func indexKey(i int) string {
 	return strconv.Itoa(i)
 }
 
-// primitiveToJS converts v when it is one of the primitive types toJS
-// accepts (nil included); for maps, slices and other types it returns
-// nil and no error.
+// primitiveToJS converts v when it is one of the primitives of
+// plainPrimitive (nil included); for maps, slices and other types it
+// returns nil and no error.
 func primitiveToJS(vm *goja.Runtime, v any) (goja.Value, error) {
-	switch x := v.(type) {
-	case nil:
+	p, ok, err := plainPrimitive(v)
+	switch {
+	case !ok || err != nil:
+		return nil, err
+	case p == nil:
 		return goja.Null(), nil
-	case string:
-		return vm.ToValue(x), nil
-	case bool:
-		return vm.ToValue(x), nil
-	case int64:
-		return vm.ToValue(x), nil
-	case int:
-		return vm.ToValue(int64(x)), nil
-	case float64:
-		return vm.ToValue(x), nil
-	case int8:
-		return vm.ToValue(int64(x)), nil
-	case int16:
-		return vm.ToValue(int64(x)), nil
-	case int32:
-		return vm.ToValue(int64(x)), nil
-	case uint:
-		return uintToJS(vm, uint64(x)), nil
-	case uint8:
-		return vm.ToValue(int64(x)), nil
-	case uint16:
-		return vm.ToValue(int64(x)), nil
-	case uint32:
-		return vm.ToValue(int64(x)), nil
-	case uint64:
-		return uintToJS(vm, x), nil
-	case float32:
-		return vm.ToValue(float64(x)), nil
-	case json.Number:
-		if i, err := x.Int64(); err == nil {
-			return vm.ToValue(i), nil
-		}
-		f, err := x.Float64()
-		if err != nil {
-			return nil, fmt.Errorf("scripts: bad json.Number %q", string(x))
-		}
-		return vm.ToValue(f), nil
-	case time.Time:
-		return vm.ToValue(x.UTC().Format(time.RFC3339Nano)), nil
 	}
-	return nil, nil
+	return vm.ToValue(p), nil
 }
 
 // jsonPlain turns a value of a type toJS does not know into plain values
@@ -110,14 +74,6 @@ func jsonPlain(v any) (any, error) {
 		return nil, fmt.Errorf("scripts: cannot pass %T to a script: %w", v, err)
 	}
 	return plain, nil
-}
-
-// uintToJS keeps unsigned integers exact where int64 can hold them.
-func uintToJS(vm *goja.Runtime, u uint64) goja.Value {
-	if u <= math.MaxInt64 {
-		return vm.ToValue(int64(u))
-	}
-	return vm.ToValue(float64(u))
 }
 
 // exportError is a result a script cannot hand back (cyclic, too deep, too

@@ -52,29 +52,19 @@ import (
 // arguments, so nothing the script does reaches the caller's values.
 
 // plain copies a Go argument into the plain form views work on:
-// map[string]any, []any, string, int64, float64 (only when not integral),
-// bool and nil, i.e. exactly what exporting the value toJS made of it
-// would give back. Besides the JSON-like types named by hooks.Call it
-// accepts other integer and float kinds (uint64 beyond int64 becomes a
-// float), json.Number, map[string]string, []string and time.Time (an RFC
-// 3339 string); anything else goes through an encoding/json round trip.
+// map[string]any, []any and the primitives of plainPrimitive, i.e.
+// exactly what exporting the value as a JavaScript value would give back.
+// Besides the JSON-like types named by hooks.Call it accepts
+// map[string]string, []string and the primitive types plainPrimitive
+// knows; anything else goes through an encoding/json round trip.
 func plain(v any, depth int) (any, error) {
 	if depth > maxDepth {
 		return nil, fmt.Errorf("scripts: value nested deeper than %d levels", maxDepth)
 	}
+	if p, ok, err := plainPrimitive(v); ok || err != nil {
+		return p, err
+	}
 	switch x := v.(type) {
-	case nil:
-		return nil, nil
-	case string:
-		return x, nil
-	case bool:
-		return x, nil
-	case int64:
-		return x, nil
-	case int:
-		return int64(x), nil
-	case float64:
-		return plainFloat(x), nil
 	case map[string]any:
 		// Cloning copies the map's table at once; only the values that
 		// are not plain already are converted afterwards.
@@ -116,35 +106,6 @@ func plain(v any, depth int) (any, error) {
 			a[i] = e
 		}
 		return a, nil
-	case int8:
-		return int64(x), nil
-	case int16:
-		return int64(x), nil
-	case int32:
-		return int64(x), nil
-	case uint8:
-		return int64(x), nil
-	case uint16:
-		return int64(x), nil
-	case uint32:
-		return int64(x), nil
-	case uint:
-		return plainUint(uint64(x)), nil
-	case uint64:
-		return plainUint(x), nil
-	case float32:
-		return plainFloat(float64(x)), nil
-	case json.Number:
-		if i, err := x.Int64(); err == nil {
-			return i, nil
-		}
-		f, err := x.Float64()
-		if err != nil {
-			return nil, fmt.Errorf("scripts: bad json.Number %q", string(x))
-		}
-		return plainFloat(f), nil
-	case time.Time:
-		return x.UTC().Format(time.RFC3339Nano), nil
 	}
 	// Anything else (structs, typed maps and slices, pointers...): use its
 	// JSON form. Slow, but only for values outside the documented types.
@@ -153,6 +114,59 @@ func plain(v any, depth int) (any, error) {
 		return nil, err
 	}
 	return plain(jp, depth)
+}
+
+// plainPrimitive converts v when it is a primitive a script can be given
+// (ok is false for anything else): nil, string, bool, every integer kind
+// (int64, or float64 for a uint64 beyond it), float32 and float64 (int64
+// when integral, nil for NaN and infinities, as exportPrimitive),
+// json.Number and time.Time (an RFC 3339 string). The error is for a bad
+// json.Number.
+func plainPrimitive(v any) (out any, ok bool, err error) {
+	switch x := v.(type) {
+	case nil:
+		return nil, true, nil
+	case string:
+		return x, true, nil
+	case bool:
+		return x, true, nil
+	case int64:
+		return x, true, nil
+	case int:
+		return int64(x), true, nil
+	case float64:
+		return plainFloat(x), true, nil
+	case int8:
+		return int64(x), true, nil
+	case int16:
+		return int64(x), true, nil
+	case int32:
+		return int64(x), true, nil
+	case uint8:
+		return int64(x), true, nil
+	case uint16:
+		return int64(x), true, nil
+	case uint32:
+		return int64(x), true, nil
+	case uint:
+		return plainUint(uint64(x)), true, nil
+	case uint64:
+		return plainUint(x), true, nil
+	case float32:
+		return plainFloat(float64(x)), true, nil
+	case json.Number:
+		if i, err := x.Int64(); err == nil {
+			return i, true, nil
+		}
+		f, err := x.Float64()
+		if err != nil {
+			return nil, true, fmt.Errorf("scripts: bad json.Number %q", string(x))
+		}
+		return plainFloat(f), true, nil
+	case time.Time:
+		return x.UTC().Format(time.RFC3339Nano), true, nil
+	}
+	return nil, false, nil
 }
 
 // plainFloat is what a JavaScript number exports as (see exportPrimitive).

@@ -204,17 +204,12 @@ func (st *vmState) invoke(ctx context.Context, name string, idx int, call *hooks
 
 	ret, rerr := fn(goja.Undefined(), runArgs...)
 	if rerr != nil {
-		var ie *goja.InterruptedError
-		var so *goja.StackOverflowError
 		var ex *goja.Exception
-		switch {
-		case errors.As(rerr, &ie):
-			err, reusable = fail(hooks.FailureTimeout, timeoutMsg()), false
-		case errors.As(rerr, &so):
-			err, reusable = fail(hooks.FailureStackOverflow, "maximum call stack size exceeded"), false
-		case errors.As(rerr, &ex):
+		if kind, msg, ok := aborted(rerr, timeoutMsg); ok {
+			err, reusable = fail(kind, msg), false
+		} else if errors.As(rerr, &ex) {
 			st.cur.thrown = ex
-		default:
+		} else {
 			err = fail(hooks.FailureException, rerr.Error())
 		}
 	} else if ret.SameAs(st.notDefined) {
@@ -231,16 +226,11 @@ func (st *vmState) invoke(ctx context.Context, name string, idx int, call *hooks
 		st.cur.ret = ret
 		st.cur.args = args
 		if _, xerr := st.export(goja.Undefined()); xerr != nil {
-			var ie *goja.InterruptedError
-			var so *goja.StackOverflowError
-			switch {
-			case errors.As(xerr, &ie):
-				err, reusable = fail(hooks.FailureTimeout, timeoutMsg()), false
-			case errors.As(xerr, &so):
-				err, reusable = fail(hooks.FailureStackOverflow, "maximum call stack size exceeded"), false
-			default:
+			reusable = false
+			if kind, msg, ok := aborted(xerr, timeoutMsg); ok {
+				err = fail(kind, msg)
+			} else {
 				err = fail(hooks.FailureException, "exporting the result: "+xerr.Error())
-				reusable = false
 			}
 		} else if st.cur.failure != nil {
 			err = st.cur.failure
@@ -260,6 +250,21 @@ func (st *vmState) invoke(ctx context.Context, name string, idx int, call *hooks
 			slog.String("function", call.Function), slog.Int("dropped", st.cur.dropped), slog.Int("limit", maxLogLines))
 	}
 	return res, reusable, err
+}
+
+// aborted recognises the errors goja returns for a call it stopped: an
+// interrupt at the deadline, and a stack overflow. Either way the runtime
+// must not be reused.
+func aborted(err error, timeoutMsg func() string) (kind hooks.FailureKind, msg string, ok bool) {
+	var ie *goja.InterruptedError
+	var so *goja.StackOverflowError
+	switch {
+	case errors.As(err, &ie):
+		return hooks.FailureTimeout, timeoutMsg(), true
+	case errors.As(err, &so):
+		return hooks.FailureStackOverflow, "maximum call stack size exceeded", true
+	}
+	return "", "", false
 }
 
 // exportFunc is called from Go through st.export, i.e. inside a
