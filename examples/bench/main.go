@@ -37,6 +37,7 @@ var (
 	rounds  = flag.Int("rounds", 7, "interleaved HTTP load runs per kind; the median is reported")
 	only    = flag.String("only", "", "run only the HTTP load of this client (opaque, jwt, scripted), for profiling")
 	cpuprof = flag.String("cpuprofile", "", "write a CPU profile of the -only load run to this file")
+	verbose = flag.Bool("v", false, "print every HTTP load round to stderr")
 )
 
 type row struct {
@@ -203,6 +204,10 @@ func rows(ctx context.Context, store, dsn string) ([]row, cost, error) {
 			round[i] = rps
 		}
 		costs = append(costs, 100*(1-round[2]/round[0]))
+		if *verbose {
+			fmt.Fprintf(os.Stderr, "%s round %d: opaque %.0f, jwt %.0f, scripted %.0f req/s: script costs %.1f%%\n",
+				store, r+1, round[0], round[1], round[2], costs[len(costs)-1])
+		}
 	}
 	for i, tc := range cases {
 		req := introspectReq(f.tokens[tc.client])
