@@ -80,12 +80,6 @@ type Lazy interface {
 	Value() any
 }
 
-// LazyFunc is a Lazy made of a function.
-type LazyFunc func() any
-
-// Value calls f.
-func (f LazyFunc) Value() any { return f() }
-
 // Result is what one Call produced.
 type Result struct {
 	// Defined is false when the script does not define Function; then

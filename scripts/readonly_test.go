@@ -15,8 +15,8 @@ func TestContextLazy(t *testing.T) {
 	var calls int
 	hctx := map[string]any{
 		"phase": "token",
-		"user":  hooks.LazyFunc(func() any { calls++; return map[string]any{"username": "alice", "roles": []string{"r"}} }),
-		"none":  hooks.LazyFunc(func() any { calls++; return nil }),
+		"user":  lazyFunc(func() any { calls++; return map[string]any{"username": "alice", "roles": []string{"r"}} }),
+		"none":  lazyFunc(func() any { calls++; return nil }),
 	}
 	s := js(`function f(context) { return [context.user.username, context.user === context.user, context.user.roles[0], context.none, Object.keys(context).join(",")] }`)
 	res, err := e.Call(context.Background(), s, &hooks.Call{Function: "f", Context: hctx})
@@ -31,3 +31,8 @@ func TestContextLazy(t *testing.T) {
 		t.Errorf("unread lazy values computed %d times (%v)", calls, err)
 	}
 }
+
+// lazyFunc is a hooks.Lazy made of a function.
+type lazyFunc func() any
+
+func (f lazyFunc) Value() any { return f() }

@@ -33,34 +33,27 @@ func (s *Store) ScriptByName(ctx context.Context, name string) (*hooks.Script, e
 // CreateScript stores sc under a new version, which it writes back to
 // sc.Version; engine.ErrConflict when the name is taken.
 func (s *Store) CreateScript(ctx context.Context, sc *hooks.Script) error {
-	r, err := scriptToRow(sc)
-	if err != nil {
-		return err
-	}
-	r.Version, r.UpdatedAt = newScriptVersion(), time.Now().UnixNano()
-	err = s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-		if err := tx.Create(r).Error; err != nil {
-			return err
-		}
-		return bumpScriptGeneration(tx)
-	})
-	if err != nil {
-		return translate(err)
-	}
-	sc.Version = r.Version
-	return nil
+	return s.writeScript(ctx, sc, func(tx *gorm.DB, r *scriptRow) error { return tx.Create(r).Error })
 }
 
 // UpdateScript replaces the script sc.Name under a new version, which it
 // writes back to sc.Version; engine.ErrNotFound when there is none.
 func (s *Store) UpdateScript(ctx context.Context, sc *hooks.Script) error {
+	return s.writeScript(ctx, sc, func(tx *gorm.DB, r *scriptRow) error {
+		return changedOne(tx.Model(&scriptRow{}).Where("name = ?", sc.Name).Select("*").Omit("name").Updates(r))
+	})
+}
+
+// writeScript stores sc under a new version with write, bumps the scripts'
+// generation in the same transaction, and writes the version back to sc.
+func (s *Store) writeScript(ctx context.Context, sc *hooks.Script, write func(*gorm.DB, *scriptRow) error) error {
 	r, err := scriptToRow(sc)
 	if err != nil {
 		return err
 	}
 	r.Version, r.UpdatedAt = newScriptVersion(), time.Now().UnixNano()
 	err = s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-		if err := changedOne(tx.Model(&scriptRow{}).Where("name = ?", sc.Name).Select("*").Omit("name").Updates(r)); err != nil {
+		if err := write(tx, r); err != nil {
 			return err
 		}
 		return bumpScriptGeneration(tx)
