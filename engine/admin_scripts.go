@@ -214,14 +214,14 @@ func (e *Engine) TestScript(ctx context.Context, name string, req *DryRunRequest
 			return nil, fieldError("source", "%v", err)
 		}
 	}
-	fn := req.Function
+	fn := hooks.Function(req.Function)
 	if fn == "" {
-		fn = "modifyResponse"
+		fn = hooks.FnModifyResponse
 		if s.Kind == hooks.KindUpdateToken {
-			fn = "modifyAccessToken"
+			fn = hooks.FnModifyAccessToken
 		}
 	}
-	if !scriptFunctionPattern.MatchString(fn) {
+	if !scriptFunctionPattern.MatchString(string(fn)) {
 		return nil, fieldError("function", "must be a JavaScript function name")
 	}
 	hctx := req.Context
@@ -246,7 +246,7 @@ func (e *Engine) TestScript(ctx context.Context, name string, req *DryRunRequest
 		return out, nil
 	}
 	if !res.Defined {
-		msg := "the script does not define " + fn
+		msg := "the script does not define " + string(fn)
 		out.Error = &msg
 		return out, nil
 	}

@@ -29,6 +29,11 @@ type Introspection struct {
 	Caller string
 }
 
+// introspectionChain runs introspection scripts: false discards a script's
+// edits, and a script that sets active to false ends the chain, since the
+// answer is then {"active": false} whatever later scripts would do.
+var introspectionChain = hooks.Chain{Done: func(v map[string]any) bool { return v["active"] == false }}
+
 // inactive is the whole answer for a token that is not active.
 func inactive() map[string]any { return map[string]any{"active": false} }
 
@@ -62,7 +67,7 @@ func (e *Engine) Introspect(ctx context.Context, req *IntrospectionRequest) (*In
 	fields := e.introspectionFields(t)
 	if scripts := e.introspectionScripts(owner); len(scripts) > 0 {
 		sc := &scriptCall{e: e, client: owner, caller: caller, req: &req.Request, username: t.Username, ctx: ctx}
-		res, err := e.hooks.Run(ctx, scripts, "modifyResponse", fields, sc.context(hooks.PhaseIntrospection, t), hooks.DiscardOnFalse)
+		res, err := e.hooks.Run(ctx, scripts, hooks.FnModifyResponse, fields, sc.context(hooks.PhaseIntrospection, t), introspectionChain)
 		var denied *hooks.DeniedError
 		if errors.As(err, &denied) {
 			return out, nil

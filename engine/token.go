@@ -300,12 +300,12 @@ func (e *Engine) lifetimes(ctx context.Context, c *Client, scripts []*hooks.Scri
 		return lt, nil
 	}
 	for _, f := range []struct {
-		fn  string
+		fn  hooks.Function
 		dst *int64
 	}{
-		{"getAccessTokenLifetimeInSeconds", &lt.access},
-		{"getRefreshTokenLifetimeInSeconds", &lt.refresh},
-		{"getIdTokenLifetimeInSeconds", &lt.id},
+		{hooks.FnAccessTokenLifetime, &lt.access},
+		{hooks.FnRefreshTokenLifetime, &lt.refresh},
+		{hooks.FnIDTokenLifetime, &lt.id},
 	} {
 		n, ok, err := e.hooks.Lifetime(ctx, scripts, f.fn, hctx)
 		if err != nil {

@@ -115,15 +115,24 @@ type DeniedError struct {
 func (e *DeniedError) Error() string { return "script " + e.Script + " denied: " + e.Cause.Error() }
 func (e *DeniedError) Unwrap() error { return e.Cause }
 
-// Chain says how a chain of scripts treats a false return.
-type Chain int
+// Chain says how a chain of scripts goes on after each script. The zero
+// Chain discards the edits of a script that returns false and runs the
+// next one.
+type Chain struct {
+	// StopOnFalse ends the chain at a false return: the caller refuses
+	// what was asked (Outcome.FalseBy names the script).
+	StopOnFalse bool
+	// Done, when set, ends the chain after a kept edit for which it
+	// reports true (introspection: a script made the token inactive).
+	Done func(value map[string]any) bool
+}
 
-// Chains.
-const (
+// The two common chains.
+var (
 	// DiscardOnFalse: false discards that script's edits; the next runs.
-	DiscardOnFalse Chain = iota
+	DiscardOnFalse = Chain{}
 	// StopOnFalse: false ends the chain; the caller refuses what was asked.
-	StopOnFalse
+	StopOnFalse = Chain{StopOnFalse: true}
 )
 
 // Outcome is the result of a chain of scripts over one object.
@@ -155,7 +164,7 @@ func (d *Dispatcher) logger(ctx context.Context) *slog.Logger {
 // are kept when it returns true. A script that fails (throws, times out,
 // returns a non-boolean) has its edits discarded; with on_error deny Run
 // stops with a *DeniedError. value itself is never modified.
-func (d *Dispatcher) Run(ctx context.Context, scripts []*Script, fn string, value map[string]any, hctx map[string]any, chain Chain) (*Outcome, error) {
+func (d *Dispatcher) Run(ctx context.Context, scripts []*Script, fn Function, value map[string]any, hctx map[string]any, chain Chain) (*Outcome, error) {
 	out := &Outcome{Value: value}
 	log := d.logger(ctx)
 	for _, s := range scripts {
@@ -178,7 +187,7 @@ func (d *Dispatcher) Run(ctx context.Context, scripts []*Script, fn string, valu
 			continue
 		}
 		if !keep {
-			if chain == StopOnFalse {
+			if chain.StopOnFalse {
 				out.FalseBy = s.Name
 				return out, nil
 			}
@@ -192,7 +201,7 @@ func (d *Dispatcher) Run(ctx context.Context, scripts []*Script, fn string, valu
 			continue
 		}
 		out.Value = edited
-		if fn == "modifyResponse" && edited["active"] == false {
+		if chain.Done != nil && chain.Done(edited) {
 			return out, nil
 		}
 	}
@@ -202,7 +211,7 @@ func (d *Dispatcher) Run(ctx context.Context, scripts []*Script, fn string, valu
 // Lifetime calls a lifetime function (getAccessTokenLifetimeInSeconds and
 // the like) of each script; a positive number overrides, the last one
 // wins. ok is false when no script gave one.
-func (d *Dispatcher) Lifetime(ctx context.Context, scripts []*Script, fn string, hctx map[string]any) (seconds int64, ok bool, err error) {
+func (d *Dispatcher) Lifetime(ctx context.Context, scripts []*Script, fn Function, hctx map[string]any) (seconds int64, ok bool, err error) {
 	log := d.logger(ctx)
 	for _, s := range scripts {
 		res, cerr := d.rt.Call(ctx, s, &Call{Function: fn, Context: withConfig(hctx, s), Logger: log})
@@ -230,13 +239,13 @@ func (d *Dispatcher) Lifetime(ctx context.Context, scripts []*Script, fn string,
 }
 
 // fail logs a failed call and applies the script's failure policy.
-func (d *Dispatcher) fail(log *slog.Logger, s *Script, fn string, err error) error {
+func (d *Dispatcher) fail(log *slog.Logger, s *Script, fn Function, err error) error {
 	kind := FailureException
 	var se *ScriptError
 	if errors.As(err, &se) {
 		kind = se.Kind
 	}
-	log.Warn("script failed; its edits are discarded", "script", s.Name, "function", fn, "kind", string(kind), "err", err, "on_error", string(s.OnError))
+	log.Warn("script failed; its edits are discarded", "script", s.Name, "function", string(fn), "kind", string(kind), "err", err, "on_error", string(s.OnError))
 	if d.OnFailure != nil {
 		d.OnFailure(s.Name, kind)
 	}

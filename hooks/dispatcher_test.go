@@ -124,14 +124,17 @@ func TestRun(t *testing.T) {
 			map[string]any{"active": true, "scope": "x"}, "", ""},
 		{"throw with deny", []*Script{script("a", "throw", 1, deny)}, DiscardOnFalse, nil, "", "a"},
 		{"wrong type with deny", []*Script{script("a", "string", 1, deny)}, DiscardOnFalse, nil, "", "a"},
-		{"inactive stops the chain", []*Script{script("a", "deactivate", 1), script("b", "add", 2)}, DiscardOnFalse,
+		{"Done stops the chain", []*Script{script("a", "deactivate", 1), script("b", "add", 2)},
+			Chain{Done: func(v map[string]any) bool { return v["active"] == false }},
 			map[string]any{"active": false, "scope": "x"}, "", ""},
+		{"without Done the chain goes on", []*Script{script("a", "deactivate", 1), script("b", "add", 2)}, DiscardOnFalse,
+			map[string]any{"active": false, "scope": "x", "b": "b-value"}, "", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var failures []FailureKind
 			d := NewDispatcher(&fakeRuntime{}, nil)
 			d.OnFailure = func(_ string, k FailureKind) { failures = append(failures, k) }
-			out, err := d.Run(context.Background(), tc.scripts, "modifyResponse", base, map[string]any{}, tc.chain)
+			out, err := d.Run(context.Background(), tc.scripts, FnModifyResponse, base, map[string]any{}, tc.chain)
 			if tc.deniedBy != "" {
 				var de *DeniedError
 				if !errors.As(err, &de) || de.Script != tc.deniedBy {

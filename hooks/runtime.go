@@ -54,10 +54,26 @@ type Script struct {
 	Version string
 }
 
+// Function names a function a script may define: one of the hook
+// functions below, or any function a dry run asks for.
+type Function string
+
+// The hook functions keyhook calls (docs/scripts.md). Every call site
+// names them through these constants.
+const (
+	FnModifyResponse       Function = "modifyResponse"
+	FnModifyAccessToken    Function = "modifyAccessToken"
+	FnModifyIDToken        Function = "modifyIdToken"
+	FnModifyRefreshToken   Function = "modifyRefreshToken"
+	FnAccessTokenLifetime  Function = "getAccessTokenLifetimeInSeconds"
+	FnIDTokenLifetime      Function = "getIdTokenLifetimeInSeconds"
+	FnRefreshTokenLifetime Function = "getRefreshTokenLifetimeInSeconds"
+)
+
 // Call is one invocation of a function a script may define.
 type Call struct {
-	// Function is the global function to call, e.g. "modifyResponse".
-	Function string
+	// Function is the top-level function to call, e.g. FnModifyResponse.
+	Function Function
 	// Args are plain JSON-like values (map[string]any, []any, string,
 	// float64, int64, int, bool, nil). The runtime copies them into the
 	// script; the caller's values are never changed.
@@ -133,7 +149,7 @@ const (
 // ScriptError reports a script call that failed at run time.
 type ScriptError struct {
 	Script   string
-	Function string
+	Function Function
 	Kind     FailureKind
 	Message  string
 }

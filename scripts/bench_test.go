@@ -122,7 +122,7 @@ func BenchmarkCallRealisticContext(b *testing.B) {
 }
 
 // benchCalls times repeated calls that must return true.
-func benchCalls(b *testing.B, e *Engine, s *hooks.Script, call *hooks.Call) {
+func benchCalls(b *testing.B, e *Runtime, s *hooks.Script, call *hooks.Call) {
 	ctx := context.Background()
 	b.ReportAllocs()
 	b.ResetTimer()

@@ -99,7 +99,7 @@ func init() {
 	}
 }
 
-// Options configures an Engine. Zero values select the defaults.
+// Options configures a Runtime. Zero values select the defaults.
 type Options struct {
 	// MaxRuntimes is the size of each script version's runtime pool, i.e.
 	// how many calls of one script may run at once. Default
@@ -123,10 +123,10 @@ type Options struct {
 	Logger *slog.Logger
 }
 
-// Engine is the goja-backed hooks.Runtime. It caches one compiled program
+// Runtime is the goja-backed hooks.Runtime. It caches one compiled program
 // and one runtime pool per script name, for the latest version seen. It is
 // safe for concurrent use.
-type Engine struct {
+type Runtime struct {
 	opts    Options
 	metrics *metrics
 
@@ -134,7 +134,7 @@ type Engine struct {
 	scripts map[string]*script
 }
 
-var _ hooks.Runtime = (*Engine)(nil)
+var _ hooks.Runtime = (*Runtime)(nil)
 
 // script is the cache entry of one (Name, Version): compiled once, with
 // its runtime pool.
@@ -161,8 +161,8 @@ type script struct {
 	duration     prometheus.Observer
 }
 
-// New returns an Engine with opts' zero fields set to their defaults.
-func New(opts Options) *Engine {
+// New returns a Runtime with opts' zero fields set to their defaults.
+func New(opts Options) *Runtime {
 	if opts.MaxRuntimes <= 0 {
 		opts.MaxRuntimes = 2 * runtime.GOMAXPROCS(0)
 	}
@@ -175,7 +175,7 @@ func New(opts Options) *Engine {
 	if opts.DefaultTimeout <= 0 {
 		opts.DefaultTimeout = 100 * time.Millisecond
 	}
-	e := &Engine{opts: opts, scripts: make(map[string]*script)}
+	e := &Runtime{opts: opts, scripts: make(map[string]*script)}
 	if opts.Registerer != nil {
 		e.metrics = newMetrics(opts.Registerer, e.logger(nil))
 	}
@@ -185,14 +185,14 @@ func New(opts Options) *Engine {
 // Check compiles source as Call would and returns a *hooks.SyntaxError
 // (1-based line and column in source) if it does not compile, or an error
 // wrapping ErrSourceTooLarge. Nothing is cached and nothing runs.
-func (e *Engine) Check(name, source string) error {
+func (e *Runtime) Check(name, source string) error {
 	_, err := compileScript(name, source, e.opts.MaxSourceBytes)
 	return err
 }
 
 // Forget drops the cached program and runtimes of a script name, e.g.
 // when the script is deleted. Calls in progress finish normally.
-func (e *Engine) Forget(name string) {
+func (e *Runtime) Forget(name string) {
 	e.mu.Lock()
 	delete(e.scripts, name)
 	e.mu.Unlock()
@@ -202,7 +202,7 @@ func (e *Engine) Forget(name string) {
 // version (or, defensively, a different source under the same version)
 // replaces the entry for the name, so old programs and their runtimes
 // become garbage once their last calls finish.
-func (e *Engine) lookup(s *hooks.Script) *script {
+func (e *Runtime) lookup(s *hooks.Script) *script {
 	e.mu.Lock()
 	sc := e.scripts[s.Name]
 	if sc == nil || sc.version != s.Version || sc.source != s.Source {
@@ -222,7 +222,7 @@ func (e *Engine) lookup(s *hooks.Script) *script {
 // logger picks where context.log lines go: the call's logger, else the
 // engine's, else slog.Default() as it is now (it may be replaced after
 // New).
-func (e *Engine) logger(call *hooks.Call) *slog.Logger {
+func (e *Runtime) logger(call *hooks.Call) *slog.Logger {
 	if call != nil && call.Logger != nil {
 		return call.Logger
 	}
@@ -237,21 +237,21 @@ func (e *Engine) logger(call *hooks.Call) *slog.Logger {
 // lines it logged before failing (Args and Return are then nil). A
 // function not declared at the script's top level is answered without
 // running anything.
-func (e *Engine) Call(ctx context.Context, s *hooks.Script, call *hooks.Call) (*hooks.Result, error) {
+func (e *Runtime) Call(ctx context.Context, s *hooks.Script, call *hooks.Call) (*hooks.Result, error) {
 	if len(s.Source) > e.opts.MaxSourceBytes {
 		return nil, fmt.Errorf("%w: script %q is %d bytes, limit is %d", ErrSourceTooLarge, s.Name, len(s.Source), e.opts.MaxSourceBytes)
 	}
 	sc := e.lookup(s)
 	if sc.err != nil {
-		e.metrics.call(sc, call.Function)
+		e.metrics.call(sc, string(call.Function))
 		e.metrics.failure(s.Name, "syntax")
 		return nil, sc.err
 	}
-	idx, ok := sc.compiled.index[call.Function]
+	idx, ok := sc.compiled.index[string(call.Function)]
 	if !ok {
 		return &hooks.Result{Defined: false}, nil
 	}
-	e.metrics.call(sc, call.Function)
+	e.metrics.call(sc, string(call.Function))
 
 	timeout := s.Timeout
 	if timeout <= 0 {

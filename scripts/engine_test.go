@@ -22,7 +22,7 @@ import (
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
-func newEngine(opts Options) *Engine {
+func newEngine(opts Options) *Runtime {
 	if opts.Logger == nil {
 		opts.Logger = quiet
 	}
@@ -34,7 +34,7 @@ func js(src string) *hooks.Script {
 }
 
 // modify calls modifyResponse(r, context) and fails the test on error.
-func modify(t *testing.T, e *Engine, s *hooks.Script, r map[string]any, hctx map[string]any) *hooks.Result {
+func modify(t *testing.T, e *Runtime, s *hooks.Script, r map[string]any, hctx map[string]any) *hooks.Result {
 	t.Helper()
 	res, err := e.Call(context.Background(), s, &hooks.Call{Function: "modifyResponse", Args: []any{r}, Context: hctx})
 	if err != nil {
@@ -59,7 +59,7 @@ func wantScriptError(t *testing.T, err error, kind hooks.FailureKind) *hooks.Scr
 }
 
 // pooled returns the runtime currently idle in a one-runtime pool.
-func pooled(t *testing.T, e *Engine, name string) *vmState {
+func pooled(t *testing.T, e *Runtime, name string) *vmState {
 	t.Helper()
 	e.mu.Lock()
 	sc := e.scripts[name]
@@ -989,7 +989,7 @@ func TestMetrics(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	e := newEngine(Options{Registerer: reg})
 	s := &hooks.Script{Name: "m", Version: "1", Timeout: 20 * time.Millisecond, Source: `function ok() { return true } function bad() { throw 1 } function slow() { for (;;) {} }`}
-	for _, fn := range []string{"ok", "ok", "bad", "slow", "missing"} {
+	for _, fn := range []hooks.Function{"ok", "ok", "bad", "slow", "missing"} {
 		e.Call(context.Background(), s, &hooks.Call{Function: fn})
 	}
 	if got := metricValue(t, reg, "keyhook_script_calls_total", "script=m", "function=ok"); got != 2 {

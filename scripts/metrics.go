@@ -17,7 +17,7 @@ type metrics struct {
 }
 
 // newMetrics registers the collectors with reg. When an identical
-// collector is already registered (a second Engine on the same registry)
+// collector is already registered (a second Runtime on the same registry)
 // that one is shared; any other registration error is logged and the
 // metrics are kept unregistered, since metrics must never stop scripts.
 func newMetrics(reg prometheus.Registerer, log *slog.Logger) *metrics {

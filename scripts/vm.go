@@ -58,7 +58,7 @@ type callState struct {
 	ctx      context.Context
 	logger   *slog.Logger
 	script   string
-	function string
+	function hooks.Function
 	logs     []string
 	dropped  int
 
@@ -247,7 +247,7 @@ func (st *vmState) invoke(ctx context.Context, name string, idx int, call *hooks
 	}
 	if st.cur.dropped > 0 {
 		logger.LogAttrs(ctx, slog.LevelWarn, "script log lines dropped", slog.String("script", name),
-			slog.String("function", call.Function), slog.Int("dropped", st.cur.dropped), slog.Int("limit", maxLogLines))
+			slog.String("function", string(call.Function)), slog.Int("dropped", st.cur.dropped), slog.Int("limit", maxLogLines))
 	}
 	return res, reusable, err
 }
@@ -373,7 +373,7 @@ func (st *vmState) logFunc(call goja.FunctionCall) goja.Value {
 	}
 	line := truncate(b.String(), maxLogLineBytes)
 	c.logs = append(c.logs, line)
-	c.logger.LogAttrs(c.ctx, slog.LevelInfo, line, slog.String("script", c.script), slog.String("function", c.function))
+	c.logger.LogAttrs(c.ctx, slog.LevelInfo, line, slog.String("script", c.script), slog.String("function", string(c.function)))
 	return goja.Undefined()
 }
 

@@ -56,7 +56,7 @@ const benchScript = `function modifyResponse(response, context) {
 type fixture struct {
 	eng    *engine.Engine
 	store  *storage.Store
-	rt     *scripts.Engine
+	rt     *scripts.Runtime
 	url    string
 	tokens map[string]string
 	close  func()
