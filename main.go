@@ -135,6 +135,7 @@ func withApp(ctx context.Context, o *options, log *slog.Logger, reg *prometheus.
 	defer store.Close()
 	rt := scripts.New(scripts.Options{Registerer: reg, Logger: log})
 	disp := hooks.NewDispatcher(rt, log)
+	web.RegisterScriptMetrics(reg, disp)
 	eng, err := engine.New(ctx, engine.Config{Issuer: o.issuer, Logger: log, Hooks: disp}, store.Stores())
 	if err != nil {
 		return err

@@ -30,6 +30,10 @@ type ScriptDoc struct {
 	TimeoutMS *int64            `json:"timeout_ms,omitempty"`
 	OnError   string            `json:"on_error,omitempty"`
 	Version   string            `json:"version,omitempty"`
+	// TrippedUntil is when this instance's circuit breaker for the script
+	// lets it run again; absent when the breaker is closed. Read-only:
+	// never stored, ignored on writes.
+	TrippedUntil *time.Time `json:"tripped_until,omitempty"`
 }
 
 // ScriptDocument is the admin view of s.
@@ -145,7 +149,18 @@ func (e *Engine) ScriptDoc(ctx context.Context, name string) (*ScriptDoc, error)
 	if err != nil {
 		return nil, adminErr(err, "script", name)
 	}
-	return ScriptDocument(s), nil
+	return e.withBreaker(ScriptDocument(s)), nil
+}
+
+// withBreaker adds to doc the state of the script's circuit breaker.
+func (e *Engine) withBreaker(doc *ScriptDoc) *ScriptDoc {
+	if e.hooks != nil {
+		if until, ok := e.hooks.TrippedUntil(doc.Name); ok {
+			until = until.UTC()
+			doc.TrippedUntil = &until
+		}
+	}
+	return doc
 }
 
 // ScriptDocs lists every script.
@@ -156,7 +171,7 @@ func (e *Engine) ScriptDocs(ctx context.Context) ([]*ScriptDoc, error) {
 	}
 	out := make([]*ScriptDoc, len(all))
 	for i, s := range all {
-		out[i] = ScriptDocument(s)
+		out[i] = e.withBreaker(ScriptDocument(s))
 	}
 	return out, nil
 }

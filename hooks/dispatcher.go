@@ -8,6 +8,8 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"time"
 )
 
 // Dispatcher knows the current scripts and runs the ones that apply to a
@@ -17,14 +19,28 @@ import (
 type Dispatcher struct {
 	rt  Runtime
 	log *slog.Logger
-	// OnFailure, when set, is told of every failed script call (metrics).
+	// OnFailure, when set, is told of every failed script call (metrics),
+	// including the calls a breaker skips (FailureTripped).
 	OnFailure func(script string, kind FailureKind)
+	// Breaker tunes the per-script circuit breakers (see BreakerOptions).
+	Breaker BreakerOptions
+	// OnTrip, when set, is told each time a script's breaker opens.
+	OnTrip func(script string, until time.Time)
+	// OnRemove, when set, is told of each script that leaves the set
+	// (deleted here or, after a refresh, on another instance), so that
+	// per-script state kept elsewhere, such as metric series, can go too.
+	// Like the other callbacks and Breaker, it is set before the
+	// dispatcher is used.
+	OnRemove func(script string)
 
 	mu     sync.RWMutex
 	byName map[string]*Script
 	// enabledIntrospection is every enabled introspection script, sorted,
 	// for backward-compatibility mode.
 	enabledIntrospection []*Script
+	// circuits holds a breaker per script in byName; written under mu,
+	// read without locking on every call.
+	circuits atomic.Pointer[map[string]*circuit]
 }
 
 // NewDispatcher returns a dispatcher that runs scripts on rt.
@@ -50,8 +66,21 @@ func (d *Dispatcher) Replace(all []*Script) {
 	}
 	sortScripts(intro)
 	d.mu.Lock()
+	var removed []string
+	for name := range d.byName {
+		if _, ok := byName[name]; !ok {
+			removed = append(removed, name)
+		}
+	}
+	circuits := d.keepCircuits(byName)
 	d.byName, d.enabledIntrospection = byName, intro
+	d.circuits.Store(&circuits)
 	d.mu.Unlock()
+	if d.OnRemove != nil {
+		for _, name := range removed {
+			d.OnRemove(name)
+		}
+	}
 }
 
 // Put adds or replaces one script (after a local admin change, so that it
@@ -163,13 +192,21 @@ func (d *Dispatcher) logger(ctx context.Context) *slog.Logger {
 // Run calls fn(value, context) of each script in order. A script's edits
 // are kept when it returns true. A script that fails (throws, times out,
 // returns a non-boolean) has its edits discarded; with on_error deny Run
-// stops with a *DeniedError. value itself is never modified.
+// stops with a *DeniedError. A script whose circuit breaker is open is not
+// called and counts as failed. value itself is never modified.
 func (d *Dispatcher) Run(ctx context.Context, scripts []*Script, fn Function, value map[string]any, hctx map[string]any, chain Chain) (*Outcome, error) {
 	out := &Outcome{Value: value}
 	log := d.logger(ctx)
 	for _, s := range scripts {
+		if tripped := d.admit(s, fn); tripped != nil {
+			if denied := d.fail(log, s, fn, tripped); denied != nil {
+				return nil, denied
+			}
+			continue
+		}
 		res, err := d.rt.Call(ctx, s, &Call{Function: fn, Args: []any{out.Value}, Context: withConfig(hctx, s), Logger: log})
 		if err == nil && !res.Defined {
+			d.inconclusive(s)
 			continue
 		}
 		keep, isBool := false, false
@@ -187,6 +224,7 @@ func (d *Dispatcher) Run(ctx context.Context, scripts []*Script, fn Function, va
 			continue
 		}
 		if !keep {
+			d.succeeded(log, s, fn)
 			if chain.StopOnFalse {
 				out.FalseBy = s.Name
 				return out, nil
@@ -200,6 +238,7 @@ func (d *Dispatcher) Run(ctx context.Context, scripts []*Script, fn Function, va
 			}
 			continue
 		}
+		d.succeeded(log, s, fn)
 		out.Value = edited
 		if chain.Done != nil && chain.Done(edited) {
 			return out, nil
@@ -214,6 +253,12 @@ func (d *Dispatcher) Run(ctx context.Context, scripts []*Script, fn Function, va
 func (d *Dispatcher) Lifetime(ctx context.Context, scripts []*Script, fn Function, hctx map[string]any) (seconds int64, ok bool, err error) {
 	log := d.logger(ctx)
 	for _, s := range scripts {
+		if tripped := d.admit(s, fn); tripped != nil {
+			if denied := d.fail(log, s, fn, tripped); denied != nil {
+				return 0, false, denied
+			}
+			continue
+		}
 		res, cerr := d.rt.Call(ctx, s, &Call{Function: fn, Context: withConfig(hctx, s), Logger: log})
 		if cerr != nil {
 			if denied := d.fail(log, s, fn, cerr); denied != nil {
@@ -221,6 +266,7 @@ func (d *Dispatcher) Lifetime(ctx context.Context, scripts []*Script, fn Functio
 			}
 			continue
 		}
+		d.ran(log, s, fn, res.Defined)
 		if !res.Defined {
 			continue
 		}
@@ -238,14 +284,19 @@ func (d *Dispatcher) Lifetime(ctx context.Context, scripts []*Script, fn Functio
 	return seconds, ok, nil
 }
 
-// fail logs a failed call and applies the script's failure policy.
+// fail logs a failed call, records it in the script's breaker and applies
+// the script's failure policy. A call skipped by an open breaker is not
+// logged: the trip was, once, and a line per request would flood the log.
 func (d *Dispatcher) fail(log *slog.Logger, s *Script, fn Function, err error) error {
 	kind := FailureException
 	var se *ScriptError
 	if errors.As(err, &se) {
 		kind = se.Kind
 	}
-	log.Warn("script failed; its edits are discarded", "script", s.Name, "function", string(fn), "kind", string(kind), "err", err, "on_error", string(s.OnError))
+	if kind != FailureTripped {
+		log.Warn("script failed; its edits are discarded", "script", s.Name, "function", string(fn), "kind", string(kind), "err", err, "on_error", string(s.OnError))
+		d.failed(log, s, fn, kind)
+	}
 	if d.OnFailure != nil {
 		d.OnFailure(s.Name, kind)
 	}

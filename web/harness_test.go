@@ -85,6 +85,8 @@ func newHarness(t testing.TB, opts ...harnessOpt) *harness {
 	if err != nil {
 		t.Fatalf("engine.New: %v", err)
 	}
+	eng.Hooks().Breaker.Now = clk.now // script cool-downs follow the test clock
+	web.RegisterScriptMetrics(reg, eng.Hooks())
 	if _, err := eng.Bootstrap(ctx, adminSecret); err != nil {
 		t.Fatalf("bootstrap: %v", err)
 	}

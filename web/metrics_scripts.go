@@ -1,0 +1,76 @@
+package web
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/keyhook/keyhook/hooks"
+)
+
+// RegisterScriptMetrics registers the metrics of d's script circuit
+// breakers with reg and chains d's callbacks to feed them:
+//
+//	keyhook_script_breaker_trips_total{script}  times the breaker opened
+//	keyhook_script_tripped{script}              1 while it is open, else 0
+//	keyhook_script_skipped_total{script}        calls skipped while open
+//
+// The gauge is read from d at scrape time, so it drops to 0 when a
+// cool-down ends without any event. The series of a script go when d
+// forgets it (deleted here or on another instance). Call it once per
+// dispatcher, before d is used: it sets d's callbacks, keeping any set
+// before.
+func RegisterScriptMetrics(reg prometheus.Registerer, d *hooks.Dispatcher) {
+	trips := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "keyhook_script_breaker_trips_total",
+		Help: "Times a script's circuit breaker opened after repeated failures, by script.",
+	}, []string{"script"})
+	skipped := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "keyhook_script_skipped_total",
+		Help: "Script calls not made because the script's circuit breaker was open (its on_error applied), by script.",
+	}, []string{"script"})
+	reg.MustRegister(trips, skipped, &trippedCollector{d: d, desc: prometheus.NewDesc("keyhook_script_tripped",
+		"1 while the script's circuit breaker is open (the script is skipped), else 0.", []string{"script"}, nil)})
+
+	onTrip, onFailure, onRemove := d.OnTrip, d.OnFailure, d.OnRemove
+	d.OnTrip = func(script string, until time.Time) {
+		trips.WithLabelValues(script).Inc()
+		if onTrip != nil {
+			onTrip(script, until)
+		}
+	}
+	d.OnFailure = func(script string, kind hooks.FailureKind) {
+		if kind == hooks.FailureTripped {
+			skipped.WithLabelValues(script).Inc()
+		}
+		if onFailure != nil {
+			onFailure(script, kind)
+		}
+	}
+	d.OnRemove = func(script string) {
+		trips.DeleteLabelValues(script)
+		skipped.DeleteLabelValues(script)
+		if onRemove != nil {
+			onRemove(script)
+		}
+	}
+}
+
+// trippedCollector reports keyhook_script_tripped from the dispatcher's
+// breakers when scraped.
+type trippedCollector struct {
+	d    *hooks.Dispatcher
+	desc *prometheus.Desc
+}
+
+func (c *trippedCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+func (c *trippedCollector) Collect(ch chan<- prometheus.Metric) {
+	for script, until := range c.d.Breakers() {
+		v := 0.0
+		if !until.IsZero() {
+			v = 1
+		}
+		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, v, script)
+	}
+}
