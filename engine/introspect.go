@@ -79,6 +79,8 @@ func (e *Engine) Introspect(ctx context.Context, req *IntrospectionRequest) (*In
 		if fields["active"] == false {
 			return out, nil
 		}
+		// Resource servers grant what the answer's scope says.
+		e.dropAddedReservedScopes(fields, t.Scope, scripts, hooks.FnModifyResponse, hooks.PhaseIntrospection, t.ClientID)
 		fields["active"] = true
 		for k, v := range fields {
 			if v == nil {

@@ -13,8 +13,76 @@ import (
 // protectedClaims are the claims scripts may not change (CONTRACT §7).
 var protectedClaims = []string{"iss", "jti", "iat", "nbf", "exp", "client_id"}
 
-// protectedHeaderNames are the JWS header fields scripts may not change.
-var protectedHeaderNames = []string{"alg", "kid", "typ"}
+// protectedHeaderNames are the JWS header fields scripts may not set or
+// change: those that choose the key or algorithm a verifier uses (alg,
+// kid, jku, jwk, x5u, x5c; RFC 7515 §4.1, RFC 8725 §3.1 and §3.10), that
+// change how the payload is read (typ and cty, RFC 7515 §4.1.9–4.1.10 and
+// RFC 8725 §3.11; zip, RFC 7516 §4.1.3) or encoded (b64, RFC 7797 §3), or
+// that make verifiers refuse the token (crit, RFC 7515 §4.1.11). Other
+// fields are the script's to add.
+var protectedHeaderNames = []string{"alg", "kid", "typ", "cty", "jku", "x5u", "x5c", "jwk", "crit", "zip", "b64"}
+
+// reservedScopePrefix marks the scopes the admin API checks (keyhook:admin,
+// keyhook:<area>.read and keyhook:<area>.write). Only the server grants
+// them: a script may keep or drop one the token was granted, never add
+// one, or a script bound to any client could open the admin API to it.
+const reservedScopePrefix = "keyhook:"
+
+// withoutAddedReservedScopes is scope (a space-separated string, or a
+// list of strings as some introspection answers carry) without the
+// reserved scopes that granted lacks, and the scopes it dropped.
+// Anything else is returned as it is.
+func withoutAddedReservedScopes(granted string, scope any) (any, []string) {
+	held := func(s string) bool { return !strings.HasPrefix(s, reservedScopePrefix) || hasScope(granted, s) }
+	var dropped []string
+	switch v := scope.(type) {
+	case string:
+		kept := make([]string, 0, len(v))
+		for _, s := range splitScope(v) {
+			if held(s) {
+				kept = append(kept, s)
+			} else {
+				dropped = append(dropped, s)
+			}
+		}
+		if len(dropped) > 0 {
+			return strings.Join(kept, " "), dropped
+		}
+	case []any:
+		kept := make([]any, 0, len(v))
+		for _, x := range v {
+			if s, ok := x.(string); ok && !held(s) {
+				dropped = append(dropped, s)
+			} else {
+				kept = append(kept, x)
+			}
+		}
+		if len(dropped) > 0 {
+			return kept, dropped
+		}
+	}
+	return scope, nil
+}
+
+// dropAddedReservedScopes removes from fields["scope"] the reserved
+// scopes that granted lacks, and logs what it removed with who tried.
+func (e *Engine) dropAddedReservedScopes(fields map[string]any, granted string, scripts []*hooks.Script, fn hooks.Function, phase hooks.Phase, clientID string) {
+	scope, ok := fields["scope"]
+	if !ok {
+		return
+	}
+	kept, dropped := withoutAddedReservedScopes(granted, scope)
+	if len(dropped) == 0 {
+		return
+	}
+	fields["scope"] = kept
+	names := make([]string, len(scripts))
+	for i, s := range scripts {
+		names[i] = s.Name
+	}
+	e.log.Warn("scripts may not add keyhook scopes; dropped", "scopes", dropped, "scripts", names,
+		"function", string(fn), "phase", string(phase), "client_id", clientID)
+}
 
 // standardAccessClaims are kept in Token fields rather than Token.Claims.
 var standardAccessClaims = map[string]bool{
@@ -82,6 +150,7 @@ func (e *Engine) issue(ctx context.Context, g *grant, req *RequestInfo) (*TokenR
 			return nil, Errorf(CodeInvalidGrant, "the access token was refused by script %s", out.FalseBy)
 		}
 		header, claims = e.acceptEdits(out.Value, header, claims)
+		e.dropAddedReservedScopes(claims, at.Scope, updateScripts, hooks.FnModifyAccessToken, hooks.PhaseToken, at.ClientID)
 	}
 	e.applyAccessClaims(at, claims)
 
@@ -173,6 +242,7 @@ func (e *Engine) introspectionClaims(ctx context.Context, sc *scriptCall, at *To
 	for k, v := range claims {
 		merged[k] = v
 	}
+	e.dropAddedReservedScopes(out.Value, at.Scope, scripts, hooks.FnModifyResponse, hooks.PhaseJWTCreation, at.ClientID)
 	for k, v := range out.Value {
 		if k == "active" || k == "token_type" || slices.Contains(protectedClaims, k) {
 			continue

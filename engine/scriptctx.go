@@ -112,30 +112,93 @@ func orEmpty[V any](m map[string]V) map[string]V {
 	return m
 }
 
-// secretParams and hiddenHeaders are never shown to scripts.
+// Scripts see the request without its credentials: what a script reads
+// it can copy into a token, an introspection answer or a log, where anyone
+// who reads those would learn them. The rules err on the side of hiding:
+// a header or parameter a script misses is an inconvenience, a leaked one
+// is a breach.
 var (
+	// secretParams are the request parameters that carry credentials:
+	// client authentication (RFC 6749 §2.3.1, RFC 7521 §4.2), grants and
+	// their proofs (RFC 6749 §4, RFC 7636 §4.5, RFC 7523 §2.1, RFC 8628
+	// §3.2 and §3.4, RFC 8693 §2.1), tokens (RFC 7662 §2.1, RFC 7009 §2.1, RFC 6750
+	// §2.2), the login form's CSRF token and OIDC's id_token_hint (OIDC
+	// Core §3.1.2.1). Any other name ending in _token, or containing
+	// secret, password or passwd, is hidden too (see hiddenParam).
 	secretParams = map[string]bool{
-		"client_secret": true, "client_assertion": true, "password": true, "refresh_token": true,
-		"code": true, "code_verifier": true, "token": true,
+		"client_secret": true, "client_assertion": true, "assertion": true,
+		"password": true, "code": true, "code_verifier": true, "device_code": true, "user_code": true,
+		"token": true, "refresh_token": true, "access_token": true, "subject_token": true, "actor_token": true,
+		"csrf": true, "csrf_token": true, "id_token_hint": true,
 	}
-	hiddenHeaders = map[string]bool{"authorization": true, "cookie": true, "proxy-authorization": true}
+	// secretParamParts hide every parameter whose name contains them.
+	secretParamParts = []string{"secret", "password", "passwd"}
+
+	// hiddenHeaderNames are credential headers whose names give nothing
+	// away: DPoP proofs (RFC 9449 §4.1).
+	hiddenHeaderNames = map[string]bool{"dpop": true}
+	// hiddenHeaderParts hide every header whose name contains them:
+	// authorization (Authorization, Proxy-Authorization and their
+	// forwarded copies), cookies both ways, API keys, session ids, and
+	// the many X-…-Token and X-…-Secret headers of gateways and clouds.
+	hiddenHeaderParts = []string{
+		"authorization", "cookie", "secret", "password", "passwd", "token",
+		"api-key", "apikey", "session", "credential",
+	}
 )
 
+// hiddenHeader reports whether scripts may not see the header called
+// name (lower-cased): one of hiddenHeaderNames, a name containing one of
+// hiddenHeaderParts, or a name ending in -key (X-Api-Key,
+// X-Functions-Key, Ocp-Apim-Subscription-Key). Underscores count as
+// hyphens, since some proxies pass X_Api_Key through.
+func hiddenHeader(name string) bool {
+	name = strings.ReplaceAll(name, "_", "-")
+	if hiddenHeaderNames[name] || name == "key" || strings.HasSuffix(name, "-key") {
+		return true
+	}
+	for _, p := range hiddenHeaderParts {
+		if strings.Contains(name, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// hiddenParam reports whether scripts may not see the request parameter
+// called name: one of secretParams, a name ending in _token (a token of
+// some kind, while token_type_hint and subject_token_type stay visible),
+// or a name containing one of secretParamParts. Parameter names are
+// case-sensitive (RFC 6749 §3.1), but a credential is hidden whatever its
+// case.
+func hiddenParam(name string) bool {
+	name = strings.ToLower(name)
+	if secretParams[name] || strings.HasSuffix(name, "_token") {
+		return true
+	}
+	for _, p := range secretParamParts {
+		if strings.Contains(name, p) {
+			return true
+		}
+	}
+	return false
+}
+
 // requestMap is context.request: first values, lower-cased header names,
-// credentials removed.
+// credentials removed (hiddenHeader, hiddenParam).
 func requestMap(r *RequestInfo) map[string]any {
 	if r == nil {
 		return map[string]any{"method": "", "headers": map[string]string{}, "params": map[string]string{}}
 	}
 	headers := make(map[string]string, len(r.Header))
 	for k, v := range r.Header {
-		if lk := strings.ToLower(k); !hiddenHeaders[lk] && len(v) > 0 {
+		if lk := strings.ToLower(k); !hiddenHeader(lk) && len(v) > 0 {
 			headers[lk] = v[0]
 		}
 	}
 	params := make(map[string]string, len(r.Params))
 	for k, v := range r.Params {
-		if !secretParams[k] && len(v) > 0 {
+		if !hiddenParam(k) && len(v) > 0 {
 			params[k] = v[0]
 		}
 	}

@@ -39,6 +39,22 @@ const (
 	PhaseToken         Phase = "token"
 )
 
+// Isolation says where a script's calls run (docs/sandbox.md).
+type Isolation string
+
+// Isolation modes.
+const (
+	// IsolationProcess runs calls in worker processes with their own
+	// memory limit, killed at the deadline: a script cannot stall, crash
+	// or exhaust the server whatever it does. The default.
+	IsolationProcess Isolation = "process"
+	// IsolationInline runs calls in the server's own process: faster,
+	// but a hostile script can hold a runtime inside a long built-in
+	// and allocate without a hard bound (docs/sandbox.md lists the
+	// risks). Opt-in per script.
+	IsolationInline Isolation = "inline"
+)
+
 // Script is one version of a stored script as hooks and runtimes see it.
 type Script struct {
 	Name    string
@@ -49,6 +65,11 @@ type Script struct {
 	Config  map[string]string
 	Timeout time.Duration
 	OnError OnError
+	// MemoryMB is the memory budget of one call in MiB; 0 is the
+	// runtime's default.
+	MemoryMB int
+	// Isolation is where calls run; empty is the runtime's default.
+	Isolation Isolation
 	// Version changes whenever Source changes. Runtimes key compiled
 	// programs and runtime pools by Name and Version.
 	Version string

@@ -75,7 +75,9 @@ import (
 	"log/slog"
 	"math"
 	"runtime"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/dlclark/regexp2/v2"
@@ -101,10 +103,33 @@ func init() {
 
 // Options configures a Runtime. Zero values select the defaults.
 type Options struct {
+	// DefaultIsolation is where calls of scripts without an Isolation of
+	// their own run. Default hooks.IsolationProcess.
+	DefaultIsolation hooks.Isolation
+	// Workers is the number of worker processes for process isolation,
+	// i.e. how many such calls run at once. Default 2*GOMAXPROCS.
+	Workers int
+	// DefaultMemoryMB is the memory budget of a call of a script without
+	// one (MiB). Default 32.
+	DefaultMemoryMB int
+	// MaxMemoryMB is the largest budget a script may ask for (MiB); it
+	// sizes the workers' address-space limit. Default 256.
+	MaxMemoryMB int
+	// KillGrace is how long past a call's deadline (or its request's
+	// end) a worker may take to answer before it is killed. Default 50ms.
+	KillGrace time.Duration
 	// MaxRuntimes is the size of each script version's runtime pool, i.e.
-	// how many calls of one script may run at once. Default
-	// 2*GOMAXPROCS.
+	// how many calls of one script may run at once (in either mode).
+	// Default 2*GOMAXPROCS.
 	MaxRuntimes int
+	// MaxScripts bounds how many scripts keep a compiled program and
+	// runtimes cached; the least recently called is dropped first.
+	// Default 1024.
+	MaxScripts int
+	// SlowCall is the duration past which a script counts as slow: a slow
+	// script runs one call at a time, so that it cannot hold every worker
+	// or core (its other calls wait, then fail as busy). Default 10ms.
+	SlowCall time.Duration
 	// MaxCallStackSize bounds JavaScript call depth (goja's
 	// SetMaxCallStackSize); deeper calls fail with stack_overflow.
 	// Default 256.
@@ -124,14 +149,29 @@ type Options struct {
 }
 
 // Runtime is the goja-backed hooks.Runtime. It caches one compiled program
-// and one runtime pool per script name, for the latest version seen. It is
-// safe for concurrent use.
+// and one runtime pool per script name, for the latest version seen, for
+// at most Options.MaxScripts scripts. Calls run in worker processes or in
+// this process (hooks.Isolation). It is safe for concurrent use; Close
+// ends its worker processes.
 type Runtime struct {
 	opts    Options
 	metrics *metrics
 
 	mu      sync.Mutex
 	scripts map[string]*script
+	uses    atomic.Uint64 // clock of script.lastUse
+
+	poolOnce sync.Once
+	pool     *pool
+
+	// cold, when set (in worker processes), is told when a call had to
+	// make its runtime before running.
+	cold func()
+	// watch, when set (in worker processes), is told when a call starts
+	// running JavaScript, with a way to interrupt it; the function it
+	// returns is called when the call stops running JavaScript and
+	// reports whether it interrupted the call (over its memory budget).
+	watch func(interrupt func(v any)) func() bool
 }
 
 var _ hooks.Runtime = (*Runtime)(nil)
@@ -140,6 +180,7 @@ var _ hooks.Runtime = (*Runtime)(nil)
 // its runtime pool.
 type script struct {
 	name, version, source string
+	lastUse               atomic.Uint64
 
 	once     sync.Once
 	compiled *compiled
@@ -151,9 +192,18 @@ type script struct {
 	// MaxRuntimes runtimes exist, a script only gets as many as it has
 	// concurrent calls, and the runtime reused is the one used most
 	// recently, whose memory is likeliest still in the CPU's caches.
+	// Process isolation uses the permits too, and no idle runtimes.
 	permits chan struct{}
 	mu      sync.Mutex
 	idle    []*vmState
+	// slow is set while the script's last call ran longer than
+	// Options.SlowCall or failed by its timeout or budget; then its calls
+	// also take slowPermit, so they run one at a time.
+	slow       atomic.Bool
+	slowPermit chan struct{}
+	// mentions caches whether the source mentions a context key, i.e.
+	// whether a lazy value is worth sending to a worker with the call.
+	mentions sync.Map // string -> bool
 
 	// The metrics' children for this script (see metrics.call).
 	callCounters sync.Map // function name -> prometheus.Counter
@@ -163,8 +213,30 @@ type script struct {
 
 // New returns a Runtime with opts' zero fields set to their defaults.
 func New(opts Options) *Runtime {
+	if opts.DefaultIsolation == "" {
+		opts.DefaultIsolation = hooks.IsolationProcess
+	}
+	if opts.Workers <= 0 {
+		opts.Workers = 2 * runtime.GOMAXPROCS(0)
+	}
+	if opts.DefaultMemoryMB <= 0 {
+		opts.DefaultMemoryMB = 32
+	}
+	if opts.MaxMemoryMB <= 0 {
+		opts.MaxMemoryMB = 256
+	}
+	opts.MaxMemoryMB = max(opts.MaxMemoryMB, opts.DefaultMemoryMB)
+	if opts.KillGrace <= 0 {
+		opts.KillGrace = 50 * time.Millisecond
+	}
 	if opts.MaxRuntimes <= 0 {
 		opts.MaxRuntimes = 2 * runtime.GOMAXPROCS(0)
+	}
+	if opts.MaxScripts <= 0 {
+		opts.MaxScripts = 1024
+	}
+	if opts.SlowCall <= 0 {
+		opts.SlowCall = 10 * time.Millisecond
 	}
 	if opts.MaxCallStackSize <= 0 {
 		opts.MaxCallStackSize = 256
@@ -182,6 +254,21 @@ func New(opts Options) *Runtime {
 	return e
 }
 
+// Close ends the worker processes; calls in progress on them fail. The
+// Runtime must not be used afterwards.
+func (e *Runtime) Close() {
+	e.poolOnce.Do(func() {}) // no pool may start after Close
+	if e.pool != nil {
+		e.pool.close()
+	}
+}
+
+// workers is the worker pool, made on first use.
+func (e *Runtime) workers() *pool {
+	e.poolOnce.Do(func() { e.pool = newPool(&e.opts, e.logger(nil)) })
+	return e.pool
+}
+
 // Check compiles source as Call would and returns a *hooks.SyntaxError
 // (1-based line and column in source) if it does not compile, or an error
 // wrapping ErrSourceTooLarge. Nothing is cached and nothing runs.
@@ -190,33 +277,74 @@ func (e *Runtime) Check(name, source string) error {
 	return err
 }
 
-// Forget drops the cached program and runtimes of a script name, e.g.
-// when the script is deleted. Calls in progress finish normally.
+// Forget drops the cached program, runtimes and metric series of a
+// script name, e.g. when the script is deleted. Calls in progress finish
+// normally.
 func (e *Runtime) Forget(name string) {
 	e.mu.Lock()
 	delete(e.scripts, name)
 	e.mu.Unlock()
+	e.metrics.forget(name)
+}
+
+// cachedSource is the source of name at version when it is cached.
+func (e *Runtime) cachedSource(name, version string) (string, bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if sc := e.scripts[name]; sc != nil && sc.version == version {
+		return sc.source, true
+	}
+	return "", false
+}
+
+// warm reports whether a call of name at version would find its program
+// compiled and a runtime idle.
+func (e *Runtime) warm(name, version string) bool {
+	e.mu.Lock()
+	sc := e.scripts[name]
+	e.mu.Unlock()
+	return sc != nil && sc.version == version && sc.compiled != nil && sc.idleCount() > 0
 }
 
 // lookup returns the cache entry for s, compiling it on first use. A new
 // version (or, defensively, a different source under the same version)
 // replaces the entry for the name, so old programs and their runtimes
-// become garbage once their last calls finish.
+// become garbage once their last calls finish. Past MaxScripts entries
+// the least recently used one is dropped.
 func (e *Runtime) lookup(s *hooks.Script) *script {
 	e.mu.Lock()
 	sc := e.scripts[s.Name]
 	if sc == nil || sc.version != s.Version || sc.source != s.Source {
+		if sc == nil && len(e.scripts) >= e.opts.MaxScripts {
+			e.evictLocked()
+		}
 		sc = &script{name: s.Name, version: s.Version, source: s.Source}
 		e.scripts[s.Name] = sc
 	}
 	e.mu.Unlock()
+	sc.lastUse.Store(e.uses.Add(1))
 	sc.once.Do(func() {
 		sc.compiled, sc.err = compileScript(s.Name, s.Source, e.opts.MaxSourceBytes)
 		if sc.err == nil {
 			sc.permits = make(chan struct{}, e.opts.MaxRuntimes)
+			sc.slowPermit = make(chan struct{}, 1)
 		}
 	})
 	return sc
+}
+
+// evictLocked drops the least recently used cache entry (e.mu held). Its
+// metric series stay: the script still exists.
+func (e *Runtime) evictLocked() {
+	var oldest *script
+	for _, sc := range e.scripts {
+		if oldest == nil || sc.lastUse.Load() < oldest.lastUse.Load() {
+			oldest = sc
+		}
+	}
+	if oldest != nil {
+		delete(e.scripts, oldest.name)
+	}
 }
 
 // logger picks where context.log lines go: the call's logger, else the
@@ -232,11 +360,29 @@ func (e *Runtime) logger(call *hooks.Call) *slog.Logger {
 	return slog.Default()
 }
 
+// isolation is where s's calls run.
+func (e *Runtime) isolation(s *hooks.Script) hooks.Isolation {
+	if s.Isolation == hooks.IsolationInline || s.Isolation == hooks.IsolationProcess {
+		return s.Isolation
+	}
+	return e.opts.DefaultIsolation
+}
+
+// budget is s's memory budget in bytes.
+func (e *Runtime) budget(s *hooks.Script) int64 {
+	mb := s.MemoryMB
+	if mb <= 0 {
+		mb = e.opts.DefaultMemoryMB
+	}
+	return int64(min(mb, e.opts.MaxMemoryMB)) << 20
+}
+
 // Call runs call.Function of s; see hooks.Runtime. On a *hooks.ScriptError
 // the Result is still returned when the function started, carrying the
 // lines it logged before failing (Args and Return are then nil). A
 // function not declared at the script's top level is answered without
-// running anything.
+// running anything. The call stops at its deadline (s.Timeout, or ctx's
+// deadline if earlier) and when ctx ends.
 func (e *Runtime) Call(ctx context.Context, s *hooks.Script, call *hooks.Call) (*hooks.Result, error) {
 	if len(s.Source) > e.opts.MaxSourceBytes {
 		return nil, fmt.Errorf("%w: script %q is %d bytes, limit is %d", ErrSourceTooLarge, s.Name, len(s.Source), e.opts.MaxSourceBytes)
@@ -271,19 +417,53 @@ func (e *Runtime) Call(ctx context.Context, s *hooks.Script, call *hooks.Call) (
 		return &hooks.ScriptError{Script: s.Name, Function: call.Function, Kind: kind, Message: msg}
 	}
 	if err := ctx.Err(); err != nil {
-		return nil, fail(hooks.FailureTimeout, "not started: "+err.Error())
+		if errors.Is(err, context.DeadlineExceeded) {
+			return nil, fail(hooks.FailureTimeout, "not started: "+err.Error())
+		}
+		return nil, fail(hooks.FailureCancelled, "not started: "+err.Error())
 	}
 
 	waitUntil, _ := deadline(time.Now())
-	if err := sc.acquire(ctx, waitUntil); err != nil {
+	slowHeld, err := sc.acquire(ctx, waitUntil)
+	if err != nil {
 		return nil, fail(hooks.FailureBusy, err.Error())
 	}
-	defer sc.release()
+	defer sc.release(slowHeld)
+
+	var res *hooks.Result
+	if e.isolation(s) == hooks.IsolationProcess {
+		// The script's own timeout counts from when it has a worker:
+		// the waits for a permit and a worker are not its doing.
+		res, err = e.workers().call(ctx, &remoteCall{
+			s: s, call: call, waitUntil: waitUntil, deadline: deadline, timeout: timeout, budget: e.budget(s),
+			sendNow: sc.mentionsKey, logger: e.logger(call),
+		})
+	} else {
+		res, err = e.callInline(ctx, sc, s, idx, call, deadline)
+	}
+	if res != nil && res.Defined {
+		e.metrics.observe(sc, res.Duration)
+	}
+	var se *hooks.ScriptError
+	isScriptErr := errors.As(err, &se)
+	if isScriptErr {
+		e.metrics.failure(s.Name, string(se.Kind))
+	}
+	sc.slow.Store(isScriptErr && (se.Kind == hooks.FailureTimeout || se.Kind == hooks.FailureMemory) ||
+		res != nil && res.Duration > e.opts.SlowCall)
+	return res, err
+}
+
+// callInline runs a call on one of the script's runtimes in this process.
+func (e *Runtime) callInline(ctx context.Context, sc *script, s *hooks.Script, idx int, call *hooks.Call, deadline func(time.Time) (time.Time, bool)) (*hooks.Result, error) {
 	st := sc.pop()
 	if st == nil {
 		var err error
 		if st, err = newVMState(sc.compiled, e.opts.MaxCallStackSize); err != nil {
 			return nil, err
+		}
+		if e.cold != nil {
+			e.cold()
 		}
 	}
 	// The script's own timeout counts from now: neither the wait for a
@@ -293,28 +473,53 @@ func (e *Runtime) Call(ctx context.Context, s *hooks.Script, call *hooks.Call) (
 		if byCtx {
 			return "ran past the context deadline"
 		}
+		timeout := s.Timeout
+		if timeout <= 0 {
+			timeout = e.opts.DefaultTimeout
+		}
 		return fmt.Sprintf("ran longer than its timeout of %v", timeout)
 	}
+	st.watch = e.watch
 	res, reusable, err := st.invoke(ctx, s.Name, idx, call, e.logger(call), runUntil, timeoutMsg)
 	if reusable {
 		st.vm.ClearInterrupt()
 		sc.push(st)
 	}
-	if res != nil && res.Defined {
-		e.metrics.observe(sc, res.Duration)
-	}
-	var se *hooks.ScriptError
-	if errors.As(err, &se) {
-		e.metrics.failure(s.Name, string(se.Kind))
-	}
 	return res, err
 }
 
-// acquire takes a permit to run, waiting at most until deadline or ctx's
-// end.
-func (sc *script) acquire(ctx context.Context, deadline time.Time) error {
+// mentionsKey reports whether the script's source mentions key: a lazy
+// context value it does not mention is most likely never read.
+func (sc *script) mentionsKey(key string) bool {
+	if v, ok := sc.mentions.Load(key); ok {
+		return v.(bool)
+	}
+	m := strings.Contains(sc.source, key)
+	sc.mentions.Store(key, m)
+	return m
+}
+
+// acquire takes a permit to run (and, while the script is slow, the
+// slow permit too), waiting at most until deadline or ctx's end.
+func (sc *script) acquire(ctx context.Context, deadline time.Time) (slow bool, err error) {
+	if err := acquire(ctx, sc.permits, deadline); err != nil {
+		return false, err
+	}
+	if sc.slow.Load() {
+		if err := acquire(ctx, sc.slowPermit, deadline); err != nil {
+			<-sc.permits
+			return false, err
+		}
+		return true, nil
+	}
+	return false, nil
+}
+
+// acquire takes a slot of permits, waiting at most until deadline or
+// ctx's end.
+func acquire(ctx context.Context, permits chan struct{}, deadline time.Time) error {
 	select {
-	case sc.permits <- struct{}{}:
+	case permits <- struct{}{}:
 		return nil
 	default:
 	}
@@ -325,16 +530,22 @@ func (sc *script) acquire(ctx context.Context, deadline time.Time) error {
 	t := time.NewTimer(wait)
 	defer t.Stop()
 	select {
-	case sc.permits <- struct{}{}:
+	case permits <- struct{}{}:
 		return nil
 	case <-t.C:
-		return fmt.Errorf("no runtime free within %v (all %d busy)", wait.Round(time.Microsecond), cap(sc.permits))
+		return fmt.Errorf("no runtime free within %v (all %d busy)", wait.Round(time.Microsecond), cap(permits))
 	case <-ctx.Done():
 		return fmt.Errorf("no runtime free before the context ended: %v", ctx.Err())
 	}
 }
 
-func (sc *script) release() { <-sc.permits }
+// release gives back what acquire took.
+func (sc *script) release(slow bool) {
+	if slow {
+		<-sc.slowPermit
+	}
+	<-sc.permits
+}
 
 // pop takes the runtime returned last, or nil when none is idle.
 func (sc *script) pop() *vmState {

@@ -22,9 +22,15 @@ import (
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
+// newEngine is a Runtime for the tests of the in-process runtime (inline
+// isolation unless opts say otherwise); process isolation has tests of
+// its own (process_test.go).
 func newEngine(opts Options) *Runtime {
 	if opts.Logger == nil {
 		opts.Logger = quiet
+	}
+	if opts.DefaultIsolation == "" {
+		opts.DefaultIsolation = hooks.IsolationInline
 	}
 	return New(opts)
 }

@@ -90,3 +90,15 @@ func (m *metrics) observe(sc *script, d time.Duration) {
 	sc.durationOnce.Do(func() { sc.duration = m.duration.WithLabelValues(sc.name) })
 	sc.duration.Observe(d.Seconds())
 }
+
+// forget deletes the series of a script (deleted, or dropped for good),
+// so that series do not accumulate as scripts come and go.
+func (m *metrics) forget(script string) {
+	if m == nil {
+		return
+	}
+	l := prometheus.Labels{"script": script}
+	m.calls.DeletePartialMatch(l)
+	m.errors.DeletePartialMatch(l)
+	m.duration.DeletePartialMatch(l)
+}

@@ -30,8 +30,11 @@ const (
 var promiseType = reflect.TypeOf((*goja.Promise)(nil))
 
 // interrupted is the value a runtime is interrupted with when its call's
-// deadline passes.
-type interrupted struct{}
+// deadline passes; cancelled, when its request ends first.
+type (
+	interrupted struct{}
+	cancelled   struct{ cause error }
+)
 
 // vmState is one pooled goja runtime of one script version. It is used by
 // one call at a time; only its timer's callback touches it concurrently,
@@ -49,6 +52,10 @@ type vmState struct {
 	log   goja.Value // context.log, frozen, reads cur
 	timer *time.Timer
 	cur   callState
+	// watch is Runtime.watch (worker processes): told when a call starts
+	// running JavaScript; the function it returns reports whether it
+	// interrupted the call.
+	watch func(interrupt func(v any)) func() bool
 }
 
 // callState is what the native functions of a vmState need to know about
@@ -197,6 +204,22 @@ func (st *vmState) invoke(ctx context.Context, name string, idx int, call *hooks
 
 	start := time.Now()
 	st.timer.Reset(deadline.Sub(start))
+	// The request's end interrupts the call too (the client went away,
+	// the server is shutting down).
+	stopCancel := func() bool { return true }
+	if ctx.Done() != nil {
+		stopCancel = context.AfterFunc(ctx, func() {
+			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				st.vm.Interrupt(interrupted{}) // ctx's deadline is the call's
+				return
+			}
+			st.vm.Interrupt(cancelled{context.Cause(ctx)})
+		})
+	}
+	watchDone := func() bool { return false }
+	if st.watch != nil {
+		watchDone = st.watch(func(v any) { st.vm.Interrupt(v) })
+	}
 	fail := func(kind hooks.FailureKind, msg string) *hooks.ScriptError {
 		return &hooks.ScriptError{Script: name, Function: call.Function, Kind: kind, Message: msg}
 	}
@@ -213,7 +236,7 @@ func (st *vmState) invoke(ctx context.Context, name string, idx int, call *hooks
 			err = fail(hooks.FailureException, rerr.Error())
 		}
 	} else if ret.SameAs(st.notDefined) {
-		if !st.timer.Stop() {
+		if !st.timer.Stop() || !stopCancel() || watchDone() {
 			reusable = false
 		}
 		return &hooks.Result{Defined: false}, reusable, nil
@@ -236,10 +259,20 @@ func (st *vmState) invoke(ctx context.Context, name string, idx int, call *hooks
 			err = st.cur.failure
 		}
 	}
-	if !st.timer.Stop() {
-		// The deadline passed: an interrupt is pending or about to be
-		// delivered, possibly after any ClearInterrupt we could do.
+	if !st.timer.Stop() || !stopCancel() {
+		// The deadline passed or the request ended: an interrupt is
+		// pending or about to be delivered, possibly after any
+		// ClearInterrupt we could do.
 		reusable = false
+	}
+	if watchDone() {
+		// The watchdog found the call over its memory budget, maybe
+		// only after its JavaScript ended: the call fails all the same.
+		reusable = false
+		var se *hooks.ScriptError
+		if err == nil || errors.As(err, &se) && se.Kind != hooks.FailureMemory {
+			err = fail(hooks.FailureMemory, "allocated past its memory budget")
+		}
 	}
 	res = &hooks.Result{Defined: true, Logs: st.cur.logs, Duration: time.Since(start)}
 	if err == nil {
@@ -260,6 +293,12 @@ func aborted(err error, timeoutMsg func() string) (kind hooks.FailureKind, msg s
 	var so *goja.StackOverflowError
 	switch {
 	case errors.As(err, &ie):
+		switch v := ie.Value().(type) {
+		case cancelled:
+			return hooks.FailureCancelled, fmt.Sprintf("stopped: the request ended (%v)", v.cause), true
+		case overBudget:
+			return hooks.FailureMemory, "allocated past its memory budget", true
+		}
 		return hooks.FailureTimeout, timeoutMsg(), true
 	case errors.As(err, &so):
 		return hooks.FailureStackOverflow, "maximum call stack size exceeded", true

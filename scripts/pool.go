@@ -1,0 +1,665 @@
+package scripts
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/keyhook/keyhook/hooks"
+)
+
+// Process isolation (hooks.IsolationProcess, the default).
+//
+// Calls run in worker processes: the same executable, started with
+// workerEnv set, so that the package's init turns the process into a
+// worker (worker.go) before main runs. A worker runs one call at a time
+// in the same in-process runtime the inline mode uses, under its own
+// address-space limit (RLIMIT_AS) and a heap watchdog. The server keeps
+// the deadline: a worker that has not answered shortly after its call's
+// deadline, or after the call's request ended, is killed with SIGKILL
+// and replaced off the request path. So whatever a script does — a loop
+// inside a built-in goja cannot interrupt, a backtracking regular
+// expression, an allocation of gigabytes — it costs at most one worker
+// process, never the server, and no goroutine or process keeps working
+// for it after its deadline.
+//
+// What crosses the process boundary is plain data (wire.go): the
+// arguments, and the context, whose lazy values are sent when the
+// script's source mentions their key and fetched on first read
+// otherwise.
+
+// Worker exit codes that say why a worker ended itself.
+const (
+	exitMemory   = 17 // the heap watchdog found the call over budget
+	exitTimeout  = 18 // the call ran far past its deadline (the server is gone or late)
+	exitProtocol = 19 // the server sent something that does not decode
+)
+
+// killReason says why the server killed a worker.
+type killReason int32
+
+const (
+	notKilled killReason = iota
+	killedDeadline
+	killedCancel
+	killedClose
+)
+
+// pool is the set of worker processes of a Runtime. Workers are started
+// on first use and replaced when they die.
+type pool struct {
+	exe      string
+	workers  int
+	env      []string
+	grace    time.Duration
+	startMax time.Duration
+	log      *slog.Logger
+
+	startOnce sync.Once
+	idle      chan *worker
+	everReady chan struct{} // closed when the first worker is ready
+	readyOnce sync.Once
+	nextID    atomic.Uint64
+
+	mu       sync.Mutex
+	closed   bool
+	all      map[*worker]bool
+	spawning sync.WaitGroup // spawns in progress, which close waits for
+}
+
+// worker is one worker process as the server sees it.
+type worker struct {
+	cmd    *exec.Cmd
+	conn   net.Conn
+	r      *bufio.Reader
+	wmu    sync.Mutex // serializes writes (the call's and a cancel's)
+	stderr *tailBuffer
+	exited chan struct{} // closed once the process is reaped
+	killed atomic.Int32  // a killReason
+}
+
+func newPool(opts *Options, log *slog.Logger) *pool {
+	exe := "/proc/self/exe" // the running binary, even if replaced on disk
+	if _, err := os.Stat(exe); err != nil {
+		exe, _ = os.Executable()
+	}
+	env := []string{
+		workerEnv + "=1",
+		"GOMAXPROCS=2",
+		"GOTRACEBACK=single",
+		fmt.Sprintf("%s=%d", workerASEnv, int64(opts.MaxMemoryMB)<<20+workerHeadroom),
+		fmt.Sprintf("%s=%d", workerStackEnv, opts.MaxCallStackSize),
+	}
+	return &pool{
+		exe: exe, workers: opts.Workers, env: env, grace: opts.KillGrace, startMax: 30 * time.Second, log: log,
+		idle: make(chan *worker, opts.Workers), everReady: make(chan struct{}), all: map[*worker]bool{},
+	}
+}
+
+// start spawns the workers in the background, once.
+func (p *pool) start() {
+	p.startOnce.Do(func() {
+		for range p.workers {
+			go p.replace()
+		}
+	})
+}
+
+// replace starts one worker and makes it idle, retrying with a backoff
+// while starting fails (and the pool is open).
+func (p *pool) replace() {
+	backoff := 50 * time.Millisecond
+	for {
+		w, err := p.spawn()
+		if err == nil {
+			p.readyOnce.Do(func() { close(p.everReady) })
+			p.put(w)
+			return
+		}
+		p.mu.Lock()
+		closed := p.closed
+		p.mu.Unlock()
+		if closed {
+			return
+		}
+		p.log.Error("scripts: starting a worker process failed; retrying", "err", err, "retry_in", backoff)
+		time.Sleep(backoff)
+		backoff = min(backoff*2, 5*time.Second)
+	}
+}
+
+// put makes w idle, or ends it when the pool is closed.
+func (p *pool) put(w *worker) {
+	p.mu.Lock()
+	closed := p.closed
+	p.mu.Unlock()
+	if closed {
+		w.kill(killedClose)
+		return
+	}
+	p.idle <- w // never blocks: at most p.workers workers exist
+}
+
+// spawn starts a worker process and waits for it to say it is ready.
+func (p *pool) spawn() (*worker, error) {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return nil, errors.New("scripts: runtime closed")
+	}
+	p.spawning.Add(1)
+	p.mu.Unlock()
+	defer p.spawning.Done()
+	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("socketpair: %w", err)
+	}
+	mine, theirs := os.NewFile(uintptr(fds[0]), "keyhook-worker"), os.NewFile(uintptr(fds[1]), "keyhook-server")
+	defer theirs.Close()
+	cmd := exec.Command(p.exe)
+	cmd.Args = []string{"keyhook-script-worker"}
+	// A minimal environment: the worker needs none of the server's
+	// (which may hold database credentials and secrets).
+	cmd.Env = p.env
+	cmd.ExtraFiles = []*os.File{theirs} // fd 3
+	w := &worker{cmd: cmd, stderr: &tailBuffer{max: 4 << 10}, exited: make(chan struct{})}
+	cmd.Stderr = w.stderr
+	// The worker dies with the server (also killed at the server's
+	// deadline, and it ends itself when its socket closes).
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		mine.Close()
+		return nil, fmt.Errorf("starting %s: %w", p.exe, err)
+	}
+	conn, err := net.FileConn(mine)
+	mine.Close()
+	if err != nil {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		return nil, fmt.Errorf("worker socket: %w", err)
+	}
+	w.conn = conn
+	w.r = bufio.NewReaderSize(conn, 32<<10)
+	go func() {
+		_ = cmd.Wait()
+		conn.Close()
+		close(w.exited)
+	}()
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		w.kill(killedClose)
+		return nil, errors.New("scripts: runtime closed")
+	}
+	p.all[w] = true
+	p.mu.Unlock()
+
+	_ = conn.SetReadDeadline(time.Now().Add(p.startMax))
+	typ, _, err := readFrame(w.r)
+	_ = conn.SetReadDeadline(time.Time{})
+	if err != nil || typ != frameReady {
+		w.kill(killedClose)
+		p.forget(w)
+		<-w.exited
+		return nil, fmt.Errorf("worker did not start: %v %s", err, w.stderr.String())
+	}
+	return w, nil
+}
+
+func (p *pool) forget(w *worker) {
+	p.mu.Lock()
+	delete(p.all, w)
+	p.mu.Unlock()
+}
+
+// close kills every worker; calls in progress fail.
+func (p *pool) close() {
+	p.mu.Lock()
+	p.closed = true
+	all := make([]*worker, 0, len(p.all))
+	for w := range p.all {
+		all = append(all, w)
+	}
+	p.mu.Unlock()
+	for _, w := range all {
+		w.kill(killedClose)
+		<-w.exited
+	}
+	// A spawn that started before closed was set sees it once its
+	// worker is ready, and ends it.
+	p.spawning.Wait()
+}
+
+// kill ends the worker's process (once; the first reason wins).
+func (w *worker) kill(why killReason) {
+	if w.killed.CompareAndSwap(int32(notKilled), int32(why)) {
+		_ = w.cmd.Process.Signal(syscall.SIGKILL)
+	}
+}
+
+func (w *worker) write(e *encoder) error {
+	w.wmu.Lock()
+	defer w.wmu.Unlock()
+	return writeFrame(w.conn, e)
+}
+
+// acquire takes an idle worker, waiting at most until deadline (or,
+// while no worker has ever started, for the first one to start) or ctx's
+// end.
+func (p *pool) acquire(ctx context.Context, deadline time.Time) (*worker, error) {
+	p.start()
+	select {
+	case w := <-p.idle:
+		return w, nil
+	default:
+	}
+	select {
+	case <-p.everReady:
+	default:
+		// The first workers are still starting: their start is not the
+		// call's doing, so it may wait for them.
+		deadline = time.Now().Add(p.startMax)
+	}
+	t := time.NewTimer(time.Until(deadline))
+	defer t.Stop()
+	select {
+	case w := <-p.idle:
+		return w, nil
+	case <-t.C:
+		return nil, fmt.Errorf("no worker process free before the deadline (all %d busy)", p.workers)
+	case <-ctx.Done():
+		return nil, fmt.Errorf("no worker process free before the request ended: %v", ctx.Err())
+	}
+}
+
+// release returns w to the pool when it is healthy, or replaces it.
+func (p *pool) release(w *worker, healthy bool) {
+	if healthy && w.killed.Load() == int32(notKilled) {
+		p.put(w)
+		return
+	}
+	w.kill(killedClose)
+	p.forget(w)
+	go func() {
+		<-w.exited
+		p.mu.Lock()
+		closed := p.closed
+		p.mu.Unlock()
+		if !closed {
+			p.replace()
+		}
+	}()
+}
+
+// setupMax bounds how long a worker may take to compile a script and
+// make its runtime before the call's own deadline starts.
+const setupMax = 10 * time.Second
+
+// killTimer kills a worker when the time it was last armed with passes,
+// unless it is stopped first. It is safe for concurrent use (the call's
+// goroutine arms it, and so does a cancellation).
+type killTimer struct {
+	w       *worker
+	mu      sync.Mutex
+	t       *time.Timer
+	gen     int
+	stopped bool
+	fired   bool
+}
+
+// arm replaces the timer's deadline with now+d.
+func (k *killTimer) arm(d time.Duration, why killReason) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.stopped {
+		return
+	}
+	if k.t != nil {
+		k.t.Stop()
+	}
+	k.gen++
+	gen := k.gen
+	k.t = time.AfterFunc(d, func() {
+		k.mu.Lock()
+		live := gen == k.gen && !k.stopped
+		if live {
+			k.fired = true
+		}
+		k.mu.Unlock()
+		if live {
+			k.w.kill(why)
+		}
+	})
+}
+
+// stop disarms the timer for good and reports whether it fired.
+func (k *killTimer) stop() (fired bool) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.stopped = true
+	if k.t != nil {
+		k.t.Stop()
+	}
+	return k.fired
+}
+
+// remoteCall is one call on a worker.
+type remoteCall struct {
+	s    *hooks.Script
+	call *hooks.Call
+	// waitUntil bounds the wait for a worker; the call's own deadline
+	// counts from when it has one.
+	waitUntil time.Time
+	deadline  func(now time.Time) (time.Time, bool)
+	timeout   time.Duration
+	budget    int64
+	// sendNow reports whether a lazy context value is worth computing
+	// and sending with the call (the script mentions its key).
+	sendNow func(key string) bool
+	logger  *slog.Logger
+}
+
+// call runs rc on a worker. Failures of the script come back as
+// *hooks.ScriptError, as from the inline runtime.
+func (p *pool) call(ctx context.Context, rc *remoteCall) (*hooks.Result, error) {
+	fail := func(kind hooks.FailureKind, msg string) error {
+		return &hooks.ScriptError{Script: rc.s.Name, Function: rc.call.Function, Kind: kind, Message: msg}
+	}
+	w, err := p.acquire(ctx, rc.waitUntil)
+	if err != nil {
+		return nil, fail(hooks.FailureBusy, err.Error())
+	}
+	deadline, _ := rc.deadline(time.Now())
+	id := p.nextID.Add(1)
+	f := newFrame(frameCall)
+	f.uvarint(id)
+	f.string(rc.s.Name)
+	f.string(rc.s.Version)
+	f.uvarint(uint64(max(time.Until(deadline), 0)))
+	f.uvarint(uint64(rc.budget))
+	f.string(string(rc.call.Function))
+	f.uvarint(uint64(len(rc.call.Args)))
+	for i, a := range rc.call.Args {
+		if err := f.value(a, 0); err != nil {
+			p.release(w, true)
+			return nil, fmt.Errorf("scripts: argument %d: %w", i, err)
+		}
+	}
+	f.byte(tagMap)
+	f.uvarint(uint64(len(rc.call.Context)))
+	for k, v := range rc.call.Context {
+		f.string(k)
+		if _, lazy := v.(hooks.Lazy); lazy && !rc.sendNow(k) {
+			f.byte(tagLazy)
+			continue
+		}
+		if err := f.value(v, 1); err != nil {
+			p.release(w, true)
+			return nil, fmt.Errorf("scripts: context.%s: %w", k, err)
+		}
+	}
+	// The server's deadline: shortly after the call's, kill the worker.
+	// A worker that must compile the script or make a runtime first says
+	// so (frameSetup): that time is not the script's, so the deadline is
+	// suspended (up to setupMax) until the script starts (frameRunning),
+	// then counts again from then, once per call.
+	kt := &killTimer{w: w}
+	kt.arm(time.Until(deadline)+p.grace, killedDeadline)
+	restarted := false
+	onPhase := func(typ byte) {
+		switch {
+		case typ == frameSetup && !restarted:
+			kt.arm(setupMax, killedDeadline)
+		case typ == frameRunning && !restarted:
+			restarted = true
+			d, _ := rc.deadline(time.Now())
+			kt.arm(time.Until(d)+p.grace, killedDeadline)
+		}
+	}
+	// The request's end: ask the worker to stop the call, and kill it if
+	// it does not do so promptly.
+	stopCancel := context.AfterFunc(ctx, func() {
+		c := newFrame(frameCancel)
+		c.uvarint(id)
+		_ = w.write(c)
+		kt.arm(p.grace, killedCancel)
+	})
+	if err := w.write(f); err != nil {
+		stopCancel()
+		kt.stop()
+		p.release(w, false)
+		return nil, fail(hooks.FailureCrash, "the worker process is gone: "+err.Error())
+	}
+	res, err, rerr := p.exchange(w, id, rc, onPhase)
+	stopCancel()
+	healthy := !kt.stop()
+	if rerr != nil {
+		err := p.deathError(w, rc, ctx, rerr, fail)
+		p.release(w, false)
+		return res, err
+	}
+	// A call the worker interrupted may leave nothing behind (the worker
+	// discards that runtime), so the worker stays.
+	p.release(w, healthy)
+	return res, err
+}
+
+// exchange serves the worker's requests of one call (the source, lazy
+// context values, log records) until its result arrives. err is the
+// call's outcome; ioErr reports a worker that stopped answering or
+// answered something malformed.
+func (p *pool) exchange(w *worker, id uint64, rc *remoteCall, onPhase func(typ byte)) (res *hooks.Result, err, ioErr error) {
+	var logs []string
+	for {
+		typ, payload, err := readFrame(w.r)
+		if err != nil {
+			return &hooks.Result{Defined: true, Logs: logs}, nil, err
+		}
+		d := &decoder{b: payload}
+		if got := d.uvarint(); got != id || d.err != nil {
+			return nil, nil, fmt.Errorf("%w: answer for call %d during call %d", errMalformed, got, id)
+		}
+		switch typ {
+		case frameNeedSrc:
+			f := newFrame(frameSource)
+			f.uvarint(id)
+			f.string(rc.s.Source)
+			if err := w.write(f); err != nil {
+				return nil, nil, err
+			}
+		case frameNeedField:
+			key := d.string()
+			f := newFrame(frameField)
+			f.uvarint(id)
+			v, ok := rc.call.Context[key]
+			if lz, isLazy := v.(hooks.Lazy); isLazy && ok && d.err == nil {
+				v = lz.Value()
+			} else {
+				v = nil
+			}
+			if err := f.value(v, 1); err != nil {
+				f = newFrame(frameField)
+				f.uvarint(id)
+				f.byte(tagNull)
+			}
+			if err := w.write(f); err != nil {
+				return nil, nil, err
+			}
+		case frameLog:
+			level := slog.Level(d.varint())
+			msg := d.string()
+			n := d.count()
+			attrs := make([]slog.Attr, 0, n+2)
+			for range n {
+				k := d.string()
+				attrs = append(attrs, slog.String(k, d.string()))
+			}
+			if d.err != nil {
+				return nil, nil, d.err
+			}
+			if level == slog.LevelInfo {
+				logs = append(logs, msg)
+			}
+			rc.logger.LogAttrs(context.Background(), level, msg, attrs...)
+		case frameSetup, frameRunning:
+			onPhase(typ)
+		case frameResult:
+			res, err := decodeResult(d, rc, logs)
+			if errors.Is(err, errMalformed) {
+				return nil, nil, err
+			}
+			return res, err, nil
+		default:
+			return nil, nil, fmt.Errorf("%w: frame type %d", errMalformed, typ)
+		}
+	}
+}
+
+// Result status bytes.
+const (
+	resultOK byte = iota
+	resultScriptError
+	resultSyntaxError
+	resultError
+)
+
+// decodeResult reads a frameResult (after its id).
+func decodeResult(d *decoder, rc *remoteCall, logs []string) (*hooks.Result, error) {
+	status := d.byte()
+	res := &hooks.Result{Defined: d.bool(), Logs: logs}
+	res.Duration = time.Duration(d.uvarint())
+	var err error
+	switch status {
+	case resultOK:
+		if res.Defined {
+			res.Return = d.value(1, nil, "")
+			n := d.count()
+			res.Args = make([]any, n)
+			for i := range res.Args {
+				res.Args[i] = d.value(1, nil, "")
+			}
+		}
+	case resultScriptError:
+		kind, msg := d.string(), d.string()
+		err = &hooks.ScriptError{Script: rc.s.Name, Function: rc.call.Function, Kind: hooks.FailureKind(kind), Message: msg}
+	case resultSyntaxError:
+		line, col, msg := d.uvarint(), d.uvarint(), d.string()
+		err = &hooks.SyntaxError{Line: int(line), Column: int(col), Message: msg}
+	case resultError:
+		err = errors.New(d.string())
+	default:
+		d.fail()
+	}
+	if d.err != nil || len(d.b) != 0 {
+		return nil, fmt.Errorf("%w: result", errMalformed)
+	}
+	if !res.Defined && err == nil {
+		return &hooks.Result{Defined: false}, nil
+	}
+	return res, err
+}
+
+// deathError explains a call whose worker stopped answering: killed at
+// the deadline or at the request's end, or dead by itself (out of
+// memory, its own watchdog, a crash).
+func (p *pool) deathError(w *worker, rc *remoteCall, ctx context.Context, cause error, fail func(hooks.FailureKind, string) error) error {
+	if errors.Is(cause, errMalformed) {
+		w.kill(killedClose)
+		p.log.Error("scripts: a worker process answered something malformed; it was replaced", "err", cause)
+		return fail(hooks.FailureCrash, "the worker process answered something malformed")
+	}
+	switch killReason(w.killed.Load()) {
+	case killedDeadline:
+		return fail(hooks.FailureTimeout, timeoutMessage(rc, ctx))
+	case killedCancel:
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			return fail(hooks.FailureTimeout, timeoutMessage(rc, ctx))
+		}
+		return fail(hooks.FailureCancelled, "stopped: the request ended ("+context.Cause(ctx).Error()+")")
+	case killedClose:
+		return fail(hooks.FailureCrash, "the script runtime is shutting down")
+	}
+	// It died by itself: wait briefly for its exit status.
+	select {
+	case <-w.exited:
+	case <-time.After(time.Second):
+		w.kill(killedClose)
+		<-w.exited
+	}
+	code := -1
+	if st := w.cmd.ProcessState; st != nil {
+		code = st.ExitCode()
+	}
+	tail := w.stderr.String()
+	switch {
+	case code == exitMemory || outOfMemory(tail):
+		return fail(hooks.FailureMemory, fmt.Sprintf("allocated past its memory budget of %d MiB", rc.budget>>20))
+	case code == exitTimeout:
+		return fail(hooks.FailureTimeout, timeoutMessage(rc, ctx))
+	}
+	p.log.Error("scripts: a worker process died", "script", rc.s.Name, "exit_code", code, "cause", cause, "stderr", firstLines(tail, 5))
+	return fail(hooks.FailureCrash, fmt.Sprintf("the worker process died (exit code %d)", code))
+}
+
+// outOfMemory recognises what a process that ran out of address space
+// writes before it dies: the Go runtime's fatal errors, and those of the
+// race detector's runtime in -race builds.
+func outOfMemory(stderr string) bool {
+	for _, m := range []string{"out of memory", "cannot allocate memory", "failed to allocate", "errno: 12", "address space collisions"} {
+		if strings.Contains(stderr, m) {
+			return true
+		}
+	}
+	return false
+}
+
+func timeoutMessage(rc *remoteCall, ctx context.Context) string {
+	if _, byCtx := rc.deadline(time.Now()); byCtx {
+		return "ran past the context deadline"
+	}
+	return fmt.Sprintf("ran longer than its timeout of %v", rc.timeout)
+}
+
+func firstLines(s string, n int) string {
+	lines := strings.SplitN(s, "\n", n+1)
+	if len(lines) > n {
+		lines = lines[:n]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// tailBuffer keeps the first max bytes written to it (a worker's stderr:
+// the cause of a fatal error comes first).
+type tailBuffer struct {
+	mu  sync.Mutex
+	max int
+	b   []byte
+}
+
+func (t *tailBuffer) Write(p []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if room := t.max - len(t.b); room > 0 {
+		t.b = append(t.b, p[:min(room, len(p))]...)
+	}
+	return len(p), nil
+}
+
+func (t *tailBuffer) String() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return string(t.b)
+}
+
+var _ io.Writer = (*tailBuffer)(nil)
