@@ -590,7 +590,7 @@ func runContract(t *testing.T, open func(t *testing.T) *Store) {
 			s := &hooks.Script{
 				Name: "s", Kind: hooks.KindIntrospection, Source: "function f(){}", Enabled: true,
 				Level: 3, Config: map[string]string{"k": "v"}, Timeout: 1500 * time.Millisecond,
-				OnError: hooks.OnErrorDeny, Version: "caller's",
+				OnError: hooks.OnErrorDeny, Version: "caller's", MemoryMB: 64, Isolation: hooks.IsolationInline,
 			}
 			noErr(t, "CreateScript", st.CreateScript(ctx, s))
 			if s.Version == "" || s.Version == "caller's" {
@@ -609,7 +609,7 @@ func runContract(t *testing.T, open func(t *testing.T) *Store) {
 			equal(t, "failed create leaves version", version(), v1)
 
 			firstVersion := s.Version
-			s.Source, s.Enabled, s.Config, s.Timeout = "function g(){}", false, nil, 0
+			s.Source, s.Enabled, s.Config, s.Timeout, s.MemoryMB, s.Isolation = "function g(){}", false, nil, 0, 0, ""
 			noErr(t, "UpdateScript", st.UpdateScript(ctx, s))
 			if s.Version == firstVersion {
 				t.Error("UpdateScript kept the script version")

@@ -135,6 +135,10 @@ var migrations = []migration{
 			created_at BIGINT NOT NULL DEFAULT 0
 		)`,
 	}},
+	{version: 2, name: "script memory budget and isolation", up: []string{
+		`ALTER TABLE scripts ADD COLUMN memory_mb BIGINT NOT NULL DEFAULT 0`,
+		`ALTER TABLE scripts ADD COLUMN isolation TEXT NOT NULL DEFAULT ''`,
+	}},
 }
 
 // migrationLockID is the PostgreSQL advisory lock that serializes the

@@ -248,6 +248,8 @@ type scriptRow struct {
 	Config    string `gorm:"column:config"`
 	TimeoutMS int64  `gorm:"column:timeout_ms"`
 	OnError   string `gorm:"column:on_error"`
+	MemoryMB  int64  `gorm:"column:memory_mb"`
+	Isolation string `gorm:"column:isolation"`
 	Version   string `gorm:"column:version"`
 	UpdatedAt int64  `gorm:"column:updated_at;autoUpdateTime:false"`
 }
@@ -268,20 +270,24 @@ func scriptToRow(s *hooks.Script) (*scriptRow, error) {
 		Config:    cfg,
 		TimeoutMS: s.Timeout.Milliseconds(),
 		OnError:   string(s.OnError),
+		MemoryMB:  int64(s.MemoryMB),
+		Isolation: string(s.Isolation),
 		Version:   s.Version,
 	}, nil
 }
 
 func (r *scriptRow) toEngine() (*hooks.Script, error) {
 	s := &hooks.Script{
-		Name:    r.Name,
-		Kind:    hooks.Kind(r.Kind),
-		Source:  r.Source,
-		Enabled: r.Enabled,
-		Level:   r.Level,
-		Timeout: time.Duration(r.TimeoutMS) * time.Millisecond,
-		OnError: hooks.OnError(r.OnError),
-		Version: r.Version,
+		Name:      r.Name,
+		Kind:      hooks.Kind(r.Kind),
+		Source:    r.Source,
+		Enabled:   r.Enabled,
+		Level:     r.Level,
+		Timeout:   time.Duration(r.TimeoutMS) * time.Millisecond,
+		OnError:   hooks.OnError(r.OnError),
+		MemoryMB:  int(r.MemoryMB),
+		Isolation: hooks.Isolation(r.Isolation),
+		Version:   r.Version,
 	}
 	if err := decodeJSON(r.Config, &s.Config); err != nil {
 		return nil, fmt.Errorf("storage: script %s config: %w", r.Name, err)
