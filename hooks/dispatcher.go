@@ -248,8 +248,9 @@ func (d *Dispatcher) Run(ctx context.Context, scripts []*Script, fn Function, va
 }
 
 // Lifetime calls a lifetime function (getAccessTokenLifetimeInSeconds and
-// the like) of each script; a positive number overrides, the last one
-// wins. ok is false when no script gave one.
+// the like) of each script; an answer LifetimeSeconds accepts overrides,
+// the last one wins. Any other answer, none included, is ignored and
+// logged. ok is false when no script gave one.
 func (d *Dispatcher) Lifetime(ctx context.Context, scripts []*Script, fn Function, hctx map[string]any) (seconds int64, ok bool, err error) {
 	log := d.logger(ctx)
 	for _, s := range scripts {
@@ -270,15 +271,11 @@ func (d *Dispatcher) Lifetime(ctx context.Context, scripts []*Script, fn Functio
 		if !res.Defined {
 			continue
 		}
-		switch v := res.Return.(type) {
-		case int64:
-			if v > 0 {
-				seconds, ok = v, true
-			}
-		case float64:
-			if v >= 1 && v < 1e12 {
-				seconds, ok = int64(v), true
-			}
+		if n, valid := LifetimeSeconds(res.Return); valid {
+			seconds, ok = n, true
+		} else {
+			log.Warn("script lifetime ignored: not whole seconds between 1 and 10 years", "script", s.Name,
+				"function", string(fn), "value", lifetimeForLog(res.Return))
 		}
 	}
 	return seconds, ok, nil
