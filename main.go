@@ -19,6 +19,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -43,6 +44,7 @@ func main() {
 
 const usage = `usage:
   keyhook serve [--addr HOST:PORT] [--db DSN] [--issuer URL] [--bootstrap-admin-secret S] [--seed FILE]
+                [--script-isolation process|inline] [--script-workers N] [--script-memory-max-mb MB]
   keyhook import [--db DSN] FILE
   keyhook export [--db DSN]`
 
@@ -50,6 +52,10 @@ const usage = `usage:
 // environment variable, and a flag wins.
 type options struct {
 	addr, db, issuer, bootstrapSecret, seed, logLevel string
+	// The script sandbox (docs/sandbox.md).
+	scriptIsolation string
+	scriptWorkers   int
+	scriptMemoryMax int
 }
 
 func parseFlags(name string, args []string, stderr io.Writer) (*options, []string, error) {
@@ -62,13 +68,37 @@ func parseFlags(name string, args []string, stderr io.Writer) (*options, []strin
 	fs.StringVar(&o.bootstrapSecret, "bootstrap-admin-secret", os.Getenv("KEYHOOK_BOOTSTRAP_ADMIN_SECRET"), "secret of the keyhook-admin client created when absent")
 	fs.StringVar(&o.seed, "seed", "", "YAML file to import at start")
 	fs.StringVar(&o.logLevel, "log-level", envOr("KEYHOOK_LOG_LEVEL", "info"), "debug, info, warn or error")
+	fs.StringVar(&o.scriptIsolation, "script-isolation", envOr("KEYHOOK_SCRIPT_ISOLATION", "process"),
+		"where scripts without their own isolation run: process (worker processes) or inline")
+	fs.IntVar(&o.scriptWorkers, "script-workers", envInt("KEYHOOK_SCRIPT_WORKERS", 0), "script worker processes (default 2 per CPU)")
+	fs.IntVar(&o.scriptMemoryMax, "script-memory-max-mb", envInt("KEYHOOK_SCRIPT_MEMORY_MAX_MB", 256),
+		"largest memory budget a script may have, MiB")
 	if err := fs.Parse(args); err != nil {
 		return nil, nil, err
 	}
 	if o.issuer == "" {
 		o.issuer = "http://" + o.addr
 	}
+	switch hooks.Isolation(o.scriptIsolation) {
+	case hooks.IsolationProcess, hooks.IsolationInline:
+	default:
+		return nil, nil, fmt.Errorf("--script-isolation: %q is neither process nor inline", o.scriptIsolation)
+	}
+	if o.scriptMemoryMax < 1 || o.scriptMemoryMax > 16<<10 {
+		return nil, nil, fmt.Errorf("--script-memory-max-mb: %d is not between 1 and 16384", o.scriptMemoryMax)
+	}
+	if o.scriptWorkers < 0 || o.scriptWorkers > 256 {
+		return nil, nil, fmt.Errorf("--script-workers: %d is not between 0 (default) and 256", o.scriptWorkers)
+	}
 	return o, fs.Args(), nil
+}
+
+// envInt is the integer in the environment variable name, or def.
+func envInt(name string, def int) int {
+	if n, err := strconv.Atoi(os.Getenv(name)); err == nil {
+		return n
+	}
+	return def
 }
 
 func envOr(name, def string) string {
@@ -121,6 +151,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 type app struct {
 	store *storage.Store
 	eng   *engine.Engine
+	rt    *scripts.Runtime
 	reg   *prometheus.Registry
 }
 
@@ -133,14 +164,16 @@ func withApp(ctx context.Context, o *options, log *slog.Logger, reg *prometheus.
 		return fmt.Errorf("opening %s: %w", o.db, err)
 	}
 	defer store.Close()
-	rt := scripts.New(scripts.Options{Registerer: reg, Logger: log})
+	rt := scripts.New(scripts.Options{Registerer: reg, Logger: log, DefaultIsolation: hooks.Isolation(o.scriptIsolation),
+		Workers: o.scriptWorkers, MaxMemoryMB: o.scriptMemoryMax})
+	defer rt.Close()
 	disp := hooks.NewDispatcher(rt, log)
 	web.RegisterScriptMetrics(reg, disp)
-	eng, err := engine.New(ctx, engine.Config{Issuer: o.issuer, Logger: log, Hooks: disp}, store.Stores())
+	eng, err := engine.New(ctx, engine.Config{Issuer: o.issuer, Logger: log, Hooks: disp, MaxScriptMemoryMB: o.scriptMemoryMax}, store.Stores())
 	if err != nil {
 		return err
 	}
-	return fn(&app{store: store, eng: eng, reg: reg})
+	return fn(&app{store: store, eng: eng, rt: rt, reg: reg})
 }
 
 func serve(ctx context.Context, o *options, stdout io.Writer, log *slog.Logger) error {
@@ -167,8 +200,14 @@ func serve(ctx context.Context, o *options, stdout io.Writer, log *slog.Logger) 
 		if err != nil {
 			return err
 		}
+		// Requests' contexts end some time after shutdown starts, which
+		// stops the scripts still running for them (see below).
+		baseCtx, endRequests := context.WithCancelCause(context.Background())
+		defer endRequests(nil)
 		hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
-			WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10}
+			WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10,
+			BaseContext: func(net.Listener) context.Context { return baseCtx }}
+		a.rt.Start()
 		runCtx, stopRun := context.WithCancel(context.Background())
 		defer stopRun()
 		go a.eng.Run(runCtx)
@@ -186,6 +225,13 @@ func serve(ctx context.Context, o *options, stdout io.Writer, log *slog.Logger) 
 		log.Info("shutting down: finishing in-flight requests")
 		shutCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
+		// In-flight requests get as long as any script may run to
+		// finish; then the scripts still running are stopped (their
+		// on_error applies) so that shutdown does not wait on them.
+		stopScripts := time.AfterFunc(engine.MaxScriptTimeout, func() {
+			endRequests(errors.New("the server is shutting down"))
+		})
+		defer stopScripts.Stop()
 		if err := hs.Shutdown(shutCtx); err != nil {
 			return err
 		}

@@ -56,7 +56,13 @@ type server struct {
 // start runs keyhook serve in dir and waits until /healthz answers.
 func start(t *testing.T, dir, addr string, env []string, args ...string) *server {
 	t.Helper()
-	cmd := exec.Command(binary, append([]string{"serve"}, args...)...)
+	return startCommand(t, exec.Command(binary, append([]string{"serve"}, args...)...), dir, addr, env)
+}
+
+// startCommand runs cmd (keyhook serve, maybe under a wrapper such as
+// prlimit) in dir and waits until /healthz answers on addr.
+func startCommand(t *testing.T, cmd *exec.Cmd, dir, addr string, env []string) *server {
+	t.Helper()
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), env...)
 	cmd.Stderr = io.Discard

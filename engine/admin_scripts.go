@@ -29,7 +29,12 @@ type ScriptDoc struct {
 	Config    map[string]string `json:"config"`
 	TimeoutMS *int64            `json:"timeout_ms,omitempty"`
 	OnError   string            `json:"on_error,omitempty"`
-	Version   string            `json:"version,omitempty"`
+	// MemoryMB is the memory budget of one call in MiB (absent: the
+	// server's default); Isolation is "process" (the default) or
+	// "inline" (docs/sandbox.md).
+	MemoryMB  *int   `json:"memory_mb,omitempty"`
+	Isolation string `json:"isolation,omitempty"`
+	Version   string `json:"version,omitempty"`
 	// TrippedUntil is when this instance's circuit breaker for the script
 	// lets it run again; absent when the breaker is closed. Read-only:
 	// never stored, ignored on writes.
@@ -43,8 +48,13 @@ func ScriptDocument(s *hooks.Script) *ScriptDoc {
 	if cfg == nil {
 		cfg = map[string]string{}
 	}
-	return &ScriptDoc{Name: s.Name, Type: string(s.Kind), Source: s.Source, Enabled: &enabled, Level: &level,
-		Config: cfg, TimeoutMS: &ms, OnError: string(s.OnError), Version: s.Version}
+	doc := &ScriptDoc{Name: s.Name, Type: string(s.Kind), Source: s.Source, Enabled: &enabled, Level: &level,
+		Config: cfg, TimeoutMS: &ms, OnError: string(s.OnError), Isolation: string(s.Isolation), Version: s.Version}
+	if s.MemoryMB > 0 {
+		mb := s.MemoryMB
+		doc.MemoryMB = &mb
+	}
+	return doc
 }
 
 // scriptFromDoc validates doc, including that the source compiles.
@@ -68,6 +78,17 @@ func (e *Engine) scriptFromDoc(doc *ScriptDoc) (*hooks.Script, error) {
 			return nil, fieldError("timeout_ms", "must be between 1 and 5000")
 		}
 		s.Timeout = time.Duration(*doc.TimeoutMS) * time.Millisecond
+	}
+	if doc.MemoryMB != nil {
+		if *doc.MemoryMB < 1 || *doc.MemoryMB > e.cfg.MaxScriptMemoryMB {
+			return nil, fieldError("memory_mb", "must be between 1 and %d", e.cfg.MaxScriptMemoryMB)
+		}
+		s.MemoryMB = *doc.MemoryMB
+	}
+	switch s.Isolation = hooks.Isolation(doc.Isolation); s.Isolation {
+	case "", hooks.IsolationProcess, hooks.IsolationInline:
+	default:
+		return nil, fieldError("isolation", "must be process or inline")
 	}
 	switch s.OnError {
 	case "":

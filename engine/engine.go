@@ -33,6 +33,12 @@ type Config struct {
 	// RefreshInterval is how often shared state (properties, keys,
 	// scripts) is reloaded from the store; default 2s (CONTRACT §6: 5s).
 	RefreshInterval time.Duration
+	// ScriptBudget bounds the time all the scripts of one request run
+	// together (each also has its own timeout); default MaxScriptTimeout.
+	ScriptBudget time.Duration
+	// MaxScriptMemoryMB is the largest memory budget a script may ask for
+	// (the script runtime's limit); default 256.
+	MaxScriptMemoryMB int
 }
 
 // Engine implements keyhook's endpoints without their transport. It is
@@ -76,6 +82,12 @@ func New(ctx context.Context, cfg Config, st Stores) (*Engine, error) {
 	}
 	if cfg.HTTPClient == nil {
 		cfg.HTTPClient = &http.Client{Timeout: 5 * time.Second}
+	}
+	if cfg.MaxScriptMemoryMB <= 0 {
+		cfg.MaxScriptMemoryMB = 256
+	}
+	if cfg.ScriptBudget <= 0 {
+		cfg.ScriptBudget = MaxScriptTimeout
 	}
 	if cfg.RefreshInterval <= 0 {
 		cfg.RefreshInterval = 2 * time.Second

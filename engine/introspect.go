@@ -42,6 +42,7 @@ func inactive() map[string]any { return map[string]any{"active": false} }
 // missing token and storage failures; everything wrong with the token
 // itself is {"active": false}.
 func (e *Engine) Introspect(ctx context.Context, req *IntrospectionRequest) (*Introspection, error) {
+	ctx = hooks.WithScriptBudget(ctx, e.cfg.ScriptBudget)
 	caller, err := e.introspectionCaller(ctx, req)
 	if err != nil {
 		return nil, err

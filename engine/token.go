@@ -69,6 +69,7 @@ func (g *grant) subject() string {
 
 // Token handles a token endpoint request (CONTRACT §4).
 func (e *Engine) Token(ctx context.Context, req *TokenRequest) (*TokenResponse, error) {
+	ctx = hooks.WithScriptBudget(ctx, e.cfg.ScriptBudget)
 	if req.GrantType == "" {
 		return nil, Errorf(CodeInvalidRequest, "grant_type is missing")
 	}

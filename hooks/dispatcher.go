@@ -76,11 +76,23 @@ func (d *Dispatcher) Replace(all []*Script) {
 	d.byName, d.enabledIntrospection = byName, intro
 	d.circuits.Store(&circuits)
 	d.mu.Unlock()
-	if d.OnRemove != nil {
-		for _, name := range removed {
+	forget, _ := d.rt.(Forgetter)
+	for _, name := range removed {
+		if forget != nil {
+			forget.Forget(name)
+		}
+		if d.OnRemove != nil {
 			d.OnRemove(name)
 		}
 	}
+}
+
+// Forgetter is implemented by runtimes that keep per-script state (a
+// compiled program, runtimes, metric series): the dispatcher tells them
+// of each script that leaves the set, so that state stays bounded by the
+// scripts that exist.
+type Forgetter interface {
+	Forget(name string)
 }
 
 // Put adds or replaces one script (after a local admin change, so that it

@@ -263,6 +263,14 @@ func (e *Runtime) Close() {
 	}
 }
 
+// Start starts the worker processes now rather than on the first call
+// that needs one, so that the first requests do not wait for them.
+func (e *Runtime) Start() {
+	if e.opts.DefaultIsolation == hooks.IsolationProcess {
+		e.workers().start()
+	}
+}
+
 // workers is the worker pool, made on first use.
 func (e *Runtime) workers() *pool {
 	e.poolOnce.Do(func() { e.pool = newPool(&e.opts, e.logger(nil)) })
@@ -404,7 +412,11 @@ func (e *Runtime) Call(ctx context.Context, s *hooks.Script, call *hooks.Call) (
 		timeout = e.opts.DefaultTimeout
 	}
 	ctxDeadline, hasCtxDeadline := ctx.Deadline()
-	// deadline is the earlier of now+timeout and ctx's deadline.
+	if end, ok := hooks.ScriptDeadline(ctx); ok && (!hasCtxDeadline || end.Before(ctxDeadline)) {
+		ctxDeadline, hasCtxDeadline = end, true
+	}
+	// deadline is the earlier of now+timeout and ctx's deadline (or
+	// its script budget).
 	deadline := func(now time.Time) (time.Time, bool) {
 		d := now.Add(timeout)
 		if hasCtxDeadline && ctxDeadline.Before(d) {

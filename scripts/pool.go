@@ -76,6 +76,7 @@ type pool struct {
 	closed   bool
 	all      map[*worker]bool
 	spawning sync.WaitGroup // spawns in progress, which close waits for
+	starting atomic.Int32   // how many
 }
 
 // worker is one worker process as the server sees it.
@@ -159,8 +160,10 @@ func (p *pool) spawn() (*worker, error) {
 		return nil, errors.New("scripts: runtime closed")
 	}
 	p.spawning.Add(1)
+	p.starting.Add(1)
 	p.mu.Unlock()
 	defer p.spawning.Done()
+	defer p.starting.Add(-1)
 	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return nil, fmt.Errorf("socketpair: %w", err)
@@ -266,9 +269,13 @@ func (p *pool) acquire(ctx context.Context, deadline time.Time) (*worker, error)
 	}
 	select {
 	case <-p.everReady:
+		if p.starting.Load() > 0 {
+			// A worker is on its way (replacing one that was killed):
+			// waiting for it is not the call's doing.
+			deadline = later(deadline, time.Now().Add(startWait))
+		}
 	default:
-		// The first workers are still starting: their start is not the
-		// call's doing, so it may wait for them.
+		// The first workers are still starting.
 		deadline = time.Now().Add(p.startMax)
 	}
 	t := time.NewTimer(time.Until(deadline))
@@ -300,6 +307,17 @@ func (p *pool) release(w *worker, healthy bool) {
 			p.replace()
 		}
 	}()
+}
+
+// startWait bounds how long a call waits for a worker that is starting
+// when none is idle.
+const startWait = 2 * time.Second
+
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }
 
 // setupMax bounds how long a worker may take to compile a script and
@@ -452,6 +470,10 @@ func (p *pool) call(ctx context.Context, rc *remoteCall) (*hooks.Result, error) 
 	// A call the worker interrupted may leave nothing behind (the worker
 	// discards that runtime), so the worker stays.
 	p.release(w, healthy)
+	if se, ok := err.(*hooks.ScriptError); ok && se.Kind == hooks.FailureTimeout {
+		// The worker only knew the time left; say it as the script has it.
+		se.Message = timeoutMessage(rc, ctx)
+	}
 	return res, err
 }
 

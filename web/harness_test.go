@@ -48,9 +48,20 @@ const adminSecret = "test-admin-secret"
 type harnessOpt func(*harnessCfg)
 
 type harnessCfg struct {
-	dsn string
-	log *slog.Logger
+	dsn        string
+	log        *slog.Logger
+	workers    int
+	budget     time.Duration
+	breakerOff bool
 }
+
+func withWorkers(n int) harnessOpt { return func(c *harnessCfg) { c.workers = n } }
+
+// withScriptBudget sets the engine's per-request script budget.
+func withScriptBudget(d time.Duration) harnessOpt { return func(c *harnessCfg) { c.budget = d } }
+
+// withBreakerOff turns the scripts' circuit breakers off.
+func withBreakerOff() harnessOpt { return func(c *harnessCfg) { c.breakerOff = true } }
 
 func withDSN(dsn string) harnessOpt { return func(c *harnessCfg) { c.dsn = dsn } }
 
@@ -80,12 +91,17 @@ func newHarness(t testing.TB, opts ...harnessOpt) *harness {
 	log := cfg.log
 	reg := prometheus.NewRegistry()
 	clk := &clock{}
-	rt := scripts.New(scripts.Options{Registerer: reg, Logger: log})
-	eng, err := engine.New(ctx, engine.Config{Issuer: base, Logger: log, Now: clk.now, Hooks: hooks.NewDispatcher(rt, log)}, store.Stores())
+	rt := scripts.New(scripts.Options{Registerer: reg, Logger: log, Workers: cfg.workers})
+	t.Cleanup(rt.Close)
+	disp := hooks.NewDispatcher(rt, log)
+	disp.Breaker.Now = clk.now // script cool-downs follow the test clock
+	if cfg.breakerOff {
+		disp.Breaker.Threshold = -1
+	}
+	eng, err := engine.New(ctx, engine.Config{Issuer: base, Logger: log, Now: clk.now, Hooks: disp, ScriptBudget: cfg.budget}, store.Stores())
 	if err != nil {
 		t.Fatalf("engine.New: %v", err)
 	}
-	eng.Hooks().Breaker.Now = clk.now // script cool-downs follow the test clock
 	web.RegisterScriptMetrics(reg, eng.Hooks())
 	if _, err := eng.Bootstrap(ctx, adminSecret); err != nil {
 		t.Fatalf("bootstrap: %v", err)
