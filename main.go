@@ -93,12 +93,19 @@ func parseFlags(name string, args []string, stderr io.Writer) (*options, []strin
 	return o, fs.Args(), nil
 }
 
-// envInt is the integer in the environment variable name, or def.
+// envInt is the integer in the environment variable name, or def when it
+// is unset; a value that is not an integer makes it -1, which the flag
+// checks refuse.
 func envInt(name string, def int) int {
-	if n, err := strconv.Atoi(os.Getenv(name)); err == nil {
-		return n
+	v := os.Getenv(name)
+	if v == "" {
+		return def
 	}
-	return def
+	n, err := strconv.Atoi(v)
+	if err != nil {
+		return -1
+	}
+	return n
 }
 
 func envOr(name, def string) string {

@@ -87,6 +87,22 @@ func (d *Dispatcher) Replace(all []*Script) {
 	}
 }
 
+// FailureCounter is implemented by runtimes that count failed calls
+// (metrics): the dispatcher tells them of the failures it finds itself
+// in a call that succeeded for the runtime (a hook that returned a
+// non-boolean), so that every failure is counted once.
+type FailureCounter interface {
+	CountFailure(script string, kind FailureKind)
+}
+
+// verdict reports a failure the dispatcher found to the runtime.
+func (d *Dispatcher) verdict(se *ScriptError) *ScriptError {
+	if c, ok := d.rt.(FailureCounter); ok {
+		c.CountFailure(se.Script, se.Kind)
+	}
+	return se
+}
+
 // Forgetter is implemented by runtimes that keep per-script state (a
 // compiled program, runtimes, metric series): the dispatcher tells them
 // of each script that leaves the set, so that state stays bounded by the
@@ -226,7 +242,7 @@ func (d *Dispatcher) Run(ctx context.Context, scripts []*Script, fn Function, va
 			out.Ran++
 			keep, isBool = res.Return.(bool)
 			if !isBool {
-				err = &ScriptError{Script: s.Name, Function: fn, Kind: FailureWrongType, Message: "must return true or false"}
+				err = d.verdict(&ScriptError{Script: s.Name, Function: fn, Kind: FailureWrongType, Message: "must return true or false"})
 			}
 		}
 		if err != nil {
@@ -245,7 +261,7 @@ func (d *Dispatcher) Run(ctx context.Context, scripts []*Script, fn Function, va
 		}
 		edited, ok := res.Args[0].(map[string]any)
 		if !ok {
-			if denied := d.fail(log, s, fn, &ScriptError{Script: s.Name, Function: fn, Kind: FailureWrongType, Message: "replaced its argument with a non-object"}); denied != nil {
+			if denied := d.fail(log, s, fn, d.verdict(&ScriptError{Script: s.Name, Function: fn, Kind: FailureWrongType, Message: "replaced its argument with a non-object"})); denied != nil {
 				return nil, denied
 			}
 			continue

@@ -79,7 +79,7 @@ type Script struct {
 // functions below, or any function a dry run asks for.
 type Function string
 
-// The hook functions keyhook calls (docs/scripts.md). Every call site
+// The hook functions keyhook calls (docs/sandbox.md, README "Writing scripts"). Every call site
 // names them through these constants.
 const (
 	FnModifyResponse       Function = "modifyResponse"

@@ -225,7 +225,7 @@ func New(opts Options) *Runtime {
 	if opts.MaxMemoryMB <= 0 {
 		opts.MaxMemoryMB = 256
 	}
-	opts.MaxMemoryMB = max(opts.MaxMemoryMB, opts.DefaultMemoryMB)
+	opts.DefaultMemoryMB = min(opts.DefaultMemoryMB, opts.MaxMemoryMB)
 	if opts.KillGrace <= 0 {
 		opts.KillGrace = 50 * time.Millisecond
 	}
@@ -293,6 +293,12 @@ func (e *Runtime) Forget(name string) {
 	delete(e.scripts, name)
 	e.mu.Unlock()
 	e.metrics.forget(name)
+}
+
+// CountFailure counts a failure found outside the runtime (see
+// hooks.FailureCounter).
+func (e *Runtime) CountFailure(script string, kind hooks.FailureKind) {
+	e.metrics.failure(script, string(kind))
 }
 
 // cachedSource is the source of name at version when it is cached.

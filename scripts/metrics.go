@@ -28,7 +28,7 @@ func newMetrics(reg prometheus.Registerer, log *slog.Logger) *metrics {
 		}, []string{"script", "function"}),
 		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "keyhook_script_errors_total",
-			Help: "Failed script calls, by script and failure kind (exception, timeout, stack_overflow, wrong_type, busy, syntax).",
+			Help: "Failed script calls, by script and failure kind (exception, timeout, stack_overflow, wrong_type, busy, memory, crash, cancelled, syntax).",
 		}, []string{"script", "kind"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "keyhook_script_duration_seconds",

@@ -272,11 +272,11 @@ func (p *pool) acquire(ctx context.Context, deadline time.Time) (*worker, error)
 		if p.starting.Load() > 0 {
 			// A worker is on its way (replacing one that was killed):
 			// waiting for it is not the call's doing.
-			deadline = later(deadline, time.Now().Add(startWait))
+			deadline = later(deadline, withinBudget(ctx, time.Now().Add(startWait)))
 		}
 	default:
 		// The first workers are still starting.
-		deadline = time.Now().Add(p.startMax)
+		deadline = withinBudget(ctx, time.Now().Add(p.startMax))
 	}
 	t := time.NewTimer(time.Until(deadline))
 	defer t.Stop()
@@ -312,6 +312,18 @@ func (p *pool) release(w *worker, healthy bool) {
 // startWait bounds how long a call waits for a worker that is starting
 // when none is idle.
 const startWait = 2 * time.Second
+
+// withinBudget is t, or the end of ctx's script budget or deadline when
+// that comes first: no wait of a call outlasts its request's budget.
+func withinBudget(ctx context.Context, t time.Time) time.Time {
+	if end, ok := hooks.ScriptDeadline(ctx); ok && end.Before(t) {
+		t = end
+	}
+	if end, ok := ctx.Deadline(); ok && end.Before(t) {
+		t = end
+	}
+	return t
+}
 
 func later(a, b time.Time) time.Time {
 	if a.After(b) {
@@ -438,7 +450,7 @@ func (p *pool) call(ctx context.Context, rc *remoteCall) (*hooks.Result, error) 
 	onPhase := func(typ byte) {
 		switch {
 		case typ == frameSetup && !restarted:
-			kt.arm(setupMax, killedDeadline)
+			kt.arm(time.Until(withinBudget(ctx, time.Now().Add(setupMax)))+p.grace, killedDeadline)
 		case typ == frameRunning && !restarted:
 			restarted = true
 			d, _ := rc.deadline(time.Now())

@@ -17,7 +17,7 @@ import (
 // that whoever reads the token learns the credentials of the request that
 // made it: no credential header or parameter may reach context.request,
 // while ordinary custom parameters and headers still do (scripts rely on
-// them, docs/scripts.md).
+// them, docs/sandbox.md).
 func TestScriptContextHidesCredentials(t *testing.T) {
 	h := newHarness(t)
 	h.createScript(map[string]any{"name": "copy-request-at-issue", "type": "update_token", "source": `

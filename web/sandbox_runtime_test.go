@@ -191,3 +191,19 @@ func TestSlowScriptDoesNotSlowOtherClients(t *testing.T) {
 		t.Fatalf("p99 %v beside a spinning script, %v alone: more than twice", attacked, base)
 	}
 }
+
+// TestWrongReturnTypeIsCounted checks that a hook answering something
+// other than a boolean is counted as a wrong_type failure in /metrics,
+// like failures the runtime finds itself.
+func TestWrongReturnTypeIsCounted(t *testing.T) {
+	h := newHarness(t)
+	h.createScript(introspectionScript("chatty", `response.x = 1; return "yes";`, nil))
+	h.createClient(map[string]any{"client_id": "chatty", "client_secret": "s", "introspection_scripts": []string{"chatty"}})
+	tok := h.mustToken("chatty", "s", "").AccessToken
+	if in := h.introspect(tok); in["active"] != true || in["x"] != nil {
+		t.Fatalf("introspection = %v, want active without the script's edits", in)
+	}
+	if v, _ := h.metric(`keyhook_script_errors_total{kind="wrong_type",script="chatty"}`); v != 1 {
+		t.Fatalf("wrong_type failures counted: %v, want 1", v)
+	}
+}
