@@ -45,6 +45,10 @@ type compiled struct {
 	// then it runs once per runtime, as CONTRACT §7 has it, and calls
 	// call the functions it made.
 	once bool
+	// names holds every identifier and string literal of the source: a
+	// context key not among them can only be read through a computed
+	// name, so it is not worth sending to a worker up front.
+	names map[string]bool
 }
 
 // compileScript checks size, parses and compiles source, and builds the
@@ -88,7 +92,24 @@ func compileScript(name, source string, maxBytes int) (*compiled, error) {
 	if err != nil {
 		return nil, toSyntaxError(err, len(wrapperPrefix))
 	}
-	return &compiled{prg: p, index: index, once: runsOnce(prg)}, nil
+	return &compiled{prg: p, index: index, once: runsOnce(prg), names: sourceNames(prg)}, nil
+}
+
+// sourceNames collects the identifiers (property names of dot
+// expressions included) and string literals of a program.
+func sourceNames(prg *ast.Program) map[string]bool {
+	names := make(map[string]bool)
+	walkAST(reflect.ValueOf(prg.Body), make(map[uintptr]bool), func(n any) {
+		switch n := n.(type) {
+		case *ast.Identifier:
+			names[n.Name.String()] = true
+		case *ast.StringLiteral:
+			names[n.Value.String()] = true
+		case *ast.TemplateElement:
+			names[n.Parsed.String()] = true
+		}
+	})
+	return names
 }
 
 // runsOnce reports whether a script's top level can run once per runtime

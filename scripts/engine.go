@@ -75,7 +75,6 @@ import (
 	"log/slog"
 	"math"
 	"runtime"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -201,9 +200,6 @@ type script struct {
 	// also take slowPermit, so they run one at a time.
 	slow       atomic.Bool
 	slowPermit chan struct{}
-	// mentions caches whether the source mentions a context key, i.e.
-	// whether a lazy value is worth sending to a worker with the call.
-	mentions sync.Map // string -> bool
 
 	// The metrics' children for this script (see metrics.call).
 	callCounters sync.Map // function name -> prometheus.Counter
@@ -506,16 +502,10 @@ func (e *Runtime) callInline(ctx context.Context, sc *script, s *hooks.Script, i
 	return res, err
 }
 
-// mentionsKey reports whether the script's source mentions key: a lazy
-// context value it does not mention is most likely never read.
-func (sc *script) mentionsKey(key string) bool {
-	if v, ok := sc.mentions.Load(key); ok {
-		return v.(bool)
-	}
-	m := strings.Contains(sc.source, key)
-	sc.mentions.Store(key, m)
-	return m
-}
+// mentionsKey reports whether the script's source names key (see
+// compiled.names): a lazy context value it does not name is most likely
+// never read, so it is fetched only if the script does read it.
+func (sc *script) mentionsKey(key string) bool { return sc.compiled.names[key] }
 
 // acquire takes a permit to run (and, while the script is slow, the
 // slow permit too), waiting at most until deadline or ctx's end.

@@ -121,6 +121,22 @@ func TestProcessLazyFetchedOnRead(t *testing.T) {
 	}
 }
 
+// TestProcessLazyNotSentUnlessNamed checks that a lazy context value
+// whose key the source does not name (only a longer word containing it)
+// is neither computed nor sent.
+func TestProcessLazyNotSentUnlessNamed(t *testing.T) {
+	e := newProcessRuntime(t, Options{})
+	s := &hooks.Script{Name: "named", Version: "1", Source: `function modifyResponse(r, c) { r.username = c.phase + "-users"; return true }`}
+	res, err := e.Call(context.Background(), s, &hooks.Call{Function: hooks.FnModifyResponse, Args: []any{map[string]any{}},
+		Context: map[string]any{"phase": "p", "user": testLazy(func() any { t.Error("context.user computed"); return nil })}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v := res.Args[0].(map[string]any)["username"]; v != "p-users" {
+		t.Fatalf("username = %v", v)
+	}
+}
+
 // TestDeadlineWithoutEscape runs scripts whose time goes into built-ins
 // goja's interrupt does not reach: each must fail by its deadline (plus
 // the kill grace and a generous allowance for a loaded machine), and the

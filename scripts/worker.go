@@ -68,7 +68,7 @@ func serveWorker() int {
 	}
 	limitAddressSpace()
 	stack, _ := strconv.Atoi(os.Getenv(workerStackEnv))
-	w := &workerProc{conn: conn, calls: make(chan []byte, 1), replies: make(chan []byte, 1)}
+	w := &workerProc{conn: conn, calls: make(chan []byte, 1), replies: make(chan []byte, 1), started: make(chan struct{}, 1)}
 	w.rt = New(Options{
 		DefaultIsolation: hooks.IsolationInline, MaxRuntimes: 1, MaxScripts: 64, MaxCallStackSize: stack,
 		Logger: slog.New(&frameHandler{w: w}),
@@ -121,8 +121,9 @@ type workerProc struct {
 	conn    net.Conn
 	wmu     sync.Mutex
 	rt      *Runtime
-	calls   chan []byte // call frames, from read
-	replies chan []byte // source and field frames, from read
+	calls   chan []byte   // call frames, from read
+	replies chan []byte   // source and field frames, from read
+	started chan struct{} // wakes the watchdog when a call starts
 
 	// The call in progress, for cancel frames and the watchdog.
 	cur atomic.Pointer[workerCall]
@@ -173,17 +174,23 @@ func (w *workerProc) read() {
 	}
 }
 
-// reply waits for the server's answer to a request of call id.
+// reply waits for the server's answer to a request of call id. An answer
+// to an earlier call (one that was cancelled while it waited) is dropped.
 func (w *workerProc) reply(ctx context.Context, id uint64) (*decoder, bool) {
-	select {
-	case payload := <-w.replies:
-		d := &decoder{b: payload}
-		if d.uvarint() != id || d.err != nil {
-			os.Exit(exitProtocol)
+	for {
+		select {
+		case payload := <-w.replies:
+			d := &decoder{b: payload}
+			got := d.uvarint()
+			if d.err != nil || got > id {
+				os.Exit(exitProtocol)
+			}
+			if got == id {
+				return d, true
+			}
+		case <-ctx.Done():
+			return nil, false
 		}
-		return d, true
-	case <-ctx.Done():
-		return nil, false
 	}
 }
 
@@ -211,6 +218,10 @@ func (w *workerProc) serve(payload []byte) bool {
 	wc := &workerCall{id: id, cancel: cancel, timeout: s.Timeout, budget: budget}
 	w.cur.Store(wc)
 	defer w.cur.Store(nil)
+	select {
+	case w.started <- struct{}{}: // wake the watchdog
+	default:
+	}
 	if w.rt.warm(s.Name, s.Version) {
 		wc.deadline = time.Now().Add(s.Timeout)
 	} else {
@@ -375,10 +386,15 @@ func (w *workerProc) watchdog() {
 		interval = time.Millisecond
 	)
 	for {
-		time.Sleep(interval)
 		c := w.cur.Load()
 		if c == nil {
+			// Idle: sleep until the next call starts.
 			watched = nil
+			<-w.started
+			continue
+		}
+		time.Sleep(interval)
+		if c = w.cur.Load(); c == nil {
 			continue
 		}
 		now := time.Now()

@@ -73,22 +73,28 @@ func setup(ctx context.Context, dsn string) (*fixture, error) {
 	if err != nil {
 		return nil, err
 	}
-	if _, err := eng.CreateScript(ctx, &engine.ScriptDoc{Name: "bench", Type: "introspection", Source: benchScript,
-		Config: map[string]string{"department": "payments"}}); err != nil {
-		return nil, err
+	for _, sd := range []*engine.ScriptDoc{
+		{Name: "bench", Type: "introspection", Source: benchScript, Config: map[string]string{"department": "payments"}},
+		{Name: "bench-inline", Type: "introspection", Source: benchScript, Config: map[string]string{"department": "payments"},
+			Isolation: string(hooks.IsolationInline)},
+	} {
+		if _, err := eng.CreateScript(ctx, sd); err != nil {
+			return nil, err
+		}
 	}
 	for _, c := range []*engine.ClientDoc{
 		{ClientID: "rs", ClientSecret: "rs-secret"},
 		{ClientID: "opaque", ClientSecret: "opaque-secret", Scope: "read"},
 		{ClientID: "jwt", ClientSecret: "jwt-secret", Scope: "read", AccessTokenAsJWT: true},
 		{ClientID: "scripted", ClientSecret: "scripted-secret", Scope: "read", IntrospectionScripts: []string{"bench"}},
+		{ClientID: "inline", ClientSecret: "inline-secret", Scope: "read", IntrospectionScripts: []string{"bench-inline"}},
 	} {
 		if _, err := eng.CreateClient(ctx, c); err != nil {
 			return nil, err
 		}
 	}
 	f := &fixture{eng: eng, store: store, rt: rt, tokens: map[string]string{}}
-	for _, id := range []string{"opaque", "jwt", "scripted"} {
+	for _, id := range []string{"opaque", "jwt", "scripted", "inline"} {
 		resp, err := eng.Token(ctx, &engine.TokenRequest{GrantType: engine.GrantClientCredentials,
 			Credentials: engine.ClientCredentials{Basic: true, BasicID: id, BasicSecret: id + "-secret"}})
 		if err != nil {
@@ -103,7 +109,7 @@ func setup(ctx context.Context, dsn string) (*fixture, error) {
 	srv := &http.Server{Handler: web.New(web.Config{Engine: eng, Logger: log}).Handler()}
 	go srv.Serve(ln)
 	f.url = "http://" + ln.Addr().String()
-	f.close = func() { srv.Close(); store.Close() }
+	f.close = func() { srv.Close(); rt.Close(); store.Close() }
 	return f, nil
 }
 
@@ -168,8 +174,14 @@ type loadResult struct {
 	p50, p99 time.Duration
 }
 
-// cost is the throughput one bound script costs, in percent, over rounds.
-type cost struct{ median, min, max float64 }
+// cost is the throughput one bound script costs, in percent, over rounds
+// (inline: the median for a script in inline isolation).
+type cost struct{ median, min, max, inline float64 }
+
+func costOf(c []float64) cost {
+	sort.Float64s(c)
+	return cost{median: c[len(c)/2], min: c[0], max: c[len(c)-1]}
+}
 
 func rows(ctx context.Context, store, dsn string) ([]row, cost, error) {
 	f, err := setup(ctx, dsn)
@@ -179,7 +191,8 @@ func rows(ctx context.Context, store, dsn string) ([]row, cost, error) {
 	defer f.close()
 	var out []row
 	cases := []struct{ name, client string }{
-		{"introspect opaque", "opaque"}, {"introspect jwt", "jwt"}, {"introspect opaque + 1 script", "scripted"},
+		{"introspect opaque", "opaque"}, {"introspect jwt", "jwt"}, {"introspect opaque + 1 script (process)", "scripted"},
+		{"introspect opaque + 1 script (inline)", "inline"},
 	}
 	// The HTTP runs are interleaved, *rounds times, in an order that
 	// alternates between rounds (opaque, scripted, jwt; then jwt,
@@ -191,11 +204,11 @@ func rows(ctx context.Context, store, dsn string) ([]row, cost, error) {
 	// small shared machine throughput drifts between runs more than
 	// between kinds.
 	runs := make([][]loadResult, len(cases))
-	var costs []float64
+	var costs, inlineCosts []float64
 	for r := 0; r < *rounds; r++ {
-		order := []int{0, 2, 1} // opaque and scripted side by side
+		order := []int{0, 2, 3, 1} // opaque and scripted side by side
 		if r%2 == 1 {
-			order = []int{1, 2, 0}
+			order = []int{1, 3, 2, 0}
 		}
 		round := make([]float64, len(cases))
 		for _, i := range order {
@@ -204,9 +217,10 @@ func rows(ctx context.Context, store, dsn string) ([]row, cost, error) {
 			round[i] = rps
 		}
 		costs = append(costs, 100*(1-round[2]/round[0]))
+		inlineCosts = append(inlineCosts, 100*(1-round[3]/round[0]))
 		if *verbose {
-			fmt.Fprintf(os.Stderr, "%s round %d: opaque %.0f, jwt %.0f, scripted %.0f req/s: script costs %.1f%%\n",
-				store, r+1, round[0], round[1], round[2], costs[len(costs)-1])
+			fmt.Fprintf(os.Stderr, "%s round %d: opaque %.0f, jwt %.0f, scripted %.0f, inline %.0f req/s: script costs %.1f%% (inline %.1f%%)\n",
+				store, r+1, round[0], round[1], round[2], round[3], costs[len(costs)-1], inlineCosts[len(inlineCosts)-1])
 		}
 	}
 	for i, tc := range cases {
@@ -223,8 +237,8 @@ func rows(ctx context.Context, store, dsn string) ([]row, cost, error) {
 		m := runs[i][len(runs[i])/2]
 		out = append(out, row{tc.name, store, ns, allocs, fmt.Sprintf("%.0f", m.rps), m.p50.Round(time.Microsecond).String(), m.p99.Round(time.Microsecond).String()})
 	}
-	sort.Float64s(costs)
-	scriptCost := cost{median: costs[len(costs)/2], min: costs[0], max: costs[len(costs)-1]}
+	scriptCost := costOf(costs)
+	scriptCost.inline = costOf(inlineCosts).median
 	for _, tc := range []struct{ name, client string }{{"token client_credentials opaque", "opaque"}, {"token client_credentials jwt", "jwt"}} {
 		req := &engine.TokenRequest{GrantType: engine.GrantClientCredentials,
 			Credentials: engine.ClientCredentials{Basic: true, BasicID: tc.client, BasicSecret: tc.client + "-secret"}}
@@ -241,32 +255,48 @@ func rows(ctx context.Context, store, dsn string) ([]row, cost, error) {
 	return out, scriptCost, nil
 }
 
-// hookRow measures one modifyResponse call on a pooled runtime; the
-// median of five runs.
-func hookRow(ctx context.Context) row {
-	rt := scripts.New(scripts.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	s := &hooks.Script{Name: "bench", Kind: hooks.KindIntrospection, Source: benchScript, Enabled: true,
-		Timeout: 100 * time.Millisecond, Version: "1", Config: map[string]string{"department": "x"}}
-	resp := map[string]any{"active": true, "client_id": "c", "scope": "read write", "sub": "alice", "aud": "c",
-		"iss": "http://bench.local", "exp": int64(2000000000), "iat": int64(1700000000), "nbf": int64(1700000000), "token_type": "Bearer"}
-	hctx := map[string]any{"phase": "introspection", "config": map[string]any{"department": "payments"},
-		"client": map[string]any{"client_id": "c", "attributes": map[string]any{}}}
-	var ns []int64
-	var allocs int64
-	for i := 0; i < 5; i++ {
-		r := testing.Benchmark(func(b *testing.B) {
-			b.ReportAllocs()
-			for b.Loop() {
-				if _, err := rt.Call(ctx, s, &hooks.Call{Function: "modifyResponse", Args: []any{resp}, Context: hctx}); err != nil {
-					b.Fatal(err)
-				}
+// hookRows measure one modifyResponse call on a warm runtime, in each
+// isolation mode; the median of five runs.
+func hookRows(ctx context.Context) []row {
+	var out []row
+	for _, iso := range []hooks.Isolation{hooks.IsolationProcess, hooks.IsolationInline} {
+		rt := scripts.New(scripts.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), DefaultIsolation: iso})
+		s := &hooks.Script{Name: "bench", Kind: hooks.KindIntrospection, Source: benchScript, Enabled: true,
+			Timeout: 100 * time.Millisecond, Version: "1", Config: map[string]string{"department": "x"}}
+		resp := map[string]any{"active": true, "client_id": "c", "scope": "read write", "sub": "alice", "aud": "c",
+			"iss": "http://bench.local", "exp": int64(2000000000), "iat": int64(1700000000), "nbf": int64(1700000000), "token_type": "Bearer"}
+		hctx := map[string]any{"phase": "introspection", "config": map[string]any{"department": "payments"},
+			"client": map[string]any{"client_id": "c", "attributes": map[string]any{}}}
+		call := func() error {
+			_, err := rt.Call(ctx, s, &hooks.Call{Function: hooks.FnModifyResponse, Args: []any{resp}, Context: hctx})
+			return err
+		}
+		// Warm every worker and runtime first: cold starts are not the
+		// steady-state cost.
+		for range 50 {
+			if err := call(); err != nil {
+				fail(err)
 			}
-		})
-		ns = append(ns, r.NsPerOp())
-		allocs = r.AllocsPerOp()
+		}
+		var ns []int64
+		var allocs int64
+		for i := 0; i < 5; i++ {
+			r := testing.Benchmark(func(b *testing.B) {
+				b.ReportAllocs()
+				for b.Loop() {
+					if err := call(); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+			ns = append(ns, r.NsPerOp())
+			allocs = r.AllocsPerOp()
+		}
+		rt.Close()
+		sort.Slice(ns, func(i, j int) bool { return ns[i] < ns[j] })
+		out = append(out, row{"one hook call, " + string(iso) + " (median of 5)", "-", fmt.Sprint(ns[2]), fmt.Sprint(allocs), "", "", ""})
 	}
-	sort.Slice(ns, func(i, j int) bool { return ns[i] < ns[j] })
-	return row{"one hook call (median of 5)", "-", fmt.Sprint(ns[2]), fmt.Sprint(allocs), "", "", ""}
+	return out
 }
 
 func main() {
@@ -281,7 +311,7 @@ func main() {
 		profileOne(ctx, "sqlite:"+filepath.Join(dir, "bench.db"))
 		return
 	}
-	all := []row{hookRow(ctx)}
+	all := hookRows(ctx)
 	costs := map[string]cost{}
 	r, cost, err := rows(ctx, "sqlite", "sqlite:"+filepath.Join(dir, "bench.db"))
 	if err != nil {
@@ -308,8 +338,8 @@ func main() {
 	w.Flush()
 	for _, store := range []string{"sqlite", "postgres"} {
 		if c, ok := costs[store]; ok {
-			fmt.Printf("one bound script costs %.1f%% of opaque introspection throughput over HTTP (%s; median of %d paired rounds, range %.1f%% to %.1f%%)\n",
-				c.median, store, *rounds, c.min, c.max)
+			fmt.Printf("one bound script costs %.1f%% of opaque introspection throughput over HTTP (%s, process isolation; median of %d paired rounds, range %.1f%% to %.1f%%); inline isolation: %.1f%%\n",
+				c.median, store, *rounds, c.min, c.max, c.inline)
 		}
 	}
 }
