@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"os/exec"
 	"strings"
@@ -81,13 +80,18 @@ type pool struct {
 
 // worker is one worker process as the server sees it.
 type worker struct {
-	cmd    *exec.Cmd
-	conn   net.Conn
-	r      *bufio.Reader
-	wmu    sync.Mutex // serializes writes (the call's and a cancel's)
-	stderr *tailBuffer
-	exited chan struct{} // closed once the process is reaped
-	killed atomic.Int32  // a killReason
+	cmd *exec.Cmd
+	// conn is the server's end of the worker's socket, used by the
+	// goroutine that holds the worker (and, to write, by none other);
+	// it is closed once the worker is dead and released (closeConn), never
+	// while a call may still read it.
+	conn      fdConn
+	closeOnce sync.Once
+	r         *bufio.Reader
+	wmu       sync.Mutex // serializes writes (the call's and a cancel's)
+	stderr    *tailBuffer
+	exited    chan struct{} // closed once the process is reaped
+	killed    atomic.Int32  // a killReason
 }
 
 func newPool(opts *Options, log *slog.Logger) *pool {
@@ -147,6 +151,7 @@ func (p *pool) put(w *worker) {
 	p.mu.Unlock()
 	if closed {
 		w.kill(killedClose)
+		go func() { <-w.exited; w.closeConn() }()
 		return
 	}
 	p.idle <- w // never blocks: at most p.workers workers exist
@@ -168,53 +173,53 @@ func (p *pool) spawn() (*worker, error) {
 	if err != nil {
 		return nil, fmt.Errorf("socketpair: %w", err)
 	}
-	mine, theirs := os.NewFile(uintptr(fds[0]), "keyhook-worker"), os.NewFile(uintptr(fds[1]), "keyhook-server")
-	defer theirs.Close()
+	theirs := os.NewFile(uintptr(fds[1]), "keyhook-server")
 	cmd := exec.Command(p.exe)
 	cmd.Args = []string{"keyhook-script-worker"}
 	// A minimal environment: the worker needs none of the server's
 	// (which may hold database credentials and secrets).
 	cmd.Env = p.env
 	cmd.ExtraFiles = []*os.File{theirs} // fd 3
-	w := &worker{cmd: cmd, stderr: &tailBuffer{max: 4 << 10}, exited: make(chan struct{})}
+	// The server's end is used with blocking system calls by the one
+	// goroutine that owns the worker (see worker.conn), so a call costs
+	// the kernel's wake-up and no netpoller round.
+	w := &worker{cmd: cmd, conn: fdConn(fds[0]), stderr: &tailBuffer{max: 4 << 10}, exited: make(chan struct{})}
+	w.r = bufio.NewReaderSize(w.conn, 32<<10)
 	cmd.Stderr = w.stderr
 	// The worker dies with the server (also killed at the server's
 	// deadline, and it ends itself when its socket closes).
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		mine.Close()
+	err = cmd.Start()
+	// The worker's end is the worker's alone from now on: with a copy
+	// left here, reads of this end would not see the worker die.
+	theirs.Close()
+	if err != nil {
+		w.closeConn()
 		return nil, fmt.Errorf("starting %s: %w", p.exe, err)
 	}
-	conn, err := net.FileConn(mine)
-	mine.Close()
-	if err != nil {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-		return nil, fmt.Errorf("worker socket: %w", err)
-	}
-	w.conn = conn
-	w.r = bufio.NewReaderSize(conn, 32<<10)
 	go func() {
 		_ = cmd.Wait()
-		conn.Close()
 		close(w.exited)
 	}()
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
 		w.kill(killedClose)
+		<-w.exited
+		w.closeConn()
 		return nil, errors.New("scripts: runtime closed")
 	}
 	p.all[w] = true
 	p.mu.Unlock()
 
-	_ = conn.SetReadDeadline(time.Now().Add(p.startMax))
+	notReady := time.AfterFunc(p.startMax, func() { w.kill(killedClose) })
 	typ, _, err := readFrame(w.r)
-	_ = conn.SetReadDeadline(time.Time{})
+	notReady.Stop()
 	if err != nil || typ != frameReady {
 		w.kill(killedClose)
 		p.forget(w)
 		<-w.exited
+		w.closeConn()
 		return nil, fmt.Errorf("worker did not start: %v %s", err, w.stderr.String())
 	}
 	return w, nil
@@ -239,6 +244,16 @@ func (p *pool) close() {
 		w.kill(killedClose)
 		<-w.exited
 	}
+	// Idle workers are nobody's: close their sockets. Those in a call are
+	// closed when their call releases them.
+	for drained := false; !drained; {
+		select {
+		case w := <-p.idle:
+			w.closeConn()
+		default:
+			drained = true
+		}
+	}
 	// A spawn that started before closed was set sees it once its
 	// worker is ready, and ends it.
 	p.spawning.Wait()
@@ -250,6 +265,9 @@ func (w *worker) kill(why killReason) {
 		_ = w.cmd.Process.Signal(syscall.SIGKILL)
 	}
 }
+
+// closeConn closes the server's end of the socket, once.
+func (w *worker) closeConn() { w.closeOnce.Do(func() { _ = syscall.Close(int(w.conn)) }) }
 
 func (w *worker) write(e *encoder) error {
 	w.wmu.Lock()
@@ -300,6 +318,7 @@ func (p *pool) release(w *worker, healthy bool) {
 	p.forget(w)
 	go func() {
 		<-w.exited
+		w.closeConn()
 		p.mu.Lock()
 		closed := p.closed
 		p.mu.Unlock()
@@ -457,12 +476,12 @@ func (p *pool) call(ctx context.Context, rc *remoteCall) (*hooks.Result, error) 
 			kt.arm(time.Until(d)+p.grace, killedDeadline)
 		}
 	}
-	// The request's end: ask the worker to stop the call, and kill it if
-	// it does not do so promptly.
+	// The request's end: ask the worker to stop the call (SIGUSR1: the
+	// worker does not read its socket during a call), and kill it if it
+	// does not do so promptly. A worker asked may see the signal late,
+	// during its next call, so it is not used again.
 	stopCancel := context.AfterFunc(ctx, func() {
-		c := newFrame(frameCancel)
-		c.uvarint(id)
-		_ = w.write(c)
+		_ = w.cmd.Process.Signal(syscall.SIGUSR1)
 		kt.arm(p.grace, killedCancel)
 	})
 	if err := w.write(f); err != nil {
@@ -472,8 +491,8 @@ func (p *pool) call(ctx context.Context, rc *remoteCall) (*hooks.Result, error) 
 		return nil, fail(hooks.FailureCrash, "the worker process is gone: "+err.Error())
 	}
 	res, err, rerr := p.exchange(w, id, rc, onPhase)
-	stopCancel()
-	healthy := !kt.stop()
+	cancelled := !stopCancel()
+	healthy := !kt.stop() && !cancelled
 	if rerr != nil {
 		err := p.deathError(w, rc, ctx, rerr, fail)
 		p.release(w, false)

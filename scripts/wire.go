@@ -39,7 +39,6 @@ const (
 	frameField                     // server → worker: the value asked for
 	frameLog                       // worker → server: a log record of the call
 	frameResult                    // worker → server: the call's outcome
-	frameCancel                    // server → worker: interrupt the call (its request ended)
 	frameRunning                   // worker → server: the call's runtime was just made; its time starts now
 	frameSetup                     // worker → server: the call needs its script compiled or a runtime made first
 )

@@ -5,10 +5,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math"
-	"net"
 	"os"
+	"os/signal"
 	"runtime"
 	rtmetrics "runtime/metrics"
 	"strconv"
@@ -59,35 +60,51 @@ func init() {
 
 // serveWorker runs calls sent on fd 3 until it closes.
 func serveWorker() int {
-	f := os.NewFile(3, "keyhook-server")
-	conn, err := net.FileConn(f)
-	f.Close()
-	if err != nil {
+	// The socket is used with blocking system calls from one locked
+	// thread: a call then costs the kernel's wake-up of this thread and
+	// no hand-over inside the Go scheduler.
+	runtime.LockOSThread()
+	conn := fdConn(3)
+	if err := syscall.SetNonblock(int(conn), false); err != nil {
 		fmt.Fprintln(os.Stderr, "keyhook script worker: no server socket:", err)
 		return 1
 	}
 	limitAddressSpace()
 	stack, _ := strconv.Atoi(os.Getenv(workerStackEnv))
-	w := &workerProc{conn: conn, calls: make(chan []byte, 1), replies: make(chan []byte, 1), started: make(chan struct{}, 1)}
+	w := &workerProc{conn: conn, r: bufio.NewReaderSize(conn, 32<<10)}
 	w.rt = New(Options{
 		DefaultIsolation: hooks.IsolationInline, MaxRuntimes: 1, MaxScripts: 64, MaxCallStackSize: stack,
 		Logger: slog.New(&frameHandler{w: w}),
 	})
 	w.rt.watch = w.watch
 	w.rt.cold = w.running
-	go w.watchdog()
+	// The server cancels a call with SIGUSR1 (its request ended): the
+	// socket is read only by the serving goroutine, between calls and
+	// for the answers it asks for, so that a call costs no hand-over
+	// between goroutines.
+	cancels := make(chan os.Signal, 1)
+	signal.Notify(cancels, syscall.SIGUSR1)
+	go func() {
+		for range cancels {
+			if c := w.cur.Load(); c != nil {
+				c.cancel()
+			}
+		}
+	}()
 	ready := newFrame(frameReady)
 	ready.uvarint(0)
 	if err := w.write(ready); err != nil {
 		return 1
 	}
-	go w.read()
-	for payload := range w.calls {
-		if !w.serve(payload) {
+	for {
+		typ, payload, err := readFrame(w.r)
+		if err != nil {
+			return 0 // the server closed the socket or died
+		}
+		if typ != frameCall || !w.serve(payload) {
 			return exitProtocol
 		}
 	}
-	return 0
 }
 
 // limitAddressSpace caps the worker's address space at what it has now
@@ -116,16 +133,48 @@ func limitAddressSpace() {
 	_ = syscall.Setrlimit(syscall.RLIMIT_AS, &syscall.Rlimit{Cur: lim, Max: lim})
 }
 
+// fdConn is a socket used with blocking reads and writes.
+type fdConn int
+
+func (c fdConn) Read(p []byte) (int, error) {
+	for {
+		n, err := syscall.Read(int(c), p)
+		if err == syscall.EINTR {
+			continue
+		}
+		if err != nil {
+			return 0, err
+		}
+		if n == 0 && len(p) > 0 {
+			return 0, io.EOF
+		}
+		return n, nil
+	}
+}
+
+func (c fdConn) Write(p []byte) (int, error) {
+	written := 0
+	for written < len(p) {
+		n, err := syscall.Write(int(c), p[written:])
+		if err == syscall.EINTR {
+			continue
+		}
+		if err != nil {
+			return written, err
+		}
+		written += n
+	}
+	return written, nil
+}
+
 // workerProc is the state of a worker process.
 type workerProc struct {
-	conn    net.Conn
-	wmu     sync.Mutex
-	rt      *Runtime
-	calls   chan []byte   // call frames, from read
-	replies chan []byte   // source and field frames, from read
-	started chan struct{} // wakes the watchdog when a call starts
+	conn fdConn
+	r    *bufio.Reader // read by the serving goroutine only
+	wmu  sync.Mutex
+	rt   *Runtime
 
-	// The call in progress, for cancel frames and the watchdog.
+	// The call in progress, for cancellation and the watchdog.
 	cur atomic.Pointer[workerCall]
 }
 
@@ -134,12 +183,18 @@ type workerCall struct {
 	cancel  context.CancelFunc
 	timeout time.Duration
 	budget  int64
+	// watchdog checks the call once it has run a millisecond (see check).
+	watchdog *time.Timer
 	// interrupt stops the call's JavaScript (set while it runs); over is
-	// set when the watchdog found the call over its budget.
+	// set when the watchdog found the call over its budget; deadline is
+	// when the call's time ends (zero while its runtime is being made).
 	mu        sync.Mutex
 	deadline  time.Time
 	interrupt func(v any)
 	over      bool
+	base      uint64    // live heap when the watchdog first looked
+	overAt    time.Time // when it interrupted the call for its budget
+	lastGC    time.Time
 }
 
 func (w *workerProc) write(e *encoder) error {
@@ -148,50 +203,19 @@ func (w *workerProc) write(e *encoder) error {
 	return writeFrame(w.conn, e)
 }
 
-// read dispatches the server's frames; it ends the process when the
-// server goes away.
-func (w *workerProc) read() {
-	r := bufio.NewReaderSize(w.conn, 32<<10)
-	for {
-		typ, payload, err := readFrame(r)
-		if err != nil {
-			os.Exit(0) // the server closed the socket or died
-		}
-		switch typ {
-		case frameCall:
-			w.calls <- payload
-		case frameSource, frameField:
-			w.replies <- payload
-		case frameCancel:
-			d := &decoder{b: payload}
-			id := d.uvarint()
-			if c := w.cur.Load(); c != nil && c.id == id {
-				c.cancel()
-			}
-		default:
-			os.Exit(exitProtocol)
-		}
+// reply reads the server's answer to a request of call id (a source or
+// a lazy value). Nothing else can come meanwhile: the server answers
+// each request before it sends anything more.
+func (w *workerProc) reply(id uint64) *decoder {
+	typ, payload, err := readFrame(w.r)
+	if err != nil {
+		os.Exit(0) // the server is gone
 	}
-}
-
-// reply waits for the server's answer to a request of call id. An answer
-// to an earlier call (one that was cancelled while it waited) is dropped.
-func (w *workerProc) reply(ctx context.Context, id uint64) (*decoder, bool) {
-	for {
-		select {
-		case payload := <-w.replies:
-			d := &decoder{b: payload}
-			got := d.uvarint()
-			if d.err != nil || got > id {
-				os.Exit(exitProtocol)
-			}
-			if got == id {
-				return d, true
-			}
-		case <-ctx.Done():
-			return nil, false
-		}
+	d := &decoder{b: payload}
+	if (typ != frameSource && typ != frameField) || d.uvarint() != id || d.err != nil {
+		os.Exit(exitProtocol)
 	}
+	return d
 }
 
 // serve runs one call frame and answers it; false means the frame did
@@ -209,7 +233,7 @@ func (w *workerProc) serve(payload []byte) bool {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	hctx, _ := d.value(0, func(key string) any { return &remoteLazy{w: w, ctx: ctx, id: id, key: key} }, "").(map[string]any)
+	hctx, _ := d.value(0, func(key string) any { return &remoteLazy{w: w, id: id, key: key} }, "").(map[string]any)
 	if d.err != nil || len(d.b) != 0 || hctx == nil {
 		return false
 	}
@@ -217,13 +241,16 @@ func (w *workerProc) serve(payload []byte) bool {
 	s.Timeout = max(timeout, time.Millisecond)
 	wc := &workerCall{id: id, cancel: cancel, timeout: s.Timeout, budget: budget}
 	w.cur.Store(wc)
-	defer w.cur.Store(nil)
-	select {
-	case w.started <- struct{}{}: // wake the watchdog
-	default:
-	}
+	wc.watchdog = time.AfterFunc(time.Hour, func() { w.check(wc) })
+	wc.watchdog.Reset(watchdogEvery) // armed only once wc.watchdog is set
+	defer func() {
+		wc.watchdog.Stop()
+		w.cur.Store(nil)
+	}()
 	if w.rt.warm(s.Name, s.Version) {
+		wc.mu.Lock()
 		wc.deadline = time.Now().Add(s.Timeout)
+		wc.mu.Unlock()
 	} else {
 		// Compiling the script and making its runtime come first; the
 		// call's time starts when the script does (running).
@@ -242,11 +269,7 @@ func (w *workerProc) serve(payload []byte) bool {
 		if w.write(need) != nil {
 			os.Exit(0)
 		}
-		rd, ok := w.reply(ctx, id)
-		if !ok {
-			return w.answer(id, nil, &hooks.ScriptError{Script: s.Name, Function: call.Function, Kind: hooks.FailureCancelled, Message: "cancelled"})
-		}
-		s.Source = rd.string()
+		s.Source = w.reply(id).string()
 	}
 	res, err := w.rt.Call(ctx, s, call)
 	return w.answer(id, res, err)
@@ -323,7 +346,6 @@ func (w *workerProc) running() {
 // first reads it.
 type remoteLazy struct {
 	w   *workerProc
-	ctx context.Context
 	id  uint64
 	key string
 }
@@ -335,10 +357,7 @@ func (l *remoteLazy) Value() any {
 	if l.w.write(f) != nil {
 		os.Exit(0)
 	}
-	d, ok := l.w.reply(l.ctx, l.id)
-	if !ok {
-		return nil
-	}
+	d := l.w.reply(l.id)
 	v := d.value(1, nil, "")
 	if d.err != nil {
 		os.Exit(exitProtocol)
@@ -368,72 +387,69 @@ func (w *workerProc) watch(interrupt func(v any)) func() bool {
 // overBudget is what the watchdog interrupts a call with.
 type overBudget struct{}
 
-// watchdog checks the call in progress every millisecond: a heap grown
-// past the call's memory budget interrupts it (and ends the process if
-// the call is inside a built-in that does not see interrupts), and a call
-// far past its deadline ends the process.
-func (w *workerProc) watchdog() {
+// watchdogEvery is how often the watchdog looks at a running call. A call
+// shorter than that is never looked at (the address-space limit still
+// bounds it), so the common call costs no extra wake-up.
+const watchdogEvery = time.Millisecond
+
+// check is the watchdog: it runs every watchdogEvery while call c runs. A
+// heap grown past the call's memory budget interrupts it (and ends the
+// process if the call is inside a built-in that does not see interrupts
+// 100 ms later), and a call far past its deadline ends the process.
+func (w *workerProc) check(c *workerCall) {
+	if w.cur.Load() != c {
+		return
+	}
 	samples := []rtmetrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}, {Name: "/gc/heap/live:bytes"}}
 	read := func() (objects, live uint64) {
 		rtmetrics.Read(samples)
 		return samples[0].Value.Uint64(), samples[1].Value.Uint64()
 	}
-	var (
-		watched  *workerCall
-		base     uint64
-		lastGC   time.Time
-		overAt   time.Time
-		interval = time.Millisecond
-	)
-	for {
-		c := w.cur.Load()
-		if c == nil {
-			// Idle: sleep until the next call starts.
-			watched = nil
-			<-w.started
-			continue
-		}
-		time.Sleep(interval)
-		if c = w.cur.Load(); c == nil {
-			continue
-		}
-		now := time.Now()
-		if c != watched {
-			watched, overAt = c, time.Time{}
-			_, base = read()
-		}
-		c.mu.Lock()
-		deadline := c.deadline
-		c.mu.Unlock()
-		if !deadline.IsZero() && now.After(deadline.Add(workerOverrun)) {
-			os.Exit(exitTimeout)
-		}
-		if !overAt.IsZero() {
-			if now.Sub(overAt) > 100*time.Millisecond {
-				os.Exit(exitMemory) // stuck in a built-in past its budget
-			}
-			continue
-		}
-		limit := base + uint64(c.budget)
-		objects, live := read()
-		if objects <= limit {
-			continue
-		}
-		if live <= limit && now.Sub(lastGC) < 20*time.Millisecond {
-			continue // garbage, measured a moment ago
-		}
-		runtime.GC()
-		lastGC = time.Now()
-		if _, live = read(); live > limit {
-			c.mu.Lock()
-			c.over = true
-			if c.interrupt != nil {
-				c.interrupt(overBudget{})
-			}
-			c.mu.Unlock()
-			overAt = time.Now()
-		}
+	c.mu.Lock()
+	deadline, overAt, base, lastGC := c.deadline, c.overAt, c.base, c.lastGC
+	c.mu.Unlock()
+	now := time.Now()
+	if !deadline.IsZero() && now.After(deadline.Add(workerOverrun)) {
+		os.Exit(exitTimeout)
 	}
+	if !overAt.IsZero() {
+		if now.Sub(overAt) > 100*time.Millisecond {
+			os.Exit(exitMemory) // stuck in a built-in past its budget
+		}
+		c.watchdog.Reset(watchdogEvery)
+		return
+	}
+	if base == 0 {
+		// The live heap as of the last collection: what the call found.
+		_, base = read()
+		c.mu.Lock()
+		c.base = base
+		c.mu.Unlock()
+	}
+	limit := base + uint64(c.budget)
+	// Far over the budget, garbage or not, the call is over: collecting
+	// a heap of gigabytes first would take longer than the call may.
+	hard := limit + 3*uint64(c.budget) + 64<<20
+	objects, live := read()
+	over := objects > hard
+	if !over && objects > limit && (live > limit || now.Sub(lastGC) >= 20*time.Millisecond) {
+		// Over the budget counting garbage: collect, and look again.
+		runtime.GC()
+		c.mu.Lock()
+		c.lastGC = time.Now()
+		c.mu.Unlock()
+		_, live = read()
+		over = live > limit
+	}
+	if over {
+		c.mu.Lock()
+		c.over, c.overAt = true, time.Now()
+		if c.interrupt != nil {
+			c.interrupt(overBudget{})
+		}
+		c.mu.Unlock()
+	}
+	c.watchdog.Reset(watchdogEvery)
 }
 
 // frameHandler is the worker Runtime's slog handler: records go to the
