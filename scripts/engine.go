@@ -440,6 +440,9 @@ func (e *Runtime) Call(ctx context.Context, s *hooks.Script, call *hooks.Call) (
 	waitUntil, _ := deadline(time.Now())
 	slowHeld, err := sc.acquire(ctx, waitUntil)
 	if err != nil {
+		if ctx.Err() != nil && !errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			return nil, fail(hooks.FailureCancelled, err.Error())
+		}
 		return nil, fail(hooks.FailureBusy, err.Error())
 	}
 	defer sc.release(slowHeld)

@@ -427,7 +427,18 @@ func (p *pool) call(ctx context.Context, rc *remoteCall) (*hooks.Result, error) 
 	}
 	w, err := p.acquire(ctx, rc.waitUntil)
 	if err != nil {
+		if ctx.Err() != nil && !errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			return nil, fail(hooks.FailureCancelled, err.Error())
+		}
 		return nil, fail(hooks.FailureBusy, err.Error())
+	}
+	if err := ctx.Err(); err != nil {
+		// The request ended while the call waited for a worker.
+		p.release(w, true)
+		if errors.Is(err, context.DeadlineExceeded) {
+			return nil, fail(hooks.FailureTimeout, timeoutMessage(rc, ctx))
+		}
+		return nil, fail(hooks.FailureCancelled, "not started: the request ended ("+context.Cause(ctx).Error()+")")
 	}
 	deadline, _ := rc.deadline(time.Now())
 	id := p.nextID.Add(1)
@@ -466,8 +477,11 @@ func (p *pool) call(ctx context.Context, rc *remoteCall) (*hooks.Result, error) 
 	kt := &killTimer{w: w}
 	kt.arm(time.Until(deadline)+p.grace, killedDeadline)
 	restarted := false
+	var cancelling atomic.Bool
 	onPhase := func(typ byte) {
 		switch {
+		case cancelling.Load():
+			// The request ended: the kill armed then stands.
 		case typ == frameSetup && !restarted:
 			kt.arm(time.Until(withinBudget(ctx, time.Now().Add(setupMax)))+p.grace, killedDeadline)
 		case typ == frameRunning && !restarted:
@@ -481,6 +495,7 @@ func (p *pool) call(ctx context.Context, rc *remoteCall) (*hooks.Result, error) 
 	// does not do so promptly. A worker asked may see the signal late,
 	// during its next call, so it is not used again.
 	stopCancel := context.AfterFunc(ctx, func() {
+		cancelling.Store(true)
 		_ = w.cmd.Process.Signal(syscall.SIGUSR1)
 		kt.arm(p.grace, killedCancel)
 	})

@@ -92,6 +92,11 @@ func TestScriptStopsWhenTheClientGoesAway(t *testing.T) {
 			h.createScript(introspectionScript("forever", `for (;;) {}`, map[string]any{"timeout_ms": 5000, "isolation": isolation}))
 			h.createClient(map[string]any{"client_id": "patient", "client_secret": "s", "introspection_scripts": []string{"forever"}})
 			tok := h.mustToken("patient", "s", "").AccessToken
+			// Workers started (a slow start would end the request before
+			// the script runs, which is not what this test is about).
+			h.createScript(introspectionScript("warm", `return true;`, nil))
+			h.createClient(map[string]any{"client_id": "warm", "client_secret": "s", "introspection_scripts": []string{"warm"}})
+			h.introspect(h.mustToken("warm", "s", "").AccessToken)
 
 			ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 			defer cancel()
