@@ -4,7 +4,7 @@ ADDR    ?= 127.0.0.1:8080
 DB      ?= sqlite:keyhook.db
 BENCH_PG ?= $(KEYHOOK_TEST_PG)
 
-.PHONY: run build test vet bench clean
+.PHONY: run build test vet bench clean fuzz
 
 build:
 	$(GO) build -o keyhook .
@@ -20,6 +20,13 @@ vet:
 # Everything CI runs.
 test: vet
 	$(GO) test -race -count=1 -timeout 10m ./...
+	$(MAKE) fuzz
+
+# The fuzz targets of scripts/ for 10 s each (-fuzz takes one target per
+# run); their seeds also run with the tests above.
+fuzz:
+	$(GO) test ./scripts -run '^$$' -fuzz '^FuzzExport$$' -fuzztime 10s
+	$(GO) test ./scripts -run '^$$' -fuzz '^FuzzArgumentView$$' -fuzztime 10s
 
 # Go benchmarks and an HTTP load run; prints a table.
 bench:
