@@ -195,9 +195,10 @@ type script struct {
 	permits chan struct{}
 	mu      sync.Mutex
 	idle    []*vmState
-	// slow is set while the script's last call ran longer than
-	// Options.SlowCall or failed by its timeout or budget; then its calls
-	// also take slowPermit, so they run one at a time.
+	// slow is set until a call of the script ends within
+	// Options.SlowCall, and again while its last call ran longer than
+	// that or failed by its timeout or budget; then its calls also take
+	// slowPermit, so they run one at a time.
 	slow       atomic.Bool
 	slowPermit chan struct{}
 
@@ -338,6 +339,10 @@ func (e *Runtime) lookup(s *hooks.Script) *script {
 		if sc.err == nil {
 			sc.permits = make(chan struct{}, e.opts.MaxRuntimes)
 			sc.slowPermit = make(chan struct{}, 1)
+			// Until a call has shown the script fast, it runs one call at
+			// a time: a script that spins from its first call never holds
+			// more than one worker or core.
+			sc.slow.Store(true)
 		}
 	})
 	return sc
@@ -466,8 +471,12 @@ func (e *Runtime) Call(ctx context.Context, s *hooks.Script, call *hooks.Call) (
 	if isScriptErr {
 		e.metrics.failure(s.Name, string(se.Kind))
 	}
-	sc.slow.Store(isScriptErr && (se.Kind == hooks.FailureTimeout || se.Kind == hooks.FailureMemory) ||
-		res != nil && res.Duration > e.opts.SlowCall)
+	switch {
+	case isScriptErr && (se.Kind == hooks.FailureTimeout || se.Kind == hooks.FailureMemory || se.Kind == hooks.FailureCrash):
+		sc.slow.Store(true)
+	case res != nil && res.Defined && !isScriptErr:
+		sc.slow.Store(res.Duration > e.opts.SlowCall)
+	}
 	return res, err
 }
 

@@ -70,6 +70,7 @@ func serveWorker() int {
 		return 1
 	}
 	limitAddressSpace()
+	lowerPriority()
 	stack, _ := strconv.Atoi(os.Getenv(workerStackEnv))
 	w := &workerProc{conn: conn, r: bufio.NewReaderSize(conn, 32<<10)}
 	w.rt = New(Options{
@@ -165,6 +166,26 @@ func (c fdConn) Write(p []byte) (int, error) {
 		written += n
 	}
 	return written, nil
+}
+
+// workerNice is the scheduling niceness of workers: when the machine's
+// CPUs are contended, the server's own request handling runs before
+// script code, so a script that spins until its deadline slows its own
+// requests, not everyone's.
+const workerNice = 5
+
+// lowerPriority gives every thread of the worker workerNice (on Linux a
+// niceness is per thread; threads made later inherit their creator's).
+func lowerPriority() {
+	tasks, err := os.ReadDir("/proc/self/task")
+	if err != nil {
+		return
+	}
+	for _, t := range tasks {
+		if tid, err := strconv.Atoi(t.Name()); err == nil {
+			_ = syscall.Setpriority(syscall.PRIO_PROCESS, tid, workerNice)
+		}
+	}
 }
 
 // workerProc is the state of a worker process.

@@ -150,7 +150,7 @@ func TestScriptBudgetPerRequest(t *testing.T) {
 // concurrency of slow scripts, not the breaker.
 func TestSlowScriptDoesNotSlowOtherClients(t *testing.T) {
 	h := newHarness(t, withBreakerOff())
-	h.createScript(introspectionScript("spinner", `for (;;) {}`, map[string]any{"timeout_ms": 100}))
+	h.createScript(introspectionScript("spinner", `for (;;) {}`, map[string]any{"timeout_ms": 1000}))
 	h.createScript(introspectionScript("quick", `response.quick = true; return true;`, nil))
 	h.createClient(map[string]any{"client_id": "noisy", "client_secret": "s", "introspection_scripts": []string{"spinner"}})
 	h.createClient(map[string]any{"client_id": "calm", "client_secret": "s", "introspection_scripts": []string{"quick"}})
@@ -171,30 +171,42 @@ func TestSlowScriptDoesNotSlowOtherClients(t *testing.T) {
 		return lat[n*99/100]
 	}
 	measure() // warm up
-	base := measure()
-
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for range 8 {
-		wg.Go(func() {
-			for {
-				select {
-				case <-stop:
-					return
-				default:
+	// Rounds of (alone, beside the spinner) measurements; the bound must
+	// hold in one of them. Without bounded concurrency for slow scripts
+	// the spinner holds every worker and core in every round; a single
+	// round can also be spoiled by other work on the machine (CI runs
+	// test binaries side by side), which this guards against.
+	attack := func() (stop func()) {
+		done := make(chan struct{})
+		var wg sync.WaitGroup
+		for range 8 {
+			wg.Go(func() {
+				for {
+					select {
+					case <-done:
+						return
+					default:
+					}
+					h.form("/oauth2/introspect", url.Values{"token": {noisy}}, "keyhook-admin", adminSecret)
 				}
-				h.form("/oauth2/introspect", url.Values{"token": {noisy}}, "keyhook-admin", adminSecret)
-			}
-		})
+			})
+		}
+		time.Sleep(300 * time.Millisecond)
+		return func() { close(done); wg.Wait() }
 	}
-	time.Sleep(300 * time.Millisecond)
-	attacked := measure()
-	close(stop)
-	wg.Wait()
-	t.Logf("calm client's p99: %v alone, %v beside a spinning script", base, attacked)
-	if attacked > 2*base+5*time.Millisecond {
-		t.Fatalf("p99 %v beside a spinning script, %v alone: more than twice", attacked, base)
+	var rounds []string
+	for range 3 {
+		base := measure()
+		stop := attack()
+		attacked := measure()
+		stop()
+		rounds = append(rounds, fmt.Sprintf("%v alone, %v beside", base, attacked))
+		if attacked <= 2*base {
+			t.Logf("calm client's p99: %s a spinning script", rounds[len(rounds)-1])
+			return
+		}
 	}
+	t.Fatalf("calm client's p99 more than doubled beside a spinning script in every round: %v", rounds)
 }
 
 // TestWrongReturnTypeIsCounted checks that a hook answering something
