@@ -154,8 +154,9 @@ func (e *Engine) clientFromDoc(ctx context.Context, doc *ClientDoc) (*Client, er
 		name string
 		v    int64
 	}{{"access_token_lifetime", c.AccessTokenLifetime}, {"refresh_token_lifetime", c.RefreshTokenLifetime}, {"id_token_lifetime", c.IDTokenLifetime}} {
-		if lt.v < 0 {
-			return nil, fieldError(lt.name, "must be a positive number of seconds")
+		// 0 (absent) means the server's lifetime.
+		if lt.v != 0 && !validLifetime(lt.v) {
+			return nil, fieldError(lt.name, "must be whole seconds from 1 to %d (10 years)", hooks.MaxLifetimeSeconds)
 		}
 	}
 	if err := e.checkBindings(ctx, "introspection_scripts", c.IntrospectionScripts, hooks.KindIntrospection); err != nil {
@@ -275,7 +276,7 @@ func (e *Engine) ReplaceClient(ctx context.Context, id string, doc *ClientDoc) (
 	}
 	c.CreatedAt, c.UpdatedAt = old.CreatedAt, e.now()
 	if err := e.st.Clients.UpdateClient(ctx, c); err != nil {
-		return nil, storeFailure(err)
+		return nil, adminErr(err, "client", c.ID) // deleted meanwhile: 404
 	}
 	e.forgetClient(id)
 	out := ClientDocument(c)
@@ -327,7 +328,7 @@ func (e *Engine) RotateClientSecret(ctx context.Context, id string) (*ClientDoc,
 	secret := e.setSecret(c, "")
 	c.UpdatedAt = e.now()
 	if err := e.st.Clients.UpdateClient(ctx, c); err != nil {
-		return nil, storeFailure(err)
+		return nil, adminErr(err, "client", c.ID) // deleted meanwhile: 404
 	}
 	e.forgetClient(id)
 	out := ClientDocument(c)

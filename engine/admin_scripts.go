@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"errors"
+	"math"
 	"regexp"
 	"slices"
 	"time"
@@ -71,6 +72,9 @@ func (e *Engine) scriptFromDoc(doc *ScriptDoc) (*hooks.Script, error) {
 		s.Enabled = *doc.Enabled
 	}
 	if doc.Level != nil {
+		if *doc.Level < math.MinInt32 || *doc.Level > math.MaxInt32 {
+			return nil, fieldError("level", "must be a 32-bit integer")
+		}
 		s.Level = *doc.Level
 	}
 	if doc.TimeoutMS != nil {
@@ -156,7 +160,7 @@ func (e *Engine) ReplaceScript(ctx context.Context, name string, doc *ScriptDoc)
 		}
 	}
 	if err := e.st.Scripts.UpdateScript(ctx, s); err != nil {
-		return nil, storeFailure(err)
+		return nil, adminErr(err, "script", name) // deleted meanwhile: 404
 	}
 	if e.hooks != nil {
 		e.hooks.Put(s)
@@ -364,7 +368,7 @@ func (e *Engine) ReplaceUser(ctx context.Context, username string, doc *UserDoc)
 		u.PasswordHash = HashPassword(doc.Password)
 	}
 	if err := e.st.Users.UpdateUser(ctx, u); err != nil {
-		return nil, storeFailure(err)
+		return nil, adminErr(err, "user", username) // deleted meanwhile: 404
 	}
 	return UserDocument(u), nil
 }

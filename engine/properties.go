@@ -6,6 +6,8 @@ import (
 	"slices"
 	"sort"
 	"strings"
+
+	"github.com/keyhook/keyhook/hooks"
 )
 
 // Properties are the server properties of CONTRACT §6. A value is
@@ -42,10 +44,10 @@ var propertyChecks = map[string]propertyCheck{
 	"introspection_skip_authorization":            isBool,
 	"introspection_script_backward_compatibility": isBool,
 	"introspection_required_scope":                isString(nil),
-	"access_token_lifetime":                       isPositiveInt,
-	"refresh_token_lifetime":                      isPositiveInt,
-	"id_token_lifetime":                           isPositiveInt,
-	"authorization_code_lifetime":                 isPositiveInt,
+	"access_token_lifetime":                       isLifetime,
+	"refresh_token_lifetime":                      isLifetime,
+	"id_token_lifetime":                           isLifetime,
+	"authorization_code_lifetime":                 isLifetime,
 	"access_token_signing_alg":                    isString(SigningAlgs),
 }
 
@@ -57,13 +59,21 @@ func isBool(raw json.RawMessage) error {
 	return nil
 }
 
-func isPositiveInt(raw json.RawMessage) error {
+// isLifetime accepts whole seconds from 1 to 10 years. A larger value
+// would overflow time.Duration (or, near it, make every token expire on
+// arrival and lock the admin API out).
+func isLifetime(raw json.RawMessage) error {
 	var n int64
-	if json.Unmarshal(raw, &n) != nil || n <= 0 {
-		return fmt.Errorf("must be a positive whole number of seconds")
+	if json.Unmarshal(raw, &n) != nil || !validLifetime(n) {
+		return fmt.Errorf("must be whole seconds from 1 to %d (10 years)", hooks.MaxLifetimeSeconds)
 	}
 	return nil
 }
+
+// validLifetime reports whether n seconds is a lifetime the server
+// accepts from its admin API (scripts' answers are checked the same way,
+// see hooks.LifetimeSeconds).
+func validLifetime(n int64) bool { return n >= 1 && n <= hooks.MaxLifetimeSeconds }
 
 func isString(allowed []string) propertyCheck {
 	return func(raw json.RawMessage) error {

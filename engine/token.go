@@ -288,13 +288,15 @@ type lifetimes struct{ access, refresh, id int64 }
 func (e *Engine) lifetimes(ctx context.Context, c *Client, scripts []*hooks.Script, hctx map[string]any) (lifetimes, error) {
 	p := e.Properties()
 	lt := lifetimes{access: p.AccessTokenLifetime, refresh: p.RefreshTokenLifetime, id: p.IDTokenLifetime}
-	if c.AccessTokenLifetime > 0 {
+	// A stored value the admin API would refuse today (written before it
+	// checked) is ignored rather than overflowing a time.Duration.
+	if validLifetime(c.AccessTokenLifetime) {
 		lt.access = c.AccessTokenLifetime
 	}
-	if c.RefreshTokenLifetime > 0 {
+	if validLifetime(c.RefreshTokenLifetime) {
 		lt.refresh = c.RefreshTokenLifetime
 	}
-	if c.IDTokenLifetime > 0 {
+	if validLifetime(c.IDTokenLifetime) {
 		lt.id = c.IDTokenLifetime
 	}
 	if len(scripts) == 0 {

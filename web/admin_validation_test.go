@@ -1,0 +1,72 @@
+package web_test
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+)
+
+// TestAdminRefusesOutOfRangeValues sends values that are well-formed JSON
+// but out of range to the admin API: each is 400 naming the field, is not
+// stored, and the server keeps issuing tokens and answering its admins
+// (a lifetime near 2^63 seconds used to overflow time.Duration: tokens
+// were dead on arrival and, as a server property, locked the admin API
+// out).
+func TestAdminRefusesOutOfRangeValues(t *testing.T) {
+	h := newHarness(t)
+	h.createClient(map[string]any{"client_id": "plain", "client_secret": "plain-secret"})
+	h.createScript(introspectionScript("kept", `return true;`, nil))
+	const tenYears = 315532800
+	for _, tc := range []struct {
+		name, method, path string
+		body               map[string]any
+		field              string
+	}{
+		{"server access lifetime 2^63-1", http.MethodPut, "/config", map[string]any{"access_token_lifetime": int64(9223372036854775807)}, "access_token_lifetime"},
+		{"server access lifetime over 10 years", http.MethodPut, "/config", map[string]any{"access_token_lifetime": tenYears + 1}, "access_token_lifetime"},
+		{"server refresh lifetime 2^62", http.MethodPut, "/config", map[string]any{"refresh_token_lifetime": int64(1) << 62}, "refresh_token_lifetime"},
+		{"server id lifetime 0", http.MethodPut, "/config", map[string]any{"id_token_lifetime": 0}, "id_token_lifetime"},
+		{"server code lifetime negative", http.MethodPut, "/config", map[string]any{"authorization_code_lifetime": -5}, "authorization_code_lifetime"},
+		{"server lifetime fractional", http.MethodPut, "/config", map[string]any{"access_token_lifetime": 1.5}, "access_token_lifetime"},
+		{"server lifetime as a string", http.MethodPut, "/config", map[string]any{"access_token_lifetime": "600"}, "access_token_lifetime"},
+		{"client access lifetime 2^63-1", http.MethodPut, "/clients/plain", map[string]any{"client_secret": "plain-secret", "access_token_lifetime": int64(9223372036854775807)}, "access_token_lifetime"},
+		{"client refresh lifetime over 10 years", http.MethodPut, "/clients/plain", map[string]any{"client_secret": "plain-secret", "refresh_token_lifetime": tenYears + 1}, "refresh_token_lifetime"},
+		{"client id lifetime negative", http.MethodPut, "/clients/plain", map[string]any{"client_secret": "plain-secret", "id_token_lifetime": -1}, "id_token_lifetime"},
+		{"new client lifetime 2^62", http.MethodPost, "/clients", map[string]any{"client_id": "eternal", "access_token_lifetime": int64(1) << 62}, "access_token_lifetime"},
+		{"script level over int32", http.MethodPut, "/scripts/kept", map[string]any{"type": "introspection", "source": "function modifyResponse() { return true }", "level": int64(1) << 31}, "level"},
+		{"script level under int32", http.MethodPut, "/scripts/kept", map[string]any{"type": "introspection", "source": "function modifyResponse() { return true }", "level": -(int64(1) << 31) - 1}, "level"},
+		{"script timeout 0", http.MethodPut, "/scripts/kept", map[string]any{"type": "introspection", "source": "function modifyResponse() { return true }", "timeout_ms": 0}, "timeout_ms"},
+		{"script memory over the maximum", http.MethodPut, "/scripts/kept", map[string]any{"type": "introspection", "source": "function modifyResponse() { return true }", "memory_mb": 100000}, "memory_mb"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := h.admin(tc.method, tc.path, tc.body)
+			if r.status != http.StatusBadRequest || !strings.Contains(r.str("error_description"), tc.field) {
+				t.Fatalf("%s %s: %d %s, want 400 naming %s", tc.method, tc.path, r.status, r.body, tc.field)
+			}
+			// Nothing was stored: the server still issues live tokens to
+			// clients and to its admin, with the lifetimes it had.
+			tr := h.mustToken("plain", "plain-secret", "")
+			if tr.ExpiresIn != 300 {
+				t.Fatalf("expires_in = %d after a refused change, want the default 300", tr.ExpiresIn)
+			}
+			if in := h.introspect(tr.AccessToken); in["active"] != true {
+				t.Fatalf("a new token is not active after a refused change: %v", in)
+			}
+			admin := h.mustToken("keyhook-admin", adminSecret, "").AccessToken
+			if r := h.adminAs(admin, http.MethodGet, "/config", nil); r.status != http.StatusOK {
+				t.Fatalf("admin API after a refused change: %d %s", r.status, r.body)
+			}
+			if r := h.admin(http.MethodGet, "/scripts/kept", nil); r.json["level"] != float64(100) || r.json["timeout_ms"] != float64(100) {
+				t.Fatalf("script changed by a refused update: %s", r.body)
+			}
+		})
+	}
+	t.Run("ten years is accepted", func(t *testing.T) {
+		if r := h.admin(http.MethodPut, "/clients/plain", map[string]any{"client_secret": "plain-secret", "access_token_lifetime": tenYears}); r.status != http.StatusOK {
+			t.Fatalf("PUT client with a 10-year lifetime: %d %s", r.status, r.body)
+		}
+		if tr := h.mustToken("plain", "plain-secret", ""); tr.ExpiresIn != tenYears {
+			t.Fatalf("expires_in = %d, want %d", tr.ExpiresIn, tenYears)
+		}
+	})
+}
