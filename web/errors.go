@@ -46,10 +46,22 @@ func challenge(s string) string {
 	return `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(s) + `"`
 }
 
+// bodyTooLarge reports whether err comes from a request body over its
+// route's limit. echo's BodyLimit answers *echo.HTTPError 413, from the
+// middleware when Content-Length is over and from its reader when a body
+// without one (chunked, RFC 9112 §7.1) grows past it; http.MaxBytesReader
+// answers *http.MaxBytesError. Both are found by type, wrapped or not.
+func bodyTooLarge(err error) bool {
+	var mbe *http.MaxBytesError
+	var he *echo.HTTPError
+	return errors.As(err, &mbe) || errors.As(err, &he) && he.Code == http.StatusRequestEntityTooLarge
+}
+
 // handleError is echo's one error handler: it finds the *engine.Error
-// (wrapped or not) and writes its RFC body, status and challenge; echo's
-// own errors (404 route, 405, 413) become OAuth-shaped bodies too; anything
-// else is a logged 500 that tells the client nothing.
+// (wrapped or not) and writes its RFC body, status and challenge; a body
+// over its limit is 413 (RFC 9110 §15.5.14) with an RFC 6749 §5.2 body;
+// echo's own errors (404 route, 405) become OAuth-shaped bodies too;
+// anything else is a logged 500 that tells the client nothing.
 func (s *Server) handleError(err error, c echo.Context) {
 	if c.Response().Committed {
 		return
@@ -57,6 +69,10 @@ func (s *Server) handleError(err error, c echo.Context) {
 	var oe *engine.Error
 	var he *echo.HTTPError
 	switch {
+	case bodyTooLarge(err):
+		writeError(c, http.StatusRequestEntityTooLarge,
+			engine.Errorf(engine.CodeInvalidRequest, "the request body is too large"))
+		return
 	case errors.As(err, &oe):
 	case errors.As(err, &he):
 		oe = &engine.Error{Code: engine.CodeInvalidRequest, Description: fmt.Sprint(he.Message)}
@@ -67,8 +83,6 @@ func (s *Server) handleError(err error, c echo.Context) {
 			oe.Description = "method not allowed"
 			writeError(c, he.Code, oe)
 			return
-		case http.StatusRequestEntityTooLarge:
-			oe.Description = "the request is too large"
 		case http.StatusUnauthorized:
 			oe.Code = engine.CodeInvalidToken
 		}

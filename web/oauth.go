@@ -14,7 +14,8 @@ import (
 
 // oauthForm reads the parameters of an OAuth request: the body of a POST
 // (which must be form-encoded) or the query of a GET. A parameter sent
-// twice is invalid_request (RFC 6749 §3.1).
+// twice is invalid_request (RFC 6749 §3.1, §3.2); a body over the route's
+// limit is returned as read, for handleError to answer 413.
 func oauthForm(c echo.Context) (url.Values, error) {
 	r := c.Request()
 	var vals url.Values
@@ -26,8 +27,8 @@ func oauthForm(c echo.Context) (url.Values, error) {
 			return nil, engine.Errorf(engine.CodeInvalidRequest, "the body must be application/x-www-form-urlencoded")
 		}
 		if err := r.ParseForm(); err != nil {
-			if strings.Contains(err.Error(), "too large") {
-				return nil, engine.Errorf(engine.CodeInvalidRequest, "the request is too large")
+			if bodyTooLarge(err) {
+				return nil, err // 413, written by handleError
 			}
 			return nil, engine.Errorf(engine.CodeInvalidRequest, "the body is not a valid form")
 		}
