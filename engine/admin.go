@@ -237,6 +237,9 @@ func (e *Engine) CreateClient(ctx context.Context, doc *ClientDoc) (*ClientDoc, 
 	if err != nil {
 		return nil, err
 	}
+	if err := checkDelegatedClient(ctx, nil, c); err != nil {
+		return nil, err
+	}
 	secret := e.setSecret(c, doc.ClientSecret)
 	c.CreatedAt, c.UpdatedAt = e.now(), e.now()
 	if err := e.st.Clients.CreateClient(ctx, c); errors.Is(err, ErrConflict) {
@@ -263,6 +266,9 @@ func (e *Engine) ReplaceClient(ctx context.Context, id string, doc *ClientDoc) (
 	doc.ClientID = id
 	c, err := e.clientFromDoc(ctx, doc)
 	if err != nil {
+		return nil, err
+	}
+	if err := checkDelegatedClient(ctx, old, c); err != nil {
 		return nil, err
 	}
 	secret := ""
@@ -308,6 +314,15 @@ func (e *Engine) ClientDocs(ctx context.Context) ([]*ClientDoc, error) {
 
 // DeleteClient deletes a client and its tokens.
 func (e *Engine) DeleteClient(ctx context.Context, id string) error {
+	if delegated(ctx) {
+		old, err := e.st.Clients.ClientByID(ctx, id)
+		if err != nil {
+			return adminErr(err, "client", id)
+		}
+		if err := checkDelegatedClient(ctx, old, nil); err != nil {
+			return err
+		}
+	}
 	err := e.st.Clients.DeleteClient(ctx, id)
 	e.forgetClient(id)
 	if err != nil {
@@ -321,6 +336,9 @@ func (e *Engine) RotateClientSecret(ctx context.Context, id string) (*ClientDoc,
 	c, err := e.st.Clients.ClientByID(ctx, id)
 	if err != nil {
 		return nil, adminErr(err, "client", id)
+	}
+	if err := checkDelegatedClient(ctx, c, nil); err != nil {
+		return nil, err
 	}
 	if !c.AuthMethod.UsesSecret() {
 		return nil, Errorf(CodeInvalidRequest, "token_endpoint_auth_method: %s clients have no secret", c.AuthMethod)
