@@ -252,7 +252,7 @@ func TestTokenEndpointBadInput(t *testing.T) {
 		{"grant the client lacks", "application/x-www-form-urlencoded", "grant_type=password&username=a&password=b", true, 400, "unauthorized_client"},
 		{"scope not allowed", "application/x-www-form-urlencoded", "grant_type=client_credentials&scope=keyhook:admin+extra", true, 400, "invalid_scope"},
 		{"malformed scope", "application/x-www-form-urlencoded", "grant_type=client_credentials&scope=%22quoted%22", true, 400, "invalid_scope"},
-		{"huge body", "application/x-www-form-urlencoded", "grant_type=client_credentials&pad=" + strings.Repeat("x", 200<<10), true, 400, "invalid_request"},
+		{"huge body", "application/x-www-form-urlencoded", "grant_type=client_credentials&pad=" + strings.Repeat("x", 200<<10), true, 413, "invalid_request"},
 		{"broken form", "application/x-www-form-urlencoded", "grant_type=%zz", true, 400, "invalid_request"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
