@@ -293,7 +293,16 @@ func (w *workerProc) serve(payload []byte) bool {
 		s.Source = w.reply(id).string()
 	}
 	res, err := w.rt.Call(ctx, s, call)
-	return w.answer(id, res, err)
+	ok := w.answer(id, res, err)
+	var se *hooks.ScriptError
+	if errors.As(err, &se) && (se.Kind == hooks.FailureMemory || se.Kind == hooks.FailureTimeout) {
+		// What the call built is garbage now, but the live heap the
+		// watchdog measures the next call from is that of the last
+		// collection, which may have counted it: collect before the
+		// next call (after answering, so the answer is not late).
+		runtime.GC()
+	}
+	return ok
 }
 
 // answer sends a call's result.
