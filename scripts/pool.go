@@ -279,6 +279,25 @@ func (w *worker) write(e *encoder) error {
 // while no worker has ever started, for the first one to start) or ctx's
 // end.
 func (p *pool) acquire(ctx context.Context, deadline time.Time) (*worker, error) {
+	for {
+		w, err := p.acquireAny(ctx, deadline)
+		if err != nil {
+			return nil, err
+		}
+		select {
+		case <-w.exited:
+			// It died while idle (killed from outside, say): replace
+			// it, rather than fail a call that never reached it.
+			p.release(w, false)
+			continue
+		default:
+		}
+		return w, nil
+	}
+}
+
+// acquireAny takes an idle worker, alive or not; see acquire.
+func (p *pool) acquireAny(ctx context.Context, deadline time.Time) (*worker, error) {
 	p.start()
 	select {
 	case w := <-p.idle:

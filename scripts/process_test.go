@@ -197,7 +197,7 @@ func TestMemoryBudget(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			s := &hooks.Script{Name: "hungry", Version: tc.name, Timeout: 5 * time.Second, MemoryMB: tc.memoryMB,
+			s := &hooks.Script{Name: "hungry", Version: tc.name, Timeout: 10 * time.Second, MemoryMB: tc.memoryMB,
 				Source: "function modifyResponse(r) {" + tc.body + "; return true }"}
 			kind, took, _ := callKind(t, e, s, hooks.FnModifyResponse, map[string]any{})
 			if kind != hooks.FailureMemory {

@@ -210,6 +210,7 @@ type workerCall struct {
 	// set when the watchdog found the call over its budget; deadline is
 	// when the call's time ends (zero while its runtime is being made).
 	mu        sync.Mutex
+	done      bool // the call returned; the watchdog leaves it alone
 	deadline  time.Time
 	interrupt func(v any)
 	over      bool
@@ -293,6 +294,11 @@ func (w *workerProc) serve(payload []byte) bool {
 		s.Source = w.reply(id).string()
 	}
 	res, err := w.rt.Call(ctx, s, call)
+	// From here the watchdog must not end the process: the call is over
+	// and its answer about to go out (check holds mu while it decides).
+	wc.mu.Lock()
+	wc.done = true
+	wc.mu.Unlock()
 	ok := w.answer(id, res, err)
 	var se *hooks.ScriptError
 	if errors.As(err, &se) && (se.Kind == hooks.FailureMemory || se.Kind == hooks.FailureTimeout) {
@@ -436,16 +442,21 @@ func (w *workerProc) check(c *workerCall) {
 		return samples[0].Value.Uint64(), samples[1].Value.Uint64()
 	}
 	c.mu.Lock()
+	if c.done {
+		c.mu.Unlock()
+		return
+	}
 	deadline, overAt, base, lastGC := c.deadline, c.overAt, c.base, c.lastGC
-	c.mu.Unlock()
 	now := time.Now()
+	// The process ends with mu held, so never after the call returned.
 	if !deadline.IsZero() && now.After(deadline.Add(workerOverrun)) {
 		os.Exit(exitTimeout)
 	}
+	if !overAt.IsZero() && now.Sub(overAt) > 100*time.Millisecond {
+		os.Exit(exitMemory) // stuck in a built-in past its budget
+	}
+	c.mu.Unlock()
 	if !overAt.IsZero() {
-		if now.Sub(overAt) > 100*time.Millisecond {
-			os.Exit(exitMemory) // stuck in a built-in past its budget
-		}
 		c.watchdog.Reset(watchdogEvery)
 		return
 	}
@@ -459,7 +470,7 @@ func (w *workerProc) check(c *workerCall) {
 	limit := base + uint64(c.budget)
 	// Far over the budget, garbage or not, the call is over: collecting
 	// a heap of gigabytes first would take longer than the call may.
-	hard := limit + 3*uint64(c.budget) + 64<<20
+	hard := limit + uint64(c.budget) + 32<<20
 	objects, live := read()
 	over := objects > hard
 	if !over && objects > limit && (live > limit || now.Sub(lastGC) >= 20*time.Millisecond) {
