@@ -48,7 +48,7 @@ const usage = `usage:
   keyhook import [--db DSN] FILE
   keyhook export [--db DSN]`
 
-// options are the flags of CONTRACT §1; each falls back to its
+// options are the flags of keyhook serve (README "Running it"); each falls back to its
 // environment variable, and a flag wins.
 type options struct {
 	addr, db, issuer, bootstrapSecret, seed, logLevel string

@@ -15,7 +15,7 @@ import (
 	"github.com/keyhook/keyhook/hooks"
 )
 
-// Admin error codes (CONTRACT §3); web answers 404 and 409 for them.
+// Admin error codes (README "Admin API"); web answers 404 and 409 for them.
 const (
 	CodeNotFound ErrorCode = "not_found"
 	CodeConflict ErrorCode = "conflict"
@@ -35,7 +35,7 @@ func fieldError(field, format string, args ...any) *Error {
 }
 
 // ClientDoc is a client as the admin API reads and writes it, with the
-// RFC 7591 names (CONTRACT §3).
+// RFC 7591 names (README "Admin API").
 type ClientDoc struct {
 	ClientID                    string            `json:"client_id"`
 	ClientSecret                string            `json:"client_secret,omitempty"`
@@ -355,7 +355,7 @@ func (e *Engine) RotateClientSecret(ctx context.Context, id string) (*ClientDoc,
 }
 
 // UpdateProperties sets the named properties and keeps the rest
-// (CONTRACT §3 PUT /config); the new snapshot applies at once here and
+// (PUT /admin/v1/config); the new snapshot applies at once here and
 // within RefreshInterval on other instances.
 func (e *Engine) UpdateProperties(ctx context.Context, patch map[string]json.RawMessage) (*Properties, error) {
 	if err := ValidateProperties(patch); err != nil {

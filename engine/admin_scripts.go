@@ -11,7 +11,7 @@ import (
 	"github.com/keyhook/keyhook/hooks"
 )
 
-// Script limits (CONTRACT §3).
+// Script limits (docs/sandbox.md).
 const (
 	DefaultScriptTimeout = 100 * time.Millisecond
 	MaxScriptTimeout     = 5000 * time.Millisecond
@@ -222,7 +222,7 @@ type DryRunRequest struct {
 	Source   string         `json:"source"`
 }
 
-// DryRunResult is its answer (CONTRACT §7).
+// DryRunResult is its answer (README "Writing scripts").
 type DryRunResult struct {
 	Result     any      `json:"result"`
 	ArgsAfter  []any    `json:"args_after"`

@@ -18,7 +18,7 @@ import (
 // AssertionTypeJWTBearer is the client_assertion_type of RFC 7523 §2.2.
 const AssertionTypeJWTBearer = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 
-// maxAssertionLifetime bounds exp - iat of a client assertion (CONTRACT §4).
+// maxAssertionLifetime bounds exp - iat of a client assertion (RFC 7523 §3: a short-lived assertion).
 const maxAssertionLifetime = 10 * time.Minute
 
 // ClientCredentials are the credentials a request carries, as parsed by the
@@ -57,7 +57,7 @@ func invalidClient(desc string) *Error {
 }
 
 // AuthenticateClient authenticates the client of a request with the one
-// method registered for it (CONTRACT §4). endpoint is the URL the request
+// method registered for it (RFC 6749 §2.3, RFC 7523 §2.2). endpoint is the URL the request
 // was sent to, accepted as assertion audience besides the token endpoint
 // and the issuer.
 func (e *Engine) AuthenticateClient(ctx context.Context, cred *ClientCredentials, endpoint string) (*Client, error) {

@@ -14,7 +14,7 @@ import (
 )
 
 // randomToken returns 256 bits of randomness, base64url without padding
-// (CONTRACT §4: opaque tokens carry at least 256 bits).
+// (RFC 6819 §5.1.4.2.2: opaque tokens carry at least 256 bits).
 func randomToken() string {
 	return base64.RawURLEncoding.EncodeToString(randomBytes(32))
 }

@@ -31,7 +31,7 @@ type Config struct {
 	// 5 second timeout.
 	HTTPClient *http.Client
 	// RefreshInterval is how often shared state (properties, keys,
-	// scripts) is reloaded from the store; default 2s (CONTRACT §6: 5s).
+	// scripts) is reloaded from the store; default 2s (changes must reach every instance within 5s).
 	RefreshInterval time.Duration
 	// ScriptBudget bounds the time all the scripts of one request run
 	// together (each also has its own timeout); default MaxScriptTimeout.
@@ -59,7 +59,7 @@ type Engine struct {
 	scriptsVersion atomic.Value
 }
 
-// Paths of the endpoints, relative to the issuer (CONTRACT §2).
+// Paths of the endpoints, relative to the issuer (RFC 8414 §2).
 const (
 	PathToken         = "/oauth2/token"
 	PathIntrospect    = "/oauth2/introspect"

@@ -38,7 +38,7 @@ var introspectionChain = hooks.Chain{Done: func(v map[string]any) bool { return 
 func inactive() map[string]any { return map[string]any{"active": false} }
 
 // Introspect answers whether a token is active and what it carries
-// (CONTRACT §5). Caller authorization errors are the only errors besides a
+// (RFC 7662 §2). Caller authorization errors are the only errors besides a
 // missing token and storage failures; everything wrong with the token
 // itself is {"active": false}.
 func (e *Engine) Introspect(ctx context.Context, req *IntrospectionRequest) (*Introspection, error) {
@@ -85,7 +85,7 @@ func (e *Engine) Introspect(ctx context.Context, req *IntrospectionRequest) (*In
 		fields["active"] = true
 		for k, v := range fields {
 			if v == nil {
-				delete(fields, k) // CONTRACT §5: absent, never null
+				delete(fields, k) // RFC 7662 §2.2: absent, never null
 			}
 		}
 	}
@@ -93,7 +93,7 @@ func (e *Engine) Introspect(ctx context.Context, req *IntrospectionRequest) (*In
 	return out, nil
 }
 
-// introspectionCaller authorizes the caller (CONTRACT §5) and returns its
+// introspectionCaller authorizes the caller (RFC 7662 §2.1) and returns its
 // client_id when known.
 func (e *Engine) introspectionCaller(ctx context.Context, req *IntrospectionRequest) (string, error) {
 	p := e.Properties()
@@ -223,7 +223,7 @@ type RevocationRequest struct {
 	TokenTypeHint string
 }
 
-// Revoke revokes a token of the authenticated client (CONTRACT §8).
+// Revoke revokes a token of the authenticated client (RFC 7009 §2).
 // Unknown tokens are not an error (RFC 7009 §2.2). Revoking a refresh
 // token revokes every token of its grant.
 func (e *Engine) Revoke(ctx context.Context, req *RevocationRequest) error {

@@ -10,7 +10,7 @@ import (
 	"github.com/keyhook/keyhook/hooks"
 )
 
-// protectedClaims are the claims scripts may not change (CONTRACT §7).
+// protectedClaims are the claims scripts may not change (docs/sandbox.md).
 var protectedClaims = []string{"iss", "jti", "iat", "nbf", "exp", "client_id"}
 
 // protectedHeaderNames are the JWS header fields scripts may not set or
@@ -201,7 +201,7 @@ func (e *Engine) issue(ctx context.Context, g *grant, req *RequestInfo) (*TokenR
 }
 
 // scriptDenied maps a script's on_error: deny to the token endpoint's
-// answer (CONTRACT §7: 500 server_error).
+// answer (docs/sandbox.md: 500 server_error).
 func scriptDenied(err error) error {
 	var d *hooks.DeniedError
 	if errors.As(err, &d) {

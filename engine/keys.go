@@ -21,7 +21,7 @@ import (
 
 // keyRing holds the server's signing keys in memory. The current key signs;
 // every key in the ring verifies and is published in the JWKS until no
-// token signed with it can still be valid (CONTRACT §2).
+// token signed with it can still be valid (RFC 7517; the JWKS keeps retired keys).
 type keyRing struct {
 	mu      sync.RWMutex
 	current *loadedKey

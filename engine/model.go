@@ -53,7 +53,7 @@ func (m AuthMethod) UsesSecret() bool {
 	return m == AuthSecretBasic || m == AuthSecretPost || m == AuthSecretJWT
 }
 
-// Client is a registered OAuth client (CONTRACT §3).
+// Client is a registered OAuth client (RFC 7591 §2 names; README "Admin API").
 type Client struct {
 	ID   string
 	Name string

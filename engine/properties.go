@@ -10,7 +10,7 @@ import (
 	"github.com/keyhook/keyhook/hooks"
 )
 
-// Properties are the server properties of CONTRACT §6. A value is
+// Properties are the server properties (GET/PUT /admin/v1/config). A value is
 // immutable once published: the engine swaps whole *Properties.
 type Properties struct {
 	IntrospectionSkipAuthorization           bool   `json:"introspection_skip_authorization"`
@@ -23,7 +23,7 @@ type Properties struct {
 	AccessTokenSigningAlg                    string `json:"access_token_signing_alg"`
 }
 
-// DefaultProperties are the values of CONTRACT §6.
+// DefaultProperties are the properties' default values.
 func DefaultProperties() *Properties {
 	return &Properties{
 		AccessTokenLifetime:       300,

@@ -14,7 +14,7 @@ import (
 
 // RequestInfo is the request a script call stems from. Scripts see its
 // method, lower-cased headers and parameters without credentials
-// (CONTRACT §7); the filtering happens only when a script runs.
+// (docs/sandbox.md); the filtering happens only when a script runs.
 type RequestInfo struct {
 	Method string
 	Header map[string][]string // as received, canonical names
@@ -67,7 +67,7 @@ func (g *grant) subject() string {
 	return g.client.ID
 }
 
-// Token handles a token endpoint request (CONTRACT §4).
+// Token handles a token endpoint request (RFC 6749 §3.2, §4, §5).
 func (e *Engine) Token(ctx context.Context, req *TokenRequest) (*TokenResponse, error) {
 	ctx = hooks.WithScriptBudget(ctx, e.cfg.ScriptBudget)
 	if req.GrantType == "" {

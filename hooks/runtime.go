@@ -1,6 +1,6 @@
 // Package hooks owns keyhook's hook points: what a script receives, how its
 // answer becomes a patch of a token or an introspection response, and which
-// scripts run for a given owning client (CONTRACT §7). It depends on the
+// scripts run for a given owning client (README "Writing scripts"). It depends on the
 // standard library only; package scripts provides the JavaScript Runtime.
 package hooks
 
@@ -11,7 +11,7 @@ import (
 	"time"
 )
 
-// Kind is a script's type (CONTRACT §3, Script.type).
+// Kind is a script's type (the admin API's script field "type").
 type Kind string
 
 // Script kinds.
@@ -23,7 +23,7 @@ const (
 // OnError is what happens to a token when its script fails.
 type OnError string
 
-// Failure policies (CONTRACT §7 "Failures").
+// Failure policies (docs/sandbox.md, "Failures").
 const (
 	OnErrorSkip OnError = "skip" // discard the script's edits, go on
 	OnErrorDeny OnError = "deny" // refuse the token

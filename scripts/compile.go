@@ -42,7 +42,7 @@ type compiled struct {
 	// defined, which Call answers without taking a runtime.
 	index map[string]int
 	// once is set when the top level cannot hold state (see runsOnce):
-	// then it runs once per runtime, as CONTRACT §7 has it, and calls
+	// then it runs once per runtime, as the README promises script authors, and calls
 	// call the functions it made.
 	once bool
 	// names holds every identifier and string literal of the source: a

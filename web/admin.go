@@ -14,7 +14,7 @@ import (
 	"github.com/keyhook/keyhook/engine"
 )
 
-// adminRoutes mounts the admin API of CONTRACT §3. Every route needs a
+// adminRoutes mounts the admin API (README "Admin API"). Every route needs a
 // bearer access token of this server with keyhook:admin, or
 // keyhook:<area>.read for GET and keyhook:<area>.write otherwise.
 func (s *Server) adminRoutes(e *echo.Echo) {

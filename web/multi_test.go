@@ -31,7 +31,7 @@ func pgDSN(t *testing.T) string {
 	return dsn
 }
 
-// eventually polls cond for up to 5 seconds, the bound CONTRACT §6 sets
+// eventually polls cond for up to 5 seconds, the bound the README sets for changes to reach every instance
 // for changes to reach every instance.
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
