@@ -42,7 +42,6 @@ func inactive() map[string]any { return map[string]any{"active": false} }
 // missing token and storage failures; everything wrong with the token
 // itself is {"active": false}.
 func (e *Engine) Introspect(ctx context.Context, req *IntrospectionRequest) (*Introspection, error) {
-	ctx = hooks.WithScriptBudget(ctx, e.cfg.ScriptBudget)
 	caller, err := e.introspectionCaller(ctx, req)
 	if err != nil {
 		return nil, err
@@ -67,6 +66,7 @@ func (e *Engine) Introspect(ctx context.Context, req *IntrospectionRequest) (*In
 	}
 	fields := e.introspectionFields(t)
 	if scripts := e.introspectionScripts(owner); len(scripts) > 0 {
+		ctx := hooks.WithScriptBudget(ctx, e.cfg.ScriptBudget)
 		sc := &scriptCall{e: e, client: owner, caller: caller, req: &req.Request, username: t.Username, ctx: ctx}
 		res, err := e.hooks.Run(ctx, scripts, hooks.FnModifyResponse, fields, sc.context(hooks.PhaseIntrospection, t), introspectionChain)
 		var denied *hooks.DeniedError

@@ -107,6 +107,10 @@ func (e *Engine) issue(ctx context.Context, g *grant, req *RequestInfo) (*TokenR
 	if e.hooks != nil {
 		updateScripts = e.hooks.Select(hooks.KindUpdateToken, c.UpdateTokenScripts, false)
 	}
+	if len(updateScripts) > 0 || c.AccessTokenAsJWT && c.RunIntrospectionBeforeJWT {
+		// Every script this issuance runs shares one budget.
+		ctx = hooks.WithScriptBudget(ctx, e.cfg.ScriptBudget)
+	}
 	at := &Token{
 		Kind: KindAccess, Format: FormatOpaque, ClientID: c.ID, Subject: g.subject(), Scope: g.scope,
 		GrantType: g.grantType, FamilyID: g.familyID, Audience: []string{c.ID}, IssuedAt: now, AuthTime: g.authTime,

@@ -69,7 +69,6 @@ func (g *grant) subject() string {
 
 // Token handles a token endpoint request (RFC 6749 §3.2, §4, §5).
 func (e *Engine) Token(ctx context.Context, req *TokenRequest) (*TokenResponse, error) {
-	ctx = hooks.WithScriptBudget(ctx, e.cfg.ScriptBudget)
 	if req.GrantType == "" {
 		return nil, Errorf(CodeInvalidRequest, "grant_type is missing")
 	}

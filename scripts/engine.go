@@ -461,7 +461,7 @@ func (e *Runtime) Call(ctx context.Context, s *hooks.Script, call *hooks.Call) (
 			sendNow: sc.mentionsKey, logger: e.logger(call),
 		})
 	} else {
-		res, err = e.callInline(ctx, sc, s, idx, call, deadline)
+		res, err = e.callInline(ctx, sc, s, idx, call, deadline, timeout)
 	}
 	if res != nil && res.Defined {
 		e.metrics.observe(sc, res.Duration)
@@ -481,7 +481,7 @@ func (e *Runtime) Call(ctx context.Context, s *hooks.Script, call *hooks.Call) (
 }
 
 // callInline runs a call on one of the script's runtimes in this process.
-func (e *Runtime) callInline(ctx context.Context, sc *script, s *hooks.Script, idx int, call *hooks.Call, deadline func(time.Time) (time.Time, bool)) (*hooks.Result, error) {
+func (e *Runtime) callInline(ctx context.Context, sc *script, s *hooks.Script, idx int, call *hooks.Call, deadline func(time.Time) (time.Time, bool), timeout time.Duration) (*hooks.Result, error) {
 	st := sc.pop()
 	if st == nil {
 		var err error
@@ -495,16 +495,7 @@ func (e *Runtime) callInline(ctx context.Context, sc *script, s *hooks.Script, i
 	// The script's own timeout counts from now: neither the wait for a
 	// runtime nor making one is the script's doing.
 	runUntil, byCtx := deadline(time.Now())
-	timeoutMsg := func() string {
-		if byCtx {
-			return "ran past the context deadline"
-		}
-		timeout := s.Timeout
-		if timeout <= 0 {
-			timeout = e.opts.DefaultTimeout
-		}
-		return fmt.Sprintf("ran longer than its timeout of %v", timeout)
-	}
+	timeoutMsg := func() string { return timeoutMessage(byCtx, timeout) }
 	st.watch = e.watch
 	res, reusable, err := st.invoke(ctx, s.Name, idx, call, e.logger(call), runUntil, timeoutMsg)
 	if reusable {
@@ -512,6 +503,15 @@ func (e *Runtime) callInline(ctx context.Context, sc *script, s *hooks.Script, i
 		sc.push(st)
 	}
 	return res, err
+}
+
+// timeoutMessage says why a call was stopped at its deadline: its own
+// timeout, or the (earlier) deadline of its context or script budget.
+func timeoutMessage(byCtx bool, timeout time.Duration) string {
+	if byCtx {
+		return "ran past the context deadline"
+	}
+	return fmt.Sprintf("ran longer than its timeout of %v", timeout)
 }
 
 // mentionsKey reports whether the script's source names key (see

@@ -89,7 +89,7 @@ type worker struct {
 	closeOnce sync.Once
 	r         *bufio.Reader
 	wmu       sync.Mutex // serializes writes (the call's and a cancel's)
-	stderr    *tailBuffer
+	stderr    *headBuffer
 	exited    chan struct{} // closed once the process is reaped
 	killed    atomic.Int32  // a killReason
 }
@@ -183,7 +183,7 @@ func (p *pool) spawn() (*worker, error) {
 	// The server's end is used with blocking system calls by the one
 	// goroutine that owns the worker (see worker.conn), so a call costs
 	// the kernel's wake-up and no netpoller round.
-	w := &worker{cmd: cmd, conn: fdConn(fds[0]), stderr: &tailBuffer{max: 4 << 10}, exited: make(chan struct{})}
+	w := &worker{cmd: cmd, conn: fdConn(fds[0]), stderr: &headBuffer{max: 4 << 10}, exited: make(chan struct{})}
 	w.r = bufio.NewReaderSize(w.conn, 32<<10)
 	cmd.Stderr = w.stderr
 	// The worker dies with the server (also killed at the server's
@@ -455,7 +455,7 @@ func (p *pool) call(ctx context.Context, rc *remoteCall) (*hooks.Result, error) 
 		// The request ended while the call waited for a worker.
 		p.release(w, true)
 		if errors.Is(err, context.DeadlineExceeded) {
-			return nil, fail(hooks.FailureTimeout, timeoutMessage(rc, ctx))
+			return nil, fail(hooks.FailureTimeout, rc.timeoutMessage())
 		}
 		return nil, fail(hooks.FailureCancelled, "not started: the request ended ("+context.Cause(ctx).Error()+")")
 	}
@@ -537,7 +537,7 @@ func (p *pool) call(ctx context.Context, rc *remoteCall) (*hooks.Result, error) 
 	p.release(w, healthy)
 	if se, ok := err.(*hooks.ScriptError); ok && se.Kind == hooks.FailureTimeout {
 		// The worker only knew the time left; say it as the script has it.
-		se.Message = timeoutMessage(rc, ctx)
+		se.Message = rc.timeoutMessage()
 	}
 	return res, err
 }
@@ -668,10 +668,10 @@ func (p *pool) deathError(w *worker, rc *remoteCall, ctx context.Context, cause 
 	}
 	switch killReason(w.killed.Load()) {
 	case killedDeadline:
-		return fail(hooks.FailureTimeout, timeoutMessage(rc, ctx))
+		return fail(hooks.FailureTimeout, rc.timeoutMessage())
 	case killedCancel:
 		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-			return fail(hooks.FailureTimeout, timeoutMessage(rc, ctx))
+			return fail(hooks.FailureTimeout, rc.timeoutMessage())
 		}
 		return fail(hooks.FailureCancelled, "stopped: the request ended ("+context.Cause(ctx).Error()+")")
 	case killedClose:
@@ -688,14 +688,14 @@ func (p *pool) deathError(w *worker, rc *remoteCall, ctx context.Context, cause 
 	if st := w.cmd.ProcessState; st != nil {
 		code = st.ExitCode()
 	}
-	tail := w.stderr.String()
+	head := w.stderr.String()
 	switch {
-	case code == exitMemory || outOfMemory(tail):
+	case code == exitMemory || outOfMemory(head):
 		return fail(hooks.FailureMemory, fmt.Sprintf("allocated past its memory budget of %d MiB", rc.budget>>20))
 	case code == exitTimeout:
-		return fail(hooks.FailureTimeout, timeoutMessage(rc, ctx))
+		return fail(hooks.FailureTimeout, rc.timeoutMessage())
 	}
-	p.log.Error("scripts: a worker process died", "script", rc.s.Name, "exit_code", code, "cause", cause, "stderr", firstLines(tail, 5))
+	p.log.Error("scripts: a worker process died", "script", rc.s.Name, "exit_code", code, "cause", cause, "stderr", firstLines(head, 5))
 	return fail(hooks.FailureCrash, fmt.Sprintf("the worker process died (exit code %d)", code))
 }
 
@@ -711,11 +711,10 @@ func outOfMemory(stderr string) bool {
 	return false
 }
 
-func timeoutMessage(rc *remoteCall, ctx context.Context) string {
-	if _, byCtx := rc.deadline(time.Now()); byCtx {
-		return "ran past the context deadline"
-	}
-	return fmt.Sprintf("ran longer than its timeout of %v", rc.timeout)
+// timeoutMessage is the message of a call stopped at its deadline.
+func (rc *remoteCall) timeoutMessage() string {
+	_, byCtx := rc.deadline(time.Now())
+	return timeoutMessage(byCtx, rc.timeout)
 }
 
 func firstLines(s string, n int) string {
@@ -726,15 +725,15 @@ func firstLines(s string, n int) string {
 	return strings.Join(lines, "\n")
 }
 
-// tailBuffer keeps the first max bytes written to it (a worker's stderr:
+// headBuffer keeps the first max bytes written to it (a worker's stderr:
 // the cause of a fatal error comes first).
-type tailBuffer struct {
+type headBuffer struct {
 	mu  sync.Mutex
 	max int
 	b   []byte
 }
 
-func (t *tailBuffer) Write(p []byte) (int, error) {
+func (t *headBuffer) Write(p []byte) (int, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if room := t.max - len(t.b); room > 0 {
@@ -743,10 +742,10 @@ func (t *tailBuffer) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-func (t *tailBuffer) String() string {
+func (t *headBuffer) String() string {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return string(t.b)
 }
 
-var _ io.Writer = (*tailBuffer)(nil)
+var _ io.Writer = (*headBuffer)(nil)

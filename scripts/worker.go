@@ -92,9 +92,7 @@ func serveWorker() int {
 			}
 		}
 	}()
-	ready := newFrame(frameReady)
-	ready.uvarint(0)
-	if err := w.write(ready); err != nil {
+	if err := w.write(newFrame(frameReady)); err != nil {
 		return 1
 	}
 	for {
