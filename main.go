@@ -4,6 +4,7 @@
 //	keyhook serve [flags]     run the server
 //	keyhook import FILE       import clients, scripts, users and config
 //	keyhook export            write them as YAML (secrets left out)
+//	keyhook new-kek           print a fresh key-encryption key
 package main
 
 import (
@@ -45,8 +46,10 @@ func main() {
 const usage = `usage:
   keyhook serve [--addr HOST:PORT] [--db DSN] [--issuer URL] [--bootstrap-admin-secret S] [--seed FILE]
                 [--script-isolation process|inline] [--script-workers N] [--script-memory-max-mb MB]
+                [--kek-file FILE] [--require-kek]
   keyhook import [--db DSN] FILE
-  keyhook export [--db DSN]`
+  keyhook export [--db DSN]
+  keyhook new-kek`
 
 // options are the flags of keyhook serve (README "Running it"); each falls back to its
 // environment variable, and a flag wins.
@@ -56,6 +59,11 @@ type options struct {
 	scriptIsolation string
 	scriptWorkers   int
 	scriptMemoryMax int
+	// Keys at rest (docs/keys.md): the key-encryption key comes from
+	// kekFile or, without one, from KEYHOOK_KEK; never from the command
+	// line, where other users of the machine could read it.
+	kekFile    string
+	requireKEK bool
 }
 
 func parseFlags(name string, args []string, stderr io.Writer) (*options, []string, error) {
@@ -73,6 +81,9 @@ func parseFlags(name string, args []string, stderr io.Writer) (*options, []strin
 	fs.IntVar(&o.scriptWorkers, "script-workers", envInt("KEYHOOK_SCRIPT_WORKERS", 0), "script worker processes (default 2 per CPU)")
 	fs.IntVar(&o.scriptMemoryMax, "script-memory-max-mb", envInt("KEYHOOK_SCRIPT_MEMORY_MAX_MB", 256),
 		"largest memory budget a script may have, MiB")
+	fs.StringVar(&o.kekFile, "kek-file", os.Getenv("KEYHOOK_KEK_FILE"),
+		"file holding the base64 key-encryption key that seals signing keys at rest (or set KEYHOOK_KEK)")
+	fs.BoolVar(&o.requireKEK, "require-kek", envBool("KEYHOOK_REQUIRE_KEK"), "refuse to start without a key-encryption key")
 	if err := fs.Parse(args); err != nil {
 		return nil, nil, err
 	}
@@ -108,6 +119,13 @@ func envInt(name string, def int) int {
 	return n
 }
 
+// envBool is whether the environment variable name is set to true (1,
+// t, true…, as strconv.ParseBool reads it).
+func envBool(name string) bool {
+	v, _ := strconv.ParseBool(os.Getenv(name))
+	return v
+}
+
 func envOr(name, def string) string {
 	if v := os.Getenv(name); v != "" {
 		return v
@@ -118,6 +136,10 @@ func envOr(name, def string) string {
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
 		return errors.New(usage)
+	}
+	if args[0] == "new-kek" {
+		fmt.Fprintln(stdout, engine.NewKEK())
+		return nil
 	}
 	o, rest, err := parseFlags(args[0], args[1:], stderr)
 	if err != nil {
@@ -166,6 +188,10 @@ func withApp(ctx context.Context, o *options, log *slog.Logger, reg *prometheus.
 	if reg == nil {
 		reg = prometheus.NewRegistry()
 	}
+	kek, err := loadKEK(o)
+	if err != nil {
+		return err
+	}
 	store, err := storage.Open(ctx, o.db)
 	if err != nil {
 		return fmt.Errorf("opening %s: %w", o.db, err)
@@ -176,11 +202,52 @@ func withApp(ctx context.Context, o *options, log *slog.Logger, reg *prometheus.
 	defer rt.Close()
 	disp := hooks.NewDispatcher(rt, log)
 	web.RegisterScriptMetrics(reg, disp)
-	eng, err := engine.New(ctx, engine.Config{Issuer: o.issuer, Logger: log, Hooks: disp, MaxScriptMemoryMB: o.scriptMemoryMax}, store.Stores())
+	eng, err := engine.New(ctx, engine.Config{Issuer: o.issuer, Logger: log, Hooks: disp, MaxScriptMemoryMB: o.scriptMemoryMax,
+		KEK: kek}, store.Stores())
 	if err != nil {
 		return err
 	}
+	warnUnencryptedKeys(log, eng.UnencryptedKeys())
 	return fn(&app{store: store, eng: eng, rt: rt, reg: reg})
+}
+
+// loadKEK reads the key-encryption key of --kek-file or KEYHOOK_KEK; nil
+// when neither is set, which --require-kek refuses.
+func loadKEK(o *options) ([]byte, error) {
+	text, from := os.Getenv("KEYHOOK_KEK"), "KEYHOOK_KEK"
+	if o.kekFile != "" {
+		raw, err := os.ReadFile(o.kekFile)
+		if err != nil {
+			return nil, fmt.Errorf("--kek-file: %w", err)
+		}
+		text, from = string(raw), "--kek-file "+o.kekFile
+	}
+	if strings.TrimSpace(text) == "" {
+		if o.requireKEK {
+			return nil, errors.New("--require-kek: no key-encryption key; give one with --kek-file or KEYHOOK_KEK (make one with keyhook new-kek)")
+		}
+		return nil, nil
+	}
+	kek, err := engine.ParseKEK(text)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", from, err)
+	}
+	return kek, nil
+}
+
+// warnUnencryptedKeys says, at start, which keys the database holds in the
+// clear: whoever reads the database can then sign tokens as this server.
+func warnUnencryptedKeys(log *slog.Logger, k engine.KeyEncryption) {
+	switch {
+	case !k.KEK:
+		log.Warn("UNENCRYPTED KEYS: signing keys and the client-secret sealing key are stored unencrypted in the database; " +
+			"anyone who can read the database or a backup of it can sign tokens as this server. " +
+			"Set a key-encryption key with --kek-file or KEYHOOK_KEK (keyhook new-kek makes one), and --require-kek to refuse to start without it (docs/keys.md)")
+	case k.Unencrypted():
+		log.Warn("UNENCRYPTED KEYS: some keys were stored before the key-encryption key was set and are still unencrypted in the database; "+
+			"rotate the signing key (POST /admin/v1/keys/rotate) and the old one is deleted when its tokens have expired (docs/keys.md)",
+			"signing_keys", strings.Join(k.PlainSigningKeys, " "), "sealing_key", k.PlainSealKey)
+	}
 }
 
 func serve(ctx context.Context, o *options, stdout io.Writer, log *slog.Logger) error {

@@ -65,7 +65,9 @@ func startCommand(t *testing.T, cmd *exec.Cmd, dir, addr string, env []string) *
 	t.Helper()
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), env...)
-	cmd.Stderr = io.Discard
+	if cmd.Stderr == nil {
+		cmd.Stderr = io.Discard
+	}
 	out, _ := cmd.StdoutPipe()
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

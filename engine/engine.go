@@ -39,6 +39,10 @@ type Config struct {
 	// MaxScriptMemoryMB is the largest memory budget a script may ask for
 	// (the script runtime's limit); default 256.
 	MaxScriptMemoryMB int
+	// KEK is the key-encryption key (KEKSize bytes) that seals signing
+	// keys and the client-secret sealing key at rest (engine/kek.go);
+	// nil stores them in the clear.
+	KEK []byte
 }
 
 // Engine implements keyhook's endpoints without their transport. It is
@@ -51,8 +55,12 @@ type Engine struct {
 	props atomic.Pointer[Properties]
 	keys  keyRing
 	seal  *sealer
-	hooks *hooks.Dispatcher
-	jwks  *remoteJWKS
+	// kek seals keys at rest; nil without Config.KEK. sealKeyPlain is
+	// whether the sealing key was found stored in the clear.
+	kek          *sealer
+	sealKeyPlain bool
+	hooks        *hooks.Dispatcher
+	jwks         *remoteJWKS
 	// clients caches hot-path client reads for RefreshInterval.
 	clients *clientCache
 	// scriptsVersion is the store's script version last loaded.
@@ -100,14 +108,19 @@ func New(ctx context.Context, cfg Config, st Stores) (*Engine, error) {
 	if err := e.reloadProperties(ctx); err != nil {
 		return nil, fmt.Errorf("loading properties: %w", err)
 	}
-	key, err := st.Secrets.Secret(ctx, sealKeySecretName, randomBytes(32))
-	if err != nil {
-		return nil, fmt.Errorf("loading the sealing key: %w", err)
+	if cfg.KEK != nil {
+		if len(cfg.KEK) != KEKSize {
+			return nil, fmt.Errorf("a key-encryption key must be %d bytes, not %d", KEKSize, len(cfg.KEK))
+		}
+		var err error
+		if e.kek, err = newSealer(cfg.KEK); err != nil {
+			return nil, err
+		}
 	}
-	if e.seal, err = newSealer(key); err != nil {
+	if err := e.loadSealKey(ctx); err != nil {
 		return nil, err
 	}
-	if err := e.reloadKeys(ctx); err != nil {
+	if err := e.loadKeys(ctx, true); err != nil {
 		return nil, fmt.Errorf("loading signing keys: %w", err)
 	}
 	if err := e.reloadScripts(ctx); err != nil {

@@ -71,9 +71,15 @@ func NewSigningKey(alg string, now time.Time) (*SigningKey, error) {
 	return &SigningKey{ID: kid, Alg: alg, PrivateJWK: string(raw), CreatedAt: now}, nil
 }
 
-func loadKey(rec *SigningKey) (*loadedKey, error) {
+// loadKey opens rec's private key (sealed under the KEK or not, see
+// engine/kek.go).
+func (e *Engine) loadKey(rec *SigningKey) (*loadedKey, error) {
+	plain, _, err := e.unwrap([]byte(rec.PrivateJWK))
+	if err != nil {
+		return nil, fmt.Errorf("signing key %s: %w", rec.ID, err)
+	}
 	var jwk jose.JSONWebKey
-	if err := jwk.UnmarshalJSON([]byte(rec.PrivateJWK)); err != nil {
+	if err := jwk.UnmarshalJSON(plain); err != nil {
 		return nil, fmt.Errorf("signing key %s: %w", rec.ID, err)
 	}
 	jwk.KeyID, jwk.Algorithm, jwk.Use = rec.ID, rec.Alg, "sig"
@@ -82,7 +88,11 @@ func loadKey(rec *SigningKey) (*loadedKey, error) {
 
 // reloadKeys reads every key from the store; the newest unretired one is
 // current. With no key at all it creates one.
-func (e *Engine) reloadKeys(ctx context.Context) error {
+func (e *Engine) reloadKeys(ctx context.Context) error { return e.loadKeys(ctx, false) }
+
+// loadKeys is reloadKeys; at start (strict) a key that cannot be opened
+// stops the server, later it is logged and skipped.
+func (e *Engine) loadKeys(ctx context.Context, strict bool) error {
 	recs, err := e.st.Keys.SigningKeys(ctx)
 	if err != nil {
 		return err
@@ -101,7 +111,10 @@ func (e *Engine) reloadKeys(ctx context.Context) error {
 	for _, rec := range recs {
 		lk, ok := e.keys.byID[rec.ID]
 		if !ok {
-			if lk, err = loadKey(rec); err != nil {
+			if lk, err = e.loadKey(rec); err != nil {
+				if strict {
+					return err
+				}
 				e.log.Error("skipping unreadable signing key", "kid", rec.ID, "err", err)
 				continue
 			}
@@ -126,10 +139,11 @@ func (e *Engine) RotateKey(ctx context.Context) (*SigningKey, error) {
 	if err != nil {
 		return nil, err
 	}
+	rec.PrivateJWK = string(e.wrap([]byte(rec.PrivateJWK)))
 	if err := e.st.Keys.AddSigningKey(ctx, rec); err != nil {
 		return nil, storeFailure(err)
 	}
-	lk, err := loadKey(rec)
+	lk, err := e.loadKey(rec)
 	if err != nil {
 		return nil, err
 	}
