@@ -123,6 +123,7 @@ func New(ctx context.Context, cfg Config, st Stores) (*Engine, error) {
 	if err := e.loadKeys(ctx, true); err != nil {
 		return nil, fmt.Errorf("loading signing keys: %w", err)
 	}
+	e.resealSigningKeys(ctx)
 	if err := e.reloadScripts(ctx); err != nil {
 		return nil, fmt.Errorf("loading scripts: %w", err)
 	}

@@ -20,12 +20,11 @@ import (
 //     ciphertext ‖ tag);
 //   - the sealing key is stored the same way under its usual secret name.
 //
-// Values stored before a KEK was configured stay readable: they are used
-// and reported by UnencryptedKeys, so the operator can rotate them away
-// (a new signing key is sealed; the old one is deleted once no token
-// signed with it can still be valid). A sealed value without a KEK, or
-// with a different one, stops the server at start: it never signs with a
-// key it cannot account for.
+// Values stored before a KEK was configured are sealed in place at the
+// first start with one (the same key bytes, so tokens and sealed client
+// secrets stay valid); UnencryptedKeys reports any that could not be. A
+// sealed value without a KEK, or with a different one, stops the server
+// at start: it never signs with a key it cannot account for.
 
 // kekPrefix marks a value sealed under the KEK.
 const kekPrefix = "kek1:"
@@ -91,11 +90,43 @@ func (e *Engine) loadSealKey(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("the client-secret sealing key: %w", err)
 	}
-	e.sealKeyPlain = !sealed
 	if e.seal, err = newSealer(key); err != nil {
 		return fmt.Errorf("the client-secret sealing key: %w", err)
 	}
+	if !sealed && e.kek != nil {
+		if err := e.st.Secrets.ResealSecret(ctx, sealKeySecretName, stored, e.wrap(key)); err != nil {
+			e.log.Error("could not seal the client-secret sealing key under the key-encryption key", "err", err)
+		} else {
+			sealed = true
+			e.log.Info("sealed the client-secret sealing key under the key-encryption key")
+		}
+	}
+	e.sealKeyPlain = !sealed
 	return nil
+}
+
+// resealSigningKeys seals, in place, the signing keys stored before a KEK
+// was configured.
+func (e *Engine) resealSigningKeys(ctx context.Context) {
+	if e.kek == nil {
+		return
+	}
+	e.keys.mu.Lock()
+	defer e.keys.mu.Unlock()
+	for kid, lk := range e.keys.byID {
+		if strings.HasPrefix(lk.rec.PrivateJWK, kekPrefix) {
+			continue
+		}
+		next := string(e.wrap([]byte(lk.rec.PrivateJWK)))
+		if err := e.st.Keys.ResealSigningKey(ctx, kid, lk.rec.PrivateJWK, next); err != nil {
+			e.log.Error("could not seal a signing key under the key-encryption key", "kid", kid, "err", err)
+			continue
+		}
+		cp := *lk.rec
+		cp.PrivateJWK = next
+		lk.rec = &cp
+		e.log.Info("sealed a signing key under the key-encryption key", "kid", kid)
+	}
 }
 
 // KeyEncryption is what UnencryptedKeys reports.

@@ -62,6 +62,9 @@ type KeyStore interface {
 	// k.CreatedAt, atomically.
 	AddSigningKey(ctx context.Context, k *SigningKey) error
 	DeleteSigningKey(ctx context.Context, kid string) error
+	// ResealSigningKey replaces kid's PrivateJWK with next if it is
+	// still old (engine/kek.go).
+	ResealSigningKey(ctx context.Context, kid, old, next string) error
 }
 
 // PropertyStore keeps server properties as JSON values by name.
@@ -113,4 +116,7 @@ type SecretStore interface {
 	// Secret returns the secret called name, storing fresh when none exists
 	// (concurrent instances agree on one value).
 	Secret(ctx context.Context, name string, fresh []byte) ([]byte, error)
+	// ResealSecret replaces the value of name with next if it is still
+	// old (engine/kek.go).
+	ResealSecret(ctx context.Context, name string, old, next []byte) error
 }

@@ -457,6 +457,13 @@ func runContract(t *testing.T, open func(t *testing.T) *Store) {
 			keys, err = st.SigningKeys(ctx)
 			noErr(t, "SigningKeys", err)
 			equal(t, "keys after delete", keys, []*engine.SigningKey{k2})
+
+			// Resealing replaces only the value it read (compare and swap).
+			noErr(t, "ResealSigningKey", st.ResealSigningKey(ctx, "k2", `{"kty":"EC"}`, "kek1:sealed"))
+			noErr(t, "ResealSigningKey stale", st.ResealSigningKey(ctx, "k2", `{"kty":"EC"}`, "kek1:other"))
+			keys, err = st.SigningKeys(ctx)
+			noErr(t, "SigningKeys", err)
+			equal(t, "resealed once", keys[0].PrivateJWK, "kek1:sealed")
 		}},
 
 		{"properties", func(t *testing.T, st *Store) {
@@ -498,6 +505,12 @@ func runContract(t *testing.T, open func(t *testing.T) *Store) {
 			v, err = other.Secret(ctx, "seal", []byte("third"))
 			noErr(t, "Secret", err)
 			equal(t, "other store agrees", string(v), "first")
+
+			noErr(t, "ResealSecret", other.ResealSecret(ctx, "seal", []byte("first"), []byte("sealed")))
+			noErr(t, "ResealSecret stale", st.ResealSecret(ctx, "seal", []byte("first"), []byte("other")))
+			v, err = st.Secret(ctx, "seal", []byte("fresh"))
+			noErr(t, "Secret", err)
+			equal(t, "resealed once", string(v), "sealed")
 
 			const n = 8
 			got := make([]string, n)

@@ -43,6 +43,13 @@ func (s *Store) AddSigningKey(ctx context.Context, k *engine.SigningKey) error {
 	}))
 }
 
+// ResealSigningKey replaces key kid's stored private JWK with next when
+// it is still old, so that instances resealing at once write it once.
+func (s *Store) ResealSigningKey(ctx context.Context, kid, old, next string) error {
+	return s.db.WithContext(ctx).Model(&signingKeyRow{}).Where("id = ? AND private_jwk = ?", kid, old).
+		Update("private_jwk", next).Error
+}
+
 // DeleteSigningKey deletes the key kid; deleting an unknown key is no error.
 func (s *Store) DeleteSigningKey(ctx context.Context, kid string) error {
 	return s.db.WithContext(ctx).Where("id = ?", kid).Delete(&signingKeyRow{}).Error
@@ -110,4 +117,12 @@ func (s *Store) Secret(ctx context.Context, name string, fresh []byte) ([]byte, 
 		return nil, fmt.Errorf("storage: secret %s: %w", name, err)
 	}
 	return v, nil
+}
+
+// ResealSecret replaces the stored value of secret name with next when it
+// is still old (concurrent instances write it once).
+func (s *Store) ResealSecret(ctx context.Context, name string, old, next []byte) error {
+	return s.db.WithContext(ctx).Model(&secretRow{}).
+		Where("name = ? AND value = ?", name, base64.StdEncoding.EncodeToString(old)).
+		Update("value", base64.StdEncoding.EncodeToString(next)).Error
 }

@@ -132,11 +132,13 @@ func Open(ctx context.Context, dsn string, opts ...Option) (*Store, error) {
 // not block the writer, a busy timeout so writers wait instead of failing,
 // foreign keys for ON DELETE CASCADE, and BEGIN IMMEDIATE so a transaction
 // takes the write lock up front (read-then-write transactions cannot then
-// deadlock with SQLITE_BUSY halfway).
+// deadlock with SQLITE_BUSY halfway). secure_delete zeroes what a
+// delete or an update frees, so that a deleted client, a resealed key
+// (docs/keys.md) or a purged token leaves nothing readable in the file.
 func sqliteDSN(path string) string {
 	// The path is part of a file: URI; escape what URIs give meaning to.
 	esc := strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23").Replace(path)
-	return "file:" + esc + "?_journal_mode=WAL&_busy_timeout=10000&_foreign_keys=on&_txlock=immediate&_synchronous=NORMAL"
+	return "file:" + esc + "?_journal_mode=WAL&_busy_timeout=10000&_foreign_keys=on&_txlock=immediate&_synchronous=NORMAL&_secure_delete=on"
 }
 
 // Stores returns s as every engine store.
