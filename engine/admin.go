@@ -254,7 +254,9 @@ func (e *Engine) CreateClient(ctx context.Context, doc *ClientDoc) (*ClientDoc, 
 
 // ReplaceClient replaces the client id with doc. The secret is kept
 // unless doc gives one or the new method needs a secret the old one did
-// not keep; a new secret is returned once.
+// not keep. Only a secret the server generated is in the answer (once):
+// one the caller chose is never echoed (RFC 7591 §3.2.1 answers a secret
+// when it is issued; README "Security model").
 func (e *Engine) ReplaceClient(ctx context.Context, id string, doc *ClientDoc) (*ClientDoc, error) {
 	old, err := e.st.Clients.ClientByID(ctx, id)
 	if err != nil {
@@ -274,7 +276,7 @@ func (e *Engine) ReplaceClient(ctx context.Context, id string, doc *ClientDoc) (
 	secret := ""
 	switch {
 	case doc.ClientSecret != "":
-		secret = e.setSecret(c, doc.ClientSecret)
+		e.setSecret(c, doc.ClientSecret)
 	case c.AuthMethod.UsesSecret() && old.SecretHash != "" && (c.AuthMethod != AuthSecretJWT || old.SecretSealed != ""):
 		c.SecretHash, c.SecretSealed = old.SecretHash, old.SecretSealed
 	default:

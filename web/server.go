@@ -64,6 +64,9 @@ func New(cfg Config) *Server {
 
 	e := s.echo
 	e.HideBanner, e.HidePort = true, true
+	// echo's own logger writes to the server's log, so that every line
+	// the server writes goes through one handler.
+	e.Logger.SetOutput(slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn).Writer())
 	e.HTTPErrorHandler = s.handleError
 	e.Use(middleware.RequestIDWithConfig(middleware.RequestIDConfig{
 		RequestIDHandler: func(c echo.Context, id string) {
