@@ -1,8 +1,8 @@
 package web_test
 
 import (
-	"bytes"
 	"bufio"
+	"bytes"
 	"net/http"
 	"regexp"
 	"strings"
