@@ -123,6 +123,9 @@ func (e *Engine) CreateScript(ctx context.Context, doc *ScriptDoc) (*ScriptDoc, 
 	if err != nil {
 		return nil, err
 	}
+	if err := checkDelegatedScript(ctx, s); err != nil {
+		return nil, err
+	}
 	if err := e.st.Scripts.CreateScript(ctx, s); errors.Is(err, ErrConflict) {
 		return nil, Errorf(CodeConflict, "name: script %q exists already", s.Name)
 	} else if err != nil {
@@ -146,6 +149,9 @@ func (e *Engine) ReplaceScript(ctx context.Context, name string, doc *ScriptDoc)
 	}
 	s, err := e.scriptFromDoc(doc)
 	if err != nil {
+		return nil, err
+	}
+	if err := checkDelegatedScript(ctx, s); err != nil {
 		return nil, err
 	}
 	if s.Kind != old.Kind {
