@@ -247,6 +247,7 @@ func (e *Engine) CreateClient(ctx context.Context, doc *ClientDoc) (*ClientDoc, 
 	} else if err != nil {
 		return nil, storeFailure(err)
 	}
+	e.forgetClient(c.ID)
 	out := ClientDocument(c)
 	out.ClientSecret = secret
 	return out, nil
