@@ -60,7 +60,11 @@ type ClientDoc struct {
 	JanssenRunIntrospection *bool `json:"run_introspection_script_before_access_token_as_jwt_creation_and_include_claims,omitempty"`
 }
 
-var clientIDPattern = regexp.MustCompile(`^[\x21-\x7e]{1,255}$`)
+// clientIDPattern: characters that need no escaping in a URL path
+// segment (RFC 3986 §3.3: unreserved, "@", ":", "+"), so that every
+// client is reachable at /admin/v1/clients/{client_id}; a "/", "?", "#"
+// or "%" in an identifier would make it unreachable or ambiguous there.
+var clientIDPattern = regexp.MustCompile(`^[A-Za-z0-9._~@:+-]{1,255}$`)
 
 // clientFromDoc validates doc and builds the client it describes; the
 // secret handling is left to the caller.
@@ -80,7 +84,7 @@ func (e *Engine) clientFromDoc(ctx context.Context, doc *ClientDoc) (*Client, er
 		c.ID = randomID()
 	}
 	if !clientIDPattern.MatchString(c.ID) {
-		return nil, fieldError("client_id", "must be 1 to 255 visible ASCII characters")
+		return nil, fieldError("client_id", "must be 1 to 255 of A-Z a-z 0-9 . _ ~ @ : + -")
 	}
 	if len(c.Name) > 255 {
 		return nil, fieldError("client_name", "must be at most 255 characters")
