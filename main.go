@@ -46,7 +46,7 @@ func main() {
 const usage = `usage:
   keyhook serve [--addr HOST:PORT] [--db DSN] [--issuer URL] [--bootstrap-admin-secret S] [--seed FILE]
                 [--script-isolation process|inline] [--script-workers N] [--script-memory-max-mb MB]
-                [--kek-file FILE] [--require-kek]
+                [--kek-file FILE] [--require-kek] [--metrics-addr HOST:PORT]
   keyhook import [--db DSN] FILE
   keyhook export [--db DSN]
   keyhook new-kek`
@@ -55,6 +55,9 @@ const usage = `usage:
 // environment variable, and a flag wins.
 type options struct {
 	addr, db, issuer, bootstrapSecret, seed, logLevel string
+	// metricsAddr is where /metrics is served without a token; empty:
+	// nowhere (the main listener serves it to admin tokens only).
+	metricsAddr string
 	// The script sandbox (docs/sandbox.md).
 	scriptIsolation string
 	scriptWorkers   int
@@ -75,6 +78,8 @@ func parseFlags(name string, args []string, stderr io.Writer) (*options, []strin
 	fs.StringVar(&o.issuer, "issuer", os.Getenv("KEYHOOK_ISSUER"), "issuer URL (default http://ADDR)")
 	fs.StringVar(&o.bootstrapSecret, "bootstrap-admin-secret", os.Getenv("KEYHOOK_BOOTSTRAP_ADMIN_SECRET"), "secret of the keyhook-admin client created when absent")
 	fs.StringVar(&o.seed, "seed", "", "YAML file to import at start")
+	fs.StringVar(&o.metricsAddr, "metrics-addr", os.Getenv("KEYHOOK_METRICS_ADDR"),
+		"serve /metrics without a token on this HOST:PORT (keep it private); default: only to tokens with keyhook:admin or keyhook:metrics.read")
 	fs.StringVar(&o.logLevel, "log-level", envOr("KEYHOOK_LOG_LEVEL", "info"), "debug, info, warn or error")
 	fs.StringVar(&o.scriptIsolation, "script-isolation", envOr("KEYHOOK_SCRIPT_ISOLATION", "process"),
 		"where scripts without their own isolation run: process (worker processes) or inline")
@@ -288,7 +293,25 @@ func serve(ctx context.Context, o *options, stdout io.Writer, log *slog.Logger) 
 
 		sigCtx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
 		defer stop()
-		errc := make(chan error, 1)
+		errc := make(chan error, 2)
+		if o.metricsAddr != "" {
+			mln, err := net.Listen("tcp", o.metricsAddr)
+			if err != nil {
+				ln.Close()
+				return fmt.Errorf("--metrics-addr: %w", err)
+			}
+			mux := http.NewServeMux()
+			mux.Handle("GET /metrics", srv.MetricsHandler())
+			ms := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
+				WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10}
+			defer ms.Close()
+			go func() {
+				if err := ms.Serve(mln); !errors.Is(err, http.ErrServerClosed) {
+					errc <- fmt.Errorf("--metrics-addr: %w", err)
+				}
+			}()
+			log.Info("serving /metrics without authentication", "addr", mln.Addr().String())
+		}
 		go func() { errc <- hs.Serve(ln) }()
 		fmt.Fprintf(stdout, "keyhook serving on http://%s (issuer %s)\n", ln.Addr(), a.eng.Issuer())
 		select {

@@ -390,3 +390,71 @@ func TestNothingSecretInTheDatabaseFile(t *testing.T) {
 		}
 	}
 }
+
+// TestMetricsAddr checks that /metrics is not public: on the main
+// listener it needs an admin token, and --metrics-addr (or
+// KEYHOOK_METRICS_ADDR) serves it without one on a listener of its own,
+// which serves nothing else.
+func TestMetricsAddr(t *testing.T) {
+	get := func(t *testing.T, url, bearer string) (int, string) {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodGet, url, nil)
+		if bearer != "" {
+			req.Header.Set("Authorization", "Bearer "+bearer)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatalf("GET %s: %v", url, err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	for _, tc := range []struct {
+		name  string
+		flag  bool
+		serve bool
+	}{
+		{"default: no metrics listener", false, false},
+		{"--metrics-addr", true, true},
+		{"KEYHOOK_METRICS_ADDR", false, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir, addr, maddr := t.TempDir(), freeAddr(t), freeAddr(t)
+			env := []string{"KEYHOOK_BOOTSTRAP_ADMIN_SECRET=metrics-admin-secret"}
+			var args []string
+			switch {
+			case tc.flag:
+				args = []string{"--addr", addr, "--metrics-addr", maddr}
+			case tc.serve:
+				args = []string{"--addr", addr}
+				env = append(env, "KEYHOOK_METRICS_ADDR="+maddr)
+			default:
+				args = []string{"--addr", addr}
+			}
+			s := start(t, dir, addr, env, args...)
+			if st, body := get(t, "http://"+addr+"/metrics", ""); st != http.StatusUnauthorized {
+				t.Fatalf("/metrics on the main listener without a token: %d %s", st, body)
+			}
+			_, m := token(t, addr, "keyhook-admin", "metrics-admin-secret")
+			if st, body := get(t, "http://"+addr+"/metrics", m["access_token"].(string)); st != 200 || !strings.Contains(body, "keyhook_http_requests_total") {
+				t.Fatalf("/metrics with an admin token: %d", st)
+			}
+			if !tc.serve {
+				if resp, err := http.Get("http://" + maddr + "/metrics"); err == nil {
+					resp.Body.Close()
+					t.Fatalf("something answers on %s without --metrics-addr", maddr)
+				}
+			} else {
+				st, body := get(t, "http://"+maddr+"/metrics", "")
+				if st != 200 || !strings.Contains(body, "keyhook_http_requests_total") || !strings.Contains(body, "go_goroutines") {
+					t.Fatalf("/metrics on --metrics-addr: %d", st)
+				}
+				if st, _ := get(t, "http://"+maddr+"/admin/v1/clients", ""); st != http.StatusNotFound {
+					t.Fatalf("the metrics listener serves the admin API: %d", st)
+				}
+			}
+			s.stop(t)
+		})
+	}
+}

@@ -60,7 +60,11 @@ type ClientDoc struct {
 	JanssenRunIntrospection *bool `json:"run_introspection_script_before_access_token_as_jwt_creation_and_include_claims,omitempty"`
 }
 
-var clientIDPattern = regexp.MustCompile(`^[\x21-\x7e]{1,255}$`)
+// clientIDPattern: characters that need no escaping in a URL path
+// segment (RFC 3986 §3.3: unreserved, "@", ":", "+"), so that every
+// client is reachable at /admin/v1/clients/{client_id}; a "/", "?", "#"
+// or "%" in an identifier would make it unreachable or ambiguous there.
+var clientIDPattern = regexp.MustCompile(`^[A-Za-z0-9._~@:+-]{1,255}$`)
 
 // clientFromDoc validates doc and builds the client it describes; the
 // secret handling is left to the caller.
@@ -80,7 +84,7 @@ func (e *Engine) clientFromDoc(ctx context.Context, doc *ClientDoc) (*Client, er
 		c.ID = randomID()
 	}
 	if !clientIDPattern.MatchString(c.ID) {
-		return nil, fieldError("client_id", "must be 1 to 255 visible ASCII characters")
+		return nil, fieldError("client_id", "must be 1 to 255 of A-Z a-z 0-9 . _ ~ @ : + -")
 	}
 	if len(c.Name) > 255 {
 		return nil, fieldError("client_name", "must be at most 255 characters")
@@ -247,6 +251,7 @@ func (e *Engine) CreateClient(ctx context.Context, doc *ClientDoc) (*ClientDoc, 
 	} else if err != nil {
 		return nil, storeFailure(err)
 	}
+	e.forgetClient(c.ID)
 	out := ClientDocument(c)
 	out.ClientSecret = secret
 	return out, nil
@@ -254,7 +259,9 @@ func (e *Engine) CreateClient(ctx context.Context, doc *ClientDoc) (*ClientDoc, 
 
 // ReplaceClient replaces the client id with doc. The secret is kept
 // unless doc gives one or the new method needs a secret the old one did
-// not keep; a new secret is returned once.
+// not keep. Only a secret the server generated is in the answer (once):
+// one the caller chose is never echoed (RFC 7591 §3.2.1 answers a secret
+// when it is issued; README "Security model").
 func (e *Engine) ReplaceClient(ctx context.Context, id string, doc *ClientDoc) (*ClientDoc, error) {
 	old, err := e.st.Clients.ClientByID(ctx, id)
 	if err != nil {
@@ -274,7 +281,7 @@ func (e *Engine) ReplaceClient(ctx context.Context, id string, doc *ClientDoc) (
 	secret := ""
 	switch {
 	case doc.ClientSecret != "":
-		secret = e.setSecret(c, doc.ClientSecret)
+		e.setSecret(c, doc.ClientSecret)
 	case c.AuthMethod.UsesSecret() && old.SecretHash != "" && (c.AuthMethod != AuthSecretJWT || old.SecretSealed != ""):
 		c.SecretHash, c.SecretSealed = old.SecretHash, old.SecretSealed
 	default:

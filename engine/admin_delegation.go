@@ -4,6 +4,8 @@ import (
 	"context"
 	"slices"
 	"strings"
+
+	"github.com/keyhook/keyhook/hooks"
 )
 
 // Delegated admins. A token with keyhook:admin may do anything; one with
@@ -17,7 +19,37 @@ import (
 //     cannot be replaced, have its secret rotated or be deleted: with its
 //     secret one holds its scopes;
 //   - the scripts bound to a client (which run for its tokens) cannot be
-//     changed.
+//     changed, nor whether its introspection scripts run when its JWT
+//     access tokens are created (run_introspection_script_before_jwt_creation
+//     with access_token_as_jwt): both decide which code runs for the
+//     client's tokens;
+//   - a script cannot be written with isolation inline: inline scripts
+//     run in the server's own process, which only keyhook:admin may
+//     trust code with (docs/sandbox.md); a delegated token may rewrite
+//     an inline script only to run in a worker process.
+//
+// What is left to a delegated token, and why it reaches no further
+// (docs/admin-security.md):
+//
+//   - grant_types and token_endpoint_auth_method are free for clients
+//     without keyhook:* scopes. Whatever the grant, a token's scope is
+//     within its client's scope (RFC 6749 §3.3), which holds no keyhook:*
+//     scope; scripts cannot add one (withoutAddedReservedScopes); public
+//     clients get neither client_credentials nor password tokens. A
+//     clients.write token already controls every such client (it may
+//     rotate its secret), so a method or grant gives it nothing new.
+//   - keyhook:* in a user's claims or a script's config is only data: the
+//     admin API reads the scope of the access token, which comes from the
+//     client's scope, never from claims or config.
+//   - keyhook:config.write sets every server property, backward
+//     compatibility included (every enabled introspection script runs
+//     for every token): that is the config area's own choice of which
+//     introspection scripts run, not a way into another area. It cannot
+//     write scripts, bind them, or give any client a scope.
+//   - keyhook:scripts.write writes code that runs where keyhook:admin
+//     bound it (or everywhere in backward compatibility); such code
+//     cannot add keyhook:* scopes nor see credentials (README "Security
+//     model"), so it cannot reach the admin API.
 //
 // Internal callers (bootstrap, seed, import) carry no admin scope and
 // are not limited.
@@ -72,6 +104,23 @@ func checkDelegatedClient(ctx context.Context, old, next *Client) error {
 	if !slices.Equal(nonEmpty(oldIntro), nonEmpty(next.IntrospectionScripts)) ||
 		!slices.Equal(nonEmpty(oldUpdate), nonEmpty(next.UpdateTokenScripts)) {
 		return Errorf(CodeInsufficientScope, "introspection_scripts, update_token_scripts: only %s may change which scripts run for a client", AdminScope)
+	}
+	if old.runsScriptsAtJWTCreation() != next.runsScriptsAtJWTCreation() {
+		return Errorf(CodeInsufficientScope, "run_introspection_script_before_jwt_creation, access_token_as_jwt: only %s may change whether introspection scripts run when a client's JWTs are created", AdminScope)
+	}
+	return nil
+}
+
+// runsScriptsAtJWTCreation reports whether c's introspection scripts run
+// when its access tokens are created (false for nil).
+func (c *Client) runsScriptsAtJWTCreation() bool {
+	return c != nil && c.AccessTokenAsJWT && c.RunIntrospectionBeforeJWT
+}
+
+// checkDelegatedScript applies the rules above to a script written as s.
+func checkDelegatedScript(ctx context.Context, s *hooks.Script) error {
+	if delegated(ctx) && s.Isolation == hooks.IsolationInline {
+		return Errorf(CodeInsufficientScope, "isolation: only %s may run a script inline, in the server's process", AdminScope)
 	}
 	return nil
 }

@@ -3,6 +3,7 @@ package engine_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"path/filepath"
@@ -88,6 +89,33 @@ func TestReplaceOfADeletedRecordIsNotFound(t *testing.T) {
 			var oe *engine.Error
 			if err := replace(); !errors.As(err, &oe) || oe.Code != engine.CodeNotFound {
 				t.Fatalf("err = %v, want %s", err, engine.CodeNotFound)
+			}
+		})
+	}
+}
+
+// TestErrorsCompareByCode checks that errors.Is finds an *engine.Error by
+// its OAuth code, however deep it is wrapped, and only by its code.
+func TestErrorsCompareByCode(t *testing.T) {
+	notFound := engine.Errorf(engine.CodeNotFound, "client %q does not exist", "x")
+	for _, tc := range []struct {
+		name   string
+		err    error
+		target error
+		want   bool
+	}{
+		{"same code", notFound, engine.CodeNotFound, true},
+		{"wrapped", fmt.Errorf("replace: %w", notFound), engine.CodeNotFound, true},
+		{"joined", errors.Join(errors.New("x"), notFound), engine.CodeNotFound, true},
+		{"another code", notFound, engine.CodeConflict, false},
+		{"a fresh error of the same code", fmt.Errorf("x: %w", notFound), engine.Errorf(engine.CodeNotFound, "other text"), true},
+		{"a fresh error of another code", notFound, engine.Errorf(engine.CodeConflict, "x"), false},
+		{"its cause", engine.Wrap(engine.CodeTemporarilyUnavailable, engine.ErrNotFound, "x"), engine.ErrNotFound, true},
+		{"not an engine error", errors.New("not_found"), engine.CodeNotFound, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := errors.Is(tc.err, tc.target); got != tc.want {
+				t.Fatalf("errors.Is(%v, %v) = %v", tc.err, tc.target, got)
 			}
 		})
 	}

@@ -123,6 +123,9 @@ func (e *Engine) CreateScript(ctx context.Context, doc *ScriptDoc) (*ScriptDoc, 
 	if err != nil {
 		return nil, err
 	}
+	if err := checkDelegatedScript(ctx, s); err != nil {
+		return nil, err
+	}
 	if err := e.st.Scripts.CreateScript(ctx, s); errors.Is(err, ErrConflict) {
 		return nil, Errorf(CodeConflict, "name: script %q exists already", s.Name)
 	} else if err != nil {
@@ -146,6 +149,9 @@ func (e *Engine) ReplaceScript(ctx context.Context, name string, doc *ScriptDoc)
 	}
 	s, err := e.scriptFromDoc(doc)
 	if err != nil {
+		return nil, err
+	}
+	if err := checkDelegatedScript(ctx, s); err != nil {
 		return nil, err
 	}
 	if s.Kind != old.Kind {
@@ -307,7 +313,9 @@ type UserDoc struct {
 	Disabled bool           `json:"disabled"`
 }
 
-var usernamePattern = regexp.MustCompile(`^[\x21-\x7e]{1,128}$`)
+// usernamePattern: like clientIDPattern (usable in
+// /admin/v1/users/{username} without escaping), e-mail addresses included.
+var usernamePattern = regexp.MustCompile(`^[A-Za-z0-9._~@+-]{1,128}$`)
 
 // UserDocument is the admin view of u (no password).
 func UserDocument(u *User) *UserDoc {
@@ -328,7 +336,7 @@ func (e *Engine) CreateUser(ctx context.Context, doc *UserDoc) (*UserDoc, error)
 // in until an admin sets a password.
 func (e *Engine) createUser(ctx context.Context, doc *UserDoc, requirePassword bool) (*UserDoc, error) {
 	if !usernamePattern.MatchString(doc.Username) {
-		return nil, fieldError("username", "must be 1 to 128 visible ASCII characters")
+		return nil, fieldError("username", "must be 1 to 128 of A-Z a-z 0-9 . _ ~ @ + -")
 	}
 	if doc.Password == "" && requirePassword {
 		return nil, fieldError("password", "is required")

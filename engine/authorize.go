@@ -134,7 +134,7 @@ var ErrLoginFailed = errors.New("the username or password is wrong")
 // redirect URI carrying a fresh, single-use authorization code.
 func (e *Engine) Login(ctx context.Context, a *Authorization, username, password string) (string, error) {
 	u, err := e.authenticateUser(ctx, username, password)
-	if isCode(err, CodeInvalidGrant) {
+	if errors.Is(err, CodeInvalidGrant) {
 		return "", ErrLoginFailed
 	}
 	if err != nil {

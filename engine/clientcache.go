@@ -50,8 +50,10 @@ func (e *Engine) client(ctx context.Context, id string) (*Client, error) {
 	return c, nil
 }
 
-// forgetClient drops a client after a local change.
+// forgetClient drops a client after a local change, and the discovery
+// document built from the clients.
 func (e *Engine) forgetClient(id string) {
+	e.invalidateMetadata()
 	e.clients.mu.Lock()
 	delete(e.clients.m, id)
 	e.clients.mu.Unlock()

@@ -65,6 +65,8 @@ type Engine struct {
 	clients *clientCache
 	// scriptsVersion is the store's script version last loaded.
 	scriptsVersion atomic.Value
+	// meta is the discovery document (metadata.go).
+	meta metadataCache
 }
 
 // Paths of the endpoints, relative to the issuer (RFC 8414 §2).
@@ -169,8 +171,11 @@ func (e *Engine) reloadScripts(ctx context.Context) error {
 }
 
 // Refresh reloads what other instances may have changed: properties,
-// signing keys and scripts.
+// signing keys, scripts and the discovery document.
 func (e *Engine) Refresh(ctx context.Context) error {
+	// Clients may have changed on another instance: the discovery
+	// document is rebuilt when next asked for.
+	e.invalidateMetadata()
 	return errors.Join(e.reloadProperties(ctx), e.reloadKeys(ctx), e.reloadScripts(ctx))
 }
 

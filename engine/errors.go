@@ -43,6 +43,22 @@ func (e *Error) Error() string {
 
 func (e *Error) Unwrap() error { return e.Err }
 
+// Is makes errors compare by their OAuth code: errors.Is(err,
+// CodeNotFound), or errors.Is(err, Errorf(CodeNotFound, ...)) whatever
+// the description, finds an *Error with that code however it is wrapped.
+func (e *Error) Is(target error) bool {
+	switch t := target.(type) {
+	case ErrorCode:
+		return e.Code == t
+	case *Error:
+		return e.Code == t.Code
+	}
+	return false
+}
+
+// Error makes a code usable as the target of errors.Is (see (*Error).Is).
+func (c ErrorCode) Error() string { return string(c) }
+
 // Errorf returns a fresh *Error with a formatted description.
 func Errorf(code ErrorCode, format string, args ...any) *Error {
 	return &Error{Code: code, Description: fmt.Sprintf(format, args...)}

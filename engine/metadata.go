@@ -3,19 +3,80 @@ package engine
 import (
 	"context"
 	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
 )
 
+// standardScopes are the scopes discovery always lists: OpenID Connect's
+// (OIDC Core §5.4, §11), whatever the clients.
+var standardScopes = []string{"openid", "profile", "email", "phone", "address", "offline_access"}
+
+// PublicScopesAttribute is the client attribute that lists, space
+// separated, which of the client's scopes discovery may show in
+// scopes_supported (RFC 8414 §2: a server may leave scopes out).
+const PublicScopesAttribute = "public_scopes"
+
+// metadataCache holds the discovery document between changes.
+type metadataCache struct {
+	mu    sync.Mutex // serialises rebuilds
+	doc   atomic.Pointer[map[string]any]
+	stale atomic.Bool
+}
+
+// invalidateMetadata makes the next Metadata call rebuild the document.
+func (e *Engine) invalidateMetadata() { e.meta.stale.Store(true) }
+
 // Metadata is the authorization server metadata of RFC 8414 §2, also
-// served as OpenID Connect Discovery 1.0 §3 provider metadata.
+// served as OpenID Connect Discovery 1.0 §3 provider metadata. It is
+// built once and rebuilt after a local change to clients, or after a
+// Refresh (so at most once per RefreshInterval for changes on other
+// instances), never per request. When a rebuild fails the last document
+// is served. The map is shared: callers must not modify it.
 func (e *Engine) Metadata(ctx context.Context) (map[string]any, error) {
-	scopes := map[string]bool{"openid": true, "profile": true, "email": true, "phone": true, "address": true}
+	if doc := e.meta.doc.Load(); doc != nil && !e.meta.stale.Load() {
+		return *doc, nil
+	}
+	e.meta.mu.Lock()
+	defer e.meta.mu.Unlock()
+	old := e.meta.doc.Load()
+	if old != nil && !e.meta.stale.Load() {
+		return *old, nil
+	}
+	// Cleared before reading: a change during the read marks it again.
+	e.meta.stale.Store(false)
+	doc, err := e.buildMetadata(ctx)
+	if err != nil {
+		e.meta.stale.Store(true)
+		if old != nil {
+			e.log.Warn("rebuilding the discovery document failed; serving the last one", "err", err)
+			return *old, nil
+		}
+		return nil, err
+	}
+	e.meta.doc.Store(&doc)
+	return doc, nil
+}
+
+// buildMetadata reads the clients and makes the document.
+// scopes_supported lists the standard scopes and the scopes clients mark
+// public (PublicScopesAttribute, and only scopes the client holds), never
+// a keyhook:* scope nor any other scope of a client: a list of every
+// client's scopes would tell anyone what each API accepts.
+func (e *Engine) buildMetadata(ctx context.Context) (map[string]any, error) {
+	scopes := map[string]bool{}
+	for _, s := range standardScopes {
+		scopes[s] = true
+	}
 	clients, err := e.st.Clients.Clients(ctx)
 	if err != nil {
 		return nil, storeFailure(err)
 	}
 	for _, c := range clients {
-		for _, s := range splitScope(c.Scope) {
-			scopes[s] = true
+		for _, s := range splitScope(c.Attributes[PublicScopesAttribute]) {
+			if !strings.HasPrefix(s, reservedScopePrefix) && hasScope(c.Scope, s) {
+				scopes[s] = true
+			}
 		}
 	}
 	scopeList := make([]string, 0, len(scopes))

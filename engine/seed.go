@@ -47,7 +47,7 @@ func (e *Engine) Import(ctx context.Context, s *Seed) (ImportStats, error) {
 	for _, sc := range s.Scripts {
 		doc := sc.ScriptDoc
 		_, err := e.ReplaceScript(ctx, doc.Name, &doc)
-		created := isCode(err, CodeNotFound)
+		created := errors.Is(err, CodeNotFound)
 		if created {
 			_, err = e.CreateScript(ctx, &doc)
 		}
@@ -62,7 +62,7 @@ func (e *Engine) Import(ctx context.Context, s *Seed) (ImportStats, error) {
 			return st, fmt.Errorf("clients: client_id is required in a seed")
 		}
 		_, err := e.ReplaceClient(ctx, doc.ClientID, &doc)
-		created := isCode(err, CodeNotFound)
+		created := errors.Is(err, CodeNotFound)
 		if created {
 			doc = *c
 			_, err = e.CreateClient(ctx, &doc)
@@ -75,7 +75,7 @@ func (e *Engine) Import(ctx context.Context, s *Seed) (ImportStats, error) {
 	for _, u := range s.Users {
 		doc := *u
 		_, err := e.ReplaceUser(ctx, doc.Username, &doc)
-		created := isCode(err, CodeNotFound)
+		created := errors.Is(err, CodeNotFound)
 		if created {
 			_, err = e.createUser(ctx, &doc, false)
 		}
@@ -112,11 +112,6 @@ func (e *Engine) Export(ctx context.Context) (*Seed, error) {
 	return s, nil
 }
 
-func isCode(err error, code ErrorCode) bool {
-	var oe *Error
-	return errors.As(err, &oe) && oe.Code == code
-}
-
 // BootstrapAdminID is the client the bootstrap secret creates.
 const BootstrapAdminID = "keyhook-admin"
 
@@ -137,7 +132,7 @@ func (e *Engine) Bootstrap(ctx context.Context, secret string) (string, error) {
 		TokenEndpointAuthMethod: string(AuthSecretBasic), GrantTypes: []string{string(GrantClientCredentials)},
 		Scope: AdminScope,
 	})
-	if isCode(err, CodeConflict) {
+	if errors.Is(err, CodeConflict) {
 		return "", nil // another instance created it meanwhile
 	}
 	if err != nil {

@@ -2,6 +2,8 @@ package web_test
 
 import (
 	"net/http"
+	"net/url"
+	"strings"
 	"testing"
 )
 
@@ -68,4 +70,135 @@ func TestDelegatedAdminCannotEscalate(t *testing.T) {
 			t.Fatalf("admin replace: %d %s", r.status, r.body)
 		}
 	})
+}
+
+// TestDelegatedAdminsCannotChangeWhatRuns covers the other ways a
+// delegated token could change which code runs, or where: turning on a
+// client's introspection scripts at JWT creation (like a binding), and a
+// script in the server's own process (isolation inline, for trusted
+// scripts only). keyhook:admin may do both; a delegated token may keep
+// them as they are.
+func TestDelegatedAdminsCannotChangeWhatRuns(t *testing.T) {
+	h := newHarness(t)
+	h.createScript(introspectionScript("inline-trusted", `return true;`, map[string]any{"isolation": "inline"}))
+	h.createClient(map[string]any{"client_id": "clients-admin", "client_secret": "clients-admin-secret", "scope": "keyhook:clients.write"})
+	h.createClient(map[string]any{"client_id": "scripts-admin", "client_secret": "scripts-admin-secret", "scope": "keyhook:scripts.write"})
+	h.createClient(map[string]any{"client_id": "jwt", "client_secret": "jwt-secret", "access_token_as_jwt": true})
+	h.createClient(map[string]any{"client_id": "jwt-runs", "client_secret": "jwt-runs-secret", "access_token_as_jwt": true,
+		"run_introspection_script_before_jwt_creation": true})
+	clients := h.mustToken("clients-admin", "clients-admin-secret", "").AccessToken
+	scripts := h.mustToken("scripts-admin", "scripts-admin-secret", "").AccessToken
+	src := "function modifyResponse(r) { return true }"
+	for _, tc := range []struct {
+		name, token, method, path string
+		body                      map[string]any
+		status                    int
+	}{
+		{"create a client that runs scripts at JWT creation", clients, http.MethodPost, "/clients",
+			map[string]any{"client_id": "new-jwt", "access_token_as_jwt": true, "run_introspection_script_before_jwt_creation": true}, 403},
+		{"with Janssen's name", clients, http.MethodPost, "/clients",
+			map[string]any{"client_id": "new-jwt", "access_token_as_jwt": true, "run_introspection_script_before_access_token_as_jwt_creation_and_include_claims": true}, 403},
+		{"turn it on for a client", clients, http.MethodPut, "/clients/jwt",
+			map[string]any{"access_token_as_jwt": true, "run_introspection_script_before_jwt_creation": true}, 403},
+		{"turn it off for a client", clients, http.MethodPut, "/clients/jwt-runs",
+			map[string]any{"access_token_as_jwt": true}, 403},
+		{"turn JWTs off where it is set", clients, http.MethodPut, "/clients/jwt-runs",
+			map[string]any{"access_token_as_jwt": false, "run_introspection_script_before_jwt_creation": true}, 403},
+		{"keep it on", clients, http.MethodPut, "/clients/jwt-runs",
+			map[string]any{"access_token_as_jwt": true, "run_introspection_script_before_jwt_creation": true, "client_name": "renamed"}, 200},
+		{"keep it off", clients, http.MethodPut, "/clients/jwt",
+			map[string]any{"access_token_as_jwt": true, "client_name": "renamed"}, 200},
+		{"the flag without JWTs runs nothing", clients, http.MethodPost, "/clients",
+			map[string]any{"client_id": "opaque-flag", "run_introspection_script_before_jwt_creation": true}, 201},
+		{"turn JWTs on where the flag is set", clients, http.MethodPut, "/clients/opaque-flag",
+			map[string]any{"access_token_as_jwt": true, "run_introspection_script_before_jwt_creation": true}, 403},
+		{"create an inline script", scripts, http.MethodPost, "/scripts",
+			map[string]any{"name": "inline-new", "type": "introspection", "source": src, "isolation": "inline"}, 403},
+		{"make a script inline", scripts, http.MethodPut, "/scripts/inline-trusted-2",
+			map[string]any{"type": "introspection", "source": src, "isolation": "inline"}, 403},
+		{"rewrite a trusted inline script", scripts, http.MethodPut, "/scripts/inline-trusted",
+			map[string]any{"type": "introspection", "source": src, "isolation": "inline"}, 403},
+		{"rewrite it to run in a process", scripts, http.MethodPut, "/scripts/inline-trusted-2",
+			map[string]any{"type": "introspection", "source": src, "isolation": "process"}, 200},
+		{"a process script is fine", scripts, http.MethodPost, "/scripts",
+			map[string]any{"name": "process-new", "type": "introspection", "source": src, "isolation": "process"}, 201},
+		{"keyhook:admin may turn it on", h.adminToken, http.MethodPut, "/clients/jwt",
+			map[string]any{"access_token_as_jwt": true, "run_introspection_script_before_jwt_creation": true}, 200},
+		{"keyhook:admin may write inline scripts", h.adminToken, http.MethodPost, "/scripts",
+			map[string]any{"name": "inline-admin", "type": "introspection", "source": src, "isolation": "inline"}, 201},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.name == "make a script inline" {
+				h.createScript(introspectionScript("inline-trusted-2", `return true;`, nil))
+			}
+			r := h.adminAs(tc.token, tc.method, tc.path, tc.body)
+			if r.status != tc.status {
+				t.Fatalf("%s %s: %d %s, want %d", tc.method, tc.path, r.status, r.body, tc.status)
+			}
+			if tc.status == 403 && r.str("error") != "insufficient_scope" {
+				t.Fatalf("error %s", r.body)
+			}
+		})
+	}
+	if r := h.admin(http.MethodGet, "/scripts/inline-trusted", nil); r.str("source") != "function modifyResponse(response, context) {\nreturn true;\n}" {
+		t.Fatalf("the trusted script changed: %s", r.body)
+	}
+}
+
+// TestDelegatedAdminsInTwoSteps combines delegated tokens: whatever a
+// clients.write, users.write, scripts.write and config.write admin do
+// together, the tokens they can get carry no keyhook:* scope, and the
+// admin API refuses them.
+func TestDelegatedAdminsInTwoSteps(t *testing.T) {
+	h := newHarness(t)
+	tok := map[string]string{}
+	for _, area := range []string{"clients", "users", "scripts", "config"} {
+		id := area + "-admin"
+		h.createClient(map[string]any{"client_id": id, "client_secret": id + "-secret", "scope": "keyhook:" + area + ".write"})
+		tok[area] = h.mustToken(id, id+"-secret", "").AccessToken
+	}
+	step := func(area, method, path string, body any, want int) {
+		t.Helper()
+		if r := h.adminAs(tok[area], method, path, body); r.status != want {
+			t.Fatalf("%s: %s %s: %d %s, want %d", area, method, path, r.status, r.body, want)
+		}
+	}
+	// clients.write: a password client; users.write: a user it knows the
+	// password of; scripts.write: a script that adds keyhook:admin
+	// wherever it runs; config.write: make it run for every token.
+	step("clients", http.MethodPost, "/clients", map[string]any{"client_id": "pw", "client_secret": "pw-secret",
+		"grant_types": []string{"password", "client_credentials"}, "scope": "api"}, 201)
+	step("users", http.MethodPost, "/users", map[string]any{"username": "mallory", "password": "mallory-pw",
+		"claims": map[string]any{"scope": "keyhook:admin", "keyhook:admin": true}}, 201)
+	step("scripts", http.MethodPost, "/scripts", introspectionScript("widen",
+		`response.scope = "keyhook:admin " + response.scope; response["keyhook:admin"] = true; return true;`,
+		map[string]any{"config": map[string]any{"scope": "keyhook:admin"}}), 201)
+	step("config", http.MethodPut, "/config", map[string]any{"introspection_script_backward_compatibility": true}, 200)
+
+	for _, tc := range []struct {
+		name string
+		form url.Values
+	}{
+		{"password grant", url.Values{"grant_type": {"password"}, "username": {"mallory"}, "password": {"mallory-pw"}}},
+		{"password grant asking for keyhook:admin", url.Values{"grant_type": {"password"}, "username": {"mallory"}, "password": {"mallory-pw"}, "scope": {"api keyhook:admin"}}},
+		{"client credentials", url.Values{"grant_type": {"client_credentials"}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := h.form("/oauth2/token", tc.form, "pw", "pw-secret")
+			if tc.form.Get("scope") != "" {
+				wantError(t, r, http.StatusBadRequest, "invalid_scope")
+				return
+			}
+			tr := h.mustDecodeToken(r)
+			if strings.Contains(tr.Scope, "keyhook:") {
+				t.Fatalf("token scope %q", tr.Scope)
+			}
+			if in := h.introspect(tr.AccessToken); strings.Contains(in["scope"].(string), "keyhook:") {
+				t.Fatalf("introspection scope %v", in["scope"])
+			}
+			for _, path := range []string{"/clients", "/config", "/users", "/scripts"} {
+				wantError(t, h.adminAs(tr.AccessToken, http.MethodGet, path, nil), http.StatusForbidden, "insufficient_scope")
+			}
+		})
+	}
 }

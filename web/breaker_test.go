@@ -16,7 +16,7 @@ import (
 // `keyhook_script_skipped_total{script="x"}`; ok is false when absent.
 func (h *harness) metric(series string) (value float64, ok bool) {
 	h.t.Helper()
-	sc := bufio.NewScanner(bytes.NewReader(h.do(mustGet(h.url + "/metrics")).body))
+	sc := bufio.NewScanner(bytes.NewReader(h.metrics()))
 	for sc.Scan() {
 		if rest, found := strings.CutPrefix(sc.Text(), series+" "); found {
 			v, err := strconv.ParseFloat(rest, 64)

@@ -90,8 +90,15 @@ func (s *Server) handleError(err error, c echo.Context) {
 		oe = engine.Wrap(engine.CodeServerError, err, "internal error")
 	}
 	status := statusOf(oe.Code)
-	if status >= 500 || oe.Err != nil {
-		s.logger(c).Warn("request failed", "code", string(oe.Code), "status", status, "err", oe.Error())
+	// A server fault is an ERROR; a client's mistake is INFO when its
+	// cause is worth a line (say, a jwks_uri that cannot be read), else
+	// only the request line records it: what clients send never raises
+	// an alert.
+	switch {
+	case status >= 500:
+		s.logger(c).Error("request failed", "code", string(oe.Code), "status", status, "err", oe.Error())
+	case oe.Err != nil:
+		s.logger(c).Info("request refused", "code", string(oe.Code), "status", status, "err", oe.Error())
 	}
 	h := c.Response().Header()
 	switch oe.Code {

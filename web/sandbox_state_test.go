@@ -50,7 +50,7 @@ func TestScriptStateIsBounded(t *testing.T) {
 		}
 	}
 	scriptSeries := func() int {
-		sc := bufio.NewScanner(bytes.NewReader(h.do(mustGet(h.url + "/metrics")).body))
+		sc := bufio.NewScanner(bytes.NewReader(h.metrics()))
 		sc.Buffer(nil, 1<<20)
 		count := 0
 		for sc.Scan() {

@@ -173,7 +173,7 @@ func TestScriptTimeoutDoesNotStallTheServer(t *testing.T) {
 	if in := h.introspect(rec); in["active"] != true {
 		t.Fatalf("recursion: %v", in)
 	}
-	m := string(h.do(mustGet(h.url + "/metrics")).body)
+	m := string(h.metrics())
 	for _, want := range []string{`keyhook_script_errors_total{kind="timeout",script="spin"}`, `keyhook_script_errors_total{kind="stack_overflow",script="recurse"}`} {
 		if !strings.Contains(m, want) {
 			t.Errorf("metrics lack %s", want)

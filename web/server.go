@@ -64,6 +64,9 @@ func New(cfg Config) *Server {
 
 	e := s.echo
 	e.HideBanner, e.HidePort = true, true
+	// echo's own logger writes to the server's log, so that every line
+	// the server writes goes through one handler.
+	e.Logger.SetOutput(slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn).Writer())
 	e.HTTPErrorHandler = s.handleError
 	e.Use(middleware.RequestIDWithConfig(middleware.RequestIDConfig{
 		RequestIDHandler: func(c echo.Context, id string) {
@@ -90,7 +93,10 @@ func New(cfg Config) *Server {
 	e.GET("/.well-known/oauth-authorization-server", s.discovery)
 	e.GET("/healthz", func(c echo.Context) error { return c.String(http.StatusOK, "ok\n") })
 	e.GET("/readyz", s.ready)
-	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{})))
+	// /metrics is not public: here it needs keyhook:admin or
+	// keyhook:metrics.read; MetricsHandler serves it without a token on a
+	// listener of its own (keyhook serve --metrics-addr, README "Running it").
+	e.GET("/metrics", echo.WrapHandler(s.MetricsHandler()), s.requireScope("metrics"))
 	s.adminRoutes(e)
 	s.browserRoutes(e)
 	return s
@@ -98,6 +104,25 @@ func New(cfg Config) *Server {
 
 // Handler is the server as an http.Handler.
 func (s *Server) Handler() http.Handler { return s.echo }
+
+// MetricsHandler serves the registry in the Prometheus text format,
+// without authentication: mount it only where the network keeps it
+// private (docs/admin-security.md).
+func (s *Server) MetricsHandler() http.Handler {
+	return promhttp.HandlerFor(s.cfg.Registry, promhttp.HandlerOpts{})
+}
+
+// methodLabel is the request's method when it is one of RFC 9110 §9's
+// (or PATCH), else "other": a client may send any token as a method, and
+// each distinct label value would be a new series.
+func methodLabel(m string) string {
+	switch m {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
+		http.MethodDelete, http.MethodOptions, http.MethodConnect, http.MethodTrace:
+		return m
+	}
+	return "other"
+}
 
 // observe logs and measures every request.
 func (s *Server) observe(next echo.HandlerFunc) echo.HandlerFunc {
@@ -107,13 +132,15 @@ func (s *Server) observe(next echo.HandlerFunc) echo.HandlerFunc {
 		if err != nil {
 			c.Error(err)
 		}
+		// The route label is the pattern echo matched (never the raw
+		// URL), so the label values are the routes the server defines.
 		route := c.Path()
 		if route == "" {
 			route = "unmatched"
 		}
 		status := c.Response().Status
 		d := time.Since(start)
-		s.reqs.WithLabelValues(route, c.Request().Method, strconv.Itoa(status)).Inc()
+		s.reqs.WithLabelValues(route, methodLabel(c.Request().Method), strconv.Itoa(status)).Inc()
 		s.latency.WithLabelValues(route).Observe(d.Seconds())
 		s.logger(c).LogAttrs(c.Request().Context(), slog.LevelInfo, "request",
 			slog.String("method", c.Request().Method), slog.String("path", c.Request().URL.Path),
