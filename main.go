@@ -17,6 +17,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -47,6 +48,8 @@ const usage = `usage:
   keyhook serve [--addr HOST:PORT] [--db DSN] [--issuer URL] [--bootstrap-admin-secret S] [--seed FILE]
                 [--script-isolation process|inline] [--script-workers N] [--script-memory-max-mb MB]
                 [--kek-file FILE] [--require-kek] [--metrics-addr HOST:PORT]
+                [--password-hash-memory-mb MB] [--password-hash-wait-ms MS] [--login-failures N]
+                [--client-auth-failures N] [--auth-backoff-max-seconds S] [--trusted-proxies CIDR,...]
   keyhook import [--db DSN] FILE
   keyhook export [--db DSN]
   keyhook new-kek`
@@ -67,6 +70,11 @@ type options struct {
 	// line, where other users of the machine could read it.
 	kekFile    string
 	requireKEK bool
+	// Authentication limits (docs/auth-limits.md).
+	hashMemoryMB, hashWaitMS          int
+	loginFailures, clientAuthFailures int
+	backoffMaxSeconds                 int
+	trustedProxies                    []netip.Prefix
 }
 
 func parseFlags(name string, args []string, stderr io.Writer) (*options, []string, error) {
@@ -89,8 +97,44 @@ func parseFlags(name string, args []string, stderr io.Writer) (*options, []strin
 	fs.StringVar(&o.kekFile, "kek-file", os.Getenv("KEYHOOK_KEK_FILE"),
 		"file holding the base64 key-encryption key that seals signing keys at rest (or set KEYHOOK_KEK)")
 	fs.BoolVar(&o.requireKEK, "require-kek", envBool("KEYHOOK_REQUIRE_KEK"), "refuse to start without a key-encryption key")
+	fs.IntVar(&o.hashMemoryMB, "password-hash-memory-mb", envInt("KEYHOOK_PASSWORD_HASH_MEMORY_MB", engine.DefaultPasswordHashMemoryMB),
+		"memory all password hashes computed at once may use, MiB (each takes 19)")
+	fs.IntVar(&o.hashWaitMS, "password-hash-wait-ms", envInt("KEYHOOK_PASSWORD_HASH_WAIT_MS", int(engine.DefaultPasswordHashWait/time.Millisecond)),
+		"how long a password check waits for hashing memory before 503, ms")
+	fs.IntVar(&o.loginFailures, "login-failures", envInt("KEYHOOK_LOGIN_FAILURES", engine.DefaultThrottleFree),
+		"failed sign-ins per username (4x per address) before back-off; 0 turns it off")
+	fs.IntVar(&o.clientAuthFailures, "client-auth-failures", envInt("KEYHOOK_CLIENT_AUTH_FAILURES", engine.DefaultThrottleFree),
+		"failed client authentications per client_id (4x per address) before back-off; 0 turns it off")
+	fs.IntVar(&o.backoffMaxSeconds, "auth-backoff-max-seconds", envInt("KEYHOOK_AUTH_BACKOFF_MAX_SECONDS", int(engine.DefaultThrottleMaxBackoff/time.Second)),
+		"longest back-off after failed authentications, seconds")
+	proxies := fs.String("trusted-proxies", os.Getenv("KEYHOOK_TRUSTED_PROXIES"),
+		"comma-separated CIDRs of proxies whose X-Forwarded-For is believed (default none: the TCP peer is the address)")
 	if err := fs.Parse(args); err != nil {
 		return nil, nil, err
+	}
+	for _, s := range strings.Split(*proxies, ",") {
+		if s = strings.TrimSpace(s); s == "" {
+			continue
+		}
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return nil, nil, fmt.Errorf("--trusted-proxies: %q is not a CIDR", s)
+		}
+		o.trustedProxies = append(o.trustedProxies, p)
+	}
+	for _, c := range []struct {
+		name    string
+		v, a, b int
+	}{
+		{"--password-hash-memory-mb", o.hashMemoryMB, 19, 1 << 16},
+		{"--password-hash-wait-ms", o.hashWaitMS, 1, 60_000},
+		{"--login-failures", o.loginFailures, 0, 1000},
+		{"--client-auth-failures", o.clientAuthFailures, 0, 1000},
+		{"--auth-backoff-max-seconds", o.backoffMaxSeconds, 1, 86_400},
+	} {
+		if c.v < c.a || c.v > c.b {
+			return nil, nil, fmt.Errorf("%s: %d is not between %d and %d", c.name, c.v, c.a, c.b)
+		}
 	}
 	if o.issuer == "" {
 		o.issuer = "http://" + o.addr
@@ -129,6 +173,14 @@ func envInt(name string, def int) int {
 func envBool(name string) bool {
 	v, _ := strconv.ParseBool(os.Getenv(name))
 	return v
+}
+
+// throttle is the engine's throttle for a --*-failures flag (0: off).
+func throttle(free, maxSeconds int) engine.Throttle {
+	if free == 0 {
+		free = -1
+	}
+	return engine.Throttle{Free: free, MaxBackoff: time.Duration(maxSeconds) * time.Second}
 }
 
 func envOr(name, def string) string {
@@ -208,7 +260,10 @@ func withApp(ctx context.Context, o *options, log *slog.Logger, reg *prometheus.
 	disp := hooks.NewDispatcher(rt, log)
 	web.RegisterScriptMetrics(reg, disp)
 	eng, err := engine.New(ctx, engine.Config{Issuer: o.issuer, Logger: log, Hooks: disp, MaxScriptMemoryMB: o.scriptMemoryMax,
-		KEK: kek}, store.Stores())
+		KEK:                  kek,
+		PasswordHashMemoryMB: o.hashMemoryMB, PasswordHashWait: time.Duration(o.hashWaitMS) * time.Millisecond,
+		LoginThrottle:      throttle(o.loginFailures, o.backoffMaxSeconds),
+		ClientAuthThrottle: throttle(o.clientAuthFailures, o.backoffMaxSeconds)}, store.Stores())
 	if err != nil {
 		return err
 	}
@@ -274,7 +329,7 @@ func serve(ctx context.Context, o *options, stdout io.Writer, log *slog.Logger) 
 			}
 			log.Info("seed imported", "file", o.seed, "created", st.Created, "replaced", st.Replaced)
 		}
-		srv := web.New(web.Config{Engine: a.eng, Logger: log, Registry: reg, Ready: a.store.Ping})
+		srv := web.New(web.Config{Engine: a.eng, Logger: log, Registry: reg, Ready: a.store.Ping, TrustedProxies: o.trustedProxies})
 		ln, err := net.Listen("tcp", o.addr)
 		if err != nil {
 			return err

@@ -346,7 +346,10 @@ func (e *Engine) createUser(ctx context.Context, doc *UserDoc, requirePassword b
 	}
 	hash := ""
 	if doc.Password != "" {
-		hash = HashPassword(doc.Password)
+		var err error
+		if hash, err = e.hashPassword(ctx, doc.Password); err != nil {
+			return nil, err
+		}
 	}
 	u := &User{Username: doc.Username, PasswordHash: hash, Claims: doc.Claims,
 		Disabled: doc.Disabled, CreatedAt: e.now(), UpdatedAt: e.now()}
@@ -373,7 +376,9 @@ func (e *Engine) ReplaceUser(ctx context.Context, username string, doc *UserDoc)
 		if len(doc.Password) > 1024 {
 			return nil, fieldError("password", "is too long")
 		}
-		u.PasswordHash = HashPassword(doc.Password)
+		if u.PasswordHash, err = e.hashPassword(ctx, doc.Password); err != nil {
+			return nil, err
+		}
 	}
 	if err := e.st.Users.UpdateUser(ctx, u); err != nil {
 		return nil, adminErr(err, "user", username) // deleted meanwhile: 404

@@ -133,7 +133,7 @@ var ErrLoginFailed = errors.New("the username or password is wrong")
 // Login authenticates the user of an authorization and returns the
 // redirect URI carrying a fresh, single-use authorization code.
 func (e *Engine) Login(ctx context.Context, a *Authorization, username, password string) (string, error) {
-	u, err := e.authenticateUser(ctx, username, password)
+	u, err := e.authenticateUser(ctx, methodLoginForm, username, password)
 	if errors.Is(err, CodeInvalidGrant) {
 		return "", ErrLoginFailed
 	}

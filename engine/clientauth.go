@@ -52,15 +52,19 @@ func (c *ClientCredentials) Empty() bool { return c.methods() == 0 && c.ClientID
 
 var errBadClient = errors.New("client authentication failed")
 
+// errUnknownClient marks a failure for a client_id that is not registered
+// (for the auth_failure log; the answer is the same as for a bad secret).
+var errUnknownClient = errors.New("unknown client")
+
 func invalidClient(desc string) *Error {
 	return &Error{Code: CodeInvalidClient, Description: desc, Err: errBadClient}
 }
 
-// AuthenticateClient authenticates the client of a request with the one
+// authenticateClient authenticates the client of a request with the one
 // method registered for it (RFC 6749 §2.3, RFC 7523 §2.2). endpoint is the URL the request
 // was sent to, accepted as assertion audience besides the token endpoint
 // and the issuer.
-func (e *Engine) AuthenticateClient(ctx context.Context, cred *ClientCredentials, endpoint string) (*Client, error) {
+func (e *Engine) authenticateClient(ctx context.Context, cred *ClientCredentials, endpoint string) (*Client, error) {
 	if cred.methods() > 1 {
 		return nil, Errorf(CodeInvalidRequest, "use exactly one client authentication method per request")
 	}
@@ -87,7 +91,7 @@ func (e *Engine) AuthenticateClient(ctx context.Context, cred *ClientCredentials
 func (e *Engine) clientForAuth(ctx context.Context, id string) (*Client, error) {
 	c, err := e.client(ctx, id)
 	if errors.Is(err, ErrNotFound) {
-		return nil, invalidClient("client authentication failed")
+		return nil, &Error{Code: CodeInvalidClient, Description: "client authentication failed", Err: errUnknownClient}
 	}
 	if err != nil {
 		return nil, storeFailure(err)
@@ -105,7 +109,7 @@ func (e *Engine) authSecret(ctx context.Context, method AuthMethod, id, secret, 
 	c, err := e.client(ctx, id)
 	if errors.Is(err, ErrNotFound) {
 		VerifySecret(dummySecretHash, secret) // same cost as a known client
-		return nil, invalidClient("client authentication failed")
+		return nil, &Error{Code: CodeInvalidClient, Description: "client authentication failed", Err: errUnknownClient}
 	}
 	if err != nil {
 		return nil, storeFailure(err)

@@ -43,6 +43,20 @@ type Config struct {
 	// keys and the client-secret sealing key at rest (engine/kek.go);
 	// nil stores them in the clear.
 	KEK []byte
+	// PasswordHashMemoryMB bounds the memory of the argon2id hashes
+	// computed at once (sign-ins, password grants, setting passwords);
+	// default 128, never less than one hash (docs/auth-limits.md).
+	PasswordHashMemoryMB int
+	// PasswordHashWait is how long a password check waits for room in
+	// that budget before it is refused as temporarily_unavailable;
+	// default 2s.
+	PasswordHashWait time.Duration
+	// LoginThrottle limits failed sign-ins (login form and password
+	// grant) per username and per address.
+	LoginThrottle Throttle
+	// ClientAuthThrottle limits failed client authentications per
+	// client_id and per address.
+	ClientAuthThrottle Throttle
 }
 
 // Engine implements keyhook's endpoints without their transport. It is
@@ -67,6 +81,11 @@ type Engine struct {
 	scriptsVersion atomic.Value
 	// meta is the discovery document (metadata.go).
 	meta metadataCache
+	// Authentication limits (authlimits.go).
+	hashes      *hashBudget
+	logins      *guard
+	clientAuths *guard
+	authCounts  authCounters
 }
 
 // Paths of the endpoints, relative to the issuer (RFC 8414 §2).
@@ -105,6 +124,9 @@ func New(ctx context.Context, cfg Config, st Stores) (*Engine, error) {
 	cfg.Issuer = strings.TrimRight(cfg.Issuer, "/")
 	e := &Engine{cfg: cfg, st: st, log: cfg.Logger, now: cfg.Now, hooks: cfg.Hooks}
 	e.jwks = newRemoteJWKS(cfg.HTTPClient)
+	e.hashes = newHashBudget(cfg.PasswordHashMemoryMB, cfg.PasswordHashWait)
+	e.logins = newGuard(cfg.LoginThrottle, cfg.Now)
+	e.clientAuths = newGuard(cfg.ClientAuthThrottle, cfg.Now)
 	e.clients = newClientCache(cfg.RefreshInterval)
 	e.props.Store(DefaultProperties())
 	if err := e.reloadProperties(ctx); err != nil {

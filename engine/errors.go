@@ -3,6 +3,7 @@ package engine
 import (
 	"errors"
 	"fmt"
+	"time"
 )
 
 // ErrorCode is an OAuth 2.0 error code (RFC 6749 §5.2, RFC 6750 §3.1,
@@ -24,6 +25,9 @@ const (
 	CodeUnsupportedTokenType    ErrorCode = "unsupported_token_type"
 	CodeServerError             ErrorCode = "server_error"
 	CodeTemporarilyUnavailable  ErrorCode = "temporarily_unavailable"
+	// CodeSlowDown answers an attempt refused by the failure throttle
+	// (registered for the token endpoint by RFC 8628 §3.5; HTTP 429).
+	CodeSlowDown ErrorCode = "slow_down"
 )
 
 // Error is the one error type that reaches a client. Description is sent;
@@ -32,6 +36,8 @@ type Error struct {
 	Code        ErrorCode
 	Description string
 	Err         error
+	// RetryAfter, when set, is sent as Retry-After (RFC 9110 §10.2.3).
+	RetryAfter time.Duration
 }
 
 func (e *Error) Error() string {

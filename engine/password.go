@@ -30,27 +30,51 @@ func HashPassword(password string) string {
 // and known users take the same time.
 var dummyPasswordHash = HashPassword("keyhook-dummy-password")
 
-// VerifyPassword checks password against a hash made by HashPassword.
-func VerifyPassword(hash, password string) bool {
+// argonHash is a parsed argon2id hash.
+type argonHash struct {
+	mem, t     uint32
+	p          uint8
+	salt, want []byte
+}
+
+func parseArgonHash(hash string) (*argonHash, bool) {
 	parts := strings.Split(hash, "$")
 	if len(parts) != 6 || parts[1] != "argon2id" {
-		return false
+		return nil, false
 	}
 	var version int
-	var mem uint32
-	var t uint32
-	var p uint8
+	var h argonHash
 	if _, err := fmt.Sscanf(parts[2], "v=%d", &version); err != nil || version != argon2.Version {
+		return nil, false
+	}
+	if _, err := fmt.Sscanf(parts[3], "m=%d,t=%d,p=%d", &h.mem, &h.t, &h.p); err != nil {
+		return nil, false
+	}
+	var err1, err2 error
+	h.salt, err1 = base64.RawStdEncoding.DecodeString(parts[4])
+	h.want, err2 = base64.RawStdEncoding.DecodeString(parts[5])
+	if err1 != nil || err2 != nil || h.mem > 1<<20 || h.t > 16 || h.p == 0 {
+		return nil, false
+	}
+	return &h, true
+}
+
+// passwordMemoryKiB is the memory verifying against hash takes, in KiB
+// (0 for a hash that is not verified at all).
+func passwordMemoryKiB(hash string) uint32 {
+	h, ok := parseArgonHash(hash)
+	if !ok {
+		return 0
+	}
+	return h.mem
+}
+
+// VerifyPassword checks password against a hash made by HashPassword.
+func VerifyPassword(hash, password string) bool {
+	h, ok := parseArgonHash(hash)
+	if !ok {
 		return false
 	}
-	if _, err := fmt.Sscanf(parts[3], "m=%d,t=%d,p=%d", &mem, &t, &p); err != nil {
-		return false
-	}
-	salt, err1 := base64.RawStdEncoding.DecodeString(parts[4])
-	want, err2 := base64.RawStdEncoding.DecodeString(parts[5])
-	if err1 != nil || err2 != nil || mem > 1<<20 || t > 16 || p == 0 {
-		return false
-	}
-	got := argon2.IDKey([]byte(password), salt, t, mem, p, uint32(len(want)))
-	return subtle.ConstantTimeCompare(got, want) == 1
+	got := argon2.IDKey([]byte(password), h.salt, h.t, h.mem, h.p, uint32(len(h.want)))
+	return subtle.ConstantTimeCompare(got, h.want) == 1
 }

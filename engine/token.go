@@ -152,32 +152,50 @@ func (e *Engine) passwordGrant(ctx context.Context, c *Client, req *TokenRequest
 	if err != nil {
 		return nil, err
 	}
-	u, err := e.authenticateUser(ctx, req.Username, req.Password)
+	u, err := e.authenticateUser(ctx, methodPassword, req.Username, req.Password)
 	if err != nil {
 		return nil, err
 	}
 	return &grant{client: c, grantType: GrantPassword, user: u, scope: scope, familyID: randomID(), authTime: e.now()}, nil
 }
 
-// authenticateUser checks a username and password; unknown users, wrong
-// passwords and disabled users all answer invalid_grant after the same
-// amount of work.
-func (e *Engine) authenticateUser(ctx context.Context, username, password string) (*User, error) {
+// authenticateUser checks a username and password (method names the
+// path, for the log). Unknown users, wrong passwords, users without a
+// password and disabled users all answer invalid_grant after the same
+// work; failures are throttled per username and per address, and the
+// hashing stays within the memory budget (docs/auth-limits.md).
+func (e *Engine) authenticateUser(ctx context.Context, method, username, password string) (*User, error) {
 	if e.st.Users == nil {
 		return nil, Errorf(CodeUnsupportedGrantType, "users are not configured")
 	}
+	a, wait := e.logins.admit(username, clientAddress(ctx))
+	if wait > 0 {
+		e.authFailed(ctx, authKindUser, method, reasonThrottled, "")
+		return nil, tooManyAttempts(wait)
+	}
 	u, err := e.st.Users.UserByName(ctx, username)
 	if err != nil && !errors.Is(err, ErrNotFound) {
+		a.abandon()
 		return nil, storeFailure(err)
 	}
 	hash := dummyPasswordHash
-	if u != nil {
+	if u != nil && passwordMemoryKiB(u.PasswordHash) > 0 {
 		hash = u.PasswordHash
 	}
-	ok := VerifyPassword(hash, password)
-	if u == nil || !ok || u.Disabled {
+	ok, err := e.verifyPassword(ctx, hash, password)
+	if err != nil {
+		a.abandon()
+		if errors.Is(err, CodeTemporarilyUnavailable) {
+			e.authFailed(ctx, authKindUser, method, reasonBusy, "")
+		}
+		return nil, err
+	}
+	if u == nil || !ok || u.Disabled || hash == dummyPasswordHash {
+		a.failed()
+		e.authFailed(ctx, authKindUser, method, reasonBadCredential, "")
 		return nil, Errorf(CodeInvalidGrant, "the username or password is wrong")
 	}
+	a.succeeded()
 	return u, nil
 }
 

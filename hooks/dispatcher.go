@@ -210,12 +210,15 @@ func WithLogger(ctx context.Context, l *slog.Logger) context.Context {
 	return context.WithValue(ctx, loggerKey{}, l)
 }
 
-func (d *Dispatcher) logger(ctx context.Context) *slog.Logger {
+// Logger is the logger ctx carries (see WithLogger), or fallback.
+func Logger(ctx context.Context, fallback *slog.Logger) *slog.Logger {
 	if l, ok := ctx.Value(loggerKey{}).(*slog.Logger); ok {
 		return l
 	}
-	return d.log
+	return fallback
 }
+
+func (d *Dispatcher) logger(ctx context.Context) *slog.Logger { return Logger(ctx, d.log) }
 
 // Run calls fn(value, context) of each script in order. A script's edits
 // are kept when it returns true. A script that fails (throws, times out,

@@ -8,7 +8,9 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/labstack/echo/v4"
 
@@ -27,6 +29,8 @@ func statusOf(code engine.ErrorCode) int {
 		return http.StatusInternalServerError
 	case engine.CodeTemporarilyUnavailable:
 		return http.StatusServiceUnavailable
+	case engine.CodeSlowDown:
+		return http.StatusTooManyRequests // RFC 6585 §4
 	case engine.CodeNotFound:
 		return http.StatusNotFound
 	case engine.CodeConflict:
@@ -115,9 +119,19 @@ func writeError(c echo.Context, status int, oe *engine.Error) {
 	h := c.Response().Header()
 	h.Set("Cache-Control", "no-store")
 	h.Set("Pragma", "no-cache")
+	setRetryAfter(c, oe)
 	if c.Request().Method == http.MethodHead {
 		_ = c.NoContent(status)
 		return
 	}
 	_ = c.JSON(status, errorBody{Error: string(oe.Code), Description: oe.Description})
+}
+
+// setRetryAfter sends the error's Retry-After in whole seconds, rounded
+// up (RFC 9110 §10.2.3).
+func setRetryAfter(c echo.Context, oe *engine.Error) {
+	if oe.RetryAfter > 0 {
+		secs := (oe.RetryAfter + time.Second - 1) / time.Second
+		c.Response().Header().Set("Retry-After", strconv.FormatInt(int64(secs), 10))
+	}
 }

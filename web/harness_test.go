@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -24,11 +25,18 @@ import (
 	"github.com/keyhook/keyhook/web"
 )
 
-// clock is a test clock that real time drives and tests can advance.
-type clock struct{ offset atomic.Int64 }
+// clock is a test clock that real time drives and tests can advance, or
+// freeze so that only advance moves it.
+type clock struct{ offset, frozen atomic.Int64 }
 
-func (c *clock) now() time.Time          { return time.Now().Add(time.Duration(c.offset.Load())) }
+func (c *clock) now() time.Time {
+	if f := c.frozen.Load(); f != 0 {
+		return time.Unix(0, f+c.offset.Load())
+	}
+	return time.Now().Add(time.Duration(c.offset.Load()))
+}
 func (c *clock) advance(d time.Duration) { c.offset.Add(int64(d)) }
+func (c *clock) freeze()                 { c.frozen.Store(time.Now().UnixNano()) }
 
 // harness is one keyhook server on a real listener with a real SQLite
 // file (or PostgreSQL) and real goja scripts.
@@ -53,6 +61,8 @@ type harnessCfg struct {
 	workers    int
 	budget     time.Duration
 	breakerOff bool
+	proxies    []netip.Prefix
+	throttles  bool
 }
 
 func withWorkers(n int) harnessOpt { return func(c *harnessCfg) { c.workers = n } }
@@ -62,6 +72,13 @@ func withScriptBudget(d time.Duration) harnessOpt { return func(c *harnessCfg) {
 
 // withBreakerOff turns the scripts' circuit breakers off.
 func withBreakerOff() harnessOpt { return func(c *harnessCfg) { c.breakerOff = true } }
+
+// withThrottles turns on the failure throttles with their defaults
+// (docs/auth-limits.md); other tests fail authentications at will.
+func withThrottles() harnessOpt { return func(c *harnessCfg) { c.throttles = true } }
+
+// withTrustedProxies makes the server believe X-Forwarded-For from these networks.
+func withTrustedProxies(p ...netip.Prefix) harnessOpt { return func(c *harnessCfg) { c.proxies = p } }
 
 func withDSN(dsn string) harnessOpt { return func(c *harnessCfg) { c.dsn = dsn } }
 
@@ -98,7 +115,11 @@ func newHarness(t testing.TB, opts ...harnessOpt) *harness {
 	if cfg.breakerOff {
 		disp.Breaker.Threshold = -1
 	}
-	eng, err := engine.New(ctx, engine.Config{Issuer: base, Logger: log, Now: clk.now, Hooks: disp, ScriptBudget: cfg.budget}, store.Stores())
+	ecfg := engine.Config{Issuer: base, Logger: log, Now: clk.now, Hooks: disp, ScriptBudget: cfg.budget}
+	if !cfg.throttles {
+		ecfg.LoginThrottle.Free, ecfg.ClientAuthThrottle.Free = -1, -1
+	}
+	eng, err := engine.New(ctx, ecfg, store.Stores())
 	if err != nil {
 		t.Fatalf("engine.New: %v", err)
 	}
@@ -106,7 +127,7 @@ func newHarness(t testing.TB, opts ...harnessOpt) *harness {
 	if _, err := eng.Bootstrap(ctx, adminSecret); err != nil {
 		t.Fatalf("bootstrap: %v", err)
 	}
-	srv.Config.Handler = web.New(web.Config{Engine: eng, Logger: log, Registry: reg, Ready: store.Ping}).Handler()
+	srv.Config.Handler = web.New(web.Config{Engine: eng, Logger: log, Registry: reg, Ready: store.Ping, TrustedProxies: cfg.proxies}).Handler()
 	srv.Start()
 	t.Cleanup(srv.Close)
 	// The refresh loop, as keyhook serve runs it: shared state written by

@@ -5,9 +5,11 @@ import (
 	"crypto/subtle"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"html/template"
 	"net/http"
 	"net/url"
+	"time"
 
 	"github.com/labstack/echo/v4"
 
@@ -132,10 +134,34 @@ func (s *Server) authorizeLogin(c echo.Context) error {
 		return s.renderLogin(c, http.StatusUnauthorized, loginView{ClientName: clientLabel(a.Client), Params: carry(form),
 			CSRF: sent, Username: form.Get("username"), Error: "The username or password is wrong."})
 	}
+	if msg, oe := loginRefusal(err); msg != "" {
+		// Throttled or busy: the form again, with the same answer for
+		// every username (docs/auth-limits.md).
+		setRetryAfter(c, oe)
+		return s.renderLogin(c, statusOf(oe.Code), loginView{ClientName: clientLabel(a.Client), Params: carry(form),
+			CSRF: sent, Username: form.Get("username"), Error: msg})
+	}
 	if err != nil {
 		return s.authorizeErr(c, err)
 	}
 	return c.Redirect(http.StatusSeeOther, location)
+}
+
+// loginRefusal is the message for a sign-in refused without checking the
+// password: too many failures (429) or no room to hash it (503).
+func loginRefusal(err error) (string, *engine.Error) {
+	var oe *engine.Error
+	if !errors.As(err, &oe) || oe.RetryAfter <= 0 {
+		return "", nil
+	}
+	secs := int64((oe.RetryAfter + time.Second - 1) / time.Second)
+	switch oe.Code {
+	case engine.CodeSlowDown:
+		return fmt.Sprintf("Too many failed sign-in attempts. Try again in %d seconds.", secs), oe
+	case engine.CodeTemporarilyUnavailable:
+		return "The server is busy. Try again in a moment.", oe
+	}
+	return "", nil
 }
 
 func carry(form url.Values) map[string]string {

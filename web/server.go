@@ -3,7 +3,9 @@ package web
 import (
 	"context"
 	"log/slog"
+	"net"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"time"
 
@@ -27,6 +29,10 @@ type Config struct {
 	// MaxFormBytes bounds OAuth endpoint bodies (default 64 KiB); admin
 	// bodies may be 1 MiB.
 	MaxFormBytes int64
+	// TrustedProxies are the networks whose X-Forwarded-For is believed
+	// when finding a request's address for the failure throttles
+	// (docs/auth-limits.md); without any, the TCP peer is the address.
+	TrustedProxies []netip.Prefix
 }
 
 // Server is keyhook's HTTP handler. It is safe for concurrent use.
@@ -61,6 +67,7 @@ func New(cfg Config) *Server {
 		Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
 	}, []string{"route"})
 	cfg.Registry.MustRegister(s.reqs, s.latency)
+	registerAuthMetrics(cfg.Registry, cfg.Engine)
 
 	e := s.echo
 	e.HideBanner, e.HidePort = true, true
@@ -68,11 +75,13 @@ func New(cfg Config) *Server {
 	// the server writes goes through one handler.
 	e.Logger.SetOutput(slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn).Writer())
 	e.HTTPErrorHandler = s.handleError
+	e.IPExtractor = ipExtractor(cfg.TrustedProxies)
 	e.Use(middleware.RequestIDWithConfig(middleware.RequestIDConfig{
 		RequestIDHandler: func(c echo.Context, id string) {
 			l := s.log.With("request_id", id)
 			c.Set(ctxLogger, l)
-			c.SetRequest(c.Request().WithContext(hooks.WithLogger(c.Request().Context(), l)))
+			ctx := hooks.WithLogger(c.Request().Context(), l)
+			c.SetRequest(c.Request().WithContext(engine.WithClientAddress(ctx, c.RealIP())))
 		},
 	}))
 	e.Use(s.observe)
@@ -166,4 +175,22 @@ func (s *Server) ready(c echo.Context) error {
 		}
 	}
 	return c.String(http.StatusOK, "ready\n")
+}
+
+// ipExtractor finds a request's address: the TCP peer, or, when the peer
+// is a trusted proxy, the nearest untrusted address of X-Forwarded-For.
+// echo's default would believe any client's X-Forwarded-For (and its
+// XFF extractor trusts private and loopback networks unless told not to).
+func ipExtractor(trusted []netip.Prefix) echo.IPExtractor {
+	if len(trusted) == 0 {
+		return echo.ExtractIPDirect()
+	}
+	opts := []echo.TrustOption{echo.TrustLoopback(false), echo.TrustLinkLocal(false), echo.TrustPrivateNet(false)}
+	for _, p := range trusted {
+		_, n, err := net.ParseCIDR(p.Masked().String())
+		if err == nil {
+			opts = append(opts, echo.TrustIPRange(n))
+		}
+	}
+	return echo.ExtractIPFromXFFHeader(opts...)
 }

@@ -1,0 +1,38 @@
+package main
+
+import (
+	"io"
+	"net/netip"
+	"testing"
+	"time"
+)
+
+// TestAuthLimitFlags: the authentication limits' flags and environment
+// variables (docs/auth-limits.md); out-of-range values are refused.
+func TestAuthLimitFlags(t *testing.T) {
+	o, _, err := parseFlags("serve", nil, io.Discard)
+	if err != nil || o.hashMemoryMB != 128 || o.hashWaitMS != 2000 || o.loginFailures != 5 || o.clientAuthFailures != 5 ||
+		o.backoffMaxSeconds != 300 || len(o.trustedProxies) != 0 {
+		t.Fatalf("defaults %+v %v", o, err)
+	}
+	t.Setenv("KEYHOOK_TRUSTED_PROXIES", "10.0.0.0/8, 2001:db8::/32")
+	t.Setenv("KEYHOOK_LOGIN_FAILURES", "0")
+	o, _, err = parseFlags("serve", []string{"--client-auth-failures", "9"}, io.Discard)
+	if err != nil || o.loginFailures != 0 || o.clientAuthFailures != 9 ||
+		o.trustedProxies[1] != netip.MustParsePrefix("2001:db8::/32") {
+		t.Fatalf("env %+v %v", o, err)
+	}
+	if th := throttle(0, 60); th.Free >= 0 || th.MaxBackoff != time.Minute {
+		t.Fatalf("0 must turn the throttle off: %+v", th)
+	}
+	for _, args := range [][]string{
+		{"--password-hash-memory-mb", "8"}, {"--password-hash-wait-ms", "0"}, {"--login-failures", "-1"},
+		{"--client-auth-failures", "x"}, {"--auth-backoff-max-seconds", "0"}, {"--trusted-proxies", "10.0.0.1"},
+	} {
+		t.Run(args[0]+"="+args[1], func(t *testing.T) {
+			if _, _, err := parseFlags("serve", args, io.Discard); err == nil {
+				t.Fatal("accepted")
+			}
+		})
+	}
+}
