@@ -18,7 +18,7 @@ func TestIntrospectionBearerMustBeConfidential(t *testing.T) {
 	confidential := h.mustToken("rs", "rs-secret", "").AccessToken
 
 	for _, tc := range []struct {
-		name, bearer string
+		name, bearer  string
 		requiredScope string
 		status        int
 		code          string
