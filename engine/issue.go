@@ -185,7 +185,8 @@ func (e *Engine) issue(ctx context.Context, g *grant, req *RequestInfo) (*TokenR
 		}
 	}
 
-	if g.rotating != nil {
+	switch {
+	case g.rotating != nil:
 		ok, err := e.st.Tokens.RotateRefreshToken(ctx, g.rotating.ID, e.now(), tokens...)
 		if err != nil {
 			return nil, storeFailure(err)
@@ -198,8 +199,25 @@ func (e *Engine) issue(ctx context.Context, g *grant, req *RequestInfo) (*TokenR
 			}
 			return nil, Errorf(CodeInvalidGrant, "the refresh token was already used")
 		}
-	} else if err := e.st.Tokens.CreateTokens(ctx, tokens...); err != nil {
-		return nil, storeFailure(err)
+	case g.redeeming != nil:
+		ok, err := e.st.Codes.RedeemCode(ctx, g.redeeming.ID, e.now(), tokens...)
+		if err != nil {
+			return nil, storeFailure(err)
+		}
+		if !ok {
+			// Lost a race with another redemption of the same code: a
+			// replay (RFC 6749 §4.1.2). The winner's tokens were stored
+			// with the code's consumption, so this reaches them.
+			if err := e.st.Tokens.RevokeFamily(ctx, g.familyID); err != nil {
+				return nil, storeFailure(err)
+			}
+			e.log.Warn("authorization code redeemed concurrently; grant family revoked", "client_id", c.ID, "family", g.familyID)
+			return nil, Errorf(CodeInvalidGrant, "the code was already used")
+		}
+	default:
+		if err := e.st.Tokens.CreateTokens(ctx, tokens...); err != nil {
+			return nil, storeFailure(err)
+		}
 	}
 	return resp, nil
 }

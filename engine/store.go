@@ -101,9 +101,14 @@ type UserStore interface {
 // CodeStore keeps authorization codes.
 type CodeStore interface {
 	CreateCode(ctx context.Context, c *AuthCode) error
-	// UseCode marks the code used at now if it was unused and returns it;
-	// the boolean is false when it had been used already.
-	UseCode(ctx context.Context, id string, now time.Time) (*AuthCode, bool, error)
+	// CodeByID returns the code, used or not; ErrNotFound when absent.
+	CodeByID(ctx context.Context, id string) (*AuthCode, error)
+	// RedeemCode marks the code id used at now and stores tokens,
+	// atomically, if and only if the code was unused. It reports whether
+	// it did; of concurrent calls for one code at most one reports true,
+	// and once a call has seen the code used, the winner's tokens are
+	// stored (so revoking the family then reaches them).
+	RedeemCode(ctx context.Context, id string, now time.Time, tokens ...*Token) (bool, error)
 	PurgeCodes(ctx context.Context, before time.Time) (int64, error)
 }
 

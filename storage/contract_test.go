@@ -246,7 +246,7 @@ func runContract(t *testing.T, open func(t *testing.T) *Store) {
 				_, err := st.TokenByID(ctx, id)
 				isErr(t, "token of deleted client", err, engine.ErrNotFound)
 			}
-			_, _, err := st.UseCode(ctx, "code1", ts(10))
+			_, err := st.CodeByID(ctx, "code1")
 			isErr(t, "code of deleted client", err, engine.ErrNotFound)
 			_, err = st.TokenByID(ctx, "t3")
 			noErr(t, "other client's token stays", err)
@@ -531,23 +531,38 @@ func runContract(t *testing.T, open func(t *testing.T) *Store) {
 			}
 			noErr(t, "CreateCode", st.CreateCode(ctx, code))
 			isErr(t, "CreateCode dup", st.CreateCode(ctx, code), engine.ErrConflict)
-			_, _, err := st.UseCode(ctx, "absent", ts(100))
-			isErr(t, "UseCode absent", err, engine.ErrNotFound)
+			_, err := st.CodeByID(ctx, "absent")
+			isErr(t, "CodeByID absent", err, engine.ErrNotFound)
+			ok, err := st.RedeemCode(ctx, "absent", ts(100))
+			noErr(t, "RedeemCode absent", err)
+			if ok {
+				t.Error("RedeemCode of an absent code reported true")
+			}
+			got, err := st.CodeByID(ctx, "h1")
+			noErr(t, "CodeByID", err)
+			equal(t, "unused code", got, code)
 
-			got, ok, err := st.UseCode(ctx, "h1", ts(100))
-			noErr(t, "UseCode", err)
+			ok, err = st.RedeemCode(ctx, "h1", ts(100), testToken("from-h1", "c", engine.KindAccess, "fam", ts(3000)))
+			noErr(t, "RedeemCode", err)
 			if !ok {
-				t.Error("first UseCode reported false")
+				t.Error("first RedeemCode reported false")
 			}
 			want := *code
 			want.UsedAt = ts(100)
+			got, err = st.CodeByID(ctx, "h1")
+			noErr(t, "CodeByID used", err)
 			equal(t, "used code", got, &want)
-			got, ok, err = st.UseCode(ctx, "h1", ts(150))
-			noErr(t, "UseCode again", err)
+			_, err = st.TokenByID(ctx, "from-h1")
+			noErr(t, "token stored with the redemption", err)
+			ok, err = st.RedeemCode(ctx, "h1", ts(150), testToken("again-h1", "c", engine.KindAccess, "fam", ts(3000)))
+			noErr(t, "RedeemCode again", err)
 			if ok {
-				t.Error("second UseCode reported true")
+				t.Error("second RedeemCode reported true")
 			}
+			got, _ = st.CodeByID(ctx, "h1")
 			equal(t, "used code keeps first use", got, &want)
+			_, err = st.TokenByID(ctx, "again-h1")
+			isErr(t, "token of a lost redemption", err, engine.ErrNotFound)
 
 			noErr(t, "CreateCode", st.CreateCode(ctx, &engine.AuthCode{ID: "race", ClientID: "c", ExpiresAt: ts(300)}))
 			const n = 10
@@ -555,7 +570,7 @@ func runContract(t *testing.T, open func(t *testing.T) *Store) {
 			var wg sync.WaitGroup
 			for i := range n {
 				wg.Go(func() {
-					_, ok, err := st.UseCode(ctx, "race", ts(100))
+					ok, err := st.RedeemCode(ctx, "race", ts(100), testToken(fmt.Sprintf("race-%d", i), "c", engine.KindAccess, "race", ts(3000)))
 					if err != nil {
 						t.Error(err)
 					}
@@ -564,12 +579,16 @@ func runContract(t *testing.T, open func(t *testing.T) *Store) {
 			}
 			wg.Wait()
 			winners := 0
-			for _, ok := range oks {
+			for i, ok := range oks {
+				_, err := st.TokenByID(ctx, fmt.Sprintf("race-%d", i))
 				if ok {
 					winners++
+					noErr(t, "winner's token", err)
+				} else {
+					isErr(t, "loser's token", err, engine.ErrNotFound)
 				}
 			}
-			equal(t, "UseCode winners", winners, 1)
+			equal(t, "RedeemCode winners", winners, 1)
 
 			n2, err := st.PurgeCodes(ctx, ts(250))
 			noErr(t, "PurgeCodes", err)
