@@ -112,9 +112,8 @@ func (e *Engine) clientFromDoc(ctx context.Context, doc *ClientDoc) (*Client, er
 		}
 	}
 	for _, u := range c.RedirectURIs {
-		p, err := url.Parse(u)
-		if err != nil || !p.IsAbs() || p.Fragment != "" || p.Host == "" && p.Scheme == "http" {
-			return nil, fieldError("redirect_uris", "%q must be an absolute URI without fragment", u)
+		if err := checkRedirectURI(u); err != nil {
+			return nil, fieldError("redirect_uris", "%v", err)
 		}
 	}
 	if c.HasGrant(GrantAuthorizationCode) && len(c.RedirectURIs) == 0 {
