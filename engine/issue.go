@@ -324,9 +324,16 @@ func (e *Engine) applyAccessClaims(at *Token, claims map[string]any) {
 }
 
 func (e *Engine) refreshToken(ctx context.Context, sc *scriptCall, g *grant, at *Token, now time.Time, lifetime int64, scripts []*hooks.Script) (*Token, string, error) {
+	scope := at.Scope
+	if g.rotating != nil {
+		// RFC 6749 §6: the new refresh token's scope is identical to the
+		// one presented; a narrower request narrows the access token only,
+		// so a later refresh without scope gets the original grant back.
+		scope = g.rotating.Scope
+	}
 	rt := &Token{
 		Kind: KindRefresh, Format: FormatOpaque, ClientID: g.client.ID, Subject: at.Subject, Username: at.Username,
-		Scope: at.Scope, GrantType: g.grantType, FamilyID: g.familyID, Audience: []string{g.client.ID},
+		Scope: scope, GrantType: g.grantType, FamilyID: g.familyID, Audience: []string{g.client.ID},
 		IssuedAt: now, ExpiresAt: now.Add(time.Duration(lifetime) * time.Second), AuthTime: g.authTime,
 	}
 	if len(scripts) > 0 {

@@ -220,6 +220,9 @@ func (e *Engine) refreshGrant(ctx context.Context, c *Client, req *TokenRequest)
 	if !t.Active(now) {
 		return nil, Errorf(CodeInvalidGrant, "the refresh token is expired or revoked")
 	}
+	// RFC 6749 §6: no scope means the scope originally granted, which the
+	// refresh token keeps through rotations (refreshToken); a narrower
+	// one narrows this access token only.
 	scope := t.Scope
 	if req.ScopeGiven && strings.TrimSpace(req.Scope) != "" {
 		if scope, err = grantScope(req.Scope, true, t.Scope); err != nil {
