@@ -99,10 +99,30 @@ func (e *Engine) Token(ctx context.Context, req *TokenRequest) (*TokenResponse, 
 	case GrantAuthorizationCode:
 		g, err = e.codeGrant(ctx, client, req)
 	}
-	if err != nil {
-		return nil, err
+	var resp *TokenResponse
+	if err == nil {
+		resp, err = e.issue(ctx, g, &req.Request)
 	}
-	return e.issue(ctx, g, &req.Request)
+	if err != nil && e.clientGone(ctx, client.ID) {
+		// Deleted on another instance while this one still had it cached:
+		// its tokens and codes went with it, and what it would be issued
+		// cannot be stored. Whatever failed, the answer is that the client
+		// does not exist (RFC 6749 §5.2), never a storage failure.
+		return nil, invalidClient("the client no longer exists")
+	}
+	return resp, err
+}
+
+// clientGone reports whether the client id is known, by the store, not
+// to exist any more, and then drops it from the cache. Only failed
+// requests ask, so the hot path keeps its cache.
+func (e *Engine) clientGone(ctx context.Context, id string) bool {
+	_, err := e.st.Clients.ClientByID(ctx, id)
+	if errors.Is(err, ErrNotFound) {
+		e.forgetClient(id)
+		return true
+	}
+	return false
 }
 
 // grantScope resolves the requested scope against the allowed one
