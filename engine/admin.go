@@ -52,6 +52,7 @@ type ClientDoc struct {
 	AccessTokenLifetime         int64             `json:"access_token_lifetime,omitempty"`
 	RefreshTokenLifetime        int64             `json:"refresh_token_lifetime,omitempty"`
 	IDTokenLifetime             int64             `json:"id_token_lifetime,omitempty"`
+	RefreshTokenReuseInterval   int64             `json:"refresh_token_reuse_interval"`
 	IntrospectionScripts        []string          `json:"introspection_scripts"`
 	UpdateTokenScripts          []string          `json:"update_token_scripts"`
 	Attributes                  map[string]string `json:"attributes"`
@@ -72,6 +73,7 @@ func (e *Engine) clientFromDoc(ctx context.Context, doc *ClientDoc) (*Client, er
 		AccessTokenLifetime: doc.AccessTokenLifetime, RefreshTokenLifetime: doc.RefreshTokenLifetime,
 		IDTokenLifetime: doc.IDTokenLifetime, IntrospectionScripts: doc.IntrospectionScripts,
 		UpdateTokenScripts: doc.UpdateTokenScripts, Attributes: doc.Attributes,
+		RefreshTokenReuseInterval: doc.RefreshTokenReuseInterval,
 	}
 	if doc.JanssenRunIntrospection != nil {
 		c.RunIntrospectionBeforeJWT = c.RunIntrospectionBeforeJWT || *doc.JanssenRunIntrospection
@@ -158,6 +160,9 @@ func (e *Engine) clientFromDoc(ctx context.Context, doc *ClientDoc) (*Client, er
 			return nil, fieldError(lt.name, "must be whole seconds from 1 to %d (10 years)", hooks.MaxLifetimeSeconds)
 		}
 	}
+	if err := checkReuseInterval(c.RefreshTokenReuseInterval); err != nil {
+		return nil, err
+	}
 	if err := e.checkBindings(ctx, "introspection_scripts", c.IntrospectionScripts, hooks.KindIntrospection); err != nil {
 		return nil, err
 	}
@@ -192,6 +197,7 @@ func ClientDocument(c *Client) *ClientDoc {
 		AccessTokenLifetime: c.AccessTokenLifetime, RefreshTokenLifetime: c.RefreshTokenLifetime,
 		IDTokenLifetime: c.IDTokenLifetime, IntrospectionScripts: nonNil(c.IntrospectionScripts),
 		UpdateTokenScripts: nonNil(c.UpdateTokenScripts), Attributes: c.Attributes,
+		RefreshTokenReuseInterval: c.RefreshTokenReuseInterval,
 	}
 	if d.Attributes == nil {
 		d.Attributes = map[string]string{}

@@ -187,13 +187,20 @@ func (e *Engine) issue(ctx context.Context, g *grant, req *RequestInfo) (*TokenR
 
 	switch {
 	case g.rotating != nil:
-		ok, err := e.st.Tokens.RotateRefreshToken(ctx, g.rotating.ID, e.now(), tokens...)
+		used := e.now()
+		ok, err := e.st.Tokens.RotateRefreshToken(ctx, g.rotating.ID, used, e.successor(g, tokens, resp, used), tokens...)
 		if err != nil {
 			return nil, storeFailure(err)
 		}
 		if !ok {
-			// Lost a race with another use of the same refresh token, or
-			// it ended meanwhile: this is reuse, and ends the family.
+			// Lost a race with another use of the same refresh token
+			// within its reuse interval: the winner's answer, if it may
+			// be given again.
+			if again, err := e.reuseRacedRotation(ctx, g); err != nil || again != nil {
+				return again, err
+			}
+			// Otherwise, or when it ended meanwhile: this is reuse, and
+			// ends the family.
 			if err := e.st.Tokens.RevokeFamily(ctx, g.familyID); err != nil {
 				return nil, storeFailure(err)
 			}

@@ -61,6 +61,9 @@ type grant struct {
 	rotating *Token
 	// redeeming is the authorization code being exchanged, if any.
 	redeeming *AuthCode
+	// reused is the answer given again to a refresh token presented
+	// within its reuse interval (docs/refresh.md); nothing is issued.
+	reused *TokenResponse
 }
 
 func (g *grant) subject() string {
@@ -100,7 +103,10 @@ func (e *Engine) Token(ctx context.Context, req *TokenRequest) (*TokenResponse, 
 		g, err = e.codeGrant(ctx, client, req)
 	}
 	var resp *TokenResponse
-	if err == nil {
+	switch {
+	case err == nil && g.reused != nil:
+		resp = g.reused
+	case err == nil:
 		resp, err = e.issue(ctx, g, &req.Request)
 	}
 	if err != nil && e.clientGone(ctx, client.ID) {
@@ -230,6 +236,15 @@ func (e *Engine) refreshGrant(ctx context.Context, c *Client, req *TokenRequest)
 	}
 	now := e.now()
 	if !t.UsedAt.IsZero() {
+		// Within the client's reuse interval, the answer of the rotation
+		// is given again (docs/refresh.md).
+		again, err := e.reuseRotation(ctx, c, t, now)
+		if err != nil {
+			return nil, err
+		}
+		if again != nil {
+			return &grant{client: c, reused: again}, nil
+		}
 		// Reuse of a rotated refresh token (RFC 9700 §4.14.2): end the family.
 		if err := e.st.Tokens.RevokeFamily(ctx, t.FamilyID); err != nil {
 			return nil, storeFailure(err)

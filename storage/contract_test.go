@@ -66,6 +66,7 @@ func testClient(id string) *engine.Client {
 		AccessTokenLifetime:       3600,
 		RefreshTokenLifetime:      86400,
 		IDTokenLifetime:           600,
+		RefreshTokenReuseInterval: 30,
 		IntrospectionScripts:      []string{"s1"},
 		UpdateTokenScripts:        []string{"s2", "s3"},
 		Attributes:                map[string]string{"tier": "gold"},
@@ -308,7 +309,7 @@ func runContract(t *testing.T, open func(t *testing.T) *Store) {
 				revoked, used))
 
 			for _, id := range []string{"absent", "access", "expired", "revoked", "used"} {
-				ok, err := st.RotateRefreshToken(ctx, id, now, testToken("next-"+id, "c", engine.KindRefresh, "f", ts(3000)))
+				ok, err := st.RotateRefreshToken(ctx, id, now, nil, testToken("next-"+id, "c", engine.KindRefresh, "f", ts(3000)))
 				noErr(t, "rotate "+id, err)
 				if ok {
 					t.Errorf("rotate %s: reported true", id)
@@ -318,7 +319,7 @@ func runContract(t *testing.T, open func(t *testing.T) *Store) {
 			}
 
 			// A failing insert rolls the mark back.
-			_, err := st.RotateRefreshToken(ctx, "rt", now, testToken("access", "c", engine.KindAccess, "f", ts(3000)))
+			_, err := st.RotateRefreshToken(ctx, "rt", now, nil, testToken("access", "c", engine.KindAccess, "f", ts(3000)))
 			isErr(t, "rotate into dup", err, engine.ErrConflict)
 			old, err := st.TokenByID(ctx, "rt")
 			noErr(t, "TokenByID", err)
@@ -326,7 +327,7 @@ func runContract(t *testing.T, open func(t *testing.T) *Store) {
 				t.Errorf("failed rotation left UsedAt = %v", old.UsedAt)
 			}
 
-			ok, err := st.RotateRefreshToken(ctx, "rt", now,
+			ok, err := st.RotateRefreshToken(ctx, "rt", now, nil,
 				testToken("rt2", "c", engine.KindRefresh, "f", ts(3000)),
 				testToken("at2", "c", engine.KindAccess, "f", ts(3000)))
 			noErr(t, "rotate", err)
@@ -340,10 +341,36 @@ func runContract(t *testing.T, open func(t *testing.T) *Store) {
 				_, err := st.TokenByID(ctx, id)
 				noErr(t, "successor "+id, err)
 			}
-			ok, err = st.RotateRefreshToken(ctx, "rt", now, testToken("rt3", "c", engine.KindRefresh, "f", ts(3000)))
+			ok, err = st.RotateRefreshToken(ctx, "rt", now, nil, testToken("rt3", "c", engine.KindRefresh, "f", ts(3000)))
 			noErr(t, "rotate again", err)
 			if ok {
 				t.Error("second rotation reported true")
+			}
+			if old.Successor != nil {
+				t.Errorf("rotation without a successor kept %+v", old.Successor)
+			}
+		}},
+
+		{"rotation keeps the successor until the purge after its end", func(t *testing.T, st *Store) {
+			noErr(t, "CreateClient", st.CreateClient(ctx, testClient("c")))
+			noErr(t, "CreateTokens", st.CreateTokens(ctx, testToken("rt", "c", engine.KindRefresh, "f", ts(5000))))
+			succ := &engine.Successor{Sealed: "sealed-answer", Until: ts(1060)}
+			ok, err := st.RotateRefreshToken(ctx, "rt", ts(1000), succ, testToken("rt2", "c", engine.KindRefresh, "f", ts(5000)))
+			noErr(t, "rotate", err)
+			equal(t, "rotated", ok, true)
+			old, err := st.TokenByID(ctx, "rt")
+			noErr(t, "TokenByID", err)
+			equal(t, "successor", old.Successor, succ)
+			_, err = st.PurgeTokens(ctx, ts(1059))
+			noErr(t, "PurgeTokens", err)
+			old, _ = st.TokenByID(ctx, "rt")
+			equal(t, "successor kept until its end", old.Successor, succ)
+			_, err = st.PurgeTokens(ctx, ts(1061))
+			noErr(t, "PurgeTokens", err)
+			old, err = st.TokenByID(ctx, "rt")
+			noErr(t, "rotated token stays", err)
+			if old.Successor != nil {
+				t.Errorf("successor after its end: %+v", old.Successor)
 			}
 		}},
 
@@ -358,7 +385,7 @@ func runContract(t *testing.T, open func(t *testing.T) *Store) {
 			for i := range n {
 				wg.Go(func() {
 					<-start
-					oks[i], errs[i] = st.RotateRefreshToken(ctx, "rt", ts(1000),
+					oks[i], errs[i] = st.RotateRefreshToken(ctx, "rt", ts(1000), nil,
 						testToken(fmt.Sprintf("next%d", i), "c", engine.KindRefresh, "f", ts(3000)))
 				})
 			}
