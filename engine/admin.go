@@ -52,6 +52,7 @@ type ClientDoc struct {
 	AccessTokenLifetime         int64             `json:"access_token_lifetime,omitempty"`
 	RefreshTokenLifetime        int64             `json:"refresh_token_lifetime,omitempty"`
 	IDTokenLifetime             int64             `json:"id_token_lifetime,omitempty"`
+	RefreshTokenReuseInterval   int64             `json:"refresh_token_reuse_interval"`
 	IntrospectionScripts        []string          `json:"introspection_scripts"`
 	UpdateTokenScripts          []string          `json:"update_token_scripts"`
 	Attributes                  map[string]string `json:"attributes"`
@@ -76,6 +77,7 @@ func (e *Engine) clientFromDoc(ctx context.Context, doc *ClientDoc) (*Client, er
 		AccessTokenLifetime: doc.AccessTokenLifetime, RefreshTokenLifetime: doc.RefreshTokenLifetime,
 		IDTokenLifetime: doc.IDTokenLifetime, IntrospectionScripts: doc.IntrospectionScripts,
 		UpdateTokenScripts: doc.UpdateTokenScripts, Attributes: doc.Attributes,
+		RefreshTokenReuseInterval: doc.RefreshTokenReuseInterval,
 	}
 	if doc.JanssenRunIntrospection != nil {
 		c.RunIntrospectionBeforeJWT = c.RunIntrospectionBeforeJWT || *doc.JanssenRunIntrospection
@@ -116,9 +118,8 @@ func (e *Engine) clientFromDoc(ctx context.Context, doc *ClientDoc) (*Client, er
 		}
 	}
 	for _, u := range c.RedirectURIs {
-		p, err := url.Parse(u)
-		if err != nil || !p.IsAbs() || p.Fragment != "" || p.Host == "" && p.Scheme == "http" {
-			return nil, fieldError("redirect_uris", "%q must be an absolute URI without fragment", u)
+		if err := checkRedirectURI(u); err != nil {
+			return nil, fieldError("redirect_uris", "%v", err)
 		}
 	}
 	if c.HasGrant(GrantAuthorizationCode) && len(c.RedirectURIs) == 0 {
@@ -163,6 +164,9 @@ func (e *Engine) clientFromDoc(ctx context.Context, doc *ClientDoc) (*Client, er
 			return nil, fieldError(lt.name, "must be whole seconds from 1 to %d (10 years)", hooks.MaxLifetimeSeconds)
 		}
 	}
+	if err := checkReuseInterval(c.RefreshTokenReuseInterval); err != nil {
+		return nil, err
+	}
 	if err := e.checkBindings(ctx, "introspection_scripts", c.IntrospectionScripts, hooks.KindIntrospection); err != nil {
 		return nil, err
 	}
@@ -197,6 +201,7 @@ func ClientDocument(c *Client) *ClientDoc {
 		AccessTokenLifetime: c.AccessTokenLifetime, RefreshTokenLifetime: c.RefreshTokenLifetime,
 		IDTokenLifetime: c.IDTokenLifetime, IntrospectionScripts: nonNil(c.IntrospectionScripts),
 		UpdateTokenScripts: nonNil(c.UpdateTokenScripts), Attributes: c.Attributes,
+		RefreshTokenReuseInterval: c.RefreshTokenReuseInterval,
 	}
 	if d.Attributes == nil {
 		d.Attributes = map[string]string{}

@@ -149,6 +149,9 @@ func (e *Engine) Login(ctx context.Context, a *Authorization, username, password
 		ExpiresAt: now.Add(time.Duration(e.Properties().AuthorizationCodeLifetime) * time.Second),
 	}
 	if err := e.st.Codes.CreateCode(ctx, code); err != nil {
+		if e.clientGone(ctx, a.Client.ID) { // deleted on another instance meanwhile
+			return "", Errorf(CodeInvalidRequest, "the client is unknown")
+		}
 		return "", storeFailure(err)
 	}
 	q := url.Values{"code": {value}, "iss": {e.cfg.Issuer}}

@@ -108,6 +108,18 @@ func (e *Engine) introspectionCaller(ctx context.Context, req *IntrospectionRequ
 		if t == nil || t.Kind != KindAccess || !t.Active(e.now()) {
 			return "", Errorf(CodeInvalidToken, "the bearer token is not active")
 		}
+		// The caller is a protected resource (RFC 7662 §2.1, §4), which
+		// keeps a secret: a token held by a public client (a browser, a
+		// phone) never authorizes introspection, whatever its scope. The
+		// client is read as it is now, so a client turned public or
+		// deleted since loses the right with it.
+		owner, err := e.client(ctx, t.ClientID)
+		if errors.Is(err, ErrNotFound) || (err == nil && owner.Public()) {
+			return "", Errorf(CodeInvalidToken, "the bearer token was not issued to a confidential client")
+		}
+		if err != nil {
+			return "", storeFailure(err)
+		}
 		if p.IntrospectionRequiredScope != "" && !hasScope(t.Scope, p.IntrospectionRequiredScope) {
 			return "", Errorf(CodeInsufficientScope, "the bearer token lacks scope %s", p.IntrospectionRequiredScope)
 		}

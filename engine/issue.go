@@ -185,21 +185,46 @@ func (e *Engine) issue(ctx context.Context, g *grant, req *RequestInfo) (*TokenR
 		}
 	}
 
-	if g.rotating != nil {
-		ok, err := e.st.Tokens.RotateRefreshToken(ctx, g.rotating.ID, e.now(), tokens...)
+	switch {
+	case g.rotating != nil:
+		used := e.now()
+		ok, err := e.st.Tokens.RotateRefreshToken(ctx, g.rotating.ID, used, e.successor(g, tokens, resp, used), tokens...)
 		if err != nil {
 			return nil, storeFailure(err)
 		}
 		if !ok {
-			// Lost a race with another use of the same refresh token, or
-			// it ended meanwhile: this is reuse, and ends the family.
+			// Lost a race with another use of the same refresh token
+			// within its reuse interval: the winner's answer, if it may
+			// be given again.
+			if again, err := e.reuseRacedRotation(ctx, g); err != nil || again != nil {
+				return again, err
+			}
+			// Otherwise, or when it ended meanwhile: this is reuse, and
+			// ends the family.
 			if err := e.st.Tokens.RevokeFamily(ctx, g.familyID); err != nil {
 				return nil, storeFailure(err)
 			}
 			return nil, Errorf(CodeInvalidGrant, "the refresh token was already used")
 		}
-	} else if err := e.st.Tokens.CreateTokens(ctx, tokens...); err != nil {
-		return nil, storeFailure(err)
+	case g.redeeming != nil:
+		ok, err := e.st.Codes.RedeemCode(ctx, g.redeeming.ID, e.now(), tokens...)
+		if err != nil {
+			return nil, storeFailure(err)
+		}
+		if !ok {
+			// Lost a race with another redemption of the same code: a
+			// replay (RFC 6749 §4.1.2). The winner's tokens were stored
+			// with the code's consumption, so this reaches them.
+			if err := e.st.Tokens.RevokeFamily(ctx, g.familyID); err != nil {
+				return nil, storeFailure(err)
+			}
+			e.log.Warn("authorization code redeemed concurrently; grant family revoked", "client_id", c.ID, "family", g.familyID)
+			return nil, Errorf(CodeInvalidGrant, "the code was already used")
+		}
+	default:
+		if err := e.st.Tokens.CreateTokens(ctx, tokens...); err != nil {
+			return nil, storeFailure(err)
+		}
 	}
 	return resp, nil
 }
@@ -306,9 +331,16 @@ func (e *Engine) applyAccessClaims(at *Token, claims map[string]any) {
 }
 
 func (e *Engine) refreshToken(ctx context.Context, sc *scriptCall, g *grant, at *Token, now time.Time, lifetime int64, scripts []*hooks.Script) (*Token, string, error) {
+	scope := at.Scope
+	if g.rotating != nil {
+		// RFC 6749 §6: the new refresh token's scope is identical to the
+		// one presented; a narrower request narrows the access token only,
+		// so a later refresh without scope gets the original grant back.
+		scope = g.rotating.Scope
+	}
 	rt := &Token{
 		Kind: KindRefresh, Format: FormatOpaque, ClientID: g.client.ID, Subject: at.Subject, Username: at.Username,
-		Scope: at.Scope, GrantType: g.grantType, FamilyID: g.familyID, Audience: []string{g.client.ID},
+		Scope: scope, GrantType: g.grantType, FamilyID: g.familyID, Audience: []string{g.client.ID},
 		IssuedAt: now, ExpiresAt: now.Add(time.Duration(lifetime) * time.Second), AuthTime: g.authTime,
 	}
 	if len(scripts) > 0 {

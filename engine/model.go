@@ -74,6 +74,10 @@ type Client struct {
 	AccessTokenLifetime       int64
 	RefreshTokenLifetime      int64
 	IDTokenLifetime           int64
+	// RefreshTokenReuseInterval is how many seconds a rotated refresh
+	// token may be presented again and get the same successor answer
+	// (docs/refresh.md); 0 is strict reuse detection (RFC 9700 §4.14.2).
+	RefreshTokenReuseInterval int64
 	IntrospectionScripts      []string
 	UpdateTokenScripts        []string
 	Attributes                map[string]string
@@ -129,6 +133,17 @@ type Token struct {
 	Revoked   bool
 	// UsedAt is set when a refresh token was exchanged (rotation).
 	UsedAt time.Time
+	// Successor is the sealed answer of the rotation that used this
+	// refresh token, kept only while its client's reuse interval lasts.
+	Successor *Successor
+}
+
+// Successor is the answer a refresh token's rotation gave, sealed with
+// the server's key, and until when it may be answered again
+// (docs/refresh.md).
+type Successor struct {
+	Sealed string
+	Until  time.Time
 }
 
 // Active reports whether the token may be used at now.

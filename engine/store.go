@@ -39,16 +39,18 @@ type TokenStore interface {
 	// CreateTokens stores the tokens of one issuance atomically.
 	CreateTokens(ctx context.Context, tokens ...*Token) error
 	TokenByID(ctx context.Context, id string) (*Token, error)
-	// RotateRefreshToken marks the refresh token oldID used at now and
-	// stores next, atomically, if and only if oldID is active (unused,
-	// unrevoked, unexpired at now). It reports whether it did; of two
-	// concurrent calls for one oldID at most one reports true.
-	RotateRefreshToken(ctx context.Context, oldID string, now time.Time, next ...*Token) (bool, error)
+	// RotateRefreshToken marks the refresh token oldID used at now, keeps
+	// successor (when not nil) on it and stores next, atomically, if and
+	// only if oldID is active (unused, unrevoked, unexpired at now). It
+	// reports whether it did; of two concurrent calls for one oldID at
+	// most one reports true.
+	RotateRefreshToken(ctx context.Context, oldID string, now time.Time, successor *Successor, next ...*Token) (bool, error)
 	// RevokeToken revokes one token.
 	RevokeToken(ctx context.Context, id string) error
 	// RevokeFamily revokes every token of a grant family.
 	RevokeFamily(ctx context.Context, familyID string) error
-	// PurgeTokens deletes tokens that expired before t.
+	// PurgeTokens deletes tokens that expired before t and forgets the
+	// successors whose Until is before t.
 	PurgeTokens(ctx context.Context, before time.Time) (int64, error)
 	// LatestExpiry is the latest expiry of tokens signed with key kid
 	// (zero when there are none).
@@ -104,9 +106,14 @@ type UserStore interface {
 // CodeStore keeps authorization codes.
 type CodeStore interface {
 	CreateCode(ctx context.Context, c *AuthCode) error
-	// UseCode marks the code used at now if it was unused and returns it;
-	// the boolean is false when it had been used already.
-	UseCode(ctx context.Context, id string, now time.Time) (*AuthCode, bool, error)
+	// CodeByID returns the code, used or not; ErrNotFound when absent.
+	CodeByID(ctx context.Context, id string) (*AuthCode, error)
+	// RedeemCode marks the code id used at now and stores tokens,
+	// atomically, if and only if the code was unused. It reports whether
+	// it did; of concurrent calls for one code at most one reports true,
+	// and once a call has seen the code used, the winner's tokens are
+	// stored (so revoking the family then reaches them).
+	RedeemCode(ctx context.Context, id string, now time.Time, tokens ...*Token) (bool, error)
 	PurgeCodes(ctx context.Context, before time.Time) (int64, error)
 }
 

@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"crypto/sha256"
+	"crypto/subtle"
 	"encoding/base64"
 	"errors"
 	"slices"
@@ -58,6 +59,11 @@ type grant struct {
 	nonce     string
 	// rotating is the refresh token being exchanged, if any.
 	rotating *Token
+	// redeeming is the authorization code being exchanged, if any.
+	redeeming *AuthCode
+	// reused is the answer given again to a refresh token presented
+	// within its reuse interval (docs/refresh.md); nothing is issued.
+	reused *TokenResponse
 }
 
 func (g *grant) subject() string {
@@ -96,10 +102,33 @@ func (e *Engine) Token(ctx context.Context, req *TokenRequest) (*TokenResponse, 
 	case GrantAuthorizationCode:
 		g, err = e.codeGrant(ctx, client, req)
 	}
-	if err != nil {
-		return nil, err
+	var resp *TokenResponse
+	switch {
+	case err == nil && g.reused != nil:
+		resp = g.reused
+	case err == nil:
+		resp, err = e.issue(ctx, g, &req.Request)
 	}
-	return e.issue(ctx, g, &req.Request)
+	if err != nil && e.clientGone(ctx, client.ID) {
+		// Deleted on another instance while this one still had it cached:
+		// its tokens and codes went with it, and what it would be issued
+		// cannot be stored. Whatever failed, the answer is that the client
+		// does not exist (RFC 6749 §5.2), never a storage failure.
+		return nil, invalidClient("the client no longer exists")
+	}
+	return resp, err
+}
+
+// clientGone reports whether the client id is known, by the store, not
+// to exist any more, and then drops it from the cache. Only failed
+// requests ask, so the hot path keeps its cache.
+func (e *Engine) clientGone(ctx context.Context, id string) bool {
+	_, err := e.st.Clients.ClientByID(ctx, id)
+	if errors.Is(err, ErrNotFound) {
+		e.forgetClient(id)
+		return true
+	}
+	return false
 }
 
 // grantScope resolves the requested scope against the allowed one
@@ -225,6 +254,15 @@ func (e *Engine) refreshGrant(ctx context.Context, c *Client, req *TokenRequest)
 	}
 	now := e.now()
 	if !t.UsedAt.IsZero() {
+		// Within the client's reuse interval, the answer of the rotation
+		// is given again (docs/refresh.md).
+		again, err := e.reuseRotation(ctx, c, t, now)
+		if err != nil {
+			return nil, err
+		}
+		if again != nil {
+			return &grant{client: c, reused: again}, nil
+		}
 		// Reuse of a rotated refresh token (RFC 9700 §4.14.2): end the family.
 		if err := e.st.Tokens.RevokeFamily(ctx, t.FamilyID); err != nil {
 			return nil, storeFailure(err)
@@ -235,6 +273,9 @@ func (e *Engine) refreshGrant(ctx context.Context, c *Client, req *TokenRequest)
 	if !t.Active(now) {
 		return nil, Errorf(CodeInvalidGrant, "the refresh token is expired or revoked")
 	}
+	// RFC 6749 §6: no scope means the scope originally granted, which the
+	// refresh token keeps through rotations (refreshToken); a narrower
+	// one narrows this access token only.
 	scope := t.Scope
 	if req.ScopeGiven && strings.TrimSpace(req.Scope) != "" {
 		if scope, err = grantScope(req.Scope, true, t.Scope); err != nil {
@@ -257,7 +298,11 @@ func (e *Engine) codeGrant(ctx context.Context, c *Client, req *TokenRequest) (*
 	if e.st.Codes == nil {
 		return nil, Errorf(CodeUnsupportedGrantType, "authorization codes are not configured")
 	}
-	code, fresh, err := e.st.Codes.UseCode(ctx, TokenHash(req.Code), e.now())
+	// Every check comes before the code is consumed (RFC 9700 §4.5): a
+	// redemption that fails for the client, the redirect URI or PKCE
+	// leaves the code to its rightful client. Only a successful issuance
+	// consumes it, in the transaction that stores its tokens (issue).
+	code, err := e.st.Codes.CodeByID(ctx, TokenHash(req.Code))
 	if errors.Is(err, ErrNotFound) {
 		return nil, Errorf(CodeInvalidGrant, "the code is invalid")
 	}
@@ -265,13 +310,17 @@ func (e *Engine) codeGrant(ctx context.Context, c *Client, req *TokenRequest) (*
 		return nil, storeFailure(err)
 	}
 	if code.ClientID != c.ID {
+		// Neither consumed nor treated as a replay: another client cannot
+		// burn a code, nor end the grant of the client it was issued to.
 		return nil, Errorf(CodeInvalidGrant, "the code was issued to another client")
 	}
-	if !fresh {
-		// RFC 6749 §4.1.2: a reused code revokes what it gave.
+	if !code.UsedAt.IsZero() {
+		// RFC 6749 §4.1.2: a code used twice is refused and what it gave
+		// is revoked, whatever else the replay carries.
 		if err := e.st.Tokens.RevokeFamily(ctx, code.FamilyID); err != nil {
 			return nil, storeFailure(err)
 		}
+		e.log.Warn("authorization code reused; grant family revoked", "client_id", c.ID, "family", code.FamilyID)
 		return nil, Errorf(CodeInvalidGrant, "the code was already used")
 	}
 	if !e.now().Before(code.ExpiresAt) {
@@ -282,12 +331,20 @@ func (e *Engine) codeGrant(ctx context.Context, c *Client, req *TokenRequest) (*
 	if req.RedirectURI != code.RedirectURI && !(req.RedirectURI == "" && len(c.RedirectURIs) == 1) {
 		return nil, Errorf(CodeInvalidGrant, "redirect_uri does not match the authorization request")
 	}
-	if code.CodeChallenge != "" || c.Public() {
-		if req.CodeVerifier == "" {
-			return nil, Errorf(CodeInvalidGrant, "code_verifier is required")
-		}
+	// PKCE both ways (RFC 7636 §4.6, RFC 9700 §2.1.1 and §4.8.2): a code
+	// bound to a code_challenge needs its code_verifier, and a
+	// code_verifier for a code without one is refused rather than
+	// ignored, so that a PKCE downgrade fails whichever way it goes.
+	switch {
+	case code.CodeChallenge == "" && req.CodeVerifier != "":
+		return nil, Errorf(CodeInvalidGrant, "code_verifier was sent but the authorization request had no code_challenge")
+	case code.CodeChallenge == "" && c.Public():
+		return nil, Errorf(CodeInvalidGrant, "code_verifier is required")
+	case code.CodeChallenge != "" && req.CodeVerifier == "":
+		return nil, Errorf(CodeInvalidGrant, "code_verifier is required")
+	case code.CodeChallenge != "":
 		sum := sha256.Sum256([]byte(req.CodeVerifier))
-		if base64.RawURLEncoding.EncodeToString(sum[:]) != code.CodeChallenge {
+		if subtle.ConstantTimeCompare([]byte(base64.RawURLEncoding.EncodeToString(sum[:])), []byte(code.CodeChallenge)) != 1 {
 			return nil, Errorf(CodeInvalidGrant, "code_verifier does not match the code_challenge")
 		}
 	}
@@ -296,7 +353,7 @@ func (e *Engine) codeGrant(ctx context.Context, c *Client, req *TokenRequest) (*
 		return nil, err
 	}
 	return &grant{client: c, grantType: GrantAuthorizationCode, user: u, scope: code.Scope, familyID: code.FamilyID,
-		authTime: code.AuthTime, nonce: code.Nonce}, nil
+		authTime: code.AuthTime, nonce: code.Nonce, redeeming: code}, nil
 }
 
 // lifetimes of one issuance, in seconds.

@@ -66,6 +66,7 @@ func testClient(id string) *engine.Client {
 		AccessTokenLifetime:       3600,
 		RefreshTokenLifetime:      86400,
 		IDTokenLifetime:           600,
+		RefreshTokenReuseInterval: 30,
 		IntrospectionScripts:      []string{"s1"},
 		UpdateTokenScripts:        []string{"s2", "s3"},
 		Attributes:                map[string]string{"tier": "gold"},
@@ -246,7 +247,7 @@ func runContract(t *testing.T, open func(t *testing.T) *Store) {
 				_, err := st.TokenByID(ctx, id)
 				isErr(t, "token of deleted client", err, engine.ErrNotFound)
 			}
-			_, _, err := st.UseCode(ctx, "code1", ts(10))
+			_, err := st.CodeByID(ctx, "code1")
 			isErr(t, "code of deleted client", err, engine.ErrNotFound)
 			_, err = st.TokenByID(ctx, "t3")
 			noErr(t, "other client's token stays", err)
@@ -308,7 +309,7 @@ func runContract(t *testing.T, open func(t *testing.T) *Store) {
 				revoked, used))
 
 			for _, id := range []string{"absent", "access", "expired", "revoked", "used"} {
-				ok, err := st.RotateRefreshToken(ctx, id, now, testToken("next-"+id, "c", engine.KindRefresh, "f", ts(3000)))
+				ok, err := st.RotateRefreshToken(ctx, id, now, nil, testToken("next-"+id, "c", engine.KindRefresh, "f", ts(3000)))
 				noErr(t, "rotate "+id, err)
 				if ok {
 					t.Errorf("rotate %s: reported true", id)
@@ -318,7 +319,7 @@ func runContract(t *testing.T, open func(t *testing.T) *Store) {
 			}
 
 			// A failing insert rolls the mark back.
-			_, err := st.RotateRefreshToken(ctx, "rt", now, testToken("access", "c", engine.KindAccess, "f", ts(3000)))
+			_, err := st.RotateRefreshToken(ctx, "rt", now, nil, testToken("access", "c", engine.KindAccess, "f", ts(3000)))
 			isErr(t, "rotate into dup", err, engine.ErrConflict)
 			old, err := st.TokenByID(ctx, "rt")
 			noErr(t, "TokenByID", err)
@@ -326,7 +327,7 @@ func runContract(t *testing.T, open func(t *testing.T) *Store) {
 				t.Errorf("failed rotation left UsedAt = %v", old.UsedAt)
 			}
 
-			ok, err := st.RotateRefreshToken(ctx, "rt", now,
+			ok, err := st.RotateRefreshToken(ctx, "rt", now, nil,
 				testToken("rt2", "c", engine.KindRefresh, "f", ts(3000)),
 				testToken("at2", "c", engine.KindAccess, "f", ts(3000)))
 			noErr(t, "rotate", err)
@@ -340,10 +341,36 @@ func runContract(t *testing.T, open func(t *testing.T) *Store) {
 				_, err := st.TokenByID(ctx, id)
 				noErr(t, "successor "+id, err)
 			}
-			ok, err = st.RotateRefreshToken(ctx, "rt", now, testToken("rt3", "c", engine.KindRefresh, "f", ts(3000)))
+			ok, err = st.RotateRefreshToken(ctx, "rt", now, nil, testToken("rt3", "c", engine.KindRefresh, "f", ts(3000)))
 			noErr(t, "rotate again", err)
 			if ok {
 				t.Error("second rotation reported true")
+			}
+			if old.Successor != nil {
+				t.Errorf("rotation without a successor kept %+v", old.Successor)
+			}
+		}},
+
+		{"rotation keeps the successor until the purge after its end", func(t *testing.T, st *Store) {
+			noErr(t, "CreateClient", st.CreateClient(ctx, testClient("c")))
+			noErr(t, "CreateTokens", st.CreateTokens(ctx, testToken("rt", "c", engine.KindRefresh, "f", ts(5000))))
+			succ := &engine.Successor{Sealed: "sealed-answer", Until: ts(1060)}
+			ok, err := st.RotateRefreshToken(ctx, "rt", ts(1000), succ, testToken("rt2", "c", engine.KindRefresh, "f", ts(5000)))
+			noErr(t, "rotate", err)
+			equal(t, "rotated", ok, true)
+			old, err := st.TokenByID(ctx, "rt")
+			noErr(t, "TokenByID", err)
+			equal(t, "successor", old.Successor, succ)
+			_, err = st.PurgeTokens(ctx, ts(1059))
+			noErr(t, "PurgeTokens", err)
+			old, _ = st.TokenByID(ctx, "rt")
+			equal(t, "successor kept until its end", old.Successor, succ)
+			_, err = st.PurgeTokens(ctx, ts(1061))
+			noErr(t, "PurgeTokens", err)
+			old, err = st.TokenByID(ctx, "rt")
+			noErr(t, "rotated token stays", err)
+			if old.Successor != nil {
+				t.Errorf("successor after its end: %+v", old.Successor)
 			}
 		}},
 
@@ -358,7 +385,7 @@ func runContract(t *testing.T, open func(t *testing.T) *Store) {
 			for i := range n {
 				wg.Go(func() {
 					<-start
-					oks[i], errs[i] = st.RotateRefreshToken(ctx, "rt", ts(1000),
+					oks[i], errs[i] = st.RotateRefreshToken(ctx, "rt", ts(1000), nil,
 						testToken(fmt.Sprintf("next%d", i), "c", engine.KindRefresh, "f", ts(3000)))
 				})
 			}
@@ -544,23 +571,38 @@ func runContract(t *testing.T, open func(t *testing.T) *Store) {
 			}
 			noErr(t, "CreateCode", st.CreateCode(ctx, code))
 			isErr(t, "CreateCode dup", st.CreateCode(ctx, code), engine.ErrConflict)
-			_, _, err := st.UseCode(ctx, "absent", ts(100))
-			isErr(t, "UseCode absent", err, engine.ErrNotFound)
+			_, err := st.CodeByID(ctx, "absent")
+			isErr(t, "CodeByID absent", err, engine.ErrNotFound)
+			ok, err := st.RedeemCode(ctx, "absent", ts(100))
+			noErr(t, "RedeemCode absent", err)
+			if ok {
+				t.Error("RedeemCode of an absent code reported true")
+			}
+			got, err := st.CodeByID(ctx, "h1")
+			noErr(t, "CodeByID", err)
+			equal(t, "unused code", got, code)
 
-			got, ok, err := st.UseCode(ctx, "h1", ts(100))
-			noErr(t, "UseCode", err)
+			ok, err = st.RedeemCode(ctx, "h1", ts(100), testToken("from-h1", "c", engine.KindAccess, "fam", ts(3000)))
+			noErr(t, "RedeemCode", err)
 			if !ok {
-				t.Error("first UseCode reported false")
+				t.Error("first RedeemCode reported false")
 			}
 			want := *code
 			want.UsedAt = ts(100)
+			got, err = st.CodeByID(ctx, "h1")
+			noErr(t, "CodeByID used", err)
 			equal(t, "used code", got, &want)
-			got, ok, err = st.UseCode(ctx, "h1", ts(150))
-			noErr(t, "UseCode again", err)
+			_, err = st.TokenByID(ctx, "from-h1")
+			noErr(t, "token stored with the redemption", err)
+			ok, err = st.RedeemCode(ctx, "h1", ts(150), testToken("again-h1", "c", engine.KindAccess, "fam", ts(3000)))
+			noErr(t, "RedeemCode again", err)
 			if ok {
-				t.Error("second UseCode reported true")
+				t.Error("second RedeemCode reported true")
 			}
+			got, _ = st.CodeByID(ctx, "h1")
 			equal(t, "used code keeps first use", got, &want)
+			_, err = st.TokenByID(ctx, "again-h1")
+			isErr(t, "token of a lost redemption", err, engine.ErrNotFound)
 
 			noErr(t, "CreateCode", st.CreateCode(ctx, &engine.AuthCode{ID: "race", ClientID: "c", ExpiresAt: ts(300)}))
 			const n = 10
@@ -568,7 +610,7 @@ func runContract(t *testing.T, open func(t *testing.T) *Store) {
 			var wg sync.WaitGroup
 			for i := range n {
 				wg.Go(func() {
-					_, ok, err := st.UseCode(ctx, "race", ts(100))
+					ok, err := st.RedeemCode(ctx, "race", ts(100), testToken(fmt.Sprintf("race-%d", i), "c", engine.KindAccess, "race", ts(3000)))
 					if err != nil {
 						t.Error(err)
 					}
@@ -577,12 +619,16 @@ func runContract(t *testing.T, open func(t *testing.T) *Store) {
 			}
 			wg.Wait()
 			winners := 0
-			for _, ok := range oks {
+			for i, ok := range oks {
+				_, err := st.TokenByID(ctx, fmt.Sprintf("race-%d", i))
 				if ok {
 					winners++
+					noErr(t, "winner's token", err)
+				} else {
+					isErr(t, "loser's token", err, engine.ErrNotFound)
 				}
 			}
-			equal(t, "UseCode winners", winners, 1)
+			equal(t, "RedeemCode winners", winners, 1)
 
 			n2, err := st.PurgeCodes(ctx, ts(250))
 			noErr(t, "PurgeCodes", err)

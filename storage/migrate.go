@@ -139,6 +139,14 @@ var migrations = []migration{
 		`ALTER TABLE scripts ADD COLUMN memory_mb BIGINT NOT NULL DEFAULT 0`,
 		`ALTER TABLE scripts ADD COLUMN isolation TEXT NOT NULL DEFAULT ''`,
 	}},
+	{version: 3, name: "refresh token reuse interval", up: []string{
+		`ALTER TABLE clients ADD COLUMN refresh_token_reuse_interval BIGINT NOT NULL DEFAULT 0`,
+		// The sealed answer of a rotation, kept on the rotated refresh
+		// token until successor_until (docs/refresh.md).
+		`ALTER TABLE tokens ADD COLUMN successor TEXT NOT NULL DEFAULT ''`,
+		`ALTER TABLE tokens ADD COLUMN successor_until BIGINT NOT NULL DEFAULT 0`,
+		`CREATE INDEX tokens_successor_until_idx ON tokens (successor_until)`,
+	}},
 }
 
 // migrationLockID is the PostgreSQL advisory lock that serializes the

@@ -31,6 +31,7 @@ type clientRow struct {
 	AccessTokenLifetime       int64  `gorm:"column:access_token_lifetime"`
 	RefreshTokenLifetime      int64  `gorm:"column:refresh_token_lifetime"`
 	IDTokenLifetime           int64  `gorm:"column:id_token_lifetime"`
+	RefreshTokenReuseInterval int64  `gorm:"column:refresh_token_reuse_interval"`
 	IntrospectionScripts      string `gorm:"column:introspection_scripts"`
 	UpdateTokenScripts        string `gorm:"column:update_token_scripts"`
 	Attributes                string `gorm:"column:attributes"`
@@ -56,6 +57,7 @@ func clientToRow(c *engine.Client) (*clientRow, error) {
 		AccessTokenLifetime:       c.AccessTokenLifetime,
 		RefreshTokenLifetime:      c.RefreshTokenLifetime,
 		IDTokenLifetime:           c.IDTokenLifetime,
+		RefreshTokenReuseInterval: c.RefreshTokenReuseInterval,
 		CreatedAt:                 toNanos(c.CreatedAt),
 		UpdatedAt:                 toNanos(c.UpdatedAt),
 	}
@@ -93,6 +95,7 @@ func (r *clientRow) toEngine() (*engine.Client, error) {
 		AccessTokenLifetime:       r.AccessTokenLifetime,
 		RefreshTokenLifetime:      r.RefreshTokenLifetime,
 		IDTokenLifetime:           r.IDTokenLifetime,
+		RefreshTokenReuseInterval: r.RefreshTokenReuseInterval,
 		CreatedAt:                 fromNanos(r.CreatedAt),
 		UpdatedAt:                 fromNanos(r.UpdatedAt),
 	}
@@ -131,6 +134,9 @@ type tokenRow struct {
 	AuthTime  int64  `gorm:"column:auth_time"`
 	Revoked   bool   `gorm:"column:revoked"`
 	UsedAt    int64  `gorm:"column:used_at"`
+	// Successor and SuccessorUntil hold Token.Successor ("" and 0: none).
+	Successor      string `gorm:"column:successor"`
+	SuccessorUntil int64  `gorm:"column:successor_until"`
 }
 
 func (tokenRow) TableName() string { return "tokens" }
@@ -144,7 +150,7 @@ func tokenToRow(t *engine.Token) (*tokenRow, error) {
 	if err != nil {
 		return nil, fmt.Errorf("storage: token claims: %w", err)
 	}
-	return &tokenRow{
+	r := &tokenRow{
 		ID:        t.ID,
 		Kind:      string(t.Kind),
 		Format:    string(t.Format),
@@ -162,7 +168,11 @@ func tokenToRow(t *engine.Token) (*tokenRow, error) {
 		AuthTime:  toNanos(t.AuthTime),
 		Revoked:   t.Revoked,
 		UsedAt:    toNanos(t.UsedAt),
-	}, nil
+	}
+	if t.Successor != nil {
+		r.Successor, r.SuccessorUntil = t.Successor.Sealed, toNanos(t.Successor.Until)
+	}
+	return r, nil
 }
 
 func (r *tokenRow) toEngine() (*engine.Token, error) {
@@ -182,6 +192,9 @@ func (r *tokenRow) toEngine() (*engine.Token, error) {
 		AuthTime:  fromNanos(r.AuthTime),
 		Revoked:   r.Revoked,
 		UsedAt:    fromNanos(r.UsedAt),
+	}
+	if r.Successor != "" {
+		t.Successor = &engine.Successor{Sealed: r.Successor, Until: fromNanos(r.SuccessorUntil)}
 	}
 	if err := decodeJSON(r.Audience, &t.Audience); err != nil {
 		return nil, fmt.Errorf("storage: token audience: %w", err)

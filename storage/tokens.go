@@ -50,14 +50,18 @@ var errNotRotated = errors.New("refresh token not active")
 // is the arbiter: on PostgreSQL a concurrent rotation waits for the row lock
 // and then re-checks used_at, on SQLite BEGIN IMMEDIATE serializes the
 // transactions, so exactly one caller changes the row and reports true.
-func (s *Store) RotateRefreshToken(ctx context.Context, oldID string, now time.Time, next ...*engine.Token) (bool, error) {
+func (s *Store) RotateRefreshToken(ctx context.Context, oldID string, now time.Time, successor *engine.Successor, next ...*engine.Token) (bool, error) {
 	rows, err := tokenRows(next)
 	if err != nil {
 		return false, err
 	}
 	n := nowNanos(now)
+	mark := map[string]any{"used_at": n}
+	if successor != nil {
+		mark["successor"], mark["successor_until"] = successor.Sealed, toNanos(successor.Until)
+	}
 	err = retryTransient(ctx, func() error {
-		return s.rotate(ctx, oldID, n, rows)
+		return s.rotate(ctx, oldID, n, mark, rows)
 	})
 	if errors.Is(err, errNotRotated) {
 		return false, nil
@@ -69,12 +73,12 @@ func (s *Store) RotateRefreshToken(ctx context.Context, oldID string, now time.T
 }
 
 // rotate is one attempt of RotateRefreshToken.
-func (s *Store) rotate(ctx context.Context, oldID string, n int64, rows []*tokenRow) error {
+func (s *Store) rotate(ctx context.Context, oldID string, n int64, mark map[string]any, rows []*tokenRow) error {
 	return s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
 		res := tx.Model(&tokenRow{}).
 			Where("id = ? AND kind = ? AND used_at = 0 AND revoked = ? AND expires_at > ?",
 				oldID, string(engine.KindRefresh), false, n).
-			Update("used_at", n)
+			Updates(mark)
 		if res.Error != nil {
 			return res.Error
 		}
@@ -106,9 +110,17 @@ func (s *Store) RevokeFamily(ctx context.Context, familyID string) error {
 }
 
 // PurgeTokens deletes tokens that expired before t and reports how many.
+// It also forgets the sealed successor answers whose reuse interval ended
+// before t, so that they are kept no longer than they may be answered.
 func (s *Store) PurgeTokens(ctx context.Context, before time.Time) (int64, error) {
-	res := s.db.WithContext(ctx).Where("expires_at < ?", toNanos(before)).Delete(&tokenRow{})
-	return res.RowsAffected, res.Error
+	b := toNanos(before)
+	res := s.db.WithContext(ctx).Where("expires_at < ?", b).Delete(&tokenRow{})
+	if res.Error != nil {
+		return 0, res.Error
+	}
+	err := s.db.WithContext(ctx).Model(&tokenRow{}).Where("successor_until <> 0 AND successor_until < ?", b).
+		Updates(map[string]any{"successor": "", "successor_until": 0}).Error
+	return res.RowsAffected, err
 }
 
 // LatestExpiry is the latest expiry of the tokens signed with key kid, the

@@ -2,7 +2,10 @@ package storage
 
 import (
 	"context"
+	"errors"
 	"time"
+
+	"gorm.io/gorm"
 
 	"github.com/keyhook/keyhook/engine"
 )
@@ -58,22 +61,51 @@ func (s *Store) CreateCode(ctx context.Context, c *engine.AuthCode) error {
 	return translate(s.db.WithContext(ctx).Create(authCodeToRow(c)).Error)
 }
 
-// UseCode marks the code id used at now if it was unused and returns it
-// with true; an already used code comes back with false (the caller then
-// revokes what was issued from it, RFC 6749 §4.1.2); engine.ErrNotFound
-// when there is no such code. The conditional UPDATE makes one of
-// concurrent callers the winner.
-func (s *Store) UseCode(ctx context.Context, id string, now time.Time) (*engine.AuthCode, bool, error) {
-	db := s.db.WithContext(ctx)
-	res := db.Model(&authCodeRow{}).Where("id = ? AND used_at = 0", id).Update("used_at", nowNanos(now))
-	if res.Error != nil {
-		return nil, false, res.Error
-	}
+// CodeByID returns the authorization code id, used or not, or
+// engine.ErrNotFound.
+func (s *Store) CodeByID(ctx context.Context, id string) (*engine.AuthCode, error) {
 	var r authCodeRow
-	if err := db.Where("id = ?", id).Take(&r).Error; err != nil {
-		return nil, false, translate(err)
+	if err := s.db.WithContext(ctx).Where("id = ?", id).Take(&r).Error; err != nil {
+		return nil, translate(err)
 	}
-	return r.toEngine(), res.RowsAffected == 1, nil
+	return r.toEngine(), nil
+}
+
+// errCodeUsed rolls back a redemption that lost its race.
+var errCodeUsed = errors.New("authorization code already used")
+
+// RedeemCode marks the code id used and stores tokens in one
+// transaction, only if the code was unused. As in RotateRefreshToken, the
+// conditional UPDATE is the arbiter (a row lock on PostgreSQL, BEGIN
+// IMMEDIATE on SQLite): exactly one caller changes the row, and a caller
+// that finds it used finds the winner's tokens committed with it.
+func (s *Store) RedeemCode(ctx context.Context, id string, now time.Time, tokens ...*engine.Token) (bool, error) {
+	rows, err := tokenRows(tokens)
+	if err != nil {
+		return false, err
+	}
+	err = retryTransient(ctx, func() error {
+		return s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+			res := tx.Model(&authCodeRow{}).Where("id = ? AND used_at = 0", id).Update("used_at", nowNanos(now))
+			if res.Error != nil {
+				return res.Error
+			}
+			if res.RowsAffected != 1 {
+				return errCodeUsed
+			}
+			if len(rows) == 0 {
+				return nil
+			}
+			return tx.Create(rows).Error
+		})
+	})
+	if errors.Is(err, errCodeUsed) {
+		return false, nil
+	}
+	if err != nil {
+		return false, translate(err)
+	}
+	return true, nil
 }
 
 // PurgeCodes deletes codes that expired before t and reports how many.
