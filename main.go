@@ -45,6 +45,7 @@ func main() {
 const usage = `usage:
   keyhook serve [--addr HOST:PORT] [--db DSN] [--issuer URL] [--bootstrap-admin-secret S] [--seed FILE]
                 [--script-isolation process|inline] [--script-workers N] [--script-memory-max-mb MB]
+                [--jwks-uri-allow-private]
   keyhook import [--db DSN] FILE
   keyhook export [--db DSN]`
 
@@ -56,6 +57,8 @@ type options struct {
 	scriptIsolation string
 	scriptWorkers   int
 	scriptMemoryMax int
+	// jwks_uri fetches (docs/client-auth.md).
+	jwksURIAllowPrivate bool
 }
 
 func parseFlags(name string, args []string, stderr io.Writer) (*options, []string, error) {
@@ -73,6 +76,9 @@ func parseFlags(name string, args []string, stderr io.Writer) (*options, []strin
 	fs.IntVar(&o.scriptWorkers, "script-workers", envInt("KEYHOOK_SCRIPT_WORKERS", 0), "script worker processes (default 2 per CPU)")
 	fs.IntVar(&o.scriptMemoryMax, "script-memory-max-mb", envInt("KEYHOOK_SCRIPT_MEMORY_MAX_MB", 256),
 		"largest memory budget a script may have, MiB")
+	allowPrivate, _ := strconv.ParseBool(os.Getenv("KEYHOOK_JWKS_URI_ALLOW_PRIVATE"))
+	fs.BoolVar(&o.jwksURIAllowPrivate, "jwks-uri-allow-private", allowPrivate,
+		"let clients' jwks_uri reach private and link-local addresses")
 	if err := fs.Parse(args); err != nil {
 		return nil, nil, err
 	}
@@ -176,7 +182,8 @@ func withApp(ctx context.Context, o *options, log *slog.Logger, reg *prometheus.
 	defer rt.Close()
 	disp := hooks.NewDispatcher(rt, log)
 	web.RegisterScriptMetrics(reg, disp)
-	eng, err := engine.New(ctx, engine.Config{Issuer: o.issuer, Logger: log, Hooks: disp, MaxScriptMemoryMB: o.scriptMemoryMax}, store.Stores())
+	eng, err := engine.New(ctx, engine.Config{Issuer: o.issuer, Logger: log, Hooks: disp, MaxScriptMemoryMB: o.scriptMemoryMax,
+		JWKSURI: engine.JWKSURIConfig{AllowPrivate: o.jwksURIAllowPrivate}}, store.Stores())
 	if err != nil {
 		return err
 	}

@@ -143,8 +143,8 @@ func (e *Engine) clientFromDoc(ctx context.Context, doc *ClientDoc) (*Client, er
 		c.JWKS = string(raw)
 	}
 	if c.JWKSURI != "" {
-		if p, err := url.Parse(c.JWKSURI); err != nil || (p.Scheme != "https" && p.Scheme != "http") || p.Host == "" {
-			return nil, fieldError("jwks_uri", "must be an http(s) URL")
+		if err := jwksURIAllowed(c.JWKSURI, e.cfg.JWKSURI.AllowPrivate); err != nil {
+			return nil, fieldError("jwks_uri", "%v", err)
 		}
 	}
 	if c.AuthMethod == AuthPrivateKey && c.JWKS == "" && c.JWKSURI == "" {

@@ -4,11 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
-	"io"
-	"net/http"
 	"slices"
-	"sync"
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
@@ -247,49 +243,4 @@ func (e *Engine) clientKey(ctx context.Context, c *Client, kid, alg string) (any
 		}
 	}
 	return nil, invalidClient("no key of the client matches the assertion")
-}
-
-// remoteJWKS caches clients' JWK Sets fetched from jwks_uri for 5 minutes.
-type remoteJWKS struct {
-	client *http.Client
-	mu     sync.Mutex
-	cache  map[string]cachedSet
-}
-
-type cachedSet struct {
-	set     *jose.JSONWebKeySet
-	fetched time.Time
-}
-
-func newRemoteJWKS(c *http.Client) *remoteJWKS {
-	return &remoteJWKS{client: c, cache: map[string]cachedSet{}}
-}
-
-func (r *remoteJWKS) fetch(ctx context.Context, uri string) (*jose.JSONWebKeySet, error) {
-	r.mu.Lock()
-	c, ok := r.cache[uri]
-	r.mu.Unlock()
-	if ok && time.Since(c.fetched) < 5*time.Minute {
-		return c.set, nil
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, uri, nil)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := r.client.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("jwks_uri answered %d", resp.StatusCode)
-	}
-	var set jose.JSONWebKeySet
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&set); err != nil {
-		return nil, err
-	}
-	r.mu.Lock()
-	r.cache[uri] = cachedSet{set: &set, fetched: time.Now()}
-	r.mu.Unlock()
-	return &set, nil
 }
