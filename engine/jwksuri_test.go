@@ -89,7 +89,7 @@ func clientAssertion(t *testing.T, clk *testClock, key any, alg jose.SignatureAl
 
 func authenticate(e *engine.Engine, assertion string) error {
 	_, err := e.AuthenticateClient(context.Background(), &engine.ClientCredentials{
-		AssertionType: engine.AssertionTypeJWTBearer, Assertion: assertion}, testIssuer+engine.PathToken)
+		AssertionType: engine.AssertionTypeJWTBearer, Assertion: assertion})
 	return err
 }
 
