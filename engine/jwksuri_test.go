@@ -46,7 +46,7 @@ func (c *testClock) advance(d time.Duration) {
 }
 
 // newAssertionEngine is an engine on a fresh SQLite file with a test clock.
-func newAssertionEngine(t *testing.T, cfg engine.JWKSURIConfig) (*engine.Engine, *testClock, engine.Stores) {
+func newAssertionEngine(t testing.TB, cfg engine.JWKSURIConfig) (*engine.Engine, *testClock, engine.Stores) {
 	t.Helper()
 	ctx := context.Background()
 	store, err := storage.Open(ctx, "sqlite:"+filepath.Join(t.TempDir(), "k.db"))
@@ -66,7 +66,7 @@ func newAssertionEngine(t *testing.T, cfg engine.JWKSURIConfig) (*engine.Engine,
 var jtiN atomic.Int64
 
 // clientAssertion signs an RFC 7523 §3 assertion for client id at the clock's now.
-func clientAssertion(t *testing.T, clk *testClock, key any, alg jose.SignatureAlgorithm, kid, id string, aud any) string {
+func clientAssertion(t testing.TB, clk *testClock, key any, alg jose.SignatureAlgorithm, kid, id string, aud any) string {
 	t.Helper()
 	opts := (&jose.SignerOptions{}).WithType("JWT")
 	if kid != "" {
@@ -325,4 +325,13 @@ func TestJWKSURIAddresses(t *testing.T) {
 			}
 		})
 	}
+}
+
+func mustJSON(t testing.TB, v any) json.RawMessage {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
