@@ -50,6 +50,7 @@ const usage = `usage:
                 [--kek-file FILE] [--require-kek] [--metrics-addr HOST:PORT]
                 [--password-hash-memory-mb MB] [--password-hash-wait-ms MS] [--login-failures N]
                 [--client-auth-failures N] [--auth-backoff-max-seconds S] [--trusted-proxies CIDR,...]
+                [--jwks-uri-allow-private]
   keyhook import [--db DSN] FILE
   keyhook export [--db DSN]
   keyhook new-kek`
@@ -75,6 +76,8 @@ type options struct {
 	loginFailures, clientAuthFailures int
 	backoffMaxSeconds                 int
 	trustedProxies                    []netip.Prefix
+	// jwks_uri fetches (docs/client-auth.md).
+	jwksURIAllowPrivate bool
 }
 
 func parseFlags(name string, args []string, stderr io.Writer) (*options, []string, error) {
@@ -109,6 +112,9 @@ func parseFlags(name string, args []string, stderr io.Writer) (*options, []strin
 		"longest back-off after failed authentications, seconds")
 	proxies := fs.String("trusted-proxies", os.Getenv("KEYHOOK_TRUSTED_PROXIES"),
 		"comma-separated CIDRs of proxies whose X-Forwarded-For is believed (default none: the TCP peer is the address)")
+	allowPrivate, _ := strconv.ParseBool(os.Getenv("KEYHOOK_JWKS_URI_ALLOW_PRIVATE"))
+	fs.BoolVar(&o.jwksURIAllowPrivate, "jwks-uri-allow-private", allowPrivate,
+		"let clients' jwks_uri reach private and link-local addresses")
 	if err := fs.Parse(args); err != nil {
 		return nil, nil, err
 	}
@@ -263,7 +269,8 @@ func withApp(ctx context.Context, o *options, log *slog.Logger, reg *prometheus.
 		KEK:                  kek,
 		PasswordHashMemoryMB: o.hashMemoryMB, PasswordHashWait: time.Duration(o.hashWaitMS) * time.Millisecond,
 		LoginThrottle:      throttle(o.loginFailures, o.backoffMaxSeconds),
-		ClientAuthThrottle: throttle(o.clientAuthFailures, o.backoffMaxSeconds)}, store.Stores())
+		ClientAuthThrottle: throttle(o.clientAuthFailures, o.backoffMaxSeconds),
+		JWKSURI:            engine.JWKSURIConfig{AllowPrivate: o.jwksURIAllowPrivate}}, store.Stores())
 	if err != nil {
 		return err
 	}

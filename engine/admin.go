@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/url"
 	"regexp"
 	"slices"
 	"strings"
@@ -148,9 +147,12 @@ func (e *Engine) clientFromDoc(ctx context.Context, doc *ClientDoc) (*Client, er
 		c.JWKS = string(raw)
 	}
 	if c.JWKSURI != "" {
-		if p, err := url.Parse(c.JWKSURI); err != nil || (p.Scheme != "https" && p.Scheme != "http") || p.Host == "" {
-			return nil, fieldError("jwks_uri", "must be an http(s) URL")
+		if err := jwksURIAllowed(c.JWKSURI, e.cfg.JWKSURI.AllowPrivate); err != nil {
+			return nil, fieldError("jwks_uri", "%v", err)
 		}
+	}
+	if err := checkHMACSecret(c, doc.ClientSecret); err != nil {
+		return nil, err
 	}
 	if c.AuthMethod == AuthPrivateKey && c.JWKS == "" && c.JWKSURI == "" {
 		return nil, fieldError("jwks", "private_key_jwt needs jwks or jwks_uri")
@@ -188,6 +190,24 @@ func (e *Engine) checkBindings(ctx context.Context, field string, names []string
 		if s.Kind != kind {
 			return fieldError(field, "script %q is of type %s", name, s.Kind)
 		}
+	}
+	return nil
+}
+
+// checkHMACSecret refuses a client_secret_jwt secret shorter than the
+// hash output of the client's token_endpoint_auth_signing_alg (HS256 when
+// none is registered): RFC 7518 §3.2 requires at least that, and such a
+// secret could never verify an assertion.
+func checkHMACSecret(c *Client, secret string) error {
+	if c.AuthMethod != AuthSecretJWT || secret == "" {
+		return nil
+	}
+	alg := c.AuthSigningAlg
+	if alg == "" {
+		alg = string(jose.HS256)
+	}
+	if n := hmacKeyBytes(alg); len(secret) < n {
+		return fieldError("client_secret", "must be at least %d bytes for %s (client_secret_jwt)", n, alg)
 	}
 	return nil
 }
@@ -231,6 +251,9 @@ func (e *Engine) setSecret(c *Client, secret string) string {
 	}
 	if secret == "" {
 		secret = randomToken()
+		if c.AuthMethod == AuthSecretJWT {
+			secret = newHMACSecret()
+		}
 	}
 	c.SecretHash = HashSecret(secret)
 	c.SecretSealed = ""
@@ -288,6 +311,11 @@ func (e *Engine) ReplaceClient(ctx context.Context, id string, doc *ClientDoc) (
 	case doc.ClientSecret != "":
 		e.setSecret(c, doc.ClientSecret)
 	case c.AuthMethod.UsesSecret() && old.SecretHash != "" && (c.AuthMethod != AuthSecretJWT || old.SecretSealed != ""):
+		if kept, err := e.seal.open(old.SecretSealed); err == nil {
+			if err := checkHMACSecret(c, kept); err != nil {
+				return nil, err
+			}
+		}
 		c.SecretHash, c.SecretSealed = old.SecretHash, old.SecretSealed
 	default:
 		secret = e.setSecret(c, "")

@@ -405,12 +405,11 @@ func logValue(s string) string {
 }
 
 // AuthenticateClient authenticates the client of a request with the one
-// method registered for it (RFC 6749 §2.3, RFC 7523 §2.2). endpoint is
-// the URL the request was sent to, accepted as assertion audience besides
-// the token endpoint and the issuer. Failures are throttled per client_id
+// method registered for it (RFC 6749 §2.3, RFC 7523 §2.2). Failures are
+// throttled per client_id
 // and per address, counted, and logged as auth_failure events
 // (docs/auth-limits.md); a throttled attempt is refused unchecked.
-func (e *Engine) AuthenticateClient(ctx context.Context, cred *ClientCredentials, endpoint string) (*Client, error) {
+func (e *Engine) AuthenticateClient(ctx context.Context, cred *ClientCredentials) (*Client, error) {
 	id, method := cred.presented()
 	who := slog.String("client_id", logValue(id))
 	a, wait := e.clientAuths.admit(id, clientAddress(ctx))
@@ -418,7 +417,7 @@ func (e *Engine) AuthenticateClient(ctx context.Context, cred *ClientCredentials
 		e.authFailed(ctx, authKindClient, method, reasonThrottled, "", who)
 		return nil, tooManyAttempts(wait)
 	}
-	c, err := e.authenticateClient(ctx, cred, endpoint)
+	c, err := e.authenticateClient(ctx, cred)
 	var oe *Error
 	switch {
 	case err == nil:

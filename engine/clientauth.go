@@ -2,13 +2,10 @@ package engine
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"net/http"
-	"slices"
-	"sync"
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
@@ -61,10 +58,8 @@ func invalidClient(desc string) *Error {
 }
 
 // authenticateClient authenticates the client of a request with the one
-// method registered for it (RFC 6749 §2.3, RFC 7523 §2.2). endpoint is the URL the request
-// was sent to, accepted as assertion audience besides the token endpoint
-// and the issuer.
-func (e *Engine) authenticateClient(ctx context.Context, cred *ClientCredentials, endpoint string) (*Client, error) {
+// method registered for it (RFC 6749 §2.3, RFC 7523 §2.2).
+func (e *Engine) authenticateClient(ctx context.Context, cred *ClientCredentials) (*Client, error) {
 	if cred.methods() > 1 {
 		return nil, Errorf(CodeInvalidRequest, "use exactly one client authentication method per request")
 	}
@@ -74,7 +69,7 @@ func (e *Engine) authenticateClient(ctx context.Context, cred *ClientCredentials
 	case cred.ClientSecret != "":
 		return e.authSecret(ctx, AuthSecretPost, cred.ClientID, cred.ClientSecret, "")
 	case cred.Assertion != "" || cred.AssertionType != "":
-		return e.authAssertion(ctx, cred, endpoint)
+		return e.authAssertion(ctx, cred)
 	case cred.ClientID != "":
 		c, err := e.clientForAuth(ctx, cred.ClientID)
 		if err != nil {
@@ -123,7 +118,7 @@ func (e *Engine) authSecret(ctx context.Context, method AuthMethod, id, secret, 
 
 // authAssertion verifies a client_secret_jwt or private_key_jwt assertion
 // (RFC 7523 §3, OIDC Core §9).
-func (e *Engine) authAssertion(ctx context.Context, cred *ClientCredentials, endpoint string) (*Client, error) {
+func (e *Engine) authAssertion(ctx context.Context, cred *ClientCredentials) (*Client, error) {
 	if cred.AssertionType != AssertionTypeJWTBearer {
 		return nil, invalidClient("client_assertion_type must be " + AssertionTypeJWTBearer)
 	}
@@ -159,6 +154,11 @@ func (e *Engine) authAssertion(ctx context.Context, cred *ClientCredentials, end
 		if err != nil {
 			return nil, Wrap(CodeInvalidClient, err, "client authentication failed")
 		}
+		if n := hmacKeyBytes(alg); len(secret) < n {
+			// Registered before secrets were checked: refused by name
+			// rather than as a signature that cannot verify.
+			return nil, invalidClient(fmt.Sprintf("the client's secret is shorter than the %d bytes %s needs; rotate it", n, alg))
+		}
 		key = []byte(secret)
 	case AuthPrivateKey:
 		if hmacAlg {
@@ -179,25 +179,19 @@ func (e *Engine) authAssertion(ctx context.Context, cred *ClientCredentials, end
 	if err := tok.Claims(key, &claims); err != nil {
 		return nil, invalidClient("client_assertion signature does not verify")
 	}
-	if err := e.checkAssertionClaims(ctx, c, &claims, endpoint); err != nil {
+	if err := e.checkAssertionClaims(ctx, c, &claims); err != nil {
 		return nil, err
 	}
 	return c, nil
 }
 
-func (e *Engine) checkAssertionClaims(ctx context.Context, c *Client, cl *jwt.Claims, endpoint string) error {
+func (e *Engine) checkAssertionClaims(ctx context.Context, c *Client, cl *jwt.Claims) error {
 	now := e.now()
 	if cl.Issuer != c.ID || cl.Subject != c.ID {
 		return invalidClient("assertion iss and sub must be the client_id")
 	}
-	audOK := false
-	for _, a := range []string{e.cfg.Issuer + PathToken, e.cfg.Issuer, endpoint} {
-		if a != "" && slices.Contains([]string(cl.Audience), a) {
-			audOK = true
-		}
-	}
-	if !audOK {
-		return invalidClient("assertion aud must contain the token endpoint URL or the issuer")
+	if !e.assertionAudience(cl.Audience) {
+		return invalidClient("assertion aud must be the issuer or the token endpoint URL")
 	}
 	if cl.Expiry == nil || !now.Before(cl.Expiry.Time()) {
 		return invalidClient("assertion has expired or has no exp")
@@ -227,6 +221,41 @@ func (e *Engine) checkAssertionClaims(ctx context.Context, c *Client, cl *jwt.Cl
 	return nil
 }
 
+// assertionAudience reports whether aud names this server and nothing
+// else: the issuer or the token endpoint URL (RFC 7523 §3 item 3), as a
+// string or an array holding only those, on every endpoint that accepts
+// assertions. A value naming anyone else could be replayed by them.
+func (e *Engine) assertionAudience(aud jwt.Audience) bool {
+	if len(aud) == 0 {
+		return false
+	}
+	for _, a := range aud {
+		if a != e.cfg.Issuer && a != e.cfg.Issuer+PathToken {
+			return false
+		}
+	}
+	return true
+}
+
+// hmacKeyBytes is the shortest client_secret_jwt secret for alg: the size
+// of the hash output (RFC 7518 §3.2). An unknown or absent alg gets the
+// HS256 floor.
+func hmacKeyBytes(alg string) int {
+	switch alg {
+	case string(jose.HS384):
+		return 48
+	case string(jose.HS512):
+		return 64
+	}
+	return 32
+}
+
+// newHMACSecret is a generated client_secret_jwt secret: 512 random bits,
+// long enough for HS512 and so for any alg the client uses.
+func newHMACSecret() string {
+	return base64.RawURLEncoding.EncodeToString(randomBytes(64))
+}
+
 // clientKey finds the public key of a private_key_jwt client, inline or
 // from its jwks_uri.
 func (e *Engine) clientKey(ctx context.Context, c *Client, kid, alg string) (any, error) {
@@ -251,49 +280,4 @@ func (e *Engine) clientKey(ctx context.Context, c *Client, kid, alg string) (any
 		}
 	}
 	return nil, invalidClient("no key of the client matches the assertion")
-}
-
-// remoteJWKS caches clients' JWK Sets fetched from jwks_uri for 5 minutes.
-type remoteJWKS struct {
-	client *http.Client
-	mu     sync.Mutex
-	cache  map[string]cachedSet
-}
-
-type cachedSet struct {
-	set     *jose.JSONWebKeySet
-	fetched time.Time
-}
-
-func newRemoteJWKS(c *http.Client) *remoteJWKS {
-	return &remoteJWKS{client: c, cache: map[string]cachedSet{}}
-}
-
-func (r *remoteJWKS) fetch(ctx context.Context, uri string) (*jose.JSONWebKeySet, error) {
-	r.mu.Lock()
-	c, ok := r.cache[uri]
-	r.mu.Unlock()
-	if ok && time.Since(c.fetched) < 5*time.Minute {
-		return c.set, nil
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, uri, nil)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := r.client.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("jwks_uri answered %d", resp.StatusCode)
-	}
-	var set jose.JSONWebKeySet
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&set); err != nil {
-		return nil, err
-	}
-	r.mu.Lock()
-	r.cache[uri] = cachedSet{set: &set, fetched: time.Now()}
-	r.mu.Unlock()
-	return &set, nil
 }

@@ -10,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -27,9 +26,9 @@ type Config struct {
 	Now func() time.Time
 	// Hooks runs scripts; nil runs none.
 	Hooks *hooks.Dispatcher
-	// HTTPClient fetches clients' jwks_uri; nil means a client with a
-	// 5 second timeout.
-	HTTPClient *http.Client
+	// JWKSURI guards and caches the fetch of clients' jwks_uri
+	// (docs/client-auth.md).
+	JWKSURI JWKSURIConfig
 	// RefreshInterval is how often shared state (properties, keys,
 	// scripts) is reloaded from the store; default 2s (changes must reach every instance within 5s).
 	RefreshInterval time.Duration
@@ -74,7 +73,7 @@ type Engine struct {
 	kek          *sealer
 	sealKeyPlain bool
 	hooks        *hooks.Dispatcher
-	jwks         *remoteJWKS
+	jwks         *jwksFetcher
 	// clients caches hot-path client reads for RefreshInterval.
 	clients *clientCache
 	// scriptsVersion is the store's script version last loaded.
@@ -109,9 +108,6 @@ func New(ctx context.Context, cfg Config, st Stores) (*Engine, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	if cfg.HTTPClient == nil {
-		cfg.HTTPClient = &http.Client{Timeout: 5 * time.Second}
-	}
 	if cfg.MaxScriptMemoryMB <= 0 {
 		cfg.MaxScriptMemoryMB = 256
 	}
@@ -123,7 +119,7 @@ func New(ctx context.Context, cfg Config, st Stores) (*Engine, error) {
 	}
 	cfg.Issuer = strings.TrimRight(cfg.Issuer, "/")
 	e := &Engine{cfg: cfg, st: st, log: cfg.Logger, now: cfg.Now, hooks: cfg.Hooks}
-	e.jwks = newRemoteJWKS(cfg.HTTPClient)
+	e.jwks = newJWKSFetcher(cfg.JWKSURI, cfg.Now)
 	e.hashes = newHashBudget(cfg.PasswordHashMemoryMB, cfg.PasswordHashWait)
 	e.logins = newGuard(cfg.LoginThrottle, cfg.Now)
 	e.clientAuths = newGuard(cfg.ClientAuthThrottle, cfg.Now)

@@ -128,7 +128,7 @@ func (e *Engine) introspectionCaller(ctx context.Context, req *IntrospectionRequ
 	if req.Credentials.Empty() {
 		return "", invalidClient("client authentication or a bearer token is required")
 	}
-	c, err := e.AuthenticateClient(ctx, &req.Credentials, e.cfg.Issuer+PathIntrospect)
+	c, err := e.AuthenticateClient(ctx, &req.Credentials)
 	if err != nil {
 		return "", err
 	}
@@ -239,7 +239,7 @@ type RevocationRequest struct {
 // Unknown tokens are not an error (RFC 7009 §2.2). Revoking a refresh
 // token revokes every token of its grant.
 func (e *Engine) Revoke(ctx context.Context, req *RevocationRequest) error {
-	c, err := e.AuthenticateClient(ctx, &req.Credentials, e.cfg.Issuer+PathRevoke)
+	c, err := e.AuthenticateClient(ctx, &req.Credentials)
 	if err != nil {
 		return err
 	}

@@ -33,18 +33,7 @@ func (s *lostAnswers) RotateRefreshToken(ctx context.Context, oldID string, now 
 	return ok, err
 }
 
-// testClock is a settable clock for the engine.
-type testClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *testClock) now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *testClock) advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
+// testClock is in jwksuri_test.go.
 
 type reuseFixture struct {
 	e      *engine.Engine

@@ -81,7 +81,7 @@ func (e *Engine) Token(ctx context.Context, req *TokenRequest) (*TokenResponse, 
 	if !KnownGrant(req.GrantType) {
 		return nil, Errorf(CodeUnsupportedGrantType, "grant_type %q is not supported", req.GrantType)
 	}
-	client, err := e.AuthenticateClient(ctx, &req.Credentials, e.cfg.Issuer+PathToken)
+	client, err := e.AuthenticateClient(ctx, &req.Credentials)
 	if err != nil {
 		return nil, err
 	}
