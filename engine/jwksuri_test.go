@@ -46,6 +46,8 @@ func (c *testClock) advance(d time.Duration) {
 }
 
 // newAssertionEngine is an engine on a fresh SQLite file with a test clock.
+// Its client-authentication throttle is off: these tests fail on purpose
+// many times in a row (the throttle has tests of its own).
 func newAssertionEngine(t testing.TB, cfg engine.JWKSURIConfig) (*engine.Engine, *testClock, engine.Stores) {
 	t.Helper()
 	ctx := context.Background()
@@ -56,7 +58,7 @@ func newAssertionEngine(t testing.TB, cfg engine.JWKSURIConfig) (*engine.Engine,
 	t.Cleanup(func() { store.Close() })
 	clk := &testClock{t: time.Now()}
 	e, err := engine.New(ctx, engine.Config{Issuer: testIssuer, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-		Now: clk.now, JWKSURI: cfg}, store.Stores())
+		Now: clk.now, JWKSURI: cfg, ClientAuthThrottle: engine.Throttle{Free: -1}}, store.Stores())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"html"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/netip"
@@ -303,13 +302,7 @@ func TestClientAuthThrottle(t *testing.T) {
 		}
 	})
 	t.Run("metrics", func(t *testing.T) {
-		r, err := http.Get(h.url + "/metrics")
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, _ := io.ReadAll(r.Body)
-		r.Body.Close()
-		m := string(b)
+		m := string(h.metrics())
 		for _, want := range []string{
 			`keyhook_auth_failures_total{kind="client",method="client_secret_basic",reason="invalid_credentials"} 6`,
 			`keyhook_auth_failures_total{kind="client",method="client_secret_basic",reason="unknown_client"} 9`,

@@ -70,7 +70,12 @@ func TestHostileScriptsAreStopped(t *testing.T) {
 				if in["active"] != true || in["survived"] != nil {
 					t.Fatalf("introspection = %v, want active without the script's edits", in)
 				}
-				if limit := time.Duration(group.timeoutMS)*time.Millisecond + 3*time.Second; took > limit {
+				// The slack covers starting a worker and setting up the
+				// script's runtime, which do not count against its
+				// deadline and take seconds on a loaded 2-core -race run
+				// (3.25 s was seen beside the other packages' tests); the
+				// scripts package checks the kill at the deadline itself.
+				if limit := time.Duration(group.timeoutMS)*time.Millisecond + 8*time.Second; took > limit {
 					t.Fatalf("introspection took %v, want < %v", took, limit)
 				}
 				if in := h.introspect(bystander); in["polite"] != true {
