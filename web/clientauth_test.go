@@ -2,9 +2,11 @@ package web_test
 
 import (
 	"crypto/ecdsa"
+	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
 	"encoding/base64"
+	"encoding/json"
 	"net/http"
 	"net/url"
 	"strings"
@@ -113,7 +115,13 @@ func TestAssertionAudience(t *testing.T) {
 				}
 				return
 			}
-			wantError(t, r, http.StatusUnauthorized, "invalid_client")
+			// Without Basic, invalid_client is 400 except at the
+			// introspection endpoint (RFC 6749 §5.2, RFC 7662 §2.1).
+			status := http.StatusBadRequest
+			if tc.endpoint == "/oauth2/introspect" {
+				status = http.StatusUnauthorized
+			}
+			wantError(t, r, status, "invalid_client")
 		})
 	}
 }
@@ -182,4 +190,82 @@ func TestClientSecretJWTSecretLength(t *testing.T) {
 			t.Fatalf("HS256 keeps the 40-byte secret: %d %s", r.status, r.body)
 		}
 	})
+}
+
+// signEd25519 signs claims as a compact JWS with RFC 9864's alg name
+// "Ed25519" (go-jose only writes "EdDSA").
+func signEd25519(key ed25519.PrivateKey, alg, kid string, claims map[string]any) string {
+	hdr, _ := json.Marshal(map[string]any{"alg": alg, "kid": kid, "typ": "JWT"})
+	payload, _ := json.Marshal(claims)
+	input := base64.RawURLEncoding.EncodeToString(hdr) + "." + base64.RawURLEncoding.EncodeToString(payload)
+	return input + "." + base64.RawURLEncoding.EncodeToString(ed25519.Sign(key, []byte(input)))
+}
+
+// TestEd25519Assertions: private_key_jwt accepts RFC 9864's "Ed25519"
+// and its older alias "EdDSA" (RFC 8037 §3.1) with an Ed25519 key, as one
+// algorithm, and refuses what does not verify.
+func TestEd25519Assertions(t *testing.T) {
+	h := newHarness(t)
+	pub, priv, _ := ed25519.GenerateKey(rand.Reader)
+	_, other, _ := ed25519.GenerateKey(rand.Reader)
+	for _, reg := range []struct{ id, alg, jwkAlg string }{
+		{"ed-any", "", ""},
+		{"ed-new", "Ed25519", "Ed25519"},
+		{"ed-old", "EdDSA", "EdDSA"},
+	} {
+		doc := map[string]any{"client_id": reg.id, "token_endpoint_auth_method": "private_key_jwt", "scope": "a",
+			"jwks": map[string]any{"keys": []any{map[string]any{"kty": "OKP", "crv": "Ed25519", "kid": "ed", "use": "sig",
+				"alg": reg.jwkAlg, "x": base64.RawURLEncoding.EncodeToString(pub)}}}}
+		if reg.alg != "" {
+			doc["token_endpoint_auth_signing_alg"] = reg.alg
+		}
+		if reg.jwkAlg == "" {
+			delete(doc["jwks"].(map[string]any)["keys"].([]any)[0].(map[string]any), "alg")
+		}
+		h.createClient(doc)
+	}
+	token := func(a string) *response {
+		return h.form("/oauth2/token", assertionValues(a, url.Values{"grant_type": {"client_credentials"}}), "", "")
+	}
+	for _, id := range []string{"ed-any", "ed-new", "ed-old"} {
+		for _, alg := range []string{"Ed25519", "EdDSA"} {
+			t.Run(id+" "+alg, func(t *testing.T) {
+				if r := token(signEd25519(priv, alg, "ed", assertionClaims(id, h.url+"/oauth2/token"))); r.status != http.StatusOK {
+					t.Fatalf("got %d %s", r.status, r.body)
+				}
+			})
+		}
+	}
+	tampered := signEd25519(priv, "Ed25519", "ed", assertionClaims("ed-new", h.url+"/oauth2/token"))
+	parts := strings.Split(tampered, ".")
+	forged, _ := json.Marshal(assertionClaims("ed-old", h.url+"/oauth2/token"))
+	for name, a := range map[string]string{
+		"another key":      signEd25519(other, "Ed25519", "ed", assertionClaims("ed-new", h.url+"/oauth2/token")),
+		"payload swapped":  parts[0] + "." + base64.RawURLEncoding.EncodeToString(forged) + "." + parts[2],
+		"short signature":  parts[0] + "." + parts[1] + "." + parts[2][:20],
+		"no signature":     parts[0] + "." + parts[1] + ".",
+		"four segments":    tampered + ".x",
+		"another audience": signEd25519(priv, "Ed25519", "ed", assertionClaims("ed-new", "https://rs.example")),
+		"crit header":      critEd25519(priv, h.url+"/oauth2/token"),
+		"replayed jti":     tampered,
+		"malformed header": "e30K." + parts[1] + "." + parts[2],
+	} {
+		t.Run(name, func(t *testing.T) {
+			if name == "replayed jti" {
+				if r := token(a); r.status != http.StatusOK {
+					t.Fatalf("first use: %d %s", r.status, r.body)
+				}
+			}
+			wantError(t, token(a), http.StatusBadRequest, "invalid_client")
+		})
+	}
+}
+
+// critEd25519 is a valid assertion but for a crit header keyhook does not
+// understand (RFC 7515 §4.1.11: it must be refused).
+func critEd25519(key ed25519.PrivateKey, aud string) string {
+	hdr, _ := json.Marshal(map[string]any{"alg": "Ed25519", "kid": "ed", "crit": []string{"exp"}, "exp": 1})
+	payload, _ := json.Marshal(assertionClaims("ed-new", aud))
+	input := base64.RawURLEncoding.EncodeToString(hdr) + "." + base64.RawURLEncoding.EncodeToString(payload)
+	return input + "." + base64.RawURLEncoding.EncodeToString(ed25519.Sign(key, []byte(input)))
 }

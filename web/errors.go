@@ -107,12 +107,28 @@ func (s *Server) handleError(err error, c echo.Context) {
 	h := c.Response().Header()
 	switch oe.Code {
 	case engine.CodeInvalidClient:
-		h.Set("WWW-Authenticate", `Basic realm="keyhook"`)
+		// 401 with a challenge when the client tried the Authorization
+		// header, 400 otherwise (RFC 6749 §5.2). Introspection is a
+		// protected resource (RFC 7662 §2.1): a caller it cannot
+		// authenticate is always 401 there (README "Admin API" has the
+		// introspection rules).
+		if triedBasic(c.Request()) || c.Path() == engine.PathIntrospect {
+			h.Set("WWW-Authenticate", `Basic realm="keyhook"`)
+		} else {
+			status = http.StatusBadRequest
+		}
 	case engine.CodeInvalidToken, engine.CodeInsufficientScope:
 		h.Set("WWW-Authenticate", fmt.Sprintf(`Bearer realm="keyhook", error=%s, error_description=%s`,
 			challenge(string(oe.Code)), challenge(oe.Description)))
 	}
 	writeError(c, status, oe)
+}
+
+// triedBasic reports whether r carries HTTP Basic credentials (RFC 7617
+// §2; the scheme is case-insensitive, RFC 9110 §11.1).
+func triedBasic(r *http.Request) bool {
+	scheme, _, _ := strings.Cut(strings.TrimSpace(r.Header.Get("Authorization")), " ")
+	return strings.EqualFold(scheme, "Basic")
 }
 
 func writeError(c echo.Context, status int, oe *engine.Error) {

@@ -27,7 +27,7 @@ func TestErrorLogLevels(t *testing.T) {
 		{"storage down", engine.Wrap(engine.CodeTemporarilyUnavailable, errors.New("connection refused"), "try again"), 503, "ERROR"},
 		{"a bug", errors.New("nil map"), 500, "ERROR"},
 		{"a wrapped server error", fmt.Errorf("issuing: %w", engine.Wrap(engine.CodeServerError, errors.New("sign"), "x")), 500, "ERROR"},
-		{"client mistake with a cause", engine.Wrap(engine.CodeInvalidClient, errors.New("jwks_uri: 404"), "the client's jwks_uri cannot be read"), 401, "INFO"},
+		{"client mistake with a cause", engine.Wrap(engine.CodeInvalidClient, errors.New("jwks_uri: 404"), "the client's jwks_uri cannot be read"), 400, "INFO"},
 		{"client mistake", engine.Errorf(engine.CodeInvalidRequest, "grant_type is missing"), 400, ""},
 		{"not found", engine.Errorf(engine.CodeNotFound, "client x does not exist"), 404, ""},
 		{"forbidden", engine.Errorf(engine.CodeInsufficientScope, "no"), 403, ""},

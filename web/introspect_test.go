@@ -322,7 +322,7 @@ func TestRevocation(t *testing.T) {
 		}
 	})
 	t.Run("client authentication required", func(t *testing.T) {
-		wantError(t, h.form("/oauth2/revoke", url.Values{"token": {f.opaque}}, "", ""), 401, "invalid_client")
+		wantError(t, h.form("/oauth2/revoke", url.Values{"token": {f.opaque}}, "", ""), 400, "invalid_client")
 		wantError(t, h.form("/oauth2/revoke", url.Values{"token": {f.opaque}}, "opaque", "bad"), 401, "invalid_client")
 	})
 	t.Run("missing token", func(t *testing.T) {
