@@ -97,7 +97,7 @@ func (e *Engine) clientFromDoc(ctx context.Context, doc *ClientDoc) (*Client, er
 		return nil, fieldError("token_endpoint_auth_method", "unknown method %q", c.AuthMethod)
 	}
 	if c.AuthSigningAlg != "" {
-		okAlgs := []string{"RS256", "PS256", "ES256", "EdDSA"}
+		okAlgs := []string{"RS256", "PS256", "ES256", AlgEd25519, "EdDSA"}
 		if c.AuthMethod == AuthSecretJWT {
 			okAlgs = []string{"HS256", "HS384", "HS512"}
 		}

@@ -125,14 +125,12 @@ func (e *Engine) authAssertion(ctx context.Context, cred *ClientCredentials) (*C
 	if cred.Assertion == "" {
 		return nil, Errorf(CodeInvalidRequest, "client_assertion is missing")
 	}
-	tok, err := jwt.ParseSigned(cred.Assertion, []jose.SignatureAlgorithm{
-		jose.HS256, jose.HS384, jose.HS512, jose.RS256, jose.PS256, jose.ES256, jose.EdDSA,
-	})
-	if err != nil || len(tok.Headers) != 1 {
+	tok, err := parseAssertion(cred.Assertion)
+	if err != nil {
 		return nil, invalidClient("client_assertion is not a valid signed JWT")
 	}
 	var unverified jwt.Claims
-	if err := tok.UnsafeClaimsWithoutVerification(&unverified); err != nil || unverified.Issuer == "" {
+	if err := tok.unverifiedClaims(&unverified); err != nil || unverified.Issuer == "" {
 		return nil, invalidClient("client_assertion has no iss")
 	}
 	if cred.ClientID != "" && cred.ClientID != unverified.Issuer {
@@ -142,7 +140,7 @@ func (e *Engine) authAssertion(ctx context.Context, cred *ClientCredentials) (*C
 	if err != nil {
 		return nil, err
 	}
-	alg := tok.Headers[0].Algorithm
+	alg := tok.alg
 	hmacAlg := alg == string(jose.HS256) || alg == string(jose.HS384) || alg == string(jose.HS512)
 	var key any
 	switch c.AuthMethod {
@@ -164,7 +162,7 @@ func (e *Engine) authAssertion(ctx context.Context, cred *ClientCredentials) (*C
 		if hmacAlg {
 			return nil, invalidClient("private_key_jwt needs an asymmetric assertion")
 		}
-		k, err := e.clientKey(ctx, c, tok.Headers[0].KeyID, alg)
+		k, err := e.clientKey(ctx, c, tok.kid, alg)
 		if err != nil {
 			return nil, err
 		}
@@ -172,11 +170,11 @@ func (e *Engine) authAssertion(ctx context.Context, cred *ClientCredentials) (*C
 	default:
 		return nil, invalidClient("client authentication failed")
 	}
-	if c.AuthSigningAlg != "" && c.AuthSigningAlg != alg {
+	if c.AuthSigningAlg != "" && !sameAlg(c.AuthSigningAlg, alg) {
 		return nil, invalidClient("assertion must be signed with " + c.AuthSigningAlg)
 	}
 	var claims jwt.Claims
-	if err := tok.Claims(key, &claims); err != nil {
+	if err := tok.claims(key, &claims); err != nil {
 		return nil, invalidClient("client_assertion signature does not verify")
 	}
 	if err := e.checkAssertionClaims(ctx, c, &claims); err != nil {
@@ -275,7 +273,7 @@ func (e *Engine) clientKey(ctx context.Context, c *Client, kid, alg string) (any
 		return nil, invalidClient("the client has no keys")
 	}
 	for _, k := range set.Keys {
-		if (kid == "" || k.KeyID == kid) && (k.Algorithm == "" || k.Algorithm == alg) && k.Use != "enc" {
+		if (kid == "" || k.KeyID == kid) && (k.Algorithm == "" || sameAlg(k.Algorithm, alg)) && k.Use != "enc" {
 			return k.Public().Key, nil
 		}
 	}

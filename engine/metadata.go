@@ -86,7 +86,7 @@ func (e *Engine) buildMetadata(ctx context.Context) (map[string]any, error) {
 	sort.Strings(scopeList)
 	iss := e.cfg.Issuer
 	authMethods := []string{"client_secret_basic", "client_secret_post", "client_secret_jwt", "private_key_jwt"}
-	assertionAlgs := []string{"HS256", "HS384", "HS512", "RS256", "PS256", "ES256", "EdDSA"}
+	assertionAlgs := []string{"HS256", "HS384", "HS512", "RS256", "PS256", "ES256", AlgEd25519, "EdDSA"}
 	return map[string]any{
 		"issuer":                                           iss,
 		"authorization_endpoint":                           iss + PathAuthorize,
