@@ -106,7 +106,11 @@ func addressKey(addr string) string {
 // LRU of fixed-size keys. It is safe for concurrent use.
 type throttle struct {
 	free int
-	max  time.Duration
+	// serial: once a key has failed, attempts past its free failures
+	// are admitted one at a time (identities; not addresses, which carry
+	// many honest callers at once).
+	serial bool
+	max    time.Duration
 	now  func() time.Time
 	mu   sync.Mutex
 	keys *simplelru.LRU[[32]byte, *failures]
@@ -120,17 +124,21 @@ type failures struct {
 	pending int       // attempts admitted and not yet ended
 }
 
-func newThrottle(free int, max time.Duration, size int, now func() time.Time) *throttle {
+func newThrottle(free int, serial bool, max time.Duration, size int, now func() time.Time) *throttle {
 	if free < 0 {
 		return nil
 	}
 	keys, _ := simplelru.NewLRU[[32]byte, *failures](size, nil)
-	return &throttle{free: free, max: max, now: now, keys: keys}
+	return &throttle{free: free, serial: serial, max: max, now: now, keys: keys}
 }
 
-// admit reserves an attempt for key, or says how long to wait. Past its
-// free failures a key is checked one attempt at a time, so concurrent
-// guesses cannot outrun the count.
+// admit reserves an attempt for key, or says how long to wait. A key that
+// has failed is, for a serial throttle, checked one attempt at a time
+// once its failures and attempts in flight reach its free ones, so
+// concurrent guesses cannot outrun the count. A key without failures is
+// never held back: concurrent honest attempts (a resource server
+// introspecting in parallel, one user on several devices) are not
+// failures, and the first burst of guesses is counted when it ends.
 func (t *throttle) admit(key string) (*failures, time.Duration) {
 	if t == nil || key == "" {
 		return nil, 0
@@ -151,7 +159,7 @@ func (t *throttle) admit(key string) (*failures, time.Duration) {
 	if now.Before(f.until) {
 		return nil, f.until.Sub(now)
 	}
-	if f.count+f.pending >= t.free && f.pending > 0 {
+	if t.serial && f.count > 0 && f.count+f.pending >= t.free && f.pending > 0 {
 		return nil, throttleBusyRetry
 	}
 	f.pending++
@@ -205,8 +213,8 @@ func newGuard(cfg Throttle, now func() time.Time) *guard {
 		return &guard{}
 	}
 	return &guard{
-		id:   newThrottle(cfg.Free, cfg.MaxBackoff, cfg.Keys, now),
-		addr: newThrottle(cfg.Free*addressFreeFactor, cfg.MaxBackoff, cfg.Keys, now),
+		id:   newThrottle(cfg.Free, true, cfg.MaxBackoff, cfg.Keys, now),
+		addr: newThrottle(cfg.Free*addressFreeFactor, false, cfg.MaxBackoff, cfg.Keys, now),
 	}
 }
 

@@ -143,7 +143,7 @@ func TestPasswordHashBudget(t *testing.T) {
 // admission past the free failures and the memory bound.
 func TestThrottle(t *testing.T) {
 	clk := &testClock{t: time.Unix(1_800_000_000, 0)}
-	th := newThrottle(2, 4*time.Second, 100, clk.now)
+	th := newThrottle(2, true, 4*time.Second, 100, clk.now)
 	fail := func() {
 		t.Helper()
 		f, wait := th.admit("k")
@@ -157,6 +157,22 @@ func TestThrottle(t *testing.T) {
 		th.end(f, false, false)
 		return w
 	}
+	t.Run("honest attempts at once are never held back", func(t *testing.T) {
+		for _, serial := range []bool{true, false} {
+			th := newThrottle(2, serial, 4*time.Second, 100, clk.now)
+			var admitted []*failures
+			for range 50 {
+				f, w := th.admit("busy")
+				if w != 0 {
+					t.Fatalf("serial %v: attempt %d refused, wait %v", serial, len(admitted), w)
+				}
+				admitted = append(admitted, f)
+			}
+			for _, f := range admitted {
+				th.end(f, false, true)
+			}
+		}
+	})
 	fail()
 	fail()
 	if w := waitOf(); w != 0 {

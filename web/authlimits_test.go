@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -345,6 +346,50 @@ func TestThrottleBehindTrustedProxy(t *testing.T) {
 		t.Run(tc.from, func(t *testing.T) {
 			if r := try("other", tc.from); r.status != tc.status {
 				t.Fatalf("%d %s", r.status, r.body)
+			}
+		})
+	}
+}
+
+// TestThrottleLetsHonestConcurrencyThrough: many honest attempts at once,
+// of one client or one user from one address, are not failures and are
+// never throttled (a resource server introspects in parallel; the soak
+// run found them answered 429 when attempts in flight counted as
+// failures to be).
+func TestThrottleLetsHonestConcurrencyThrough(t *testing.T) {
+	h := newHarness(t, withThrottles())
+	h.createClient(map[string]any{"client_id": "rs", "client_secret": "rs-secret"})
+	h.createClient(map[string]any{"client_id": "app", "client_secret": "app-secret", "grant_types": []string{"password"}})
+	if r := h.admin(http.MethodPost, "/users", map[string]any{"username": "carol", "password": "carol-password"}); r.status != http.StatusCreated {
+		t.Fatalf("create user: %d %s", r.status, r.body)
+	}
+	tok := h.mustToken("rs", "rs-secret", "").AccessToken
+	for _, tc := range []struct {
+		name string
+		n    int
+		call func() *response
+	}{
+		{"introspection by one client", 40, func() *response {
+			return h.form("/oauth2/introspect", url.Values{"token": {tok}}, "rs", "rs-secret")
+		}},
+		{"password grants of one user", 12, func() *response {
+			return h.form("/oauth2/token", url.Values{"grant_type": {"password"}, "username": {"carol"}, "password": {"carol-password"}}, "app", "app-secret")
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var wg sync.WaitGroup
+			got := make([]*response, tc.n)
+			start := make(chan struct{})
+			for i := range tc.n {
+				wg.Add(1)
+				go func() { defer wg.Done(); <-start; got[i] = tc.call() }()
+			}
+			close(start)
+			wg.Wait()
+			for i, r := range got {
+				if r.status != http.StatusOK {
+					t.Fatalf("attempt %d: %d %s", i, r.status, r.body)
+				}
 			}
 		})
 	}
