@@ -111,9 +111,9 @@ type throttle struct {
 	// many honest callers at once).
 	serial bool
 	max    time.Duration
-	now  func() time.Time
-	mu   sync.Mutex
-	keys *simplelru.LRU[[32]byte, *failures]
+	now    func() time.Time
+	mu     sync.Mutex
+	keys   *simplelru.LRU[[32]byte, *failures]
 }
 
 type failures struct {
