@@ -63,6 +63,9 @@ type harnessCfg struct {
 	breakerOff bool
 	proxies    []netip.Prefix
 	throttles  bool
+	// hashMB, hashWait: the password-hashing budget (0: defaults).
+	hashMB   int
+	hashWait time.Duration
 }
 
 func withWorkers(n int) harnessOpt { return func(c *harnessCfg) { c.workers = n } }
@@ -76,6 +79,11 @@ func withBreakerOff() harnessOpt { return func(c *harnessCfg) { c.breakerOff = t
 // withThrottles turns on the failure throttles with their defaults
 // (docs/auth-limits.md); other tests fail authentications at will.
 func withThrottles() harnessOpt { return func(c *harnessCfg) { c.throttles = true } }
+
+// withPasswordHashing sets the password-hashing budget and its wait.
+func withPasswordHashing(mb int, wait time.Duration) harnessOpt {
+	return func(c *harnessCfg) { c.hashMB, c.hashWait = mb, wait }
+}
 
 // withTrustedProxies makes the server believe X-Forwarded-For from these networks.
 func withTrustedProxies(p ...netip.Prefix) harnessOpt { return func(c *harnessCfg) { c.proxies = p } }
@@ -115,7 +123,8 @@ func newHarness(t testing.TB, opts ...harnessOpt) *harness {
 	if cfg.breakerOff {
 		disp.Breaker.Threshold = -1
 	}
-	ecfg := engine.Config{Issuer: base, Logger: log, Now: clk.now, Hooks: disp, ScriptBudget: cfg.budget}
+	ecfg := engine.Config{Issuer: base, Logger: log, Now: clk.now, Hooks: disp, ScriptBudget: cfg.budget,
+		PasswordHashMemoryMB: cfg.hashMB, PasswordHashWait: cfg.hashWait}
 	if !cfg.throttles {
 		ecfg.LoginThrottle.Free, ecfg.ClientAuthThrottle.Free = -1, -1
 	}
