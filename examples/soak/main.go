@@ -76,6 +76,9 @@ type issued struct {
 	// unknown is set when a request that may have ended it got no
 	// answer; such a token is not judged.
 	unknown atomic.Bool
+	// revoking is set before a revocation is sent: until its answer
+	// sets ended, the token may be either.
+	revoking atomic.Bool
 }
 
 func (l *ledger) add(t *issued) {
@@ -158,11 +161,14 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	if *keep {
-		fmt.Println("work directory:", work)
-	} else {
-		defer os.RemoveAll(work)
-	}
+	failed := true
+	defer func() {
+		if *keep || failed {
+			fmt.Println("work directory (database, server log):", work)
+		} else {
+			os.RemoveAll(work)
+		}
+	}()
 	bin := filepath.Join(work, "keyhook")
 	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
 		return fmt.Errorf("go build: %v\n%s", err, out)
@@ -327,6 +333,7 @@ loop:
 	if len(failures) > 0 {
 		return errors.New(strings.Join(failures, "\n"))
 	}
+	failed = false
 	fmt.Println("soak: passed")
 	return nil
 }
@@ -477,6 +484,7 @@ func (s *soak) worker(ctx context.Context, r *rand.Rand) {
 			if t.client == "demo-password" {
 				secret = "demo-password-secret"
 			}
+			t.revoking.Store(true)
 			st, err := s.do(http.MethodPost, "/oauth2/revoke", url.Values{"token": {t.token}, "token_type_hint": {"access_token"}}, nil, basic(t.client, secret), nil)
 			s.record("revoke", st, err, 200)
 			if err != nil {
@@ -543,9 +551,13 @@ func (s *soak) introspect(op string, t *issued) bool {
 	if d := t.expires.Sub(now); t.unknown.Load() || d > -5*time.Second && d < 5*time.Second {
 		return true
 	}
+	if !ended && t.revoking.Load() {
+		return true // a revocation of it is in flight
+	}
 	want := !ended && now.Before(t.expires)
-	if got, _ := m["active"].(bool); got != want && !(ended != t.ended.Load()) {
-		s.st.count(op+" (answer)", 0, fmt.Sprintf("%s token of %s: active %v, want %v", t.kind, t.client, got, want))
+	if got, _ := m["active"].(bool); got != want && ended == t.ended.Load() {
+		s.st.count(op+" (answer)", 0, fmt.Sprintf("%s token of %s: active %v, want %v (expires in %s, revoked %v, answer %v)",
+			t.kind, t.client, got, want, t.expires.Sub(now).Round(time.Second), ended, m))
 		return false
 	}
 	return true
@@ -588,7 +600,7 @@ func (s *soak) admin(ctx context.Context) {
 			return
 		case <-tick.C:
 		}
-		if i%300 == 0 {
+		if i%60 == 0 {
 			if err := s.refreshAdmin(); err != nil {
 				s.st.count("admin token", 0, err.Error())
 			}
