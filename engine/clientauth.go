@@ -76,7 +76,7 @@ func (e *Engine) authenticateClient(ctx context.Context, cred *ClientCredentials
 			return nil, err
 		}
 		if c.AuthMethod != AuthNone {
-			return nil, invalidClient("client authentication failed")
+			return nil, registeredFor(c)
 		}
 		return c, nil
 	}
@@ -109,11 +109,23 @@ func (e *Engine) authSecret(ctx context.Context, method AuthMethod, id, secret, 
 	if err != nil {
 		return nil, storeFailure(err)
 	}
-	ok := VerifySecret(c.SecretHash, secret)
-	if !ok || c.AuthMethod != method {
+	// A shared-secret client may send its secret either way (as
+	// golang.org/x/oauth2's auto-detection retries in the body).
+	if c.AuthMethod != AuthSecretBasic && c.AuthMethod != AuthSecretPost {
+		VerifySecret(dummySecretHash, secret) // the same cost either way
+		return nil, registeredFor(c)
+	}
+	if !VerifySecret(c.SecretHash, secret) {
 		return nil, invalidClient("client authentication failed")
 	}
 	return c, nil
+}
+
+// registeredFor is the answer to a client that used another method than
+// the one it is registered for: the description names that method, so a
+// misconfigured client can tell what to change.
+func registeredFor(c *Client) *Error {
+	return invalidClient(fmt.Sprintf("client %s is registered for %s", c.ID, c.AuthMethod))
 }
 
 // authAssertion verifies a client_secret_jwt or private_key_jwt assertion
@@ -168,7 +180,7 @@ func (e *Engine) authAssertion(ctx context.Context, cred *ClientCredentials) (*C
 		}
 		key = k
 	default:
-		return nil, invalidClient("client authentication failed")
+		return nil, registeredFor(c)
 	}
 	if c.AuthSigningAlg != "" && !sameAlg(c.AuthSigningAlg, alg) {
 		return nil, invalidClient("assertion must be signed with " + c.AuthSigningAlg)

@@ -168,9 +168,11 @@ func TestClientAuthenticationMethods(t *testing.T) {
 		{"basic", url.Values{"grant_type": {"client_credentials"}}, "c-basic", "basic-secret", 200, ""},
 		{"basic wrong secret", url.Values{"grant_type": {"client_credentials"}}, "c-basic", "wrong", 401, "invalid_client"},
 		{"basic unknown client", url.Values{"grant_type": {"client_credentials"}}, "nobody", "x", 401, "invalid_client"},
-		{"basic client using post", url.Values{"grant_type": {"client_credentials"}, "client_id": {"c-basic"}, "client_secret": {"basic-secret"}}, "", "", 400, "invalid_client"},
+		{"basic client using post", url.Values{"grant_type": {"client_credentials"}, "client_id": {"c-basic"}, "client_secret": {"basic-secret"}}, "", "", 200, ""},
+		{"basic client using post, wrong secret", url.Values{"grant_type": {"client_credentials"}, "client_id": {"c-basic"}, "client_secret": {"wrong"}}, "", "", 400, "invalid_client"},
 		{"post", url.Values{"grant_type": {"client_credentials"}, "client_id": {"c-post"}, "client_secret": {"post-secret"}}, "", "", 200, ""},
-		{"post client using basic", url.Values{"grant_type": {"client_credentials"}}, "c-post", "post-secret", 401, "invalid_client"},
+		{"post client using basic", url.Values{"grant_type": {"client_credentials"}}, "c-post", "post-secret", 200, ""},
+		{"client_secret_jwt client using basic", url.Values{"grant_type": {"client_credentials"}}, "c-hmac", "x", 401, "invalid_client"},
 		{"two methods at once", url.Values{"grant_type": {"client_credentials"}, "client_secret": {"basic-secret"}}, "c-basic", "basic-secret", 400, "invalid_request"},
 		{"no credentials", url.Values{"grant_type": {"client_credentials"}}, "", "", 400, "invalid_client"},
 		{"client_secret_jwt HS256", assertionForm(signAssertion(t, hmacKey, jose.HS256, "", claims("c-hmac", nil))), "", "", 200, ""},
@@ -387,6 +389,52 @@ func TestDiscovery(t *testing.T) {
 			}
 			if m := r.json["code_challenge_methods_supported"].([]any); len(m) != 1 || m[0] != "S256" {
 				t.Errorf("code_challenge_methods_supported = %v", m)
+			}
+		})
+	}
+}
+
+// TestInvalidClientNamesTheRegisteredMethod: a client that uses another
+// method than its registered one is told which one it is registered for;
+// a shared-secret client may use Basic or the body.
+func TestInvalidClientNamesTheRegisteredMethod(t *testing.T) {
+	h := newHarness(t)
+	h.createClient(map[string]any{"client_id": "m-jwt", "client_secret": strings.Repeat("k", 64), "token_endpoint_auth_method": "client_secret_jwt"})
+	h.createClient(map[string]any{"client_id": "m-post", "client_secret": "post-secret", "token_endpoint_auth_method": "client_secret_post"})
+	h.createClient(map[string]any{"client_id": "m-basic", "client_secret": "basic-secret"})
+	cc := url.Values{"grant_type": {"client_credentials"}}
+	withID := func(id string, extra ...string) url.Values {
+		v := url.Values{"grant_type": {"client_credentials"}, "client_id": {id}}
+		if len(extra) == 1 {
+			v.Set("client_secret", extra[0])
+		}
+		return v
+	}
+	for _, tc := range []struct {
+		name       string
+		vals       url.Values
+		id, secret string
+		status     int
+		method     string // named in the description; "" for a success
+	}{
+		{"secret_jwt client with Basic", cc, "m-jwt", "whatever", 401, "client_secret_jwt"},
+		{"secret_jwt client in the body", withID("m-jwt", "whatever"), "", "", 400, "client_secret_jwt"},
+		{"secret_jwt client with only its id", withID("m-jwt"), "", "", 400, "client_secret_jwt"},
+		{"basic client with only its id", withID("m-basic"), "", "", 400, "client_secret_basic"},
+		{"post client with Basic", cc, "m-post", "post-secret", 200, ""},
+		{"basic client in the body", withID("m-basic", "basic-secret"), "", "", 200, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := h.form("/oauth2/token", tc.vals, tc.id, tc.secret)
+			if tc.method == "" {
+				if r.status != http.StatusOK {
+					t.Fatalf("got %d %s", r.status, r.body)
+				}
+				return
+			}
+			wantError(t, r, tc.status, "invalid_client")
+			if !strings.Contains(r.str("error_description"), "registered for "+tc.method) {
+				t.Fatalf("description %q does not name %s", r.str("error_description"), tc.method)
 			}
 		})
 	}
