@@ -97,9 +97,9 @@ func (e *Engine) clientFromDoc(ctx context.Context, doc *ClientDoc) (*Client, er
 		return nil, fieldError("token_endpoint_auth_method", "unknown method %q", c.AuthMethod)
 	}
 	if c.AuthSigningAlg != "" {
-		okAlgs := []string{"RS256", "PS256", "ES256", AlgEd25519, "EdDSA"}
+		okAlgs := privateKeyAlgs
 		if c.AuthMethod == AuthSecretJWT {
-			okAlgs = []string{"HS256", "HS384", "HS512"}
+			okAlgs = secretJWTAlgs
 		}
 		if !slices.Contains(okAlgs, c.AuthSigningAlg) {
 			return nil, fieldError("token_endpoint_auth_signing_alg", "must be one of %s", strings.Join(okAlgs, ", "))

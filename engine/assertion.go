@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"slices"
 	"strings"
 
 	jose "github.com/go-jose/go-jose/v4"
@@ -16,10 +17,25 @@ import (
 // §3.1), which keyhook reads as the same algorithm.
 const AlgEd25519 = "Ed25519"
 
-// assertionAlgs are the JWS algorithms a client assertion may use.
-var assertionAlgs = []jose.SignatureAlgorithm{
-	jose.HS256, jose.HS384, jose.HS512, jose.RS256, jose.PS256, jose.ES256, jose.EdDSA,
-}
+// The JWS algorithms a client assertion may use: the HMACs of
+// client_secret_jwt and the signatures of private_key_jwt (Ed25519 under
+// both its names). Registration, discovery and the check use these lists.
+var (
+	secretJWTAlgs  = []string{"HS256", "HS384", "HS512"}
+	privateKeyAlgs = []string{"RS256", "PS256", "ES256", AlgEd25519, "EdDSA"}
+)
+
+// assertionAlgs are the algorithms go-jose parses assertions with (it
+// does not know the name Ed25519, which parseAssertion verifies itself).
+var assertionAlgs = func() []jose.SignatureAlgorithm {
+	var out []jose.SignatureAlgorithm
+	for _, a := range append(slices.Clone(secretJWTAlgs), privateKeyAlgs...) {
+		if a != AlgEd25519 {
+			out = append(out, jose.SignatureAlgorithm(a))
+		}
+	}
+	return out
+}()
 
 // sameAlg reports whether two alg names name one algorithm (Ed25519 and
 // EdDSA do).

@@ -149,8 +149,9 @@ func (t *throttle) admit(key string) (*failures, time.Duration) {
 	defer t.mu.Unlock()
 	f, ok := t.keys.Get(k)
 	if !ok {
-		f = &failures{key: k}
-		t.keys.Add(k, f)
+		// A key without failures is not remembered: honest attempts,
+		// most of them, add nothing to the LRU (end adds a failure's).
+		return &failures{key: k, pending: 1}, 0
 	}
 	forget := max(throttleForget, 2*t.max)
 	if f.pending == 0 && !now.Before(f.until) && now.Sub(f.last) > forget {
@@ -176,6 +177,16 @@ func (t *throttle) end(f *failures, failed, forgive bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	f.pending--
+	switch cur, ok := t.keys.Peek(f.key); {
+	case ok && cur != f:
+		// Admitted without a record (or before it was evicted), while
+		// another attempt's failure made one: that record is the key's.
+		f = cur
+	case !ok && !failed:
+		return // nothing to remember
+	case !ok:
+		t.keys.Add(f.key, f)
+	}
 	switch {
 	case forgive:
 		f.count, f.until = 0, time.Time{}

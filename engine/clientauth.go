@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
@@ -153,7 +154,7 @@ func (e *Engine) authAssertion(ctx context.Context, cred *ClientCredentials) (*C
 		return nil, err
 	}
 	alg := tok.alg
-	hmacAlg := alg == string(jose.HS256) || alg == string(jose.HS384) || alg == string(jose.HS512)
+	hmacAlg := slices.Contains(secretJWTAlgs, alg)
 	var key any
 	switch c.AuthMethod {
 	case AuthSecretJWT:

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -86,7 +87,7 @@ func (e *Engine) buildMetadata(ctx context.Context) (map[string]any, error) {
 	sort.Strings(scopeList)
 	iss := e.cfg.Issuer
 	authMethods := []string{"client_secret_basic", "client_secret_post", "client_secret_jwt", "private_key_jwt"}
-	assertionAlgs := []string{"HS256", "HS384", "HS512", "RS256", "PS256", "ES256", AlgEd25519, "EdDSA"}
+	assertionAlgs := append(slices.Clone(secretJWTAlgs), privateKeyAlgs...)
 	return map[string]any{
 		"issuer":                                           iss,
 		"authorization_endpoint":                           iss + PathAuthorize,
