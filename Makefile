@@ -46,4 +46,4 @@ bench:
 	$(GO) run ./examples/bench
 
 clean:
-	rm -f keyhook keyhook.db keyhook.db-wal keyhook.db-shm
+	rm -f keyhook keyhook.db keyhook.db-wal keyhook.db-shm keyhook.db-keyhook-tokens

@@ -14,6 +14,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	lru "github.com/hashicorp/golang-lru/v2"
+
 	"github.com/keyhook/keyhook/hooks"
 )
 
@@ -76,6 +78,9 @@ type Engine struct {
 	jwks         *jwksFetcher
 	// clients caches hot-path client reads for RefreshInterval.
 	clients *clientCache
+	// verified remembers JWT access tokens whose signature was checked
+	// (keys.go, verifiedJTI).
+	verified *lru.Cache[[32]byte, verifiedJWT]
 	// scriptsVersion is the store's script version last loaded.
 	scriptsVersion atomic.Value
 	// meta is the discovery document (metadata.go).
@@ -124,6 +129,7 @@ func New(ctx context.Context, cfg Config, st Stores) (*Engine, error) {
 	e.logins = newGuard(cfg.LoginThrottle, cfg.Now)
 	e.clientAuths = newGuard(cfg.ClientAuthThrottle, cfg.Now)
 	e.clients = newClientCache(cfg.RefreshInterval)
+	e.verified, _ = lru.New[[32]byte, verifiedJWT](verifiedJWTs)
 	e.props.Store(DefaultProperties())
 	if err := e.reloadProperties(ctx); err != nil {
 		return nil, fmt.Errorf("loading properties: %w", err)

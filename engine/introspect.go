@@ -147,19 +147,13 @@ func (e *Engine) lookupToken(ctx context.Context, value string) (*Token, error) 
 	}
 	id := ""
 	if strings.Count(value, ".") == 2 {
-		claims, err := e.verifyJWT(ctx, value)
-		if err != nil {
+		if id = e.verifiedJTI(ctx, value); id == "" {
 			return nil, nil
 		}
-		jti, _ := claims["jti"].(string)
-		if jti == "" {
-			return nil, nil
-		}
-		id = jti
 	} else {
 		id = TokenHash(value)
 	}
-	t, err := e.st.Tokens.TokenByID(ctx, id)
+	t, err := e.st.Tokens.LookupToken(ctx, id)
 	if errors.Is(err, ErrNotFound) {
 		return nil, nil
 	}

@@ -1,13 +1,13 @@
 package engine
 
 import (
-	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -253,30 +253,55 @@ func (e *Engine) signJWT(typ string, header map[string]any, claims map[string]an
 	return out, k.kid, err
 }
 
-// verifyJWT checks a JWT signed by one of the server's keys and returns
-// its claims; any failure is an error without detail for the caller.
-func (e *Engine) verifyJWT(ctx context.Context, raw string) (map[string]any, error) {
+// verifiedJTI checks a JWT signed by one of the server's keys and returns
+// its jti; any failure is "" without detail for the caller. A JWT once
+// verified is remembered (by its SHA-256) with the key that signed it, and
+// trusted again while that key is still the server's: the signature of a
+// given string under a given key does not change.
+func (e *Engine) verifiedJTI(ctx context.Context, raw string) string {
+	sum := sha256.Sum256([]byte(raw))
+	if v, ok := e.verified.Get(sum); ok {
+		e.keys.mu.RLock()
+		k := e.keys.byID[v.kid]
+		e.keys.mu.RUnlock()
+		if k == v.key {
+			return v.jti
+		}
+	}
 	jws, err := jose.ParseSigned(raw, verifyAlgs)
 	if err != nil || len(jws.Signatures) != 1 {
-		return nil, errors.New("not a JWS")
+		return ""
 	}
 	kid := jws.Signatures[0].Header.KeyID
 	k := e.keyByID(ctx, kid)
 	if k == nil {
-		return nil, errors.New("unknown key")
+		return ""
 	}
 	if jose.SignatureAlgorithm(jws.Signatures[0].Header.Algorithm) != k.alg {
-		return nil, errors.New("algorithm does not match the key")
+		return ""
 	}
 	payload, err := jws.Verify(k.public)
 	if err != nil {
-		return nil, err
+		return ""
 	}
-	var claims map[string]any
-	dec := json.NewDecoder(bytes.NewReader(payload))
-	dec.UseNumber()
-	if err := dec.Decode(&claims); err != nil {
-		return nil, err
+	var claims struct {
+		JTI any `json:"jti"`
 	}
-	return claims, nil
+	if err := json.Unmarshal(payload, &claims); err != nil {
+		return ""
+	}
+	jti, _ := claims.JTI.(string)
+	if jti != "" {
+		e.verified.Add(sum, verifiedJWT{jti: jti, kid: kid, key: k})
+	}
+	return jti
+}
+
+// verifiedJWTs bounds the JWTs verifiedJTI remembers (~200 bytes each).
+const verifiedJWTs = 20_000
+
+// verifiedJWT is a JWT whose signature verifiedJTI checked.
+type verifiedJWT struct {
+	jti, kid string
+	key      *loadedKey
 }

@@ -39,6 +39,12 @@ type TokenStore interface {
 	// CreateTokens stores the tokens of one issuance atomically.
 	CreateTokens(ctx context.Context, tokens ...*Token) error
 	TokenByID(ctx context.Context, id string) (*Token, error)
+	// LookupToken is TokenByID for the hot reads (introspection,
+	// userinfo): it may answer from a cache, but never with a token that
+	// a change made through any store on the same database has changed
+	// since (docs/performance.md). The token is shared and must not be
+	// modified.
+	LookupToken(ctx context.Context, id string) (*Token, error)
 	// RotateRefreshToken marks the refresh token oldID used at now, keeps
 	// successor (when not nil) on it and stores next, atomically, if and
 	// only if oldID is active (unused, unrevoked, unexpired at now). It

@@ -3,6 +3,8 @@ package storage
 import (
 	"context"
 
+	"gorm.io/gorm"
+
 	"github.com/keyhook/keyhook/engine"
 )
 
@@ -48,5 +50,7 @@ func (s *Store) UpdateClient(ctx context.Context, c *engine.Client) error {
 // DeleteClient deletes the client; its tokens and authorization codes go
 // with it (ON DELETE CASCADE). engine.ErrNotFound when there is none.
 func (s *Store) DeleteClient(ctx context.Context, id string) error {
-	return changedOne(s.db.WithContext(ctx).Where("id = ?", id).Delete(&clientRow{}))
+	return translate(s.changeTokens(ctx, func(tx *gorm.DB) error {
+		return changedOne(tx.Where("id = ?", id).Delete(&clientRow{}))
+	}))
 }

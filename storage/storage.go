@@ -6,11 +6,14 @@ package storage
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"github.com/jackc/pgx/v5/pgconn"
 	"log/slog"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"gorm.io/driver/postgres"
@@ -31,9 +34,23 @@ const (
 // every interface of engine.Stores and is safe for concurrent use.
 type Store struct {
 	db      *gorm.DB
+	sqlDB   *sql.DB
 	dialect string
 	// dsn is the DSN Open was given; tests reopen the same database with it.
 	dsn string
+	// stmts are the hot paths' prepared statements, beside gorm.
+	stmts struct {
+		tokenByID *sql.Stmt
+	}
+	tokenCache *tokenCache
+	// inserts feeds the group commits of CreateTokens (tokens.go).
+	inserts chan *pendingInsert
+	closed  chan struct{}
+	// commits counts the batches begun (tests watch it).
+	commits atomic.Int64
+	// stop ends the background work (the PostgreSQL listener, SQLite
+	// checkpoints) and waits for it.
+	stop func()
 }
 
 // Option tunes Open.
@@ -116,7 +133,8 @@ func Open(ctx context.Context, dsn string, opts ...Option) (*Store, error) {
 		sqlDB.SetConnMaxIdleTime(5 * time.Minute)
 		sqlDB.SetConnMaxLifetime(30 * time.Minute)
 	}
-	s := &Store{db: db, dialect: dialect, dsn: dsn}
+	s := &Store{db: db, sqlDB: sqlDB, dialect: dialect, dsn: dsn, stop: func() {}, inserts: make(chan *pendingInsert, maxBatch),
+		closed: make(chan struct{})}
 	if err := sqlDB.PingContext(ctx); err != nil {
 		sqlDB.Close()
 		return nil, fmt.Errorf("storage: connect %s: %w", dialect, err)
@@ -125,7 +143,61 @@ func Open(ctx context.Context, dsn string, opts ...Option) (*Store, error) {
 		sqlDB.Close()
 		return nil, err
 	}
+	if err := s.startHotPaths(ctx, o.logger); err != nil {
+		sqlDB.Close()
+		return nil, fmt.Errorf("storage: %w", err)
+	}
 	return s, nil
+}
+
+// startHotPaths prepares the hot statements and starts the token cache
+// with its change counters (tokencache.go), and on SQLite the checkpointer.
+func (s *Store) startHotPaths(ctx context.Context, log *slog.Logger) error {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	q := "SELECT " + tokenColumns + " FROM tokens WHERE id = ?"
+	if s.dialect == DialectPostgres {
+		q = "SELECT " + tokenColumns + " FROM tokens WHERE id = $1"
+	}
+	var err error
+	if s.stmts.tokenByID, err = s.sqlDB.PrepareContext(ctx, q); err != nil {
+		return err
+	}
+	bg, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() { s.inserter(bg) })
+	switch s.dialect {
+	case DialectSQLite:
+		path := strings.TrimPrefix(s.dsn, "sqlite:")
+		g, err := openSharedGeneration(path+"-keyhook-tokens", log)
+		if err != nil {
+			cancel()
+			return err
+		}
+		s.tokenCache = newTokenCache(g)
+		wg.Go(func() { s.checkpoints(bg, path+"-wal", log) })
+	case DialectPostgres:
+		g := &localGeneration{}
+		s.tokenCache = newTokenCache(g)
+		ready := make(chan struct{})
+		wg.Go(func() { listen(bg, s.dsn, g, log, ready) })
+		// Start with the cache on when the listener comes up promptly;
+		// until then lookups read the database.
+		select {
+		case <-ready:
+		case <-time.After(5 * time.Second):
+		}
+	}
+	var once sync.Once
+	s.stop = func() {
+		once.Do(func() {
+			close(s.closed)
+			cancel()
+			wg.Wait()
+		})
+	}
+	return nil
 }
 
 // sqliteDSN builds the go-sqlite3 DSN for a database file: WAL so readers do
@@ -156,13 +228,19 @@ func (s *Store) Stores() engine.Stores {
 	}
 }
 
-// Close closes the connection pool.
+// Close stops the store's background work and closes the connection pool.
 func (s *Store) Close() error {
-	sqlDB, err := s.db.DB()
-	if err != nil {
-		return err
+	s.stop()
+	if s.stmts.tokenByID != nil {
+		s.stmts.tokenByID.Close()
 	}
-	return sqlDB.Close()
+	err := s.sqlDB.Close()
+	if s.tokenCache != nil {
+		if cerr := s.tokenCache.gen.close(); err == nil {
+			err = cerr
+		}
+	}
+	return err
 }
 
 // Ping checks that the database answers, for readiness probes.
