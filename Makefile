@@ -24,13 +24,15 @@ test: vet
 	$(GO) run ./examples/soak -duration 15s -sample 5s -max-rss-growth 10
 
 # The fuzz targets of scripts/ for 10 s each, of web/ and engine/ (form
-# and Basic parsing, client assertions, JWT access tokens) for 5 s each
+# and Basic parsing, the JSON answer encoder, client assertions, JWT access
+# tokens) for 5 s each
 # (-fuzz takes one target per run); their seeds also run with the tests above.
 fuzz:
 	$(GO) test ./scripts -run '^$$' -fuzz '^FuzzExport$$' -fuzztime 10s
 	$(GO) test ./scripts -run '^$$' -fuzz '^FuzzArgumentView$$' -fuzztime 10s
 	$(GO) test ./web -run '^$$' -fuzz '^FuzzTokenForm$$' -fuzztime 5s
 	$(GO) test ./web -run '^$$' -fuzz '^FuzzBasicHeader$$' -fuzztime 5s
+	$(GO) test ./web -run '^$$' -fuzz '^FuzzAppendJSONString$$' -fuzztime 5s
 	$(GO) test ./engine -run '^$$' -fuzz '^FuzzClientAssertion$$' -fuzztime 5s
 	$(GO) test ./engine -run '^$$' -fuzz '^FuzzJWTAccessToken$$' -fuzztime 5s
 

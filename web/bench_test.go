@@ -2,6 +2,9 @@ package web_test
 
 import (
 	"context"
+	"net/http"
+	"net/http/httptest"
+	"strings"
 	"testing"
 
 	"github.com/keyhook/keyhook/engine"
@@ -24,6 +27,34 @@ func BenchmarkIntrospect(b *testing.B) {
 				res, err := h.eng.Introspect(context.Background(), req)
 				if err != nil || res.Fields["active"] != true {
 					b.Fatal(err, res)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkHandler measures the HTTP handler alone (middleware, form
+// parsing, caller authentication, lookup, answer encoding, logging and
+// metrics) for introspection and issuance, without a socket.
+func BenchmarkHandler(b *testing.B) {
+	h := newHarness(b)
+	h.createClient(map[string]any{"client_id": "opaque", "client_secret": "opaque-secret"})
+	tok := h.mustToken("opaque", "opaque-secret", "").AccessToken
+	handler := h.srv.Config.Handler
+	for _, tc := range []struct{ name, path, body, user, pass string }{
+		{"introspect", engine.PathIntrospect, "token=" + tok, engine.BootstrapAdminID, adminSecret},
+		{"issue", engine.PathToken, "grant_type=client_credentials", "opaque", "opaque-secret"},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				req := httptest.NewRequest(http.MethodPost, tc.path, strings.NewReader(tc.body))
+				req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+				req.SetBasicAuth(tc.user, tc.pass)
+				rec := httptest.NewRecorder()
+				handler.ServeHTTP(rec, req)
+				if rec.Code != http.StatusOK {
+					b.Fatalf("%d %s", rec.Code, rec.Body)
 				}
 			}
 		})

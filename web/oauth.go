@@ -155,7 +155,7 @@ func (s *Server) introspect(c echo.Context) error {
 		}
 		return c.Blob(http.StatusOK, mediaIntrospectionJWT, []byte(jwt))
 	}
-	return c.JSON(http.StatusOK, res.Fields)
+	return writeFields(c, http.StatusOK, res.Fields)
 }
 
 func acceptsIntrospectionJWT(c echo.Context) bool {
