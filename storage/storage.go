@@ -40,7 +40,7 @@ type Store struct {
 	dsn string
 	// stmts are the hot paths' prepared statements, beside gorm.
 	stmts struct {
-		tokenByID *sql.Stmt
+		tokenByID, insertToken *sql.Stmt
 	}
 	tokenCache *tokenCache
 	// inserts feeds the group commits of CreateTokens (tokens.go).
@@ -164,6 +164,12 @@ func (s *Store) startHotPaths(ctx context.Context, log *slog.Logger) error {
 	if s.stmts.tokenByID, err = s.sqlDB.PrepareContext(ctx, q); err != nil {
 		return err
 	}
+	if s.dialect == DialectSQLite {
+		ins := "INSERT INTO tokens (" + tokenColumns + ") VALUES (?" + strings.Repeat(", ?", tokenColumnCount-1) + ")"
+		if s.stmts.insertToken, err = s.sqlDB.PrepareContext(ctx, ins); err != nil {
+			return err
+		}
+	}
 	bg, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	wg.Go(func() { s.inserter(bg) })
@@ -231,8 +237,10 @@ func (s *Store) Stores() engine.Stores {
 // Close stops the store's background work and closes the connection pool.
 func (s *Store) Close() error {
 	s.stop()
-	if s.stmts.tokenByID != nil {
-		s.stmts.tokenByID.Close()
+	for _, st := range []*sql.Stmt{s.stmts.tokenByID, s.stmts.insertToken} {
+		if st != nil {
+			st.Close()
+		}
 	}
 	err := s.sqlDB.Close()
 	if s.tokenCache != nil {

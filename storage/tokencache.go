@@ -123,9 +123,13 @@ func (s *Store) changeTokens(ctx context.Context, fn func(tx *gorm.DB) error) er
 	})
 }
 
-// tokenColumns are the columns readToken scans, in tokenRow's order.
-const tokenColumns = `id, kind, format, client_id, subject, username, scope, grant_type, family_id, audience,
+// tokenColumns are the columns readToken scans and insertRows writes, in
+// tokenRow's order.
+const (
+	tokenColumns = `id, kind, format, client_id, subject, username, scope, grant_type, family_id, audience,
 	key_id, claims, issued_at, expires_at, auth_time, revoked, used_at, successor, successor_until`
+	tokenColumnCount = 19
+)
 
 // readToken reads one token with a prepared statement: the hot read skips
 // gorm's reflection.

@@ -18,7 +18,10 @@ func BenchmarkIntrospect(b *testing.B) {
 	h.createClient(map[string]any{"client_id": "opaque", "client_secret": "s"})
 	h.createClient(map[string]any{"client_id": "jwt", "client_secret": "s", "access_token_as_jwt": true})
 	h.createClient(map[string]any{"client_id": "scripted", "client_secret": "s", "introspection_scripts": []string{"bench"}})
-	for _, id := range []string{"opaque", "jwt", "scripted"} {
+	h.createScript(introspectionScript("bench-inline", `response.department = context.config.d; return true;`,
+		map[string]any{"config": map[string]any{"d": "x"}, "isolation": "inline"}))
+	h.createClient(map[string]any{"client_id": "inline", "client_secret": "s", "introspection_scripts": []string{"bench-inline"}})
+	for _, id := range []string{"opaque", "jwt", "scripted", "inline"} {
 		tok := h.mustToken(id, "s", "").AccessToken
 		req := &engine.IntrospectionRequest{Token: tok, Credentials: engine.ClientCredentials{Basic: true, BasicID: "keyhook-admin", BasicSecret: adminSecret}}
 		b.Run(id, func(b *testing.B) {
