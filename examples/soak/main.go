@@ -41,6 +41,7 @@ var (
 	sample   = flag.Duration("sample", 10*time.Second, "how often RSS and goroutines are sampled")
 	// Growth allowed between the first sample after the warm-up and the
 	// last minute of the run.
+	maxWALMB           = flag.Int("max-wal-mb", 192, "largest allowed size of the SQLite WAL in a sample")
 	maxRSSGrowth       = flag.Float64("max-rss-growth", 0.25, "largest allowed relative growth of the server's RSS")
 	maxGoroutineGrowth = flag.Int("max-goroutine-growth", 64, "largest allowed growth of the server's goroutines")
 	keep               = flag.Bool("keep", false, "keep the work directory (database, server log)")
@@ -224,6 +225,8 @@ func run() error {
 		// Script worker processes and their memory, together.
 		workers    int
 		workersRSS int64
+		// The SQLite WAL's size (README "Performance": it stays bounded).
+		wal int64
 	}
 	var points []point
 	start := time.Now()
@@ -235,8 +238,12 @@ func run() error {
 		for _, k := range kids {
 			kidsRSS += rss(k)
 		}
+		var wal int64
+		if st, err := os.Stat(filepath.Join(work, "keyhook.db-wal")); err == nil {
+			wal = st.Size()
+		}
 		points = append(points, point{at: time.Since(start).Round(time.Second), rss: rss(cmd.Process.Pid), goroutines: s.goroutines(),
-			workers: len(kids), workersRSS: kidsRSS})
+			workers: len(kids), workersRSS: kidsRSS, wal: wal})
 	}
 	sampleNow()
 loop:
@@ -282,9 +289,12 @@ loop:
 	elapsed := time.Since(start)
 	fmt.Printf("\n%d requests in %s (%.0f/s); %d tokens issued, %d introspected at the end, %d wrong\n",
 		total, elapsed.Round(time.Second), float64(total)/elapsed.Seconds(), len(s.led.tokens), checked, wrong)
-	fmt.Println("\nsample\tRSS MiB\tgoroutines\tscript workers\ttheir RSS MiB")
+	fmt.Println("\nsample\tRSS MiB\tgoroutines\tscript workers\ttheir RSS MiB\tWAL MiB")
+	var walPeak int64
 	for _, p := range points {
-		fmt.Printf("%s\t%.1f\t%d\t%d\t%.1f\n", p.at, float64(p.rss)/(1<<20), p.goroutines, p.workers, float64(p.workersRSS)/(1<<20))
+		fmt.Printf("%s\t%.1f\t%d\t%d\t%.1f\t%.1f\n", p.at, float64(p.rss)/(1<<20), p.goroutines, p.workers, float64(p.workersRSS)/(1<<20),
+			float64(p.wal)/(1<<20))
+		walPeak = max(walPeak, p.wal)
 	}
 
 	var failures []string
@@ -296,6 +306,9 @@ loop:
 	}
 	if wrong > 0 {
 		failures = append(failures, fmt.Sprintf("%d tokens introspected wrongly at the end", wrong))
+	}
+	if walPeak > int64(*maxWALMB)<<20 {
+		failures = append(failures, fmt.Sprintf("the WAL grew to %d MiB (more than %d MiB)", walPeak>>20, *maxWALMB))
 	}
 	// Flat: the highest of the fifth after a warm-up fifth against the
 	// highest of the last fifth (the heap breathes with each GC cycle,
