@@ -21,6 +21,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"syscall"
@@ -78,6 +79,8 @@ type options struct {
 	trustedProxies                    []netip.Prefix
 	// jwks_uri fetches (docs/client-auth.md).
 	jwksURIAllowPrivate bool
+	// The Go heap's target (docs/performance.md); 0 leaves Go's defaults.
+	memoryTargetMB int
 }
 
 func parseFlags(name string, args []string, stderr io.Writer) (*options, []string, error) {
@@ -112,6 +115,8 @@ func parseFlags(name string, args []string, stderr io.Writer) (*options, []strin
 		"longest back-off after failed authentications, seconds")
 	proxies := fs.String("trusted-proxies", os.Getenv("KEYHOOK_TRUSTED_PROXIES"),
 		"comma-separated CIDRs of proxies whose X-Forwarded-For is believed (default none: the TCP peer is the address)")
+	fs.IntVar(&o.memoryTargetMB, "memory-target-mb", envInt("KEYHOOK_MEMORY_TARGET_MB", defaultMemoryTargetMB),
+		"heap size the server may reach before collecting garbage often, MiB (GOMEMLIMIT); 0 keeps Go's defaults")
 	allowPrivate, _ := strconv.ParseBool(os.Getenv("KEYHOOK_JWKS_URI_ALLOW_PRIVATE"))
 	fs.BoolVar(&o.jwksURIAllowPrivate, "jwks-uri-allow-private", allowPrivate,
 		"let clients' jwks_uri reach private and link-local addresses")
@@ -255,7 +260,7 @@ func withApp(ctx context.Context, o *options, log *slog.Logger, reg *prometheus.
 	if err != nil {
 		return err
 	}
-	store, err := storage.Open(ctx, o.db)
+	store, err := storage.Open(ctx, o.db, storage.WithLogger(log))
 	if err != nil {
 		return fmt.Errorf("opening %s: %w", o.db, err)
 	}
@@ -318,6 +323,7 @@ func warnUnencryptedKeys(log *slog.Logger, k engine.KeyEncryption) {
 }
 
 func serve(ctx context.Context, o *options, stdout io.Writer, log *slog.Logger) error {
+	tuneGC(o.memoryTargetMB)
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return withApp(ctx, o, log, reg, func(a *app) error {
@@ -397,6 +403,28 @@ func serve(ctx context.Context, o *options, stdout io.Writer, log *slog.Logger) 
 		log.Info("stopped")
 		return nil
 	})
+}
+
+// defaultMemoryTargetMB is --memory-target-mb's default.
+const defaultMemoryTargetMB = 96
+
+// tuneGC lets the heap grow to targetMB before the collector works hard:
+// garbage is collected when the heap has grown 4 times its live size
+// (GOGC=400) or nears the target (GOMEMLIMIT), whichever comes first.
+// With Go's defaults (GOGC=100) a server with a live heap of a few MiB
+// collects every few MiB allocated, many times a second under load, and
+// spends a quarter of its CPU doing it (docs/performance.md). GOGC and
+// GOMEMLIMIT in the environment win.
+func tuneGC(targetMB int) {
+	if targetMB <= 0 {
+		return
+	}
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(400)
+	}
+	if os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(int64(targetMB) << 20)
+	}
 }
 
 // importFile reads a YAML seed; scripts' source_file paths are relative

@@ -6,12 +6,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"syscall"
@@ -455,6 +457,42 @@ func TestMetricsAddr(t *testing.T) {
 				}
 			}
 			s.stop(t)
+		})
+	}
+}
+
+// TestTuneGC: keyhook serve lets the heap grow to --memory-target-mb
+// before collecting hard, unless GOGC or GOMEMLIMIT say otherwise
+// (docs/performance.md).
+func TestTuneGC(t *testing.T) {
+	origPercent := debug.SetGCPercent(100)
+	origLimit := debug.SetMemoryLimit(math.MaxInt64)
+	t.Cleanup(func() { debug.SetGCPercent(origPercent); debug.SetMemoryLimit(origLimit) })
+	for _, tc := range []struct {
+		name           string
+		gogc, memlimit string
+		target         int
+		percent        int
+		limit          int64
+	}{
+		{"defaults", "", "", 96, 400, 96 << 20},
+		{"a larger target", "", "", 512, 400, 512 << 20},
+		{"turned off", "", "", 0, 100, math.MaxInt64},
+		{"GOGC set", "150", "", 96, 100, 96 << 20},
+		{"GOMEMLIMIT set", "", "1GiB", 96, 400, math.MaxInt64},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			debug.SetGCPercent(100)
+			debug.SetMemoryLimit(math.MaxInt64)
+			t.Setenv("GOGC", tc.gogc)
+			t.Setenv("GOMEMLIMIT", tc.memlimit)
+			tuneGC(tc.target)
+			if got := debug.SetGCPercent(100); got != tc.percent {
+				t.Errorf("GC percent %d, want %d", got, tc.percent)
+			}
+			if got := debug.SetMemoryLimit(math.MaxInt64); got != tc.limit {
+				t.Errorf("memory limit %d, want %d", got, tc.limit)
+			}
 		})
 	}
 }

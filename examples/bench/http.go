@@ -414,6 +414,7 @@ func httpRows(ctx context.Context, exe, store, dsn, dir string) ([]row, []string
 	}
 	alg := "RS256"
 	for r := 0; r < *rounds; r++ {
+		time.Sleep(time.Second)
 		c, err := load(ceil.base, request{path: engine.PathIntrospect, body: "token=x", user: "rs", pass: "rs-secret"}, dir)
 		if err != nil {
 			return nil, nil, err
@@ -437,6 +438,10 @@ func httpRows(ctx context.Context, exe, store, dsn, dir string) ([]row, []string
 				}
 				alg = tc.alg
 			}
+			// Let the server finish what the last run left (requests
+			// cut off when the load stopped, script workers replaced)
+			// before measuring the next case.
+			time.Sleep(time.Second)
 			res, err := load(kh.base, tc.req(tokens), dir)
 			if err != nil {
 				return nil, nil, err
