@@ -323,7 +323,7 @@ func warnUnencryptedKeys(log *slog.Logger, k engine.KeyEncryption) {
 }
 
 func serve(ctx context.Context, o *options, stdout io.Writer, log *slog.Logger) error {
-	tuneGC(o.memoryTargetMB)
+	tuneGC(o.memoryTargetMB, o.hashMemoryMB)
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return withApp(ctx, o, log, reg, func(a *app) error {
@@ -410,12 +410,15 @@ const defaultMemoryTargetMB = 96
 
 // tuneGC lets the heap grow to targetMB before the collector works hard:
 // garbage is collected when the heap has grown 4 times its live size
-// (GOGC=400) or nears the target (GOMEMLIMIT), whichever comes first.
-// With Go's defaults (GOGC=100) a server with a live heap of a few MiB
-// collects every few MiB allocated, many times a second under load, and
-// spends a quarter of its CPU doing it (docs/performance.md). GOGC and
-// GOMEMLIMIT in the environment win.
-func tuneGC(targetMB int) {
+// (GOGC=400) or nears the limit (GOMEMLIMIT), whichever comes first. With
+// Go's defaults (GOGC=100) a server with a live heap of a few MiB collects
+// every few MiB allocated, many times a second under load, and spends a
+// quarter of its CPU doing it (docs/performance.md). The limit is the
+// target plus hashMB, the memory password hashing may hold at once
+// (--password-hash-memory-mb): without it, a burst of sign-ins would keep
+// the heap at the limit and the collector running. GOGC and GOMEMLIMIT in
+// the environment win.
+func tuneGC(targetMB, hashMB int) {
 	if targetMB <= 0 {
 		return
 	}
@@ -423,7 +426,7 @@ func tuneGC(targetMB int) {
 		debug.SetGCPercent(400)
 	}
 	if os.Getenv("GOMEMLIMIT") == "" {
-		debug.SetMemoryLimit(int64(targetMB) << 20)
+		debug.SetMemoryLimit(int64(targetMB+max(hashMB, 0)) << 20)
 	}
 }
 

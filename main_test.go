@@ -471,22 +471,24 @@ func TestTuneGC(t *testing.T) {
 	for _, tc := range []struct {
 		name           string
 		gogc, memlimit string
-		target         int
+		target, hash   int
 		percent        int
 		limit          int64
 	}{
-		{"defaults", "", "", 96, 400, 96 << 20},
-		{"a larger target", "", "", 512, 400, 512 << 20},
-		{"turned off", "", "", 0, 100, math.MaxInt64},
-		{"GOGC set", "150", "", 96, 100, 96 << 20},
-		{"GOMEMLIMIT set", "", "1GiB", 96, 400, math.MaxInt64},
+		// Password hashing's budget comes on top of the target.
+		{"defaults", "", "", 96, 128, 400, (96 + 128) << 20},
+		{"a larger target", "", "", 512, 128, 400, (512 + 128) << 20},
+		{"no hashing budget", "", "", 96, 0, 400, 96 << 20},
+		{"turned off", "", "", 0, 128, 100, math.MaxInt64},
+		{"GOGC set", "150", "", 96, 128, 100, (96 + 128) << 20},
+		{"GOMEMLIMIT set", "", "1GiB", 96, 128, 400, math.MaxInt64},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			debug.SetGCPercent(100)
 			debug.SetMemoryLimit(math.MaxInt64)
 			t.Setenv("GOGC", tc.gogc)
 			t.Setenv("GOMEMLIMIT", tc.memlimit)
-			tuneGC(tc.target)
+			tuneGC(tc.target, tc.hash)
 			if got := debug.SetGCPercent(100); got != tc.percent {
 				t.Errorf("GC percent %d, want %d", got, tc.percent)
 			}

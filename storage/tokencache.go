@@ -66,8 +66,9 @@ type cachedToken struct {
 	gen uint64
 }
 
-// tokenCacheSize bounds the cached tokens (~1 KiB each).
-const tokenCacheSize = 50_000
+// tokenCacheSize bounds the cached tokens (~1 KiB each, so ~20 MiB at most
+// of --memory-target-mb's 96).
+const tokenCacheSize = 20_000
 
 // generation is the change counter pair of a database.
 type generation interface {
