@@ -202,6 +202,13 @@ func openSharedGeneration(path string, log *slog.Logger) (*sharedGeneration, err
 	if err != nil {
 		return fail(err)
 	}
+	// The mapping holds the file open by itself; the lock below is taken
+	// on a descriptor of its own, so that closing that one releases it
+	// (a lock on the mapped descriptor would last as long as the mapping).
+	f.Close()
+	if f, err = os.OpenFile(path, os.O_RDWR, 0); err != nil {
+		return fail(err)
+	}
 	g := &sharedGeneration{f: f, mem: mem,
 		started:  (*atomic.Uint64)(unsafe.Pointer(&mem[0])),
 		finished: (*atomic.Uint64)(unsafe.Pointer(&mem[8]))}
@@ -215,7 +222,6 @@ func openSharedGeneration(path string, log *slog.Logger) (*sharedGeneration, err
 		}
 	}
 	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_SH); err != nil {
-		syscall.Munmap(mem)
 		return fail(err)
 	}
 	return g, nil
@@ -232,13 +238,10 @@ func (g *sharedGeneration) begin() func() {
 	return func() { once.Do(func() { g.finished.Add(1) }) }
 }
 
-func (g *sharedGeneration) close() error {
-	err := syscall.Munmap(g.mem)
-	if cerr := g.f.Close(); err == nil {
-		err = cerr
-	}
-	return err
-}
+// close releases the file (and its lock). The mapping stays until the
+// process ends: a store used after Close (a background loop finishing its
+// last round) must find the counters where they were, not a fault.
+func (g *sharedGeneration) close() error { return g.f.Close() }
 
 // tokensChannel is the PostgreSQL notification channel of token changes.
 const tokensChannel = "keyhook_tokens"

@@ -160,6 +160,27 @@ func TestTokenCacheCountersReset(t *testing.T) {
 	}
 }
 
+// TestTokenCacheUseAfterClose: a store used after Close (a background
+// loop's last round) answers an error; it does not crash the process.
+func TestTokenCacheUseAfterClose(t *testing.T) {
+	ctx := context.Background()
+	st, err := Open(ctx, "sqlite:"+filepath.Join(t.TempDir(), "k.db"))
+	noErr(t, "Open", err)
+	noErr(t, "Close", st.Close())
+	if err := st.RevokeToken(ctx, "x"); err == nil {
+		t.Error("RevokeToken after Close succeeded")
+	}
+	if _, err := st.PurgeTokens(ctx, time.Now()); err == nil {
+		t.Error("PurgeTokens after Close succeeded")
+	}
+	if _, err := st.LookupToken(ctx, "x"); err == nil {
+		t.Error("LookupToken after Close succeeded")
+	}
+	if err := st.CreateTokens(ctx, testToken("t", "c", engine.KindAccess, "", time.Now().Add(time.Hour))); err == nil {
+		t.Error("CreateTokens after Close succeeded")
+	}
+}
+
 // TestTokenCacheListenerLost: on PostgreSQL a lost LISTEN connection may
 // have missed notifications; once the listener is back, nothing cached
 // before is used.

@@ -28,6 +28,11 @@ func (s *Store) CreateTokens(ctx context.Context, tokens ...*engine.Token) error
 	}
 	p := &pendingInsert{rows: rows, done: make(chan error, 1)}
 	select {
+	case <-s.closed:
+		return errClosed
+	default:
+	}
+	select {
 	case s.inserts <- p:
 	case <-ctx.Done():
 		return ctx.Err()
@@ -40,6 +45,15 @@ func (s *Store) CreateTokens(ctx context.Context, tokens ...*engine.Token) error
 	case <-ctx.Done():
 		// The batch may still commit; tokens nobody receives are harmless.
 		return ctx.Err()
+	case <-s.closed:
+		// The inserter may have answered as it stopped; if not, the
+		// tokens are not known to be stored.
+		select {
+		case err := <-p.done:
+			return err
+		default:
+			return errClosed
+		}
 	}
 }
 
