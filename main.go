@@ -355,9 +355,11 @@ func serve(ctx context.Context, o *options, stdout io.Writer, log *slog.Logger) 
 			WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10,
 			BaseContext: func(net.Listener) context.Context { return baseCtx }}
 		a.rt.Start()
+		// The refresh and purge loop ends before the store closes.
 		runCtx, stopRun := context.WithCancel(context.Background())
-		defer stopRun()
-		go a.eng.Run(runCtx)
+		runDone := make(chan struct{})
+		go func() { a.eng.Run(runCtx); close(runDone) }()
+		defer func() { stopRun(); <-runDone }()
 
 		sigCtx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
 		defer stop()

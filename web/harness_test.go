@@ -141,9 +141,11 @@ func newHarness(t testing.TB, opts ...harnessOpt) *harness {
 	t.Cleanup(srv.Close)
 	// The refresh loop, as keyhook serve runs it: shared state written by
 	// other instances arrives through it.
+	// It ends before the store closes (cleanups run last first).
 	runCtx, stopRun := context.WithCancel(context.Background())
-	go eng.Run(runCtx)
-	t.Cleanup(stopRun)
+	runDone := make(chan struct{})
+	go func() { eng.Run(runCtx); close(runDone) }()
+	t.Cleanup(func() { stopRun(); <-runDone })
 	h := &harness{t: t, srv: srv, url: base, eng: eng, store: store, clock: clk, reg: reg}
 	h.adminToken = h.mustToken(engine.BootstrapAdminID, adminSecret, "").AccessToken
 	return h
