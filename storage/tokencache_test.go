@@ -3,6 +3,7 @@ package storage
 import (
 	"context"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"testing"
 	"time"
@@ -139,6 +140,27 @@ func runTokenCache(t *testing.T, newDSN func(t *testing.T) string) {
 			tc.fn(t, a, b)
 		})
 	}
+}
+
+// TestTokenCacheKeepsOnlyTokens: an attacker guessing token values makes
+// lookups of ids that do not exist; none is remembered (the cache does
+// not grow with them), and a token stored after a lookup missed it is
+// found.
+func TestTokenCacheKeepsOnlyTokens(t *testing.T) {
+	ctx := context.Background()
+	st := mustOpen(t, "sqlite:"+filepath.Join(t.TempDir(), "k.db"))
+	noErr(t, "CreateClient", st.CreateClient(ctx, testClient("c")))
+	for i := range 1000 {
+		_, err := st.LookupToken(ctx, fmt.Sprintf("guess-%d", i))
+		isErr(t, "LookupToken of a guess", err, engine.ErrNotFound)
+	}
+	if n := st.tokenCache.entries.Len(); n != 0 {
+		t.Fatalf("%d misses cached", n)
+	}
+	noErr(t, "CreateTokens", st.CreateTokens(ctx, testToken("guess-7", "c", engine.KindAccess, "", time.Now().Add(time.Hour))))
+	got, err := st.LookupToken(ctx, "guess-7")
+	noErr(t, "LookupToken after the token was stored", err)
+	equal(t, "found", got.ID, "guess-7")
 }
 
 // TestTokenCacheCountersReset: a process that died during a change leaves
