@@ -176,7 +176,7 @@ func (s *Store) startHotPaths(ctx context.Context, log *slog.Logger) error {
 	switch s.dialect {
 	case DialectSQLite:
 		path := strings.TrimPrefix(s.dsn, "sqlite:")
-		g, err := openSharedGeneration(path+"-keyhook-tokens", log)
+		g, err := openSharedCounters(path+"-keyhook-tokens", log)
 		if err != nil {
 			cancel()
 			return err
@@ -184,7 +184,7 @@ func (s *Store) startHotPaths(ctx context.Context, log *slog.Logger) error {
 		s.tokenCache = newTokenCache(g)
 		wg.Go(func() { s.checkpoints(bg, path+"-wal", log) })
 	case DialectPostgres:
-		g := &localGeneration{}
+		g := localCounters()
 		s.tokenCache = newTokenCache(g)
 		ready := make(chan struct{})
 		wg.Go(func() { listen(bg, s.dsn, g, log, ready) })

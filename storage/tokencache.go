@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -58,7 +57,7 @@ import (
 //     re-established), the cache is bypassed.
 type tokenCache struct {
 	entries *lru.Cache[string, cachedToken]
-	gen     generation
+	gen     *counters
 }
 
 type cachedToken struct {
@@ -70,17 +69,7 @@ type cachedToken struct {
 // of --memory-target-mb's 96).
 const tokenCacheSize = 20_000
 
-// generation is the change counter pair of a database.
-type generation interface {
-	// snapshot is finished, and whether no change is under way (and
-	// the counters can be trusted at all).
-	snapshot() (uint64, bool)
-	// begin marks a change under way; end marks it finished.
-	begin() (end func())
-	close() error
-}
-
-func newTokenCache(gen generation) *tokenCache {
+func newTokenCache(gen *counters) *tokenCache {
 	entries, _ := lru.New[string, cachedToken](tokenCacheSize)
 	return &tokenCache{entries: entries, gen: gen}
 }
@@ -111,8 +100,8 @@ func (s *Store) LookupToken(ctx context.Context, id string) (*engine.Token, erro
 // changeTokens runs fn, a transaction that changes or deletes existing
 // token rows, as a change the token cache must see (see above).
 func (s *Store) changeTokens(ctx context.Context, fn func(tx *gorm.DB) error) error {
-	end := s.tokenCache.gen.begin()
-	defer end()
+	s.tokenCache.gen.begin()
+	defer s.tokenCache.gen.end()
 	return s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
 		if err := fn(tx); err != nil {
 			return err
@@ -148,43 +137,52 @@ func (s *Store) readToken(ctx context.Context, id string) (*engine.Token, error)
 	return r.toEngine()
 }
 
-// localGeneration keeps the counters in this process's memory.
-type localGeneration struct {
-	started, finished atomic.Uint64
-	// live is false while a PostgreSQL listener is not (yet) listening.
-	live atomic.Bool
+// counters is the started/finished pair of a database: in this process's
+// memory (PostgreSQL) or in a file mapped by every process that opens the
+// database (SQLite).
+type counters struct {
+	started, finished *atomic.Uint64
+	// live, on PostgreSQL, is false while the listener is not (yet)
+	// listening; nil on SQLite.
+	live *atomic.Bool
+	// file holds the SQLite processes' lock; nil on PostgreSQL.
+	file *os.File
 }
 
-func (g *localGeneration) snapshot() (uint64, bool) {
+// localCounters are counters in this process's memory, not yet live.
+func localCounters() *counters {
+	return &counters{started: new(atomic.Uint64), finished: new(atomic.Uint64), live: new(atomic.Bool)}
+}
+
+// snapshot is finished, and whether no change is under way (and the
+// counters can be trusted at all).
+func (g *counters) snapshot() (uint64, bool) {
 	f := g.finished.Load()
-	return f, g.live.Load() && g.started.Load() == f
+	return f, (g.live == nil || g.live.Load()) && g.started.Load() == f
 }
 
-func (g *localGeneration) begin() func() {
-	g.started.Add(1)
-	var once sync.Once
-	return func() { once.Do(func() { g.finished.Add(1) }) }
+// begin marks a change under way; end marks it finished.
+func (g *counters) begin() { g.started.Add(1) }
+func (g *counters) end()   { g.finished.Add(1) }
+
+// close releases the SQLite file (and its lock). The mapping stays until
+// the process ends: a store used after Close (a background loop finishing
+// its last round) must find the counters where they were, not a fault.
+func (g *counters) close() error {
+	if g.file == nil {
+		return nil
+	}
+	return g.file.Close()
 }
 
-func (g *localGeneration) close() error { return nil }
-
-// sharedGeneration keeps the counters in a file mapped by every process
-// that opens the SQLite database.
-type sharedGeneration struct {
-	f        *os.File
-	mem      []byte
-	started  *atomic.Uint64
-	finished *atomic.Uint64
-}
-
-// openSharedGeneration maps path (created when absent), resetting the
+// openSharedCounters maps path (created when absent), resetting the
 // counters when no other process has it open.
-func openSharedGeneration(path string, log *slog.Logger) (*sharedGeneration, error) {
+func openSharedCounters(path string, log *slog.Logger) (*counters, error) {
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, err
 	}
-	fail := func(err error) (*sharedGeneration, error) {
+	fail := func(err error) (*counters, error) {
 		f.Close()
 		return nil, fmt.Errorf("token cache counters %s: %w", path, err)
 	}
@@ -209,7 +207,7 @@ func openSharedGeneration(path string, log *slog.Logger) (*sharedGeneration, err
 	if f, err = os.OpenFile(path, os.O_RDWR, 0); err != nil {
 		return fail(err)
 	}
-	g := &sharedGeneration{f: f, mem: mem,
+	g := &counters{file: f,
 		started:  (*atomic.Uint64)(unsafe.Pointer(&mem[0])),
 		finished: (*atomic.Uint64)(unsafe.Pointer(&mem[8]))}
 	// Alone (an exclusive lock succeeds), a change left under way by a
@@ -227,22 +225,6 @@ func openSharedGeneration(path string, log *slog.Logger) (*sharedGeneration, err
 	return g, nil
 }
 
-func (g *sharedGeneration) snapshot() (uint64, bool) {
-	f := g.finished.Load()
-	return f, g.started.Load() == f
-}
-
-func (g *sharedGeneration) begin() func() {
-	g.started.Add(1)
-	var once sync.Once
-	return func() { once.Do(func() { g.finished.Add(1) }) }
-}
-
-// close releases the file (and its lock). The mapping stays until the
-// process ends: a store used after Close (a background loop finishing its
-// last round) must find the counters where they were, not a fault.
-func (g *sharedGeneration) close() error { return g.f.Close() }
-
 // tokensChannel is the PostgreSQL notification channel of token changes.
 const tokensChannel = "keyhook_tokens"
 
@@ -250,7 +232,7 @@ const tokensChannel = "keyhook_tokens"
 // counting each notification as a change made elsewhere. g is live only
 // while it listens; each (re)connection counts as a change, since
 // notifications sent while it was down are lost.
-func listen(ctx context.Context, dsn string, g *localGeneration, log *slog.Logger, ready chan<- struct{}) {
+func listen(ctx context.Context, dsn string, g *counters, log *slog.Logger, ready chan<- struct{}) {
 	backoff := 100 * time.Millisecond
 	signalled := false
 	for ctx.Err() == nil {
@@ -259,8 +241,8 @@ func listen(ctx context.Context, dsn string, g *localGeneration, log *slog.Logge
 			_, err = conn.Exec(ctx, "LISTEN "+tokensChannel)
 		}
 		if err == nil {
-			g.started.Add(1)
-			g.finished.Add(1)
+			g.begin()
+			g.end()
 			g.live.Store(true)
 			if !signalled {
 				close(ready)
@@ -271,8 +253,8 @@ func listen(ctx context.Context, dsn string, g *localGeneration, log *slog.Logge
 				if _, err = conn.WaitForNotification(ctx); err != nil {
 					break
 				}
-				g.started.Add(1)
-				g.finished.Add(1)
+				g.begin()
+				g.end()
 			}
 		}
 		g.live.Store(false)

@@ -28,6 +28,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/keyhook/keyhook/engine"
+	"github.com/keyhook/keyhook/examples/internal/procstat"
 	"github.com/keyhook/keyhook/storage"
 )
 
@@ -513,54 +514,20 @@ func dur(d time.Duration) string {
 // peakRSS is the high-water resident set of pid and the sum of its
 // children's (the script workers).
 func peakRSS(pid int) (server, workers int64) {
-	server = vmHWM(pid)
-	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", pid))
-	for _, t := range tasks {
-		b, _ := os.ReadFile(t)
-		for _, f := range strings.Fields(string(b)) {
-			if n, err := strconv.Atoi(f); err == nil {
-				workers += vmHWM(n)
-			}
-		}
+	for _, k := range procstat.Children(pid) {
+		workers += procstat.Bytes(k, "status", "VmHWM")
 	}
-	return server, workers
+	return procstat.Bytes(pid, "status", "VmHWM"), workers
 }
 
 // pssTotal is the proportional set size of pid and its children: memory
 // the processes share (the executable's pages) is counted once.
 func pssTotal(pid int) int64 {
-	pids := []int{pid}
-	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", pid))
-	for _, t := range tasks {
-		b, _ := os.ReadFile(t)
-		for _, f := range strings.Fields(string(b)) {
-			if n, err := strconv.Atoi(f); err == nil {
-				pids = append(pids, n)
-			}
-		}
-	}
 	var total int64
-	for _, p := range pids {
-		total += statusField(fmt.Sprintf("/proc/%d/smaps_rollup", p), "Pss:")
+	for _, p := range append([]int{pid}, procstat.Children(pid)...) {
+		total += procstat.Bytes(p, "smaps_rollup", "Pss")
 	}
 	return total
-}
-
-func vmHWM(pid int) int64 { return statusField(fmt.Sprintf("/proc/%d/status", pid), "VmHWM:") }
-
-// statusField reads a "Name:   123 kB" line of a /proc file, in bytes.
-func statusField(path, name string) int64 {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, name); ok {
-			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
-			return kb << 10
-		}
-	}
-	return 0
 }
 
 // newPGDatabase makes a fresh database on the server of base.

@@ -33,6 +33,8 @@ import (
 	"syscall"
 	"text/tabwriter"
 	"time"
+
+	"github.com/keyhook/keyhook/examples/internal/procstat"
 )
 
 var (
@@ -233,16 +235,16 @@ func run() error {
 	tick := time.NewTicker(*sample)
 	defer tick.Stop()
 	sampleNow := func() {
-		kids := children(cmd.Process.Pid)
+		kids := procstat.Children(cmd.Process.Pid)
 		var kidsRSS int64
 		for _, k := range kids {
-			kidsRSS += rss(k)
+			kidsRSS += procstat.Bytes(k, "status", "VmRSS")
 		}
 		var wal int64
 		if st, err := os.Stat(filepath.Join(work, "keyhook.db-wal")); err == nil {
 			wal = st.Size()
 		}
-		points = append(points, point{at: time.Since(start).Round(time.Second), rss: rss(cmd.Process.Pid), goroutines: s.goroutines(),
+		points = append(points, point{at: time.Since(start).Round(time.Second), rss: procstat.Bytes(cmd.Process.Pid, "status", "VmRSS"), goroutines: s.goroutines(),
 			workers: len(kids), workersRSS: kidsRSS, wal: wal})
 	}
 	sampleNow()
@@ -639,39 +641,6 @@ func (s *soak) admin(ctx context.Context) {
 		st, err = s.do(http.MethodPut, "/admin/v1/config", nil, map[string]any{"introspection_required_scope": ""}, s.bearer(), nil)
 		s.record("admin config", st, err, 200)
 	}
-}
-
-// rss is the resident memory of pid in bytes (/proc/PID/status VmRSS).
-func rss(pid int) int64 {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
-			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
-			return kb << 10
-		}
-	}
-	return 0
-}
-
-// children are the process ids of pid's children (the script workers),
-// whichever of its threads started them.
-func children(pid int) []int {
-	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", pid))
-	var out []int
-	for _, t := range tasks {
-		b, _ := os.ReadFile(t)
-		for _, f := range strings.Fields(string(b)) {
-			if n, err := strconv.Atoi(f); err == nil {
-				out = append(out, n)
-			}
-		}
-	}
-	return out
 }
 
 // goroutines reads go_goroutines from the server's metrics listener.
