@@ -14,9 +14,10 @@ import (
 	"github.com/keyhook/keyhook/engine"
 )
 
-// adminRoutes mounts the admin API (README "Admin API"). Every route needs a
-// bearer access token of this server with keyhook:admin, or
-// keyhook:<area>.read for GET and keyhook:<area>.write otherwise.
+// adminRoutes mounts the admin API (docs/admin-api.md, described by
+// web/openapi.json). Every route but the OpenAPI document needs a bearer
+// access token of this server with keyhook:admin, or keyhook:<area>.read
+// for GET and keyhook:<area>.write otherwise.
 func (s *Server) adminRoutes(e *echo.Echo) {
 	limit := middleware.BodyLimit("1M")
 	// Middleware is set per route: a group with middleware would catch
@@ -51,6 +52,8 @@ func (s *Server) adminRoutes(e *echo.Echo) {
 	route(http.MethodPut, "/config", "config", s.putConfig)
 
 	route(http.MethodPost, "/keys/rotate", "keys", s.rotateKey)
+
+	e.GET("/admin/v1/openapi.json", s.openAPI)
 }
 
 // ctxAdminScope holds the scope of the request's admin token.
