@@ -391,3 +391,24 @@ func TestPatchAnswersOnlyWhatAWriteOnlyTokenWrote(t *testing.T) {
 		})
 	}
 }
+
+// TestAdminConfigNullResets: PUT /config sets the properties it names
+// and keeps the rest, like a merge patch (RFC 7396); null resets a
+// property to its default, whatever its type.
+func TestAdminConfigNullResets(t *testing.T) {
+	h := newHarness(t)
+	h.setConfig(map[string]any{"access_token_lifetime": 60, "introspection_skip_authorization": true,
+		"introspection_required_scope": "introspect", "access_token_signing_alg": "ES256"})
+	r := h.admin(http.MethodPut, "/config", `{"access_token_lifetime":null,"introspection_skip_authorization":null,
+		"introspection_required_scope":null,"access_token_signing_alg":null}`)
+	want := map[string]any{"access_token_lifetime": 300.0, "introspection_skip_authorization": false,
+		"introspection_required_scope": "", "access_token_signing_alg": "RS256"}
+	for k, v := range want {
+		if r.status != 200 || r.json[k] != v {
+			t.Fatalf("%s after null: %d %s", k, r.status, r.body)
+		}
+	}
+	if got := h.admin(http.MethodGet, "/config", nil); got.json["access_token_lifetime"] != 300.0 {
+		t.Fatalf("GET after null: %s", got.body)
+	}
+}
