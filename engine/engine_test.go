@@ -78,8 +78,21 @@ func TestProperties(t *testing.T) {
 	if err := ValidateProperties(map[string]json.RawMessage{"access_token_lifetime": raw("60"), "introspection_skip_authorization": raw("true")}); err != nil {
 		t.Fatal(err)
 	}
+	// null resets a property to its default (a JSON merge patch's
+	// removal, RFC 7396), whatever the property's type.
+	nulls := map[string]string{}
+	for name := range propertyChecks {
+		nulls[name] = "null"
+		if err := ValidateProperties(map[string]json.RawMessage{name: raw("null")}); err != nil {
+			t.Errorf("%s: null refused: %v", name, err)
+		}
+	}
+	if p := decodeProperties(nulls); *p != *DefaultProperties() {
+		t.Errorf("stored nulls decode to %+v", p)
+	}
 	for _, bad := range []map[string]json.RawMessage{
 		{"nope": raw("1")},
+		{"nope": raw("null")},
 		{"access_token_lifetime": raw(`"60"`)},
 		{"access_token_lifetime": raw("-1")},
 		{"introspection_skip_authorization": raw("1")},

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"slices"
@@ -89,7 +90,9 @@ func isString(allowed []string) propertyCheck {
 }
 
 // ValidateProperties checks a partial update: every name must be a known
-// property with a value of the right type. The error names the property.
+// property with a value of the right type, or null, which resets it to
+// its default (as a JSON merge patch would, RFC 7396; decodeProperties
+// reads a stored null as absent). The error names the property.
 func ValidateProperties(patch map[string]json.RawMessage) error {
 	names := make([]string, 0, len(patch))
 	for name := range patch {
@@ -100,6 +103,9 @@ func ValidateProperties(patch map[string]json.RawMessage) error {
 		check, ok := propertyChecks[name]
 		if !ok {
 			return Errorf(CodeInvalidRequest, "%s: unknown property", name)
+		}
+		if string(bytes.TrimSpace(patch[name])) == "null" {
+			continue
 		}
 		if err := check(patch[name]); err != nil {
 			return Errorf(CodeInvalidRequest, "%s: %v", name, err)

@@ -14,9 +14,10 @@ import (
 	"github.com/keyhook/keyhook/engine"
 )
 
-// adminRoutes mounts the admin API (README "Admin API"). Every route needs a
-// bearer access token of this server with keyhook:admin, or
-// keyhook:<area>.read for GET and keyhook:<area>.write otherwise.
+// adminRoutes mounts the admin API (docs/admin-api.md, described by
+// web/openapi.json). Every route but the OpenAPI document needs a bearer
+// access token of this server with keyhook:admin, or keyhook:<area>.read
+// for GET and keyhook:<area>.write otherwise.
 func (s *Server) adminRoutes(e *echo.Echo) {
 	limit := middleware.BodyLimit("1M")
 	// Middleware is set per route: a group with middleware would catch
@@ -28,6 +29,7 @@ func (s *Server) adminRoutes(e *echo.Echo) {
 	route(http.MethodGet, "/clients", "clients", s.listClients)
 	route(http.MethodGet, "/clients/:id", "clients", s.getClient)
 	route(http.MethodPut, "/clients/:id", "clients", s.replaceClient)
+	route(http.MethodPatch, "/clients/:id", "clients", s.patchClient)
 	route(http.MethodDelete, "/clients/:id", "clients", s.deleteClient)
 	route(http.MethodPost, "/clients/:id/secret", "clients", s.rotateSecret)
 
@@ -35,6 +37,7 @@ func (s *Server) adminRoutes(e *echo.Echo) {
 	route(http.MethodGet, "/scripts", "scripts", s.listScripts)
 	route(http.MethodGet, "/scripts/:name", "scripts", s.getScript)
 	route(http.MethodPut, "/scripts/:name", "scripts", s.replaceScript)
+	route(http.MethodPatch, "/scripts/:name", "scripts", s.patchScript)
 	route(http.MethodDelete, "/scripts/:name", "scripts", s.deleteScript)
 	route(http.MethodPost, "/scripts/:name/test", "scripts", s.testScript)
 
@@ -42,13 +45,19 @@ func (s *Server) adminRoutes(e *echo.Echo) {
 	route(http.MethodGet, "/users", "users", s.listUsers)
 	route(http.MethodGet, "/users/:name", "users", s.getUser)
 	route(http.MethodPut, "/users/:name", "users", s.replaceUser)
+	route(http.MethodPatch, "/users/:name", "users", s.patchUser)
 	route(http.MethodDelete, "/users/:name", "users", s.deleteUser)
 
 	route(http.MethodGet, "/config", "config", s.getConfig)
 	route(http.MethodPut, "/config", "config", s.putConfig)
 
 	route(http.MethodPost, "/keys/rotate", "keys", s.rotateKey)
+
+	e.GET("/admin/v1/openapi.json", s.openAPI)
 }
+
+// ctxAdminScope holds the scope of the request's admin token.
+const ctxAdminScope = "keyhook.admin_scope"
 
 // requireScope checks the bearer token and its scope (RFC 6750 §3.1).
 func (s *Server) requireScope(area string) echo.MiddlewareFunc {
@@ -70,6 +79,7 @@ func (s *Server) requireScope(area string) echo.MiddlewareFunc {
 				if sc == engine.AdminScope || sc == need {
 					// The engine limits what a delegated token may do
 					// within its area (see engine.WithAdminScope).
+					c.Set(ctxAdminScope, t.Scope)
 					c.SetRequest(c.Request().WithContext(engine.WithAdminScope(c.Request().Context(), t.Scope)))
 					return next(c)
 				}
@@ -82,7 +92,12 @@ func (s *Server) requireScope(area string) echo.MiddlewareFunc {
 // decodeJSON reads a JSON body strictly: unknown fields and wrong types
 // are 400 naming the field; a body over the route's limit is 413.
 func decodeJSON(c echo.Context, dst any) error {
-	dec := json.NewDecoder(c.Request().Body)
+	return decodeStrict(c.Request().Body, dst)
+}
+
+// decodeStrict decodes one JSON value from r into dst as decodeJSON does.
+func decodeStrict(r io.Reader, dst any) error {
+	dec := json.NewDecoder(r)
 	dec.DisallowUnknownFields()
 	err := dec.Decode(dst)
 	if err == nil {
@@ -162,6 +177,15 @@ func (s *Server) replaceClient(c echo.Context) error {
 	return answer(c, out, err)
 }
 
+// patchClient applies a JSON merge patch (RFC 7396) to a client: the
+// patched client goes through ReplaceClient, as a PUT body would.
+func (s *Server) patchClient(c echo.Context) error {
+	ctx, id := c.Request().Context(), c.Param("id")
+	return patchResource(c, "clients", "client_id", janssenRunIntrospection,
+		func() (*engine.ClientDoc, error) { return s.eng.ClientDoc(ctx, id) },
+		func(d *engine.ClientDoc) (*engine.ClientDoc, error) { return s.eng.ReplaceClient(ctx, id, d) })
+}
+
 func (s *Server) deleteClient(c echo.Context) error {
 	return noContent(c, s.eng.DeleteClient(c.Request().Context(), c.Param("id")))
 }
@@ -201,6 +225,15 @@ func (s *Server) replaceScript(c echo.Context) error {
 	}
 	out, err := s.eng.ReplaceScript(c.Request().Context(), c.Param("name"), &doc)
 	return answer(c, out, err)
+}
+
+// patchScript applies a JSON merge patch (RFC 7396) to a script through
+// ReplaceScript.
+func (s *Server) patchScript(c echo.Context) error {
+	ctx, name := c.Request().Context(), c.Param("name")
+	return patchResource(c, "scripts", "name", nil,
+		func() (*engine.ScriptDoc, error) { return s.eng.ScriptDoc(ctx, name) },
+		func(d *engine.ScriptDoc) (*engine.ScriptDoc, error) { return s.eng.ReplaceScript(ctx, name, d) })
 }
 
 func (s *Server) deleteScript(c echo.Context) error {
@@ -245,6 +278,15 @@ func (s *Server) replaceUser(c echo.Context) error {
 	}
 	out, err := s.eng.ReplaceUser(c.Request().Context(), c.Param("name"), &doc)
 	return answer(c, out, err)
+}
+
+// patchUser applies a JSON merge patch (RFC 7396) to a user through
+// ReplaceUser.
+func (s *Server) patchUser(c echo.Context) error {
+	ctx, name := c.Request().Context(), c.Param("name")
+	return patchResource(c, "users", "username", nil,
+		func() (*engine.UserDoc, error) { return s.eng.UserDoc(ctx, name) },
+		func(d *engine.UserDoc) (*engine.UserDoc, error) { return s.eng.ReplaceUser(ctx, name, d) })
 }
 
 func (s *Server) deleteUser(c echo.Context) error {

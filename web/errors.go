@@ -64,6 +64,7 @@ func bodyTooLarge(err error) bool {
 // handleError is echo's one error handler: it finds the *engine.Error
 // (wrapped or not) and writes its RFC body, status and challenge; a body
 // over its limit is 413 (RFC 9110 §15.5.14) with an RFC 6749 §5.2 body;
+// a PATCH body that is no JSON merge patch is 415 (RFC 5789 §2.2);
 // echo's own errors (404 route, 405) become OAuth-shaped bodies too;
 // anything else is a logged 500 that tells the client nothing.
 func (s *Server) handleError(err error, c echo.Context) {
@@ -72,10 +73,15 @@ func (s *Server) handleError(err error, c echo.Context) {
 	}
 	var oe *engine.Error
 	var he *echo.HTTPError
+	var pe *unsupportedPatchError
 	switch {
 	case bodyTooLarge(err):
 		writeError(c, http.StatusRequestEntityTooLarge,
 			engine.Errorf(engine.CodeInvalidRequest, "the request body is too large"))
+		return
+	case errors.As(err, &pe):
+		c.Response().Header().Set("Accept-Patch", mergePatchType)
+		writeError(c, http.StatusUnsupportedMediaType, engine.Errorf(engine.CodeInvalidRequest, "%s", pe.Error()))
 		return
 	case errors.As(err, &oe):
 	case errors.As(err, &he):
