@@ -1,0 +1,107 @@
+package main
+
+import (
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestSeedOnlyIntoEmptyDatabase: --seed imports its file into a database
+// without scripts, users or clients other than keyhook-admin, and leaves
+// any other alone, so that restarting `make run` never undoes an admin's
+// changes.
+func TestSeedOnlyIntoEmptyDatabase(t *testing.T) {
+	seed, _ := filepath.Abs("examples/seed.yaml")
+	const adminSecret = "seed-test-admin-secret"
+	for _, tc := range []struct {
+		name    string
+		prepare func(t *testing.T, dir string)
+		seeded  bool // demo-service exists after the start with --seed
+	}{
+		{"new database", func(*testing.T, string) {}, true},
+		{"database with only the bootstrap admin", func(t *testing.T, dir string) {
+			addr := freeAddr(t)
+			start(t, dir, addr, nil, "--addr", addr, "--bootstrap-admin-secret", adminSecret).stop(t)
+		}, true},
+		{"seeded database where an admin deleted a seeded client", func(t *testing.T, dir string) {
+			addr := freeAddr(t)
+			s := start(t, dir, addr, nil, "--addr", addr, "--seed", seed, "--bootstrap-admin-secret", adminSecret)
+			_, tok := token(t, addr, "keyhook-admin", adminSecret)
+			req, _ := http.NewRequest(http.MethodDelete, "http://"+addr+"/admin/v1/clients/demo-service", nil)
+			req.Header.Set("Authorization", "Bearer "+tok["access_token"].(string))
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil || resp.StatusCode != http.StatusNoContent {
+				t.Fatalf("delete demo-service: %v %v", resp, err)
+			}
+			resp.Body.Close()
+			s.stop(t)
+		}, false},
+		{"database with a client of its own", func(t *testing.T, dir string) {
+			own := filepath.Join(dir, "own.yaml")
+			_ = os.WriteFile(own, []byte("clients:\n  - client_id: own\n    client_secret: own-secret\n"), 0o600)
+			if code, _, stderr := runCLI(t, nil, "import", "--db", "sqlite:"+filepath.Join(dir, "keyhook.db"), own); code != 0 {
+				t.Fatal(stderr)
+			}
+		}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			tc.prepare(t, dir)
+			addr := freeAddr(t)
+			s := start(t, dir, addr, nil, "--addr", addr, "--seed", seed, "--bootstrap-admin-secret", adminSecret)
+			defer s.stop(t)
+			st, m := token(t, addr, "demo-service", "demo-service-secret")
+			if seeded := st == http.StatusOK; seeded != tc.seeded {
+				t.Fatalf("demo-service after the start with --seed: %d %v, want seeded=%v", st, m, tc.seeded)
+			}
+		})
+	}
+}
+
+// TestResetAdminSecret: keyhook admin reset-secret prints a new secret
+// for keyhook-admin once, creating the client in a new database; the
+// database comes from the argument, --db or KEYHOOK_DB; only the newest
+// secret works afterwards.
+func TestResetAdminSecret(t *testing.T) {
+	forEachDatabase(t, func(t *testing.T, dsn string) {
+		var secrets []string
+		for _, inv := range []struct {
+			args []string
+			env  map[string]string
+		}{
+			{[]string{"admin", "reset-secret", dsn}, nil}, // creates keyhook-admin
+			{[]string{"admin", "reset-secret", "--db", dsn}, nil},
+			{[]string{"admin", "reset-secret"}, map[string]string{"KEYHOOK_DB": dsn}},
+		} {
+			code, stdout, stderr := runCLI(t, inv.env, inv.args...)
+			secret := strings.TrimSpace(stdout)
+			if code != 0 || strings.Count(stdout, "\n") != 1 || len(secret) < 32 || strings.ContainsAny(secret, " =") {
+				t.Fatalf("%v: exit %d, stdout %q, stderr %q", inv.args, code, stdout, stderr)
+			}
+			for _, old := range secrets {
+				if old == secret {
+					t.Fatalf("%v printed a secret printed before", inv.args)
+				}
+			}
+			secrets = append(secrets, secret)
+		}
+		addr := freeAddr(t)
+		s := start(t, t.TempDir(), addr, nil, "--addr", addr, "--db", dsn)
+		defer s.stop(t)
+		if s.secret() != "" {
+			t.Fatalf("serve printed bootstrap credentials again: %v", s.lines)
+		}
+		for i, secret := range secrets {
+			st, m := token(t, addr, "keyhook-admin", secret)
+			newest := i == len(secrets)-1
+			if newest && (st != http.StatusOK || m["scope"] != "keyhook:admin") {
+				t.Errorf("the newest secret: %d %v", st, m)
+			}
+			if !newest && st != http.StatusUnauthorized {
+				t.Errorf("secret %d of %d still works: %d", i+1, len(secrets), st)
+			}
+		}
+	})
+}
