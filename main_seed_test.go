@@ -3,6 +3,7 @@ package main
 import (
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -104,4 +105,40 @@ func TestResetAdminSecret(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestMakeRunAddress: make run tells the server the address of ADDR=, or
+// else of KEYHOOK_ADDR in the environment (make -n prints the command).
+func TestMakeRunAddress(t *testing.T) {
+	mk, err := exec.LookPath("make")
+	if err != nil {
+		t.Skip("make not installed")
+	}
+	for _, tc := range []struct {
+		name string
+		args []string
+		env  []string
+		want string
+	}{
+		{"default", nil, nil, "--addr '127.0.0.1:8080' --db 'sqlite:keyhook.db'"},
+		{"KEYHOOK_ADDR", nil, []string{"KEYHOOK_ADDR=0.0.0.0:9090"}, "--addr '0.0.0.0:9090'"},
+		{"ADDR= wins", []string{"ADDR=127.0.0.1:7070"}, []string{"KEYHOOK_ADDR=0.0.0.0:9090"}, "--addr '127.0.0.1:7070'"},
+		{"KEYHOOK_DB", nil, []string{"KEYHOOK_DB=postgres://u@h/db?a=1&b=2"}, "--db 'postgres://u@h/db?a=1&b=2'"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cmd := exec.Command(mk, append([]string{"-n", "run"}, tc.args...)...)
+			var env []string
+			for _, kv := range os.Environ() {
+				if !strings.HasPrefix(kv, "KEYHOOK_") && !strings.HasPrefix(kv, "ADDR=") && !strings.HasPrefix(kv, "DB=") &&
+					!strings.HasPrefix(kv, "MAKEFLAGS=") {
+					env = append(env, kv)
+				}
+			}
+			cmd.Env = append(env, tc.env...)
+			out, err := cmd.CombinedOutput()
+			if err != nil || !strings.Contains(string(out), "keyhook serve ") || !strings.Contains(string(out), tc.want) {
+				t.Fatalf("make -n run: %v\n%s\nwant %q", err, out, tc.want)
+			}
+		})
+	}
 }
