@@ -24,7 +24,9 @@ import (
 // and the key-encryption key and keep the defaults of the rest.
 type options struct {
 	addr, db, issuer, bootstrapSecret, seed string
-	logLevel, logFormat                     string
+	// issuerFromAddr: no --issuer was given, the issuer is http://ADDR.
+	issuerFromAddr      bool
+	logLevel, logFormat string
 	// metricsAddr is where /metrics is served without a token; empty:
 	// nowhere (the main listener serves it to admin tokens only).
 	metricsAddr string

@@ -118,7 +118,7 @@ func finishServeOptions(o *options, fs *pflag.FlagSet, env lookupEnv) error {
 		}
 	}
 	if o.issuer == "" {
-		o.issuer = "http://" + o.addr
+		o.issuer, o.issuerFromAddr = "http://"+o.addr, true
 	}
 	switch hooks.Isolation(o.scriptIsolation) {
 	case hooks.IsolationProcess, hooks.IsolationInline:
@@ -158,6 +158,9 @@ func serve(ctx context.Context, o *options, stdout, stderr io.Writer) error {
 		return fmt.Errorf("--addr: %w", err)
 	}
 	defer ln.Close()
+	if o.issuerFromAddr {
+		o.issuer = "http://" + ln.Addr().String() // the port bound for :0
+	}
 	var mln net.Listener
 	if o.metricsAddr != "" {
 		if mln, err = net.Listen("tcp", o.metricsAddr); err != nil {

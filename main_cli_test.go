@@ -5,12 +5,16 @@ import (
 	"context"
 	"crypto/sha256"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/keyhook/keyhook/storage"
 )
@@ -400,4 +404,36 @@ clients:
 	if again := export(second); again != exp {
 		t.Errorf("export after the round trip differs:\n%s\nwas:\n%s", again, exp)
 	}
+}
+
+// TestConfigurationDocumented: docs/configuration.md names every command,
+// every flag of each, and the environment variable of each flag that has
+// one, so that the reference stays true to the code.
+func TestConfigurationDocumented(t *testing.T) {
+	raw, err := os.ReadFile("docs/configuration.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := string(raw)
+	var walk func(c *cobra.Command)
+	walk = func(c *cobra.Command) {
+		if c.Name() != "keyhook" && !strings.Contains(doc, c.CommandPath()) {
+			t.Errorf("docs/configuration.md does not name %q", c.CommandPath())
+		}
+		c.LocalFlags().VisitAll(func(f *pflag.Flag) {
+			if f.Name == "help" || f.Name == "version" {
+				return
+			}
+			if !strings.Contains(doc, "`--"+f.Name) {
+				t.Errorf("%s --%s is not in docs/configuration.md", c.CommandPath(), f.Name)
+			}
+			if !strings.Contains(doc, "`"+envName(f.Name)+"`") {
+				t.Errorf("%s --%s: %s is not in docs/configuration.md", c.CommandPath(), f.Name, envName(f.Name))
+			}
+		})
+		for _, sub := range c.Commands() {
+			walk(sub)
+		}
+	}
+	walk(newRootCommand(mapEnv(nil), io.Discard, io.Discard))
 }
