@@ -61,7 +61,7 @@ func newImportCommand(env lookupEnv, stdout, stderr io.Writer) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			log := slog.New(slog.NewTextHandler(stderr, nil))
+			log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 			return withApp(c.Context(), o, kek, log, nil, func(a *app) error {
 				st, err := a.eng.Import(c.Context(), seed.seed)
 				if err != nil {
@@ -90,7 +90,7 @@ func newExportCommand(env lookupEnv, stdout, stderr io.Writer) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			log := slog.New(slog.NewTextHandler(stderr, nil))
+			log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 			return withApp(c.Context(), o, kek, log, nil, func(a *app) error {
 				seed, err := a.eng.Export(c.Context())
 				if err != nil {

@@ -99,6 +99,17 @@ func newRootCommand(env lookupEnv, stdout, stderr io.Writer) *cobra.Command {
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return &usageError{c, err} })
 	root.SetVersionTemplate("{{.Version}}\n")
 	group(root)
+	root.SetHelpCommand(&cobra.Command{
+		Use:   "help [command]",
+		Short: "Print the usage of keyhook or of a command",
+		RunE: func(c *cobra.Command, args []string) error {
+			cmd, rest, err := c.Root().Find(args)
+			if err != nil || len(rest) > 0 {
+				return &usageError{c.Root(), fmt.Errorf("unknown help topic %q", strings.Join(args, " "))}
+			}
+			return cmd.Help()
+		},
+	})
 	admin := &cobra.Command{Use: "admin", Short: "Repair the admin access of a database"}
 	group(admin)
 	admin.AddCommand(newResetSecretCommand(env, stdout, stderr))

@@ -43,6 +43,8 @@ func TestCommandLine(t *testing.T) {
 		{args: []string{"--help"}, stdout: "Available Commands:"},
 		{args: []string{"-h"}, stdout: "Available Commands:"},
 		{args: []string{"help", "serve"}, stdout: "--bootstrap-admin-secret"},
+		{args: []string{"help", "admin", "reset-secret"}, stdout: "keyhook-admin"},
+		{args: []string{"help", "bogus"}, code: 2, stderr: `keyhook: unknown help topic "bogus"`, stderrLast: "Available Commands:"},
 		{args: []string{"serve", "--help"}, stdout: "--log-format"},
 		{args: []string{"import", "--help"}, stdout: "keyhook import [--db DSN] FILE"},
 		{args: []string{"admin", "reset-secret", "--help"}, stdout: "reset-secret [--db DSN | DB]"},

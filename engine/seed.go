@@ -63,7 +63,7 @@ func (e *Engine) Import(ctx context.Context, s *Seed) (ImportStats, error) {
 	return st, err
 }
 
-// ImportIntoEmpty imports s only when the database is empty (Empty), in
+// ImportIntoEmpty imports s only when the database is empty (no scripts, no users, no client but keyhook-admin), in
 // the same transaction as the check when the stores are Atomic, and
 // reports whether it did: --seed imports its file into a new database
 // only, so that a restart never undoes what admins changed since.
@@ -75,7 +75,7 @@ func (e *Engine) importSeed(ctx context.Context, s *Seed, onlyEmpty bool) (st Im
 	apply := func(ctx context.Context) error {
 		st = ImportStats{}
 		if onlyEmpty {
-			empty, err := e.Empty(ctx)
+			empty, err := e.empty(ctx)
 			if err != nil || !empty {
 				return err
 			}
@@ -101,10 +101,10 @@ func (e *Engine) importSeed(ctx context.Context, s *Seed, onlyEmpty bool) (st Im
 	return st, imported, err
 }
 
-// Empty reports whether the database holds no scripts, no users and no
+// empty reports whether the database holds no scripts, no users and no
 // client but the bootstrap admin client: one that was never seeded nor
 // configured.
-func (e *Engine) Empty(ctx context.Context) (bool, error) {
+func (e *Engine) empty(ctx context.Context) (bool, error) {
 	clients, err := e.st.Clients.Clients(ctx)
 	if err != nil {
 		return false, storeFailure(err)
