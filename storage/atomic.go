@@ -32,3 +32,13 @@ func (s *Store) conn(ctx context.Context) *gorm.DB {
 	}
 	return s.db.WithContext(ctx)
 }
+
+// create inserts r; inside Atomically under a savepoint, so that a
+// conflict its caller expects (engine.ErrConflict) leaves the transaction
+// usable: PostgreSQL aborts a transaction at its first error otherwise.
+func (s *Store) create(ctx context.Context, r any) error {
+	if _, ok := ctx.Value(txKey{s}).(*gorm.DB); ok {
+		return translate(s.conn(ctx).Transaction(func(tx *gorm.DB) error { return tx.Create(r).Error }))
+	}
+	return translate(s.conn(ctx).Create(r).Error)
+}

@@ -32,7 +32,7 @@ func (s *Store) CreateClient(ctx context.Context, c *engine.Client) error {
 	if err != nil {
 		return err
 	}
-	return translate(s.conn(ctx).Create(r).Error)
+	return s.create(ctx, r)
 }
 
 // UpdateClient replaces every field of the client c.ID;

@@ -34,7 +34,7 @@ func (s *Store) CreateUser(ctx context.Context, u *engine.User) error {
 	if err != nil {
 		return err
 	}
-	return translate(s.conn(ctx).Create(r).Error)
+	return s.create(ctx, r)
 }
 
 // UpdateUser replaces every field of the user u.Username;
