@@ -158,6 +158,11 @@ func readSeed(path string) (*seedFile, error) {
 			return nil, f.errorAt(key, key.Value, "unknown section (want config, scripts, clients or users)")
 		}
 	}
+	for i, c := range f.seed.Clients {
+		if c.ClientID == "" { // a seed names its clients, to replace them on the next import
+			return nil, f.errorAt(f.sections["clients"].Content[i], fmt.Sprintf("clients[%d].client_id", i), "is required in a seed")
+		}
+	}
 	for i, s := range f.seed.Scripts {
 		if s.SourceFile == "" {
 			continue
@@ -301,9 +306,8 @@ func (f *seedFile) explain(err error) error {
 		return fmt.Errorf("%s: %s: %s", f.path, where, msg)
 	}
 	if m := fieldPrefix.FindStringSubmatch(msg); m != nil {
-		if fn := fieldNode(node, m[1]); fn != node || ie.Section == "config" {
-			return f.errorAt(fn, where+"."+m[1]+m[2], m[3])
-		}
+		// At the field's line, or the entry's when the field is absent.
+		return f.errorAt(fieldNode(node, m[1]), where+"."+m[1]+m[2], m[3])
 	}
 	return f.errorAt(node, where, msg)
 }

@@ -173,15 +173,18 @@ func serve(ctx context.Context, o *options, stdout, stderr io.Writer) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return withApp(ctx, o, kek, log, reg, func(a *app) error {
-		secret, err := a.eng.Bootstrap(ctx, o.bootstrapSecret)
-		if err != nil {
-			return fmt.Errorf("bootstrap admin: %w", err)
-		}
-		if secret != "" {
-			fmt.Fprintf(stdout, "created the bootstrap admin client (shown once):\n  client_id=%s\n  client_secret=%s\n",
-				engine.BootstrapAdminID, secret)
-		}
-		if seed != nil {
+		// The bootstrap admin and the seed commit together: a seed the
+		// engine refuses leaves no admin client whose secret was never
+		// shown, and the secret is printed once it is stored.
+		var secret string
+		err := a.store.Atomically(ctx, func(ctx context.Context) error {
+			var err error
+			if secret, err = a.eng.Bootstrap(ctx, o.bootstrapSecret); err != nil {
+				return fmt.Errorf("bootstrap admin: %w", err)
+			}
+			if seed == nil {
+				return nil
+			}
 			st, imported, err := a.eng.ImportIntoEmpty(ctx, seed.seed)
 			switch {
 			case err != nil:
@@ -191,6 +194,14 @@ func serve(ctx context.Context, o *options, stdout, stderr io.Writer) error {
 			default:
 				log.Info("seed not imported: the database is not empty (it was seeded or configured before)", "file", o.seed)
 			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		if secret != "" {
+			fmt.Fprintf(stdout, "created the bootstrap admin client (shown once):\n  client_id=%s\n  client_secret=%s\n",
+				engine.BootstrapAdminID, secret)
 		}
 		srv := web.New(web.Config{Engine: a.eng, Logger: log, Registry: reg, Ready: a.store.Ping, TrustedProxies: o.trustedProxies})
 		// Requests' contexts end some time after shutdown starts, which

@@ -228,6 +228,9 @@ func TestFailedStartChangesNothing(t *testing.T) {
 		{name: "seed with an unknown field", args: func(t *testing.T) []string {
 			return []string{"--addr", free(t), "--seed", writeFile(t, "unknown.yaml", "users:\n  - username: a\n    passwrd: x\n")}
 		}, want: []string{"unknown.yaml:3: users[0].passwrd: unknown field"}},
+		{name: "seed with a client without client_id", args: func(t *testing.T) []string {
+			return []string{"--addr", free(t), "--seed", writeFile(t, "noid.yaml", "clients:\n  - client_id: a\n  - client_name: b\n")}
+		}, want: []string{"noid.yaml:3: clients[1].client_id: is required in a seed"}},
 		{name: "seed with a missing script source", args: func(t *testing.T) []string {
 			return []string{"--addr", free(t), "--seed", writeFile(t, "src.yaml", "scripts:\n  - name: a\n    type: introspection\n    source_file: absent.js\n")}
 		}, want: []string{"src.yaml:4: scripts[0].source_file:", "absent.js"}},

@@ -142,3 +142,34 @@ func TestMakeRunAddress(t *testing.T) {
 		})
 	}
 }
+
+// TestSeedRefusedAtFirstStart: a seed whose entries parse but which the
+// engine refuses (an unknown grant type) stops the first start before any
+// bootstrap secret is printed or stored, and nothing of the seed is
+// written; the next start with a good seed creates the admin and seeds.
+func TestSeedRefusedAtFirstStart(t *testing.T) {
+	forEachDatabase(t, func(t *testing.T, dsn string) {
+		bad := filepath.Join(t.TempDir(), "bad.yaml")
+		_ = os.WriteFile(bad, []byte("clients:\n  - client_id: first\n    client_secret: first-secret\n"+
+			"  - client_id: second\n    grant_types: [telepathy]\n"), 0o600)
+		code, stdout, stderr := runCLI(t, nil, "serve", "--addr", "127.0.0.1:0", "--db", dsn, "--seed", bad, "--script-isolation", "inline")
+		lines := strings.Split(strings.TrimSpace(stderr), "\n")
+		if code != 1 || stdout != "" || lines[len(lines)-1] != "keyhook: --seed: "+bad+`:5: clients[1].grant_types: unknown grant type "telepathy"` {
+			t.Fatalf("exit %d, stdout %q, stderr:\n%s", code, stdout, stderr)
+		}
+		code, exp, stderr := runCLI(t, nil, "export", "--db", dsn)
+		if code != 0 || strings.Contains(exp, "client_id") {
+			t.Fatalf("after the refused start: exit %d, stderr %s, export:\n%s", code, stderr, exp)
+		}
+		seed, _ := filepath.Abs("examples/seed.yaml")
+		addr := freeAddr(t)
+		s := start(t, t.TempDir(), addr, nil, "--addr", addr, "--db", dsn, "--seed", seed)
+		defer s.stop(t)
+		if st, _ := token(t, addr, "keyhook-admin", s.secret()); st != http.StatusOK {
+			t.Fatalf("bootstrap admin after the second start: %d (%v)", st, s.lines)
+		}
+		if st, _ := token(t, addr, "demo-service", "demo-service-secret"); st != http.StatusOK {
+			t.Fatalf("seed after the second start: %d", st)
+		}
+	})
+}
