@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"net/url"
 	"os"
 	"strings"
 	"time"
@@ -110,14 +111,11 @@ func withApp(ctx context.Context, o *options, kek []byte, log *slog.Logger, reg 
 
 // redactDSN is dsn without a password, for messages.
 func redactDSN(dsn string) string {
-	if i := strings.Index(dsn, "://"); i > 0 {
-		if at := strings.LastIndex(dsn, "@"); at > i {
-			if user, _, ok := strings.Cut(dsn[i+3:at], ":"); ok {
-				return dsn[:i+3] + user + ":xxxxx" + dsn[at:]
-			}
-		}
+	u, err := url.Parse(dsn)
+	if err != nil {
+		return "(unparsable DSN)"
 	}
-	return dsn
+	return u.Redacted()
 }
 
 // loadKEK reads the key-encryption key of --kek-file or KEYHOOK_KEK
