@@ -1,7 +1,8 @@
 # keyhook — the two commands: `make run` and `make test`.
 GO      ?= go
-ADDR    ?= 127.0.0.1:8080
-DB      ?= sqlite:keyhook.db
+# make run ADDR=host:port, or KEYHOOK_ADDR / KEYHOOK_DB in the environment.
+ADDR    ?= $(or $(KEYHOOK_ADDR),127.0.0.1:8080)
+DB      ?= $(or $(KEYHOOK_DB),sqlite:keyhook.db)
 BENCH_PG ?= $(KEYHOOK_TEST_PG)
 
 .PHONY: run build test vet bench clean fuzz soak
@@ -9,9 +10,10 @@ BENCH_PG ?= $(KEYHOOK_TEST_PG)
 build:
 	$(GO) build -o keyhook .
 
-# Build and start the server on the embedded SQLite file, seeded with examples/.
+# Build and start the server on the embedded SQLite file, seeded with
+# examples/ when the database is new (a restart keeps what admins changed).
 run: build
-	./keyhook serve --addr $(ADDR) --db $(DB) --seed examples/seed.yaml
+	./keyhook serve --addr '$(ADDR)' --db '$(DB)' --seed examples/seed.yaml
 
 vet:
 	$(GO) vet ./...

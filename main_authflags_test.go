@@ -5,19 +5,38 @@ import (
 	"net/netip"
 	"testing"
 	"time"
+
+	"github.com/spf13/pflag"
 )
+
+// parseServe parses keyhook serve's command line args with the
+// environment env, as the serve command does before it serves.
+func parseServe(args []string, env map[string]string) (*options, error) {
+	o := defaultOptions()
+	fs := pflag.NewFlagSet("serve", pflag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	serveFlags(fs, o)
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	return o, finishServeOptions(o, fs, mapEnv(env))
+}
+
+// mapEnv is an environment of the variables in m.
+func mapEnv(m map[string]string) lookupEnv {
+	return func(name string) (string, bool) { v, ok := m[name]; return v, ok }
+}
 
 // TestAuthLimitFlags: the authentication limits' flags and environment
 // variables (docs/auth-limits.md); out-of-range values are refused.
 func TestAuthLimitFlags(t *testing.T) {
-	o, _, err := parseFlags("serve", nil, io.Discard)
+	o, err := parseServe(nil, nil)
 	if err != nil || o.hashMemoryMB != 128 || o.hashWaitMS != 2000 || o.loginFailures != 5 || o.clientAuthFailures != 5 ||
 		o.backoffMaxSeconds != 300 || len(o.trustedProxies) != 0 {
 		t.Fatalf("defaults %+v %v", o, err)
 	}
-	t.Setenv("KEYHOOK_TRUSTED_PROXIES", "10.0.0.0/8, 2001:db8::/32")
-	t.Setenv("KEYHOOK_LOGIN_FAILURES", "0")
-	o, _, err = parseFlags("serve", []string{"--client-auth-failures", "9"}, io.Discard)
+	env := map[string]string{"KEYHOOK_TRUSTED_PROXIES": "10.0.0.0/8, 2001:db8::/32", "KEYHOOK_LOGIN_FAILURES": "0"}
+	o, err = parseServe([]string{"--client-auth-failures", "9"}, env)
 	if err != nil || o.loginFailures != 0 || o.clientAuthFailures != 9 ||
 		o.trustedProxies[1] != netip.MustParsePrefix("2001:db8::/32") {
 		t.Fatalf("env %+v %v", o, err)
@@ -30,7 +49,7 @@ func TestAuthLimitFlags(t *testing.T) {
 		{"--client-auth-failures", "x"}, {"--auth-backoff-max-seconds", "0"}, {"--trusted-proxies", "10.0.0.1"},
 	} {
 		t.Run(args[0]+"="+args[1], func(t *testing.T) {
-			if _, _, err := parseFlags("serve", args, io.Discard); err == nil {
+			if _, err := parseServe(args, nil); err == nil {
 				t.Fatal("accepted")
 			}
 		})

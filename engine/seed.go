@@ -28,13 +28,107 @@ type ImportStats struct {
 	Created, Replaced int
 }
 
+// Atomic is implemented by stores that can make a run of changes
+// all-or-nothing: the changes fn makes through them with the context it is
+// given commit together when fn returns nil, and none does otherwise.
+// storage.Store implements it; Import uses it when Stores.Clients does.
+type Atomic interface {
+	Atomically(ctx context.Context, fn func(ctx context.Context) error) error
+}
+
+// ImportError is a seed entry Import refused: Section is "config",
+// "scripts", "clients" or "users" and Index the entry's position in it
+// (0 for config), so that a caller can point at the entry in its file.
+type ImportError struct {
+	Section string
+	Index   int
+	Err     error
+}
+
+func (e *ImportError) Error() string {
+	if e.Section == "config" {
+		return "config: " + e.Err.Error()
+	}
+	return fmt.Sprintf("%s[%d]: %v", e.Section, e.Index, e.Err)
+}
+
+func (e *ImportError) Unwrap() error { return e.Err }
+
 // Import applies a seed idempotently: what exists is replaced, what does
-// not is created. Scripts come before the clients that bind them.
+// not is created. Scripts come before the clients that bind them. The
+// import is all or nothing when the stores are Atomic: an entry refused
+// (an *ImportError) leaves the entries before it unwritten too.
 func (e *Engine) Import(ctx context.Context, s *Seed) (ImportStats, error) {
-	var st ImportStats
+	st, _, err := e.importSeed(ctx, s, false)
+	return st, err
+}
+
+// ImportIntoEmpty imports s only when the database is empty (no scripts, no users, no client but keyhook-admin), in
+// the same transaction as the check when the stores are Atomic, and
+// reports whether it did: --seed imports its file into a new database
+// only, so that a restart never undoes what admins changed since.
+func (e *Engine) ImportIntoEmpty(ctx context.Context, s *Seed) (ImportStats, bool, error) {
+	return e.importSeed(ctx, s, true)
+}
+
+func (e *Engine) importSeed(ctx context.Context, s *Seed, onlyEmpty bool) (st ImportStats, imported bool, err error) {
+	apply := func(ctx context.Context) error {
+		st = ImportStats{}
+		if onlyEmpty {
+			empty, err := e.empty(ctx)
+			if err != nil || !empty {
+				return err
+			}
+		}
+		imported = true
+		return e.apply(ctx, s, &st)
+	}
+	a, ok := e.st.Clients.(Atomic)
+	if !ok {
+		err = apply(ctx)
+		return st, imported, err
+	}
+	if err = a.Atomically(ctx, apply); err != nil {
+		// What this instance cached from the rolled-back writes goes.
+		imported = false
+		for _, c := range s.Clients {
+			e.forgetClient(c.ClientID)
+		}
+		if rerr := e.reloadProperties(ctx); rerr != nil {
+			e.log.Warn("import: reloading properties after a failed import", "err", rerr)
+		}
+	}
+	return st, imported, err
+}
+
+// empty reports whether the database holds no scripts, no users and no
+// client but the bootstrap admin client: one that was never seeded nor
+// configured.
+func (e *Engine) empty(ctx context.Context) (bool, error) {
+	clients, err := e.st.Clients.Clients(ctx)
+	if err != nil {
+		return false, storeFailure(err)
+	}
+	for _, c := range clients {
+		if c.ID != BootstrapAdminID {
+			return false, nil
+		}
+	}
+	scripts, err := e.st.Scripts.Scripts(ctx)
+	if err != nil || len(scripts) > 0 {
+		return false, storeFailure(err)
+	}
+	users, err := e.st.Users.Users(ctx)
+	if err != nil {
+		return false, storeFailure(err)
+	}
+	return len(users) == 0, nil
+}
+
+func (e *Engine) apply(ctx context.Context, s *Seed, st *ImportStats) error {
 	if len(s.Config) > 0 {
 		if _, err := e.UpdateProperties(ctx, s.Config); err != nil {
-			return st, fmt.Errorf("config: %w", err)
+			return &ImportError{Section: "config", Err: err}
 		}
 	}
 	count := func(created bool) {
@@ -44,7 +138,7 @@ func (e *Engine) Import(ctx context.Context, s *Seed) (ImportStats, error) {
 			st.Replaced++
 		}
 	}
-	for _, sc := range s.Scripts {
+	for i, sc := range s.Scripts {
 		doc := sc.ScriptDoc
 		_, err := e.ReplaceScript(ctx, doc.Name, &doc)
 		created := errors.Is(err, CodeNotFound)
@@ -52,14 +146,14 @@ func (e *Engine) Import(ctx context.Context, s *Seed) (ImportStats, error) {
 			_, err = e.CreateScript(ctx, &doc)
 		}
 		if err != nil {
-			return st, fmt.Errorf("script %s: %w", doc.Name, err)
+			return &ImportError{Section: "scripts", Index: i, Err: err}
 		}
 		count(created)
 	}
-	for _, c := range s.Clients {
+	for i, c := range s.Clients {
 		doc := *c
 		if doc.ClientID == "" {
-			return st, fmt.Errorf("clients: client_id is required in a seed")
+			return &ImportError{Section: "clients", Index: i, Err: fieldError("client_id", "is required in a seed")}
 		}
 		_, err := e.ReplaceClient(ctx, doc.ClientID, &doc)
 		created := errors.Is(err, CodeNotFound)
@@ -68,11 +162,11 @@ func (e *Engine) Import(ctx context.Context, s *Seed) (ImportStats, error) {
 			_, err = e.CreateClient(ctx, &doc)
 		}
 		if err != nil {
-			return st, fmt.Errorf("client %s: %w", c.ClientID, err)
+			return &ImportError{Section: "clients", Index: i, Err: err}
 		}
 		count(created)
 	}
-	for _, u := range s.Users {
+	for i, u := range s.Users {
 		doc := *u
 		_, err := e.ReplaceUser(ctx, doc.Username, &doc)
 		created := errors.Is(err, CodeNotFound)
@@ -80,11 +174,11 @@ func (e *Engine) Import(ctx context.Context, s *Seed) (ImportStats, error) {
 			_, err = e.createUser(ctx, &doc, false)
 		}
 		if err != nil {
-			return st, fmt.Errorf("user %s: %w", u.Username, err)
+			return &ImportError{Section: "users", Index: i, Err: err}
 		}
 		count(created)
 	}
-	return st, nil
+	return nil
 }
 
 // Export writes the current configuration as a Seed, secrets and
@@ -135,6 +229,21 @@ func (e *Engine) Bootstrap(ctx context.Context, secret string) (string, error) {
 	if errors.Is(err, CodeConflict) {
 		return "", nil // another instance created it meanwhile
 	}
+	if err != nil {
+		return "", err
+	}
+	return out.ClientSecret, nil
+}
+
+// ResetAdminSecret gives the bootstrap admin client a new generated
+// secret and returns it, creating the client as Bootstrap does when it is
+// absent (keyhook admin reset-secret, for an admin who lost the secret).
+func (e *Engine) ResetAdminSecret(ctx context.Context) (string, error) {
+	secret, err := e.Bootstrap(ctx, "")
+	if err != nil || secret != "" {
+		return secret, err
+	}
+	out, err := e.RotateClientSecret(ctx, BootstrapAdminID)
 	if err != nil {
 		return "", err
 	}

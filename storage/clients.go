@@ -11,7 +11,7 @@ import (
 // ClientByID returns the client with id or engine.ErrNotFound.
 func (s *Store) ClientByID(ctx context.Context, id string) (*engine.Client, error) {
 	var r clientRow
-	if err := s.db.WithContext(ctx).Where("id = ?", id).Take(&r).Error; err != nil {
+	if err := s.conn(ctx).Where("id = ?", id).Take(&r).Error; err != nil {
 		return nil, translate(err)
 	}
 	return r.toEngine()
@@ -20,7 +20,7 @@ func (s *Store) ClientByID(ctx context.Context, id string) (*engine.Client, erro
 // Clients returns every client, ordered by id.
 func (s *Store) Clients(ctx context.Context) ([]*engine.Client, error) {
 	var rows []clientRow
-	if err := s.db.WithContext(ctx).Order("id").Find(&rows).Error; err != nil {
+	if err := s.conn(ctx).Order("id").Find(&rows).Error; err != nil {
 		return nil, err
 	}
 	return convertAll(rows, (*clientRow).toEngine)
@@ -32,7 +32,7 @@ func (s *Store) CreateClient(ctx context.Context, c *engine.Client) error {
 	if err != nil {
 		return err
 	}
-	return translate(s.db.WithContext(ctx).Create(r).Error)
+	return s.create(ctx, r)
 }
 
 // UpdateClient replaces every field of the client c.ID;
@@ -42,7 +42,7 @@ func (s *Store) UpdateClient(ctx context.Context, c *engine.Client) error {
 	if err != nil {
 		return err
 	}
-	res := s.db.WithContext(ctx).Model(&clientRow{}).Where("id = ?", c.ID).
+	res := s.conn(ctx).Model(&clientRow{}).Where("id = ?", c.ID).
 		Select("*").Omit("id").Updates(r)
 	return changedOne(res)
 }

@@ -15,7 +15,7 @@ import (
 // Scripts returns every script, ordered by name.
 func (s *Store) Scripts(ctx context.Context) ([]*hooks.Script, error) {
 	var rows []scriptRow
-	if err := s.db.WithContext(ctx).Order("name").Find(&rows).Error; err != nil {
+	if err := s.conn(ctx).Order("name").Find(&rows).Error; err != nil {
 		return nil, err
 	}
 	return convertAll(rows, (*scriptRow).toEngine)
@@ -24,7 +24,7 @@ func (s *Store) Scripts(ctx context.Context) ([]*hooks.Script, error) {
 // ScriptByName returns the script or engine.ErrNotFound.
 func (s *Store) ScriptByName(ctx context.Context, name string) (*hooks.Script, error) {
 	var r scriptRow
-	if err := s.db.WithContext(ctx).Where("name = ?", name).Take(&r).Error; err != nil {
+	if err := s.conn(ctx).Where("name = ?", name).Take(&r).Error; err != nil {
 		return nil, translate(err)
 	}
 	return r.toEngine()
@@ -52,7 +52,7 @@ func (s *Store) writeScript(ctx context.Context, sc *hooks.Script, write func(*g
 		return err
 	}
 	r.Version, r.UpdatedAt = newScriptVersion(), time.Now().UnixNano()
-	err = s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+	err = s.conn(ctx).Transaction(func(tx *gorm.DB) error {
 		if err := write(tx, r); err != nil {
 			return err
 		}
@@ -67,7 +67,7 @@ func (s *Store) writeScript(ctx context.Context, sc *hooks.Script, write func(*g
 
 // DeleteScript deletes the script; engine.ErrNotFound when there is none.
 func (s *Store) DeleteScript(ctx context.Context, name string) error {
-	return translate(s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+	return translate(s.conn(ctx).Transaction(func(tx *gorm.DB) error {
 		if err := changedOne(tx.Where("name = ?", name).Delete(&scriptRow{})); err != nil {
 			return err
 		}
@@ -80,7 +80,7 @@ func (s *Store) DeleteScript(ctx context.Context, name string) error {
 // one-row read for instances that poll for script changes.
 func (s *Store) ScriptsVersion(ctx context.Context) (string, error) {
 	var r scriptGenerationRow
-	if err := s.db.WithContext(ctx).Where("id = 1").Take(&r).Error; err != nil {
+	if err := s.conn(ctx).Where("id = 1").Take(&r).Error; err != nil {
 		return "", translate(err)
 	}
 	return strconv.FormatInt(r.Generation, 10), nil

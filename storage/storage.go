@@ -82,27 +82,9 @@ func Open(ctx context.Context, dsn string, opts ...Option) (*Store, error) {
 	for _, opt := range opts {
 		opt(&o)
 	}
-	var (
-		dialector gorm.Dialector
-		dialect   string
-		maxOpen   int
-	)
-	switch {
-	case strings.HasPrefix(dsn, "sqlite:"):
-		path := strings.TrimPrefix(dsn, "sqlite:")
-		if path == "" {
-			return nil, errors.New("storage: sqlite DSN has no path (want sqlite:PATH)")
-		}
-		if strings.HasPrefix(path, ":memory:") || strings.HasPrefix(path, "file:") {
-			return nil, fmt.Errorf("storage: sqlite DSN %q: want sqlite:PATH with a file path", dsn)
-		}
-		dialector = sqlite.Open(sqliteDSN(path))
-		dialect, maxOpen = DialectSQLite, 8
-	case strings.HasPrefix(dsn, "postgres://"), strings.HasPrefix(dsn, "postgresql://"):
-		dialector = postgres.Open(dsn)
-		dialect, maxOpen = DialectPostgres, 20
-	default:
-		return nil, errors.New("storage: unsupported DSN: want sqlite:PATH or postgres://...")
+	dialector, dialect, maxOpen, err := parseDSN(dsn)
+	if err != nil {
+		return nil, err
 	}
 	if o.maxOpenConns > 0 {
 		maxOpen = o.maxOpenConns
@@ -148,6 +130,37 @@ func Open(ctx context.Context, dsn string, opts ...Option) (*Store, error) {
 		return nil, fmt.Errorf("storage: %w", err)
 	}
 	return s, nil
+}
+
+// CheckDSN reports whether Open would accept dsn's form, without
+// connecting or creating anything: keyhook serve checks its configuration
+// before it touches the database.
+func CheckDSN(dsn string) error {
+	_, _, _, err := parseDSN(dsn)
+	return err
+}
+
+// parseDSN picks the dialect of dsn and its default pool size.
+func parseDSN(dsn string) (gorm.Dialector, string, int, error) {
+	switch {
+	case strings.HasPrefix(dsn, "sqlite:"):
+		path := strings.TrimPrefix(dsn, "sqlite:")
+		if path == "" {
+			return nil, "", 0, errors.New("storage: sqlite DSN has no path (want sqlite:PATH)")
+		}
+		if strings.HasPrefix(path, ":memory:") || strings.HasPrefix(path, "file:") {
+			return nil, "", 0, fmt.Errorf("storage: sqlite DSN %q: want sqlite:PATH with a file path", dsn)
+		}
+		return sqlite.Open(sqliteDSN(path)), DialectSQLite, 8, nil
+	case strings.HasPrefix(dsn, "postgres://"), strings.HasPrefix(dsn, "postgresql://"):
+		// pgconn's parser is the one the driver uses; its errors
+		// leave the password out.
+		if _, err := pgconn.ParseConfig(dsn); err != nil {
+			return nil, "", 0, fmt.Errorf("storage: %w", err)
+		}
+		return postgres.Open(dsn), DialectPostgres, 20, nil
+	}
+	return nil, "", 0, errors.New("storage: unsupported DSN: want sqlite:PATH or postgres://...")
 }
 
 // startHotPaths prepares the hot statements and starts the token cache

@@ -13,7 +13,7 @@ import (
 // UserByName returns the user or engine.ErrNotFound.
 func (s *Store) UserByName(ctx context.Context, username string) (*engine.User, error) {
 	var r userRow
-	if err := s.db.WithContext(ctx).Where("username = ?", username).Take(&r).Error; err != nil {
+	if err := s.conn(ctx).Where("username = ?", username).Take(&r).Error; err != nil {
 		return nil, translate(err)
 	}
 	return r.toEngine()
@@ -22,7 +22,7 @@ func (s *Store) UserByName(ctx context.Context, username string) (*engine.User, 
 // Users returns every user, ordered by username.
 func (s *Store) Users(ctx context.Context) ([]*engine.User, error) {
 	var rows []userRow
-	if err := s.db.WithContext(ctx).Order("username").Find(&rows).Error; err != nil {
+	if err := s.conn(ctx).Order("username").Find(&rows).Error; err != nil {
 		return nil, err
 	}
 	return convertAll(rows, (*userRow).toEngine)
@@ -34,7 +34,7 @@ func (s *Store) CreateUser(ctx context.Context, u *engine.User) error {
 	if err != nil {
 		return err
 	}
-	return translate(s.db.WithContext(ctx).Create(r).Error)
+	return s.create(ctx, r)
 }
 
 // UpdateUser replaces every field of the user u.Username;
@@ -44,7 +44,7 @@ func (s *Store) UpdateUser(ctx context.Context, u *engine.User) error {
 	if err != nil {
 		return err
 	}
-	res := s.db.WithContext(ctx).Model(&userRow{}).Where("username = ?", u.Username).
+	res := s.conn(ctx).Model(&userRow{}).Where("username = ?", u.Username).
 		Select("*").Omit("username").Updates(r)
 	return changedOne(res)
 }
@@ -52,20 +52,20 @@ func (s *Store) UpdateUser(ctx context.Context, u *engine.User) error {
 // DeleteUser deletes the user; engine.ErrNotFound when there is none.
 // The user's tokens stay until they expire or are revoked.
 func (s *Store) DeleteUser(ctx context.Context, username string) error {
-	return changedOne(s.db.WithContext(ctx).Where("username = ?", username).Delete(&userRow{}))
+	return changedOne(s.conn(ctx).Where("username = ?", username).Delete(&userRow{}))
 }
 
 // CreateCode stores the authorization code c; engine.ErrConflict when its
 // id exists.
 func (s *Store) CreateCode(ctx context.Context, c *engine.AuthCode) error {
-	return translate(s.db.WithContext(ctx).Create(authCodeToRow(c)).Error)
+	return translate(s.conn(ctx).Create(authCodeToRow(c)).Error)
 }
 
 // CodeByID returns the authorization code id, used or not, or
 // engine.ErrNotFound.
 func (s *Store) CodeByID(ctx context.Context, id string) (*engine.AuthCode, error) {
 	var r authCodeRow
-	if err := s.db.WithContext(ctx).Where("id = ?", id).Take(&r).Error; err != nil {
+	if err := s.conn(ctx).Where("id = ?", id).Take(&r).Error; err != nil {
 		return nil, translate(err)
 	}
 	return r.toEngine(), nil
@@ -85,7 +85,7 @@ func (s *Store) RedeemCode(ctx context.Context, id string, now time.Time, tokens
 		return false, err
 	}
 	err = retryTransient(ctx, func() error {
-		return s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		return s.conn(ctx).Transaction(func(tx *gorm.DB) error {
 			res := tx.Model(&authCodeRow{}).Where("id = ? AND used_at = 0", id).Update("used_at", nowNanos(now))
 			if res.Error != nil {
 				return res.Error
@@ -110,6 +110,6 @@ func (s *Store) RedeemCode(ctx context.Context, id string, now time.Time, tokens
 
 // PurgeCodes deletes codes that expired before t and reports how many.
 func (s *Store) PurgeCodes(ctx context.Context, before time.Time) (int64, error) {
-	res := s.db.WithContext(ctx).Where("expires_at < ?", toNanos(before)).Delete(&authCodeRow{})
+	res := s.conn(ctx).Where("expires_at < ?", toNanos(before)).Delete(&authCodeRow{})
 	return res.RowsAffected, res.Error
 }

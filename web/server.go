@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"strconv"
 	"time"
 
@@ -76,6 +77,7 @@ func New(cfg Config) *Server {
 	e.Logger.SetOutput(slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn).Writer())
 	e.HTTPErrorHandler = s.handleError
 	e.IPExtractor = ipExtractor(cfg.TrustedProxies)
+	e.Use(dropBadRequestID)
 	e.Use(middleware.RequestIDWithConfig(middleware.RequestIDConfig{
 		RequestIDHandler: func(c echo.Context, id string) {
 			l := s.log.With("request_id", id)
@@ -151,11 +153,63 @@ func (s *Server) observe(next echo.HandlerFunc) echo.HandlerFunc {
 		d := time.Since(start)
 		s.reqs.WithLabelValues(route, methodLabel(c.Request().Method), strconv.Itoa(status)).Inc()
 		s.latency.WithLabelValues(route).Observe(d.Seconds())
-		s.logger(c).LogAttrs(c.Request().Context(), slog.LevelInfo, "request",
-			slog.String("method", c.Request().Method), slog.String("path", c.Request().URL.Path),
-			slog.Int("status", status), slog.Duration("duration", d))
+		// One line per request, with the path but never the query, the
+		// body or the Authorization header, which may carry tokens,
+		// secrets and passwords; the request id is logger's.
+		attrs := []slog.Attr{slog.String("method", c.Request().Method), slog.String("path", c.Request().URL.Path),
+			slog.String("route", route), slog.Int("status", status), slog.Duration("duration", d)}
+		if id := requestClientID(c.Request()); id != "" {
+			attrs = append(attrs, slog.String("client_id", id))
+		}
+		s.logger(c).LogAttrs(c.Request().Context(), slog.LevelInfo, "request", attrs...)
 		return nil
 	}
+}
+
+// requestClientID is the client_id a request names, for its log line: the
+// user-id of Basic credentials (RFC 6749 §2.3.1; the password is not
+// read), else the client_id parameter of a form the handler parsed or of
+// the query. It is what the caller claims, authenticated or not; "" when
+// none, and cut to 128 bytes.
+func requestClientID(r *http.Request) string {
+	id := ""
+	if user, _, ok := r.BasicAuth(); ok {
+		id, _ = url.QueryUnescape(user)
+	} else if r.PostForm != nil && r.PostForm.Get("client_id") != "" {
+		id = r.PostForm.Get("client_id")
+	} else if r.URL.RawQuery != "" {
+		id = r.URL.Query().Get("client_id")
+	}
+	if len(id) > 128 {
+		id = id[:128]
+	}
+	return id
+}
+
+// dropBadRequestID removes an X-Request-Id the caller sent that is not a
+// short printable token, so that middleware.RequestID makes one instead:
+// the id is logged and echoed, and a caller's id is kept only when it is
+// fit for both.
+func dropBadRequestID(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		h := c.Request().Header
+		if id := h.Get(echo.HeaderXRequestID); id != "" && !goodRequestID(id) {
+			h.Del(echo.HeaderXRequestID)
+		}
+		return next(c)
+	}
+}
+
+func goodRequestID(id string) bool {
+	if len(id) > 128 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		if b := id[i]; b <= ' ' || b >= 0x7f {
+			return false
+		}
+	}
+	return true
 }
 
 func (s *Server) logger(c echo.Context) *slog.Logger {

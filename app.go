@@ -1,0 +1,158 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/keyhook/keyhook/engine"
+	"github.com/keyhook/keyhook/hooks"
+	"github.com/keyhook/keyhook/scripts"
+	"github.com/keyhook/keyhook/storage"
+	"github.com/keyhook/keyhook/web"
+)
+
+// options configure the wired server. keyhook serve sets them all from
+// its flags (docs/configuration.md); the other commands set the database
+// and the key-encryption key and keep the defaults of the rest.
+type options struct {
+	addr, db, issuer, bootstrapSecret, seed string
+	// issuerFromAddr: no --issuer was given, the issuer is http://ADDR.
+	issuerFromAddr      bool
+	logLevel, logFormat string
+	// metricsAddr is where /metrics is served without a token; empty:
+	// nowhere (the main listener serves it to admin tokens only).
+	metricsAddr string
+	// The script sandbox (docs/sandbox.md).
+	scriptIsolation string
+	scriptWorkers   int
+	scriptMemoryMax int
+	// Keys at rest (docs/keys.md): the key-encryption key comes from
+	// kekFile or, without one, from KEYHOOK_KEK; never from the command
+	// line, where other users of the machine could read it.
+	kekFile    string
+	kekEnv     string
+	requireKEK bool
+	// Authentication limits (docs/auth-limits.md).
+	hashMemoryMB, hashWaitMS          int
+	loginFailures, clientAuthFailures int
+	backoffMaxSeconds                 int
+	trustedProxies                    []netip.Prefix
+	// jwks_uri fetches (docs/client-auth.md).
+	jwksURIAllowPrivate bool
+	// The Go heap's target (docs/performance.md); 0 leaves Go's defaults.
+	memoryTargetMB int
+}
+
+// defaultOptions are the flags' defaults.
+func defaultOptions() *options {
+	return &options{
+		addr: "127.0.0.1:8080", db: "sqlite:keyhook.db", logLevel: "info", logFormat: "text",
+		scriptIsolation: string(hooks.IsolationProcess), scriptMemoryMax: 256,
+		hashMemoryMB: engine.DefaultPasswordHashMemoryMB, hashWaitMS: int(engine.DefaultPasswordHashWait / time.Millisecond),
+		loginFailures: engine.DefaultThrottleFree, clientAuthFailures: engine.DefaultThrottleFree,
+		backoffMaxSeconds: int(engine.DefaultThrottleMaxBackoff / time.Second),
+		memoryTargetMB:    defaultMemoryTargetMB,
+	}
+}
+
+// throttle is the engine's throttle for a --*-failures flag (0: off).
+func throttle(free, maxSeconds int) engine.Throttle {
+	if free == 0 {
+		free = -1
+	}
+	return engine.Throttle{Free: free, MaxBackoff: time.Duration(maxSeconds) * time.Second}
+}
+
+// app is the wired server: storage, scripts, engine.
+type app struct {
+	store *storage.Store
+	eng   *engine.Engine
+	rt    *scripts.Runtime
+	reg   *prometheus.Registry
+}
+
+// withApp opens the database (creating and migrating it when needed),
+// wires the engine with the key-encryption key kek, and runs fn.
+func withApp(ctx context.Context, o *options, kek []byte, log *slog.Logger, reg *prometheus.Registry, fn func(*app) error) error {
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	store, err := storage.Open(ctx, o.db, storage.WithLogger(log))
+	if err != nil {
+		return fmt.Errorf("opening %s: %w", redactDSN(o.db), err)
+	}
+	defer store.Close()
+	rt := scripts.New(scripts.Options{Registerer: reg, Logger: log, DefaultIsolation: hooks.Isolation(o.scriptIsolation),
+		Workers: o.scriptWorkers, MaxMemoryMB: o.scriptMemoryMax})
+	defer rt.Close()
+	disp := hooks.NewDispatcher(rt, log)
+	web.RegisterScriptMetrics(reg, disp)
+	eng, err := engine.New(ctx, engine.Config{Issuer: o.issuer, Logger: log, Hooks: disp, MaxScriptMemoryMB: o.scriptMemoryMax,
+		KEK:                  kek,
+		PasswordHashMemoryMB: o.hashMemoryMB, PasswordHashWait: time.Duration(o.hashWaitMS) * time.Millisecond,
+		LoginThrottle:      throttle(o.loginFailures, o.backoffMaxSeconds),
+		ClientAuthThrottle: throttle(o.clientAuthFailures, o.backoffMaxSeconds),
+		JWKSURI:            engine.JWKSURIConfig{AllowPrivate: o.jwksURIAllowPrivate}}, store.Stores())
+	if err != nil {
+		return err
+	}
+	warnUnencryptedKeys(log, eng.UnencryptedKeys())
+	return fn(&app{store: store, eng: eng, rt: rt, reg: reg})
+}
+
+// redactDSN is dsn without a password, for messages.
+func redactDSN(dsn string) string {
+	u, err := url.Parse(dsn)
+	if err != nil {
+		return "(unparsable DSN)"
+	}
+	return u.Redacted()
+}
+
+// loadKEK reads the key-encryption key of --kek-file or KEYHOOK_KEK
+// (o.kekEnv); nil when neither is set, which --require-kek refuses.
+func loadKEK(o *options) ([]byte, error) {
+	text, from := o.kekEnv, "KEYHOOK_KEK"
+	if o.kekFile != "" {
+		raw, err := os.ReadFile(o.kekFile)
+		if err != nil {
+			return nil, fmt.Errorf("--kek-file: %w", err)
+		}
+		text, from = string(raw), "--kek-file "+o.kekFile
+	}
+	if strings.TrimSpace(text) == "" {
+		if o.requireKEK {
+			return nil, errors.New("--require-kek: no key-encryption key; give one with --kek-file or KEYHOOK_KEK (make one with keyhook new-kek)")
+		}
+		return nil, nil
+	}
+	kek, err := engine.ParseKEK(text)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", from, err)
+	}
+	return kek, nil
+}
+
+// warnUnencryptedKeys says, at start, which keys the database holds in the
+// clear: whoever reads the database can then sign tokens as this server.
+func warnUnencryptedKeys(log *slog.Logger, k engine.KeyEncryption) {
+	switch {
+	case !k.KEK:
+		log.Warn("UNENCRYPTED KEYS: signing keys and the client-secret sealing key are stored unencrypted in the database; " +
+			"anyone who can read the database or a backup of it can sign tokens as this server. " +
+			"Set a key-encryption key with --kek-file or KEYHOOK_KEK (keyhook new-kek makes one), and --require-kek to refuse to start without it (docs/keys.md)")
+	case k.Unencrypted():
+		log.Warn("UNENCRYPTED KEYS: some keys were stored before the key-encryption key was set and are still unencrypted in the database; "+
+			"rotate the signing key (POST /admin/v1/keys/rotate) and the old one is deleted when its tokens have expired (docs/keys.md)",
+			"signing_keys", strings.Join(k.PlainSigningKeys, " "), "sealing_key", k.PlainSealKey)
+	}
+}
