@@ -1,0 +1,160 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestReadmeWalkthrough runs the shell blocks of README "Try it" as
+// printed, on a copy of the repository (so make run builds there and
+// keyhook.db, keyhook.log and the binary land there), and checks what they
+// answer. The one change made to them is the address: the test's own free
+// port for 127.0.0.1:8080, given to make run through KEYHOOK_ADDR as the
+// README says.
+func TestReadmeWalkthrough(t *testing.T) {
+	for _, tool := range []string{"bash", "curl", "make", "git", "go"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("the README walkthrough needs %s on PATH", tool)
+		}
+	}
+	readme, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	script := walkthrough(t, string(readme))
+	if !strings.Contains(script, "make run") || !strings.Contains(script, "export SECRET=") {
+		t.Fatalf("README \"Try it\" no longer starts the server and exports SECRET:\n%s", script)
+	}
+	addr := freeAddr(t)
+	script = strings.ReplaceAll(script, "127.0.0.1:8080", addr)
+
+	dir := t.TempDir()
+	copyRepository(t, dir)
+	t.Cleanup(func() { killIn(dir) })
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	// -m: job control as in an interactive shell, so `kill %1` stops
+	// make run and the server it started.
+	cmd := exec.CommandContext(ctx, "bash", "-m", "-e", "-u", "-o", "pipefail", "-c", script)
+	cmd.Dir = dir
+	cmd.Env = append(environWithout("KEYHOOK_"), "KEYHOOK_ADDR="+addr)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err = cmd.Run()
+	log, _ := os.ReadFile(filepath.Join(dir, "keyhook.log"))
+	if err != nil {
+		t.Fatalf("the walkthrough failed: %v\noutput:\n%s\nkeyhook.log:\n%s", err, out.String(), log)
+	}
+	got := out.String()
+	for _, want := range []string{
+		`"token_type":"Bearer"`,      // tokens
+		`"scope":"api.read"`,         // the first request's scope
+		`"realmName":"BasicRealm"`,   // liberty-fields in introspection
+		"\n200\n",                    // revocation
+		`{"active":false}`,           // the revoked token
+		`"id_token":`,                // password grant with openid
+		`"client_id":"demo-service"`, // the admin API read with $ADMIN
+		`"access_token_lifetime":60`, // the PATCH answer
+		`"expires_in":60`,            // and the next token
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("the walkthrough's output lacks %s:\n%s", want, got)
+		}
+	}
+	if !strings.Contains(got, "\neyJ") {
+		t.Errorf("no JWT introspection answer (eyJ...) in the output:\n%s", got)
+	}
+	if strings.Contains(got, `"error"`) {
+		t.Errorf("the walkthrough's output has an error answer:\n%s", got)
+	}
+}
+
+// walkthrough is the shell blocks of the README section "Try it", joined.
+func walkthrough(t *testing.T, readme string) string {
+	t.Helper()
+	_, section, ok := strings.Cut(readme, "\n## Try it\n")
+	if !ok {
+		t.Fatal(`README has no section "Try it"`)
+	}
+	section, _, _ = strings.Cut(section, "\n## ")
+	var script strings.Builder
+	for {
+		_, rest, ok := strings.Cut(section, "```sh\n")
+		if !ok {
+			break
+		}
+		block, after, ok := strings.Cut(rest, "```")
+		if !ok {
+			t.Fatal(`an unclosed shell block in README "Try it"`)
+		}
+		script.WriteString(block)
+		section = after
+	}
+	return script.String()
+}
+
+// copyRepository copies the files git knows of (tracked, or new and not
+// ignored) into dir.
+func copyRepository(t *testing.T, dir string) {
+	t.Helper()
+	list, err := exec.Command("git", "ls-files", "-z", "--cached", "--others", "--exclude-standard").Output()
+	if err != nil {
+		t.Skipf("git ls-files: %v (the walkthrough test copies a git checkout)", err)
+	}
+	for _, name := range strings.Split(strings.TrimRight(string(list), "\x00"), "\x00") {
+		data, err := os.ReadFile(name)
+		if os.IsNotExist(err) {
+			continue // deleted in the work tree
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		info, err := os.Stat(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dst := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(dst, data, info.Mode().Perm()); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// environWithout is the environment without the variables starting with
+// prefix (a developer's KEYHOOK_DB must not send the walkthrough
+// elsewhere).
+func environWithout(prefix string) []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, prefix) {
+			env = append(env, kv)
+		}
+	}
+	return env
+}
+
+// killIn kills every process whose working directory is dir: what a
+// failed walkthrough left running (make run and its server).
+func killIn(dir string) {
+	procs, _ := filepath.Glob("/proc/[0-9]*")
+	for _, p := range procs {
+		if cwd, err := os.Readlink(filepath.Join(p, "cwd")); err == nil && cwd == dir {
+			if pid, err := strconv.Atoi(filepath.Base(p)); err == nil {
+				_ = syscall.Kill(pid, syscall.SIGKILL)
+			}
+		}
+	}
+}
