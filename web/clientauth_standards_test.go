@@ -423,3 +423,36 @@ func TestDiscoveryLists(t *testing.T) {
 		}
 	}
 }
+
+// TestPublicClientAutoDetectIsNotAFailure: x/oauth2's default AuthStyle
+// sends a public client's id in Basic with an empty password, then (after
+// an error) in the body. A program that makes a new oauth2.Config per run
+// or per request (a CLI, a handler) probes every time; with the failure
+// throttles on (docs/auth-limits.md) those probes must not lock out the
+// client or its address: Basic with an empty password is the "none"
+// method, as it proves as much as a client_id in the body.
+func TestPublicClientAutoDetectIsNotAFailure(t *testing.T) {
+	h := newHarness(t, withThrottles())
+	passwordSetup(t, h) // alice
+	h.createClient(map[string]any{"client_id": "cli", "token_endpoint_auth_method": "none",
+		"grant_types": []string{"authorization_code", "refresh_token"}, "redirect_uris": []string{spaRedirect}, "scope": "openid api"})
+	tok := publicTokens(t, h, "cli")
+	ctx := context.Background()
+	for i := range 25 { // the address's allowance is 20 failures
+		cfg := &oauth2.Config{ClientID: "cli", Endpoint: oauth2.Endpoint{TokenURL: h.url + "/oauth2/token"}}
+		next, err := cfg.TokenSource(ctx, &oauth2.Token{RefreshToken: tok.RefreshToken, Expiry: time.Now().Add(-time.Second)}).Token()
+		if err != nil {
+			t.Fatalf("refresh %d with a new oauth2.Config: %v", i+1, err)
+		}
+		tok = next
+	}
+	// Still a public client: it may not introspect nor use other grants.
+	wantError(t, h.form("/oauth2/introspect", url.Values{"token": {tok.AccessToken}}, "cli", ""), http.StatusUnauthorized, "invalid_client")
+	wantError(t, h.form("/oauth2/token", url.Values{"grant_type": {"client_credentials"}}, "cli", ""), http.StatusBadRequest, "unauthorized_client")
+	// Basic with a password is not "none": that client is misconfigured.
+	r := h.form("/oauth2/token", url.Values{"grant_type": {"refresh_token"}, "refresh_token": {tok.RefreshToken}}, "cli", "a-secret")
+	wantError(t, r, http.StatusUnauthorized, "invalid_client")
+	if !strings.Contains(r.str("error_description"), "registered for none") {
+		t.Fatalf("description %q does not name none", r.str("error_description"))
+	}
+}
