@@ -78,14 +78,14 @@ func TestNodeOpenIDClient(t *testing.T) {
 	h := newHarness(t)
 	edPub, edKey, _ := ed25519.GenerateKey(rand.Reader)
 	ecKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	basic := h.createClient(map[string]any{"client_id": "node-basic", "scope": "api"})
-	post := h.createClient(map[string]any{"client_id": "node-post", "scope": "api", "token_endpoint_auth_method": "client_secret_post"})
-	h.createClient(map[string]any{"client_id": "node-ed25519", "scope": "api", "token_endpoint_auth_method": "private_key_jwt",
+	basic := h.createClient(map[string]any{"client_id": "node-basic", "scope": "openid api"})
+	post := h.createClient(map[string]any{"client_id": "node-post", "scope": "openid api", "token_endpoint_auth_method": "client_secret_post"})
+	h.createClient(map[string]any{"client_id": "node-ed25519", "scope": "openid api", "token_endpoint_auth_method": "private_key_jwt",
 		"jwks": jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: edPub, KeyID: "ed", Use: "sig"}}}})
-	h.createClient(map[string]any{"client_id": "node-es256", "scope": "api", "token_endpoint_auth_method": "private_key_jwt",
+	h.createClient(map[string]any{"client_id": "node-es256", "scope": "openid api", "token_endpoint_auth_method": "private_key_jwt",
 		"token_endpoint_auth_signing_alg": "ES256",
 		"jwks":                            jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: ecKey.Public(), KeyID: "ec", Use: "sig", Algorithm: "ES256"}}}})
-	pw := h.createClient(map[string]any{"client_id": "node-app", "scope": "api", "grant_types": []string{"password", "refresh_token"}})
+	pw := h.createClient(map[string]any{"client_id": "node-app", "scope": "openid api", "grant_types": []string{"password", "refresh_token"}})
 	if r := h.admin("POST", "/users", map[string]any{"username": "nina", "password": "nina-pw"}); r.status != 201 {
 		t.Fatalf("user: %d %s", r.status, r.body)
 	}
@@ -100,7 +100,7 @@ func TestNodeOpenIDClient(t *testing.T) {
 		"ED25519_CLIENT_ID=node-ed25519", "ED25519_KEY="+privateJWK(t, edKey, "ed", ""),
 		"ES256_CLIENT_ID=node-es256", "ES256_KEY="+privateJWK(t, ecKey, "ec", "ES256"),
 		"PASSWORD_CLIENT_ID=node-app", "PASSWORD_CLIENT_SECRET="+pw,
-		"USERNAME=nina", "PASSWORD=nina-pw", "SCOPE=api",
+		"USERNAME=nina", "PASSWORD=nina-pw", "SCOPE=openid api",
 	)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
@@ -113,7 +113,7 @@ func TestNodeOpenIDClient(t *testing.T) {
 	// print them all).
 	for _, name := range []string{"discovery", "client_credentials with client_secret_basic", "client_credentials with client_secret_post",
 		"client_credentials with private_key_jwt Ed25519 (alg Ed25519)", "client_credentials with private_key_jwt ES256 (alg ES256)",
-		"introspection of an active token", "revocation", "refresh_token rotation", "a scope not allowed is invalid_scope", "a wrong secret is invalid_client"} {
+		"introspection of an active token", "revocation", "password grant and refresh_token rotation", "a scope not allowed is invalid_scope", "a wrong secret is invalid_client"} {
 		if !strings.Contains(out.String(), "ok    "+name) {
 			t.Errorf("no passing check %q", name)
 		}

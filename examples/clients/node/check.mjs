@@ -11,7 +11,8 @@
 //   node check.mjs
 //
 // The issuer may also be the first argument. The clients need the scope
-// given by SCOPE (default "api"). An http issuer is allowed
+// given by SCOPE (default "api"); with "openid" in it, the ID tokens of the
+// password and refresh grants are checked too. An http issuer is allowed
 // (allowInsecureRequests) only on a loopback address.
 import * as client from 'openid-client'
 
@@ -172,7 +173,7 @@ await check('revocation', async () => {
   assert(res.active === false && Object.keys(res).length === 1, `after revocation: ${JSON.stringify(res)}`)
 })
 
-await check('refresh_token rotation', async () => {
+await check('password grant and refresh_token rotation', async () => {
   const pw = config(server, need('PASSWORD_CLIENT_ID'), client.ClientSecretBasic(need('PASSWORD_CLIENT_SECRET')))
   const first = await client.genericGrantRequest(pw, 'password', { username: need('USERNAME'), password: need('PASSWORD'), scope })
   checkToken(first, scope)
@@ -180,6 +181,12 @@ await check('refresh_token rotation', async () => {
   const second = await client.refreshTokenGrant(pw, first.refresh_token)
   checkToken(second, scope)
   assert(second.refresh_token && second.refresh_token !== first.refresh_token, 'the refresh token did not rotate')
+  if (scope.split(' ').includes('openid')) {
+    // The library has validated the ID tokens (iss, aud, exp, iat, sub).
+    for (const t of [first, second]) {
+      assert(t.claims()?.sub === need('USERNAME'), `ID token sub ${t.claims()?.sub}`)
+    }
+  }
   const third = await client.refreshTokenGrant(pw, second.refresh_token, { scope })
   checkToken(third, scope)
   // The ended refresh token is refused, and that ends its family.
