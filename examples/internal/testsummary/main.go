@@ -92,8 +92,8 @@ func reason(lines []string) string {
 	if r == "" {
 		return "no reason given"
 	}
-	if len(r) > 300 {
-		r = r[:300] + "…"
+	if len(r) > 160 {
+		r = r[:160] + "…"
 	}
 	return r
 }
