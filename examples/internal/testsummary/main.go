@@ -92,8 +92,8 @@ func reason(lines []string) string {
 	if r == "" {
 		return "no reason given"
 	}
-	if len(r) > 160 {
-		r = r[:160] + "…"
+	if rs := []rune(r); len(rs) > 160 {
+		r = string(rs[:160]) + "…"
 	}
 	return r
 }
