@@ -19,11 +19,24 @@ vet:
 	$(GO) vet ./...
 	@test -z "$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))" || { gofmt -l .; echo "gofmt needed"; exit 1; }
 
-# Everything CI runs.
+# The PostgreSQL tests use KEYHOOK_TEST_PG. When it is not set (set it
+# empty to leave PostgreSQL out), make test uses the local server if
+# pg_isready finds one on 127.0.0.1:5432.
+LOCAL_PG ?= postgres://postgres@127.0.0.1:5432/test?sslmode=disable
+TEST_PG = $(if $(filter undefined,$(origin KEYHOOK_TEST_PG)),$(shell pg_isready -h 127.0.0.1 -p 5432 -q 2>/dev/null && echo '$(LOCAL_PG)'),$(KEYHOOK_TEST_PG))
+# Where make test keeps the list of what it skipped, to print it last.
+SKIPS ?= keyhook-test-skips.txt
+
+# Everything CI runs. The tests run through examples/internal/testsummary,
+# which prints what a plain go test prints; the list of skipped tests and
+# why (no PostgreSQL, no Chromium, no node…) comes last.
 test: vet
-	$(GO) test -race -count=1 -timeout 10m ./...
+	@echo 'make test: KEYHOOK_TEST_PG=$(or $(TEST_PG),(none: the PostgreSQL tests skip))'
+	KEYHOOK_TEST_PG='$(TEST_PG)' $(GO) run ./examples/internal/testsummary -skips $(SKIPS) -- \
+		$(GO) test -json -race -count=1 -timeout 10m ./...
 	$(MAKE) fuzz
 	$(GO) run ./examples/soak -duration 15s -sample 5s -max-rss-growth 10
+	@echo; echo 'make test passed. What go test skipped:'; cat $(SKIPS); rm -f $(SKIPS)
 
 # The fuzz targets of scripts/, web/ and engine/ (the script boundary, form
 # and Basic parsing, the JSON answer encoder, client assertions, JWT access
@@ -53,4 +66,4 @@ bench:
 	$(GO) run ./examples/bench
 
 clean:
-	rm -f keyhook keyhook.db keyhook.db-wal keyhook.db-shm keyhook.db-keyhook-tokens
+	rm -f keyhook keyhook.db keyhook.db-wal keyhook.db-shm keyhook.db-keyhook-tokens $(SKIPS)

@@ -110,6 +110,14 @@ func (e *Engine) authSecret(ctx context.Context, method AuthMethod, id, secret, 
 	if err != nil {
 		return nil, storeFailure(err)
 	}
+	// A public client's id in Basic with an empty password is the none
+	// method: it proves what a client_id in the body proves, and it is
+	// how golang.org/x/oauth2's default AuthStyle first sends a client
+	// without a secret. Refused, every such probe would count against
+	// the client's address (docs/client-auth.md, docs/auth-limits.md).
+	if c.AuthMethod == AuthNone && method == AuthSecretBasic && secret == "" {
+		return c, nil
+	}
 	// A shared-secret client may send its secret either way (as
 	// golang.org/x/oauth2's auto-detection retries in the body).
 	if c.AuthMethod != AuthSecretBasic && c.AuthMethod != AuthSecretPost {
