@@ -400,6 +400,26 @@ func (r *authCodeRow) toEngine() *engine.AuthCode {
 	}
 }
 
+type sessionRow struct {
+	ID            string `gorm:"column:id;primaryKey"`
+	Username      string `gorm:"column:username"`
+	AuthTime      int64  `gorm:"column:auth_time"`
+	UserUpdatedAt int64  `gorm:"column:user_updated_at"`
+	ExpiresAt     int64  `gorm:"column:expires_at"`
+}
+
+func (sessionRow) TableName() string { return "login_sessions" }
+
+func sessionToRow(s *engine.Session) *sessionRow {
+	return &sessionRow{ID: s.ID, Username: s.Username, AuthTime: toNanos(s.AuthTime),
+		UserUpdatedAt: toNanos(s.UserUpdatedAt), ExpiresAt: toNanos(s.ExpiresAt)}
+}
+
+func (r *sessionRow) toEngine() *engine.Session {
+	return &engine.Session{ID: r.ID, Username: r.Username, AuthTime: fromNanos(r.AuthTime),
+		UserUpdatedAt: fromNanos(r.UserUpdatedAt), ExpiresAt: fromNanos(r.ExpiresAt)}
+}
+
 type secretRow struct {
 	Name      string `gorm:"column:name;primaryKey"`
 	Value     string `gorm:"column:value"`

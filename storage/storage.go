@@ -231,6 +231,7 @@ func (s *Store) Stores() engine.Stores {
 		Users:      s,
 		Codes:      s,
 		Secrets:    s,
+		Sessions:   s,
 	}
 }
 
