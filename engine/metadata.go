@@ -59,6 +59,14 @@ func (e *Engine) Metadata(ctx context.Context) (map[string]any, error) {
 	return doc, nil
 }
 
+// serviceDocumentation is the metadata's service_documentation (RFC 8414
+// §2): the repository's documentation, the same for every deployment.
+const serviceDocumentation = "https://github.com/keyhook/keyhook/tree/main/docs"
+
+// PromptValues are the prompt values the authorization endpoint
+// implements (OIDC Core §3.1.2.1; docs/browser-flow.md).
+var PromptValues = []string{"none", "login", "consent", "select_account"}
+
 // buildMetadata reads the clients and makes the document.
 // scopes_supported lists the standard scopes and the scopes clients mark
 // public (PublicScopesAttribute, and only scopes the client holds), never
@@ -112,5 +120,11 @@ func (e *Engine) buildMetadata(ctx context.Context) (map[string]any, error) {
 		"introspection_signing_alg_values_supported":               SigningAlgs,
 		"id_token_signing_alg_values_supported":                    SigningAlgs,
 		"access_token_signing_alg_values_supported":                SigningAlgs,
+		"authorization_response_iss_parameter_supported":           true,
+		"prompt_values_supported":                                  PromptValues,
+		"request_parameter_supported":                              false,
+		"request_uri_parameter_supported":                          false,
+		"claims_parameter_supported":                               false,
+		"service_documentation":                                    serviceDocumentation,
 	}, nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -330,4 +331,45 @@ func TestIDTokenAuthTimeFromSession(t *testing.T) {
 	if err := idt.Claims(&claims); err != nil || claims.AuthTime != signedInAt || idt.Nonce != "n-2" {
 		t.Fatalf("auth_time %d (signed in at %d), nonce %q, %v", claims.AuthTime, signedInAt, idt.Nonce, err)
 	}
+}
+
+// TestDiscoveryBrowserFlow checks the provider metadata of the browser
+// flow (OpenID Connect Discovery 1.0 §3, RFC 8414 §2, RFC 9207 §3).
+func TestDiscoveryBrowserFlow(t *testing.T) {
+	h := newHarness(t)
+	r := h.do(mustRequest(http.MethodGet, h.url+"/.well-known/openid-configuration"))
+	for _, tc := range []struct {
+		field string
+		want  any
+	}{
+		{"authorization_response_iss_parameter_supported", true},
+		{"request_parameter_supported", false},
+		{"request_uri_parameter_supported", false},
+		{"claims_parameter_supported", false},
+	} {
+		if r.json[tc.field] != tc.want {
+			t.Errorf("%s = %v, want %v", tc.field, r.json[tc.field], tc.want)
+		}
+	}
+	has := func(field string, want ...string) {
+		list, _ := r.json[field].([]any)
+		for _, w := range want {
+			if !slices.Contains(list, any(w)) {
+				t.Errorf("%s = %v lacks %s", field, list, w)
+			}
+		}
+	}
+	has("prompt_values_supported", "none", "login", "consent", "select_account")
+	has("claims_supported", "auth_time", "nonce", "sub", "iss")
+	if doc, _ := r.json["service_documentation"].(string); !strings.HasPrefix(doc, "https://") {
+		t.Errorf("service_documentation = %q", doc)
+	}
+}
+
+func mustRequest(method, u string) *http.Request {
+	req, err := http.NewRequest(method, u, nil)
+	if err != nil {
+		panic(err)
+	}
+	return req
 }
