@@ -160,6 +160,9 @@ var migrations = []migration{
 		`CREATE INDEX login_sessions_username_idx ON login_sessions (username)`,
 		`CREATE INDEX login_sessions_expires_at_idx ON login_sessions (expires_at)`,
 	}},
+	{version: 5, name: "client CORS origins", up: []string{
+		`ALTER TABLE clients ADD COLUMN allowed_cors_origins TEXT NOT NULL DEFAULT ''`,
+	}},
 }
 
 // migrationLockID is the PostgreSQL advisory lock that serializes the
