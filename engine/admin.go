@@ -55,6 +55,7 @@ type ClientDoc struct {
 	IntrospectionScripts        []string          `json:"introspection_scripts"`
 	UpdateTokenScripts          []string          `json:"update_token_scripts"`
 	Attributes                  map[string]string `json:"attributes"`
+	AllowedCORSOrigins          []string          `json:"allowed_cors_origins"`
 	// JanssenRunIntrospection is Janssen's name for
 	// RunIntrospectionBeforeJWT, accepted on input.
 	JanssenRunIntrospection *bool `json:"run_introspection_script_before_access_token_as_jwt_creation_and_include_claims,omitempty"`
@@ -76,7 +77,7 @@ func (e *Engine) clientFromDoc(ctx context.Context, doc *ClientDoc) (*Client, er
 		AccessTokenLifetime: doc.AccessTokenLifetime, RefreshTokenLifetime: doc.RefreshTokenLifetime,
 		IDTokenLifetime: doc.IDTokenLifetime, IntrospectionScripts: doc.IntrospectionScripts,
 		UpdateTokenScripts: doc.UpdateTokenScripts, Attributes: doc.Attributes,
-		RefreshTokenReuseInterval: doc.RefreshTokenReuseInterval,
+		RefreshTokenReuseInterval: doc.RefreshTokenReuseInterval, AllowedCORSOrigins: doc.AllowedCORSOrigins,
 	}
 	if doc.JanssenRunIntrospection != nil {
 		c.RunIntrospectionBeforeJWT = c.RunIntrospectionBeforeJWT || *doc.JanssenRunIntrospection
@@ -120,6 +121,9 @@ func (e *Engine) clientFromDoc(ctx context.Context, doc *ClientDoc) (*Client, er
 		if err := checkRedirectURI(u); err != nil {
 			return nil, fieldError("redirect_uris", "%v", err)
 		}
+	}
+	if err := checkOrigins(c.AllowedCORSOrigins); err != nil {
+		return nil, fieldError("allowed_cors_origins", "%v", err)
 	}
 	if c.HasGrant(GrantAuthorizationCode) && len(c.RedirectURIs) == 0 {
 		return nil, fieldError("redirect_uris", "the authorization_code grant needs at least one redirect URI")
@@ -221,7 +225,7 @@ func ClientDocument(c *Client) *ClientDoc {
 		AccessTokenLifetime: c.AccessTokenLifetime, RefreshTokenLifetime: c.RefreshTokenLifetime,
 		IDTokenLifetime: c.IDTokenLifetime, IntrospectionScripts: nonNil(c.IntrospectionScripts),
 		UpdateTokenScripts: nonNil(c.UpdateTokenScripts), Attributes: c.Attributes,
-		RefreshTokenReuseInterval: c.RefreshTokenReuseInterval,
+		RefreshTokenReuseInterval: c.RefreshTokenReuseInterval, AllowedCORSOrigins: nonNil(c.AllowedCORSOrigins),
 	}
 	if d.Attributes == nil {
 		d.Attributes = map[string]string{}

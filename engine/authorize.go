@@ -3,8 +3,11 @@ package engine
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/url"
 	"slices"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -20,6 +23,15 @@ type AuthorizeRequest struct {
 	CodeChallenge       string
 	CodeChallengeMethod string
 	Nonce               string
+	// Prompt, MaxAge and LoginHint are OIDC Core §3.1.2.1's, as sent
+	// (MaxAge "" when absent).
+	Prompt    string
+	MaxAge    string
+	LoginHint string
+	// RequestObject and RequestURI are the request and request_uri
+	// parameters (OIDC Core §6), which keyhook refuses.
+	RequestObject string
+	RequestURI    string
 }
 
 // Authorization is a validated authorization request.
@@ -28,6 +40,13 @@ type Authorization struct {
 	RedirectURI string
 	Scope       string
 	Request     *AuthorizeRequest
+	// PromptNone: the user may not be shown anything (prompt=none).
+	// PromptLogin: the user must sign in even with a session
+	// (prompt=login, or select_account, which the login form is).
+	PromptNone, PromptLogin bool
+	// MaxAge is the largest age in seconds of a sign-in this request
+	// accepts; -1 when max_age was not sent.
+	MaxAge int64
 }
 
 // RedirectError is an authorization error that goes back to the client's
@@ -89,6 +108,14 @@ func (e *Engine) Authorize(ctx context.Context, req *AuthorizeRequest) (*Authori
 	fail := func(code ErrorCode, desc string) error {
 		return &RedirectError{Err: Errorf(code, "%s", desc), RedirectURI: redirect, State: req.State}
 	}
+	// OIDC Core §6.3: a server that does not support request objects
+	// answers these errors.
+	if req.RequestObject != "" {
+		return nil, fail(CodeRequestNotSupported, "the request parameter is not supported")
+	}
+	if req.RequestURI != "" {
+		return nil, fail(CodeRequestURINotSupported, "the request_uri parameter is not supported")
+	}
 	if req.ResponseType != "code" {
 		return nil, fail(CodeUnsupportedResponseType, "only response_type=code is supported")
 	}
@@ -113,7 +140,40 @@ func (e *Engine) Authorize(ctx context.Context, req *AuthorizeRequest) (*Authori
 		errors.As(err, &oe)
 		return nil, fail(oe.Code, oe.Description)
 	}
-	return &Authorization{Client: c, RedirectURI: redirect, Scope: scope, Request: req}, nil
+	a := &Authorization{Client: c, RedirectURI: redirect, Scope: scope, Request: req, MaxAge: -1}
+	if err := a.parseOIDC(); err != nil {
+		return nil, fail(CodeInvalidRequest, err.Error())
+	}
+	return a, nil
+}
+
+// parseOIDC reads prompt and max_age (OIDC Core §3.1.2.1). keyhook has
+// no consent screen: consent is given by registering the client, so
+// prompt=consent asks for nothing more; select_account is answered by
+// the login form, where the user chooses the account to sign in with.
+func (a *Authorization) parseOIDC() error {
+	for _, p := range strings.Fields(a.Request.Prompt) {
+		switch p {
+		case "none":
+			a.PromptNone = true
+		case "login", "select_account":
+			a.PromptLogin = true
+		case "consent":
+		default:
+			return fmt.Errorf("prompt value %q is not supported", p)
+		}
+	}
+	if a.PromptNone && len(strings.Fields(a.Request.Prompt)) > 1 {
+		return errors.New("prompt=none may not be combined with other values")
+	}
+	if a.Request.MaxAge != "" {
+		n, err := strconv.ParseInt(a.Request.MaxAge, 10, 64)
+		if err != nil || n < 0 {
+			return errors.New("max_age must be a non-negative number of seconds")
+		}
+		a.MaxAge = n
+	}
+	return nil
 }
 
 func base64URLChars(s string) bool {
@@ -130,22 +190,50 @@ func base64URLChars(s string) bool {
 // disabled users alike.
 var ErrLoginFailed = errors.New("the username or password is wrong")
 
-// Login authenticates the user of an authorization and returns the
-// redirect URI carrying a fresh, single-use authorization code.
-func (e *Engine) Login(ctx context.Context, a *Authorization, username, password string) (string, error) {
+// SignIn is the outcome of a successful Login: the redirect URI with a
+// fresh code, and the new login session and how long it lasts
+// (SessionValue is "" when none could be stored; the sign-in counts all
+// the same).
+type SignIn struct {
+	Location        string
+	SessionValue    string
+	SessionLifetime time.Duration
+}
+
+// Login authenticates the user of an authorization, starts a login
+// session that replaces the browser's previous one (oldSession, the
+// value of its cookie, may be ""), and returns the redirect URI carrying
+// a fresh, single-use authorization code.
+func (e *Engine) Login(ctx context.Context, a *Authorization, username, password, oldSession string) (*SignIn, error) {
 	u, err := e.authenticateUser(ctx, methodLoginForm, username, password)
 	if errors.Is(err, CodeInvalidGrant) {
-		return "", ErrLoginFailed
+		return nil, ErrLoginFailed
 	}
 	if err != nil {
-		return "", err
+		return nil, err
 	}
+	now := e.now()
+	location, err := e.issueCode(ctx, a, u.Username, now)
+	if err != nil {
+		return nil, err
+	}
+	out := &SignIn{Location: location}
+	if out.SessionValue = e.startSession(ctx, u, now, oldSession); out.SessionValue != "" {
+		out.SessionLifetime = e.sessionLifetime()
+	}
+	return out, nil
+}
+
+// issueCode stores a fresh authorization code for username, who signed
+// in at authTime, and returns the redirect URI carrying it, the state and
+// iss (RFC 6749 §4.1.2, RFC 9207 §2).
+func (e *Engine) issueCode(ctx context.Context, a *Authorization, username string, authTime time.Time) (string, error) {
 	now := e.now()
 	value := randomToken()
 	code := &AuthCode{
-		ID: TokenHash(value), ClientID: a.Client.ID, Username: u.Username, RedirectURI: a.RedirectURI, Scope: a.Scope,
+		ID: TokenHash(value), ClientID: a.Client.ID, Username: username, RedirectURI: a.RedirectURI, Scope: a.Scope,
 		CodeChallenge: a.Request.CodeChallenge, CodeChallengeMethod: a.Request.CodeChallengeMethod, Nonce: a.Request.Nonce,
-		FamilyID: randomID(), AuthTime: now,
+		FamilyID: randomID(), AuthTime: authTime,
 		ExpiresAt: now.Add(time.Duration(e.Properties().AuthorizationCodeLifetime) * time.Second),
 	}
 	if err := e.st.Codes.CreateCode(ctx, code); err != nil {

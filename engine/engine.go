@@ -58,6 +58,9 @@ type Config struct {
 	// ClientAuthThrottle limits failed client authentications per
 	// client_id and per address.
 	ClientAuthThrottle Throttle
+	// SessionLifetime is how long a login session lasts from the
+	// sign-in (docs/browser-flow.md); default DefaultSessionLifetime.
+	SessionLifetime time.Duration
 }
 
 // Engine implements keyhook's endpoints without their transport. It is
@@ -224,22 +227,25 @@ func (e *Engine) Run(ctx context.Context) {
 	}
 }
 
-// Purge deletes expired tokens, codes and assertion ids, and retired keys
-// that no unexpired token needs any more.
+// Purge deletes expired tokens, codes, login sessions and assertion ids,
+// and retired keys that no unexpired token needs any more.
 func (e *Engine) Purge(ctx context.Context) {
 	now := e.now()
 	n1, err1 := e.st.Tokens.PurgeTokens(ctx, now)
 	n2, err2 := e.st.JTIs.PurgeJTIs(ctx, now)
-	var n3 int64
-	var err3 error
+	var n3, n4 int64
+	var err3, err4 error
 	if e.st.Codes != nil {
 		n3, err3 = e.st.Codes.PurgeCodes(ctx, now)
 	}
-	if err := errors.Join(err1, err2, err3); err != nil {
+	if e.st.Sessions != nil {
+		n4, err4 = e.st.Sessions.PurgeSessions(ctx, now)
+	}
+	if err := errors.Join(err1, err2, err3, err4); err != nil {
 		e.log.Warn("purge failed", "err", err)
 	}
-	if n1+n2+n3 > 0 {
-		e.log.Info("purged expired records", "tokens", n1, "jtis", n2, "codes", n3)
+	if n1+n2+n3+n4 > 0 {
+		e.log.Info("purged expired records", "tokens", n1, "jtis", n2, "codes", n3, "sessions", n4)
 	}
 	// A retired key leaves the JWKS once no token it signed is unexpired
 	// and it has been retired for longer than the longest JWT answer lives.

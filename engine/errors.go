@@ -28,6 +28,12 @@ const (
 	// CodeSlowDown answers an attempt refused by the failure throttle
 	// (registered for the token endpoint by RFC 8628 §3.5; HTTP 429).
 	CodeSlowDown ErrorCode = "slow_down"
+	// Authorization errors of OpenID Connect (OIDC Core §3.1.2.6): the
+	// request asked for no user interaction but needs a sign-in, or used
+	// a request object keyhook does not support (OIDC Core §6).
+	CodeLoginRequired          ErrorCode = "login_required"
+	CodeRequestNotSupported    ErrorCode = "request_not_supported"
+	CodeRequestURINotSupported ErrorCode = "request_uri_not_supported"
 )
 
 // Error is the one error type that reaches a client. Description is sent;

@@ -18,14 +18,23 @@ var standardScopes = []string{"openid", "profile", "email", "phone", "address", 
 // scopes_supported (RFC 8414 §2: a server may leave scopes out).
 const PublicScopesAttribute = "public_scopes"
 
-// metadataCache holds the discovery document between changes.
+// metadataCache holds what is derived from all the clients, the
+// discovery document and the CORS origins, between changes.
 type metadataCache struct {
 	mu    sync.Mutex // serialises rebuilds
-	doc   atomic.Pointer[map[string]any]
+	view  atomic.Pointer[clientView]
 	stale atomic.Bool
 }
 
-// invalidateMetadata makes the next Metadata call rebuild the document.
+// clientView is what the engine derives from all the clients at once.
+// It is shared: callers must not modify it.
+type clientView struct {
+	doc     map[string]any
+	origins map[string]struct{}
+}
+
+// invalidateMetadata makes the next Metadata or CORSOriginAllowed call
+// rebuild the document and the origins.
 func (e *Engine) invalidateMetadata() { e.meta.stale.Store(true) }
 
 // Metadata is the authorization server metadata of RFC 8414 §2, also
@@ -35,43 +44,71 @@ func (e *Engine) invalidateMetadata() { e.meta.stale.Store(true) }
 // instances), never per request. When a rebuild fails the last document
 // is served. The map is shared: callers must not modify it.
 func (e *Engine) Metadata(ctx context.Context) (map[string]any, error) {
-	if doc := e.meta.doc.Load(); doc != nil && !e.meta.stale.Load() {
-		return *doc, nil
+	v, err := e.clientView(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return v.doc, nil
+}
+
+// clientView returns the current view, rebuilding it when stale.
+func (e *Engine) clientView(ctx context.Context) (*clientView, error) {
+	if v := e.meta.view.Load(); v != nil && !e.meta.stale.Load() {
+		return v, nil
 	}
 	e.meta.mu.Lock()
 	defer e.meta.mu.Unlock()
-	old := e.meta.doc.Load()
+	old := e.meta.view.Load()
 	if old != nil && !e.meta.stale.Load() {
-		return *old, nil
+		return old, nil
 	}
 	// Cleared before reading: a change during the read marks it again.
 	e.meta.stale.Store(false)
-	doc, err := e.buildMetadata(ctx)
+	v, err := e.buildView(ctx)
 	if err != nil {
 		e.meta.stale.Store(true)
 		if old != nil {
-			e.log.Warn("rebuilding the discovery document failed; serving the last one", "err", err)
-			return *old, nil
+			e.log.Warn("rebuilding the discovery document and CORS origins failed; serving the last ones", "err", err)
+			return old, nil
 		}
 		return nil, err
 	}
-	e.meta.doc.Store(&doc)
-	return doc, nil
+	e.meta.view.Store(v)
+	return v, nil
 }
 
-// buildMetadata reads the clients and makes the document.
+// serviceDocumentation is the metadata's service_documentation (RFC 8414
+// §2): the repository's documentation, the same for every deployment.
+const serviceDocumentation = "https://github.com/keyhook/keyhook/tree/main/docs"
+
+// PromptValues are the prompt values the authorization endpoint
+// implements (OIDC Core §3.1.2.1; docs/browser-flow.md).
+var PromptValues = []string{"none", "login", "consent", "select_account"}
+
+// buildView reads the clients once for the document and the origins.
+func (e *Engine) buildView(ctx context.Context) (*clientView, error) {
+	clients, err := e.st.Clients.Clients(ctx)
+	if err != nil {
+		return nil, storeFailure(err)
+	}
+	v := &clientView{doc: e.buildMetadata(clients), origins: map[string]struct{}{}}
+	for _, c := range clients {
+		for _, o := range c.AllowedCORSOrigins {
+			v.origins[o] = struct{}{}
+		}
+	}
+	return v, nil
+}
+
+// buildMetadata makes the document from the clients.
 // scopes_supported lists the standard scopes and the scopes clients mark
 // public (PublicScopesAttribute, and only scopes the client holds), never
 // a keyhook:* scope nor any other scope of a client: a list of every
 // client's scopes would tell anyone what each API accepts.
-func (e *Engine) buildMetadata(ctx context.Context) (map[string]any, error) {
+func (e *Engine) buildMetadata(clients []*Client) map[string]any {
 	scopes := map[string]bool{}
 	for _, s := range standardScopes {
 		scopes[s] = true
-	}
-	clients, err := e.st.Clients.Clients(ctx)
-	if err != nil {
-		return nil, storeFailure(err)
 	}
 	for _, c := range clients {
 		for _, s := range splitScope(c.Attributes[PublicScopesAttribute]) {
@@ -112,5 +149,11 @@ func (e *Engine) buildMetadata(ctx context.Context) (map[string]any, error) {
 		"introspection_signing_alg_values_supported":               SigningAlgs,
 		"id_token_signing_alg_values_supported":                    SigningAlgs,
 		"access_token_signing_alg_values_supported":                SigningAlgs,
-	}, nil
+		"authorization_response_iss_parameter_supported":           true,
+		"prompt_values_supported":                                  PromptValues,
+		"request_parameter_supported":                              false,
+		"request_uri_parameter_supported":                          false,
+		"claims_parameter_supported":                               false,
+		"service_documentation":                                    serviceDocumentation,
+	}
 }

@@ -81,7 +81,11 @@ type Client struct {
 	IntrospectionScripts      []string
 	UpdateTokenScripts        []string
 	Attributes                map[string]string
-	CreatedAt, UpdatedAt      time.Time
+	// AllowedCORSOrigins are the browser origins (RFC 6454) that get
+	// CORS answers from the endpoints a browser app calls
+	// (docs/browser-flow.md).
+	AllowedCORSOrigins   []string
+	CreatedAt, UpdatedAt time.Time
 }
 
 // Public reports whether the client has no credentials of its own.

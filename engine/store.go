@@ -20,6 +20,7 @@ type Stores struct {
 	Users      UserStore
 	Codes      CodeStore
 	Secrets    SecretStore
+	Sessions   SessionStore
 }
 
 // ClientStore keeps registered clients.

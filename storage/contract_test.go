@@ -70,6 +70,7 @@ func testClient(id string) *engine.Client {
 		IntrospectionScripts:      []string{"s1"},
 		UpdateTokenScripts:        []string{"s2", "s3"},
 		Attributes:                map[string]string{"tier": "gold"},
+		AllowedCORSOrigins:        []string{"https://a.example", "http://localhost:3000"},
 		CreatedAt:                 ts(1000),
 		UpdatedAt:                 ts(2000),
 	}
@@ -727,6 +728,36 @@ func runContract(t *testing.T, open func(t *testing.T) *Store) {
 
 			noErr(t, "DeleteUser", st.DeleteUser(ctx, "alice"))
 			isErr(t, "DeleteUser again", st.DeleteUser(ctx, "alice"), engine.ErrNotFound)
+		}},
+
+		{"login sessions", func(t *testing.T, st *Store) {
+			noErr(t, "CreateUser", st.CreateUser(ctx, &engine.User{Username: "alice"}))
+			_, err := st.SessionByID(ctx, "s1")
+			isErr(t, "SessionByID absent", err, engine.ErrNotFound)
+			s1 := &engine.Session{ID: "s1", Username: "alice", AuthTime: ts(100), UserUpdatedAt: ts(50), ExpiresAt: ts(200)}
+			s2 := &engine.Session{ID: "s2", Username: "alice", AuthTime: ts(150), ExpiresAt: ts(400)}
+			noErr(t, "CreateSession", st.CreateSession(ctx, s1))
+			noErr(t, "CreateSession", st.CreateSession(ctx, s2))
+			isErr(t, "CreateSession dup", st.CreateSession(ctx, s1), engine.ErrConflict)
+			if err := st.CreateSession(ctx, &engine.Session{ID: "s3", Username: "nobody", ExpiresAt: ts(400)}); err == nil {
+				t.Error("CreateSession for a user that does not exist succeeded")
+			}
+			got, err := st.SessionByID(ctx, "s1")
+			noErr(t, "SessionByID", err)
+			equal(t, "round trip", got, s1)
+
+			n, err := st.PurgeSessions(ctx, ts(300))
+			noErr(t, "PurgeSessions", err)
+			equal(t, "purged", n, int64(1))
+			_, err = st.SessionByID(ctx, "s1")
+			isErr(t, "SessionByID purged", err, engine.ErrNotFound)
+
+			noErr(t, "DeleteSession", st.DeleteSession(ctx, "s2"))
+			noErr(t, "DeleteSession absent", st.DeleteSession(ctx, "s2"))
+			noErr(t, "CreateSession", st.CreateSession(ctx, s2))
+			noErr(t, "DeleteUser", st.DeleteUser(ctx, "alice"))
+			_, err = st.SessionByID(ctx, "s2")
+			isErr(t, "SessionByID of a deleted user", err, engine.ErrNotFound)
 		}},
 	}
 	for _, tc := range tests {

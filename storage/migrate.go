@@ -147,6 +147,22 @@ var migrations = []migration{
 		`ALTER TABLE tokens ADD COLUMN successor_until BIGINT NOT NULL DEFAULT 0`,
 		`CREATE INDEX tokens_successor_until_idx ON tokens (successor_until)`,
 	}},
+	{version: 4, name: "login sessions", up: []string{
+		// Browser login sessions, by the SHA-256 of the cookie value
+		// (docs/browser-flow.md); a deleted user's sessions go with them.
+		`CREATE TABLE login_sessions (
+			id TEXT PRIMARY KEY,
+			username TEXT NOT NULL REFERENCES users (username) ON DELETE CASCADE,
+			auth_time BIGINT NOT NULL DEFAULT 0,
+			user_updated_at BIGINT NOT NULL DEFAULT 0,
+			expires_at BIGINT NOT NULL DEFAULT 0
+		)`,
+		`CREATE INDEX login_sessions_username_idx ON login_sessions (username)`,
+		`CREATE INDEX login_sessions_expires_at_idx ON login_sessions (expires_at)`,
+	}},
+	{version: 5, name: "client CORS origins", up: []string{
+		`ALTER TABLE clients ADD COLUMN allowed_cors_origins TEXT NOT NULL DEFAULT ''`,
+	}},
 }
 
 // migrationLockID is the PostgreSQL advisory lock that serializes the

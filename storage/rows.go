@@ -35,6 +35,7 @@ type clientRow struct {
 	IntrospectionScripts      string `gorm:"column:introspection_scripts"`
 	UpdateTokenScripts        string `gorm:"column:update_token_scripts"`
 	Attributes                string `gorm:"column:attributes"`
+	AllowedCORSOrigins        string `gorm:"column:allowed_cors_origins"`
 	CreatedAt                 int64  `gorm:"column:created_at;autoCreateTime:false"`
 	UpdatedAt                 int64  `gorm:"column:updated_at;autoUpdateTime:false"`
 }
@@ -71,6 +72,7 @@ func clientToRow(c *engine.Client) (*clientRow, error) {
 		{&r.IntrospectionScripts, c.IntrospectionScripts},
 		{&r.UpdateTokenScripts, c.UpdateTokenScripts},
 		{&r.Attributes, c.Attributes},
+		{&r.AllowedCORSOrigins, c.AllowedCORSOrigins},
 	} {
 		if *f.dst, err = encodeJSON(f.v); err != nil {
 			return nil, fmt.Errorf("storage: client %s: %w", c.ID, err)
@@ -108,6 +110,7 @@ func (r *clientRow) toEngine() (*engine.Client, error) {
 		{r.IntrospectionScripts, &c.IntrospectionScripts},
 		{r.UpdateTokenScripts, &c.UpdateTokenScripts},
 		{r.Attributes, &c.Attributes},
+		{r.AllowedCORSOrigins, &c.AllowedCORSOrigins},
 	} {
 		if err := decodeJSON(f.src, f.dst); err != nil {
 			return nil, fmt.Errorf("storage: client %s: %w", r.ID, err)
@@ -398,6 +401,26 @@ func (r *authCodeRow) toEngine() *engine.AuthCode {
 		ExpiresAt:           fromNanos(r.ExpiresAt),
 		UsedAt:              fromNanos(r.UsedAt),
 	}
+}
+
+type sessionRow struct {
+	ID            string `gorm:"column:id;primaryKey"`
+	Username      string `gorm:"column:username"`
+	AuthTime      int64  `gorm:"column:auth_time"`
+	UserUpdatedAt int64  `gorm:"column:user_updated_at"`
+	ExpiresAt     int64  `gorm:"column:expires_at"`
+}
+
+func (sessionRow) TableName() string { return "login_sessions" }
+
+func sessionToRow(s *engine.Session) *sessionRow {
+	return &sessionRow{ID: s.ID, Username: s.Username, AuthTime: toNanos(s.AuthTime),
+		UserUpdatedAt: toNanos(s.UserUpdatedAt), ExpiresAt: toNanos(s.ExpiresAt)}
+}
+
+func (r *sessionRow) toEngine() *engine.Session {
+	return &engine.Session{ID: r.ID, Username: r.Username, AuthTime: fromNanos(r.AuthTime),
+		UserUpdatedAt: fromNanos(r.UserUpdatedAt), ExpiresAt: fromNanos(r.ExpiresAt)}
 }
 
 type secretRow struct {

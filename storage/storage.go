@@ -244,6 +244,7 @@ func (s *Store) Stores() engine.Stores {
 		Users:      s,
 		Codes:      s,
 		Secrets:    s,
+		Sessions:   s,
 	}
 }
 

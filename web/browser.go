@@ -12,6 +12,10 @@ import (
 // browserRoutes mounts the endpoints a user agent or an OIDC relying
 // party calls directly.
 func (s *Server) browserRoutes(e *echo.Echo) {
+	// CORS is middleware for every route (it picks its endpoints by
+	// path), so that preflights, which have no route of their own, and
+	// error answers get it too.
+	e.Use(s.cors)
 	limit := middleware.BodyLimit("64K")
 	e.GET(engine.PathAuthorize, s.authorizeForm)
 	e.POST(engine.PathAuthorize, s.authorizeLogin, limit)

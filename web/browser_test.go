@@ -10,7 +10,6 @@ import (
 	"os/exec"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/chromedp/chromedp"
 	"github.com/coreos/go-oidc/v3/oidc"
@@ -36,7 +35,7 @@ func chromium(t *testing.T) string {
 // fills the form, lands on a local redirect URI with a code, and the test
 // exchanges the code.
 func TestLoginInRealBrowser(t *testing.T) {
-	exe := chromium(t)
+	ctx := headless(t)
 	h := newHarness(t)
 	got := make(chan url.Values, 1)
 	cb := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -57,16 +56,6 @@ func TestLoginInRealBrowser(t *testing.T) {
 		Endpoint: oauth2.Endpoint{AuthURL: h.url + "/oauth2/authorize", TokenURL: h.url + "/oauth2/token", AuthStyle: oauth2.AuthStyleInParams}}
 	verifier := oauth2.GenerateVerifier()
 	authURL := cfg.AuthCodeURL("browser-state", oauth2.S256ChallengeOption(verifier), oidc.Nonce("browser-nonce"))
-
-	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(exe), chromedp.NoSandbox, chromedp.DisableGPU,
-		chromedp.Flag("disable-background-networking", true), chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true), chromedp.Flag("disable-quic", true), chromedp.UserDataDir(t.TempDir()))
-	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	defer cancelAlloc()
-	ctx, cancel := chromedp.NewContext(allocCtx)
-	defer cancel()
-	ctx, cancelT := context.WithTimeout(ctx, 60*time.Second)
-	defer cancelT()
 
 	step := func(name string, a chromedp.Action[chromedp.Void]) {
 		t.Helper()

@@ -9,6 +9,7 @@ import (
 	"html/template"
 	"net/http"
 	"net/url"
+	"strings"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -19,9 +20,17 @@ import (
 // csrfCookie carries the double-submit token of the login form.
 const csrfCookie = "keyhook_csrf"
 
+// sessionCookie carries the login session (docs/browser-flow.md). Only
+// the authorization endpoint reads it, so only it is sent the cookie.
+const (
+	sessionCookie     = "keyhook_session"
+	sessionCookiePath = engine.PathAuthorize
+)
+
 // authorizeParams are the authorization request parameters the login form
 // carries through as hidden fields.
-var authorizeParams = []string{"response_type", "client_id", "redirect_uri", "scope", "state", "code_challenge", "code_challenge_method", "nonce"}
+var authorizeParams = []string{"response_type", "client_id", "redirect_uri", "scope", "state", "code_challenge",
+	"code_challenge_method", "nonce", "prompt", "max_age", "login_hint"}
 
 var loginPage = template.Must(template.New("login").Parse(`<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
@@ -75,7 +84,24 @@ func authorizeRequest(form url.Values) *engine.AuthorizeRequest {
 		ResponseType: form.Get("response_type"), ClientID: form.Get("client_id"), RedirectURI: form.Get("redirect_uri"),
 		Scope: form.Get("scope"), ScopeGiven: scopeGiven, State: form.Get("state"), CodeChallenge: form.Get("code_challenge"),
 		CodeChallengeMethod: form.Get("code_challenge_method"), Nonce: form.Get("nonce"),
+		Prompt: form.Get("prompt"), MaxAge: form.Get("max_age"), LoginHint: form.Get("login_hint"),
+		RequestObject: form.Get("request"), RequestURI: form.Get("request_uri"),
 	}
+}
+
+// secureCookies reports whether cookies must be Secure: the issuer is
+// https, or this request came over https (directly or, as echo reads
+// X-Forwarded-Proto, through a proxy; believing it can only add Secure).
+func (s *Server) secureCookies(c echo.Context) bool {
+	return strings.HasPrefix(s.eng.Issuer(), "https://") || c.Scheme() == "https"
+}
+
+// sessionValue is the value of the browser's login session cookie, or "".
+func sessionValue(c echo.Context) string {
+	if ck, err := c.Cookie(sessionCookie); err == nil {
+		return ck.Value
+	}
+	return ""
 }
 
 // authorizeErr shows errors before a valid redirect URI is known as a page
@@ -96,8 +122,10 @@ func (s *Server) authorizeErr(c echo.Context, err error) error {
 	return err
 }
 
-// authorizeForm serves GET /oauth2/authorize: validate, then show the
-// login form with a fresh CSRF token.
+// authorizeForm serves GET /oauth2/authorize: validate, answer from the
+// login session when it satisfies the request (OIDC Core §3.1.2.3), else
+// show the login form with a fresh CSRF token, the username field filled
+// with login_hint.
 func (s *Server) authorizeForm(c echo.Context) error {
 	form, err := oauthForm(c)
 	if err != nil {
@@ -107,10 +135,18 @@ func (s *Server) authorizeForm(c echo.Context) error {
 	if err != nil {
 		return s.authorizeErr(c, err)
 	}
+	location, err := s.eng.Resume(c.Request().Context(), a, sessionValue(c))
+	if err == nil {
+		return c.Redirect(http.StatusSeeOther, location)
+	}
+	if !errors.Is(err, engine.ErrLoginNeeded) {
+		return s.authorizeErr(c, err)
+	}
 	token := csrfToken()
 	c.SetCookie(&http.Cookie{Name: csrfCookie, Value: token, Path: "/oauth2/", HttpOnly: true,
-		SameSite: http.SameSiteStrictMode, Secure: c.Scheme() == "https"})
-	return s.renderLogin(c, http.StatusOK, loginView{ClientName: clientLabel(a.Client), Params: carry(form), CSRF: token})
+		SameSite: http.SameSiteStrictMode, Secure: s.secureCookies(c)})
+	return s.renderLogin(c, http.StatusOK, loginView{ClientName: clientLabel(a.Client), Params: carry(form), CSRF: token,
+		Username: a.Request.LoginHint})
 }
 
 // authorizeLogin serves the POST of the login form.
@@ -129,7 +165,7 @@ func (s *Server) authorizeLogin(c echo.Context) error {
 		return s.renderLogin(c, http.StatusForbidden, loginView{Fatal: true,
 			Error: "The sign-in form expired or did not come from this server. Go back to the application and try again."})
 	}
-	location, err := s.eng.Login(c.Request().Context(), a, form.Get("username"), form.Get("password"))
+	in, err := s.eng.Login(c.Request().Context(), a, form.Get("username"), form.Get("password"), sessionValue(c))
 	if errors.Is(err, engine.ErrLoginFailed) {
 		return s.renderLogin(c, http.StatusUnauthorized, loginView{ClientName: clientLabel(a.Client), Params: carry(form),
 			CSRF: sent, Username: form.Get("username"), Error: "The username or password is wrong."})
@@ -144,7 +180,14 @@ func (s *Server) authorizeLogin(c echo.Context) error {
 	if err != nil {
 		return s.authorizeErr(c, err)
 	}
-	return c.Redirect(http.StatusSeeOther, location)
+	if in.SessionValue != "" {
+		// SameSite=Lax: the cookie must come along when a client's page
+		// sends the browser here (a cross-site top-level GET), and never
+		// with a cross-site POST.
+		c.SetCookie(&http.Cookie{Name: sessionCookie, Value: in.SessionValue, Path: sessionCookiePath,
+			MaxAge: int(in.SessionLifetime / time.Second), HttpOnly: true, SameSite: http.SameSiteLaxMode, Secure: s.secureCookies(c)})
+	}
+	return c.Redirect(http.StatusSeeOther, in.Location)
 }
 
 // loginRefusal is the message for a sign-in refused without checking the
