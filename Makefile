@@ -56,7 +56,7 @@ fuzz:
 
 # 10 minutes of mixed load against keyhook serve, with a hostile script on
 # one client: fails on a 5xx, growing memory or goroutines, or a token that
-# does not introspect as expected at the end (README "Security model").
+# does not introspect as expected at the end (docs/security.md).
 # make test runs it for 15 s, with the memory check off.
 soak:
 	$(GO) run ./examples/soak -duration 10m

@@ -14,7 +14,7 @@ import (
 	"github.com/keyhook/keyhook/hooks"
 )
 
-// Admin error codes (README "Admin API"); web answers 404 and 409 for them.
+// Admin error codes (docs/admin-api.md); web answers 404 and 409 for them.
 const (
 	CodeNotFound ErrorCode = "not_found"
 	CodeConflict ErrorCode = "conflict"
@@ -34,7 +34,7 @@ func fieldError(field, format string, args ...any) *Error {
 }
 
 // ClientDoc is a client as the admin API reads and writes it, with the
-// RFC 7591 names (README "Admin API").
+// RFC 7591 names (docs/admin-api.md).
 type ClientDoc struct {
 	ClientID                    string            `json:"client_id"`
 	ClientSecret                string            `json:"client_secret,omitempty"`
@@ -293,7 +293,7 @@ func (e *Engine) CreateClient(ctx context.Context, doc *ClientDoc) (*ClientDoc, 
 // unless doc gives one or the new method needs a secret the old one did
 // not keep. Only a secret the server generated is in the answer (once):
 // one the caller chose is never echoed (RFC 7591 §3.2.1 answers a secret
-// when it is issued; README "Security model").
+// when it is issued; docs/security.md).
 func (e *Engine) ReplaceClient(ctx context.Context, id string, doc *ClientDoc) (*ClientDoc, error) {
 	old, err := e.st.Clients.ClientByID(ctx, id)
 	if err != nil {

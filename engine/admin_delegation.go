@@ -48,8 +48,8 @@ import (
 //     write scripts, bind them, or give any client a scope.
 //   - keyhook:scripts.write writes code that runs where keyhook:admin
 //     bound it (or everywhere in backward compatibility); such code
-//     cannot add keyhook:* scopes nor see credentials (README "Security
-//     model"), so it cannot reach the admin API.
+//     cannot add keyhook:* scopes nor see credentials (docs/security.md),
+//     so it cannot reach the admin API.
 //
 // Internal callers (bootstrap, seed, import) carry no admin scope and
 // are not limited.

@@ -228,7 +228,7 @@ type DryRunRequest struct {
 	Source   string         `json:"source"`
 }
 
-// DryRunResult is its answer (README "Writing scripts").
+// DryRunResult is its answer (docs/scripts.md).
 type DryRunResult struct {
 	Result     any      `json:"result"`
 	ArgsAfter  []any    `json:"args_after"`

@@ -8,7 +8,7 @@ import (
 	"strings"
 )
 
-// Key encryption at rest (README "Security model", docs/keys.md).
+// Key encryption at rest (docs/security.md, docs/keys.md).
 //
 // The database holds the server's signing keys and the key that seals
 // client_secret_jwt secrets. Whoever reads it (a backup, a replica, a

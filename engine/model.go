@@ -53,7 +53,7 @@ func (m AuthMethod) UsesSecret() bool {
 	return m == AuthSecretBasic || m == AuthSecretPost || m == AuthSecretJWT
 }
 
-// Client is a registered OAuth client (RFC 7591 §2 names; README "Admin API").
+// Client is a registered OAuth client (RFC 7591 §2 names; docs/admin-api.md).
 type Client struct {
 	ID   string
 	Name string

@@ -23,7 +23,7 @@ type scriptCall struct {
 	userLoaded bool
 }
 
-// context builds the read-only context argument (README "Writing scripts"). It is
+// context builds the read-only context argument (docs/scripts.md). It is
 // built only when a script will run, and its costlier parts (client,
 // token, user, request) only when a script reads them (hooks.Lazy). The
 // runtime only reads what it is given, during the call, so maps of the

@@ -8,7 +8,7 @@ import (
 )
 
 // Seed is the import/export document of `keyhook import` and --seed:
-// server properties, scripts, clients and users (README "Running it": keyhook import).
+// server properties, scripts, clients and users (docs/configuration.md: keyhook import).
 type Seed struct {
 	Config  map[string]json.RawMessage `json:"config,omitempty"`
 	Scripts []*SeedScript              `json:"scripts,omitempty"`

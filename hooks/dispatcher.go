@@ -14,7 +14,7 @@ import (
 
 // Dispatcher knows the current scripts and runs the ones that apply to a
 // token: those bound to its owning client, enabled, ordered by level then
-// name (README "Writing scripts"). It is safe for concurrent use; Replace swaps the
+// name (docs/scripts.md). It is safe for concurrent use; Replace swaps the
 // whole set atomically.
 type Dispatcher struct {
 	rt  Runtime

@@ -1,6 +1,6 @@
 // Package hooks owns keyhook's hook points: what a script receives, how its
 // answer becomes a patch of a token or an introspection response, and which
-// scripts run for a given owning client (README "Writing scripts"). It depends on the
+// scripts run for a given owning client (docs/scripts.md). It depends on the
 // standard library only; package scripts provides the JavaScript Runtime.
 package hooks
 
@@ -79,7 +79,7 @@ type Script struct {
 // functions below, or any function a dry run asks for.
 type Function string
 
-// The hook functions keyhook calls (docs/sandbox.md, README "Writing scripts"). Every call site
+// The hook functions keyhook calls (docs/sandbox.md, docs/scripts.md). Every call site
 // names them through these constants.
 const (
 	FnModifyResponse       Function = "modifyResponse"

@@ -116,7 +116,7 @@ func (s *Server) handleError(err error, c echo.Context) {
 		// 401 with a challenge when the client tried the Authorization
 		// header, 400 otherwise (RFC 6749 §5.2). Introspection is a
 		// protected resource (RFC 7662 §2.1): a caller it cannot
-		// authenticate is always 401 there (README "Admin API" has the
+		// authenticate is always 401 there (docs/endpoints.md has the
 		// introspection rules).
 		if triedBasic(c.Request()) || c.Path() == engine.PathIntrospect {
 			h.Set("WWW-Authenticate", `Basic realm="keyhook"`)

@@ -106,7 +106,7 @@ func New(cfg Config) *Server {
 	e.GET("/readyz", s.ready)
 	// /metrics is not public: here it needs keyhook:admin or
 	// keyhook:metrics.read; MetricsHandler serves it without a token on a
-	// listener of its own (keyhook serve --metrics-addr, README "Running it").
+	// listener of its own (keyhook serve --metrics-addr, docs/operations.md).
 	e.GET("/metrics", echo.WrapHandler(s.MetricsHandler()), s.requireScope("metrics"))
 	s.adminRoutes(e)
 	s.browserRoutes(e)

@@ -1,4 +1,4 @@
-// Command soak is `make soak` (README "Security model"): it builds keyhook,
+// Command soak is `make soak` (docs/security.md): it builds keyhook,
 // serves it on a fresh SQLite file seeded with examples/, and runs mixed
 // load for -duration: client-credentials, password and refresh grants,
 // introspection, revocation, admin edits, and one client whose
