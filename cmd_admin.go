@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"io"
-	"log/slog"
 	"runtime"
 	"runtime/debug"
 	"strings"
@@ -38,15 +37,7 @@ func newResetSecretCommand(env lookupEnv, stdout, stderr io.Writer) *cobra.Comma
 					return err
 				}
 			}
-			if err := finishDataOptions(o, c.Flags(), env); err != nil {
-				return err
-			}
-			kek, err := loadKEK(o)
-			if err != nil {
-				return err
-			}
-			log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-			return withApp(c.Context(), o, kek, log, nil, func(a *app) error {
+			return withData(c, o, env, stderr, func(a *app) error {
 				secret, err := a.eng.ResetAdminSecret(c.Context())
 				if err != nil {
 					return fmt.Errorf("%s: %w", engine.BootstrapAdminID, err)

@@ -41,6 +41,21 @@ func finishDataOptions(o *options, fs *pflag.FlagSet, env lookupEnv) error {
 	return nil
 }
 
+// withData runs fn on the database of a data command (import, export,
+// admin reset-secret): the environment and the DSN's form first, then the
+// key-encryption key, then the store, logging warnings only.
+func withData(c *cobra.Command, o *options, env lookupEnv, stderr io.Writer, fn func(*app) error) error {
+	if err := finishDataOptions(o, c.Flags(), env); err != nil {
+		return err
+	}
+	kek, err := loadKEK(o)
+	if err != nil {
+		return err
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	return withApp(c.Context(), o, kek, log, nil, fn)
+}
+
 func newImportCommand(env lookupEnv, stdout, stderr io.Writer) *cobra.Command {
 	o := defaultOptions()
 	cmd := &cobra.Command{
@@ -50,19 +65,11 @@ func newImportCommand(env lookupEnv, stdout, stderr io.Writer) *cobra.Command {
 			"replaced, what does not is created, in one transaction (an error changes nothing).",
 		Args: oneArg("FILE"),
 		RunE: func(c *cobra.Command, args []string) error {
-			if err := finishDataOptions(o, c.Flags(), env); err != nil {
-				return err
-			}
 			seed, err := readSeed(args[0])
 			if err != nil {
 				return err
 			}
-			kek, err := loadKEK(o)
-			if err != nil {
-				return err
-			}
-			log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-			return withApp(c.Context(), o, kek, log, nil, func(a *app) error {
+			return withData(c, o, env, stderr, func(a *app) error {
 				st, err := a.eng.Import(c.Context(), seed.seed)
 				if err != nil {
 					return seed.explain(err)
@@ -83,15 +90,7 @@ func newExportCommand(env lookupEnv, stdout, stderr io.Writer) *cobra.Command {
 		Short: "Write clients, scripts, users and config as YAML (secrets left out)",
 		Args:  noArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
-			if err := finishDataOptions(o, c.Flags(), env); err != nil {
-				return err
-			}
-			kek, err := loadKEK(o)
-			if err != nil {
-				return err
-			}
-			log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-			return withApp(c.Context(), o, kek, log, nil, func(a *app) error {
+			return withData(c, o, env, stderr, func(a *app) error {
 				seed, err := a.eng.Export(c.Context())
 				if err != nil {
 					return err
