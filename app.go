@@ -46,6 +46,8 @@ type options struct {
 	loginFailures, clientAuthFailures int
 	backoffMaxSeconds                 int
 	trustedProxies                    []netip.Prefix
+	// How long a login session lasts (docs/browser-flow.md).
+	loginSessionSeconds int
 	// jwks_uri fetches (docs/client-auth.md).
 	jwksURIAllowPrivate bool
 	// The Go heap's target (docs/performance.md); 0 leaves Go's defaults.
@@ -59,8 +61,9 @@ func defaultOptions() *options {
 		scriptIsolation: string(hooks.IsolationProcess), scriptMemoryMax: 256,
 		hashMemoryMB: engine.DefaultPasswordHashMemoryMB, hashWaitMS: int(engine.DefaultPasswordHashWait / time.Millisecond),
 		loginFailures: engine.DefaultThrottleFree, clientAuthFailures: engine.DefaultThrottleFree,
-		backoffMaxSeconds: int(engine.DefaultThrottleMaxBackoff / time.Second),
-		memoryTargetMB:    defaultMemoryTargetMB,
+		backoffMaxSeconds:   int(engine.DefaultThrottleMaxBackoff / time.Second),
+		loginSessionSeconds: int(engine.DefaultSessionLifetime / time.Second),
+		memoryTargetMB:      defaultMemoryTargetMB,
 	}
 }
 
@@ -101,7 +104,8 @@ func withApp(ctx context.Context, o *options, kek []byte, log *slog.Logger, reg 
 		PasswordHashMemoryMB: o.hashMemoryMB, PasswordHashWait: time.Duration(o.hashWaitMS) * time.Millisecond,
 		LoginThrottle:      throttle(o.loginFailures, o.backoffMaxSeconds),
 		ClientAuthThrottle: throttle(o.clientAuthFailures, o.backoffMaxSeconds),
-		JWKSURI:            engine.JWKSURIConfig{AllowPrivate: o.jwksURIAllowPrivate}}, store.Stores())
+		JWKSURI:            engine.JWKSURIConfig{AllowPrivate: o.jwksURIAllowPrivate},
+		SessionLifetime:    time.Duration(o.loginSessionSeconds) * time.Second}, store.Stores())
 	if err != nil {
 		return err
 	}

@@ -75,6 +75,8 @@ func serveFlags(fs *pflag.FlagSet, o *options) {
 		"failed client authentications per client_id (4x per address) before back-off; 0 turns it off")
 	fs.IntVar(&o.backoffMaxSeconds, "auth-backoff-max-seconds", o.backoffMaxSeconds,
 		"longest back-off after failed authentications, seconds")
+	fs.IntVar(&o.loginSessionSeconds, "login-session-seconds", o.loginSessionSeconds,
+		"how long a login session spares the user the password, seconds (from the sign-in, never extended)")
 	fs.String("trusted-proxies", "",
 		"comma-separated CIDRs of proxies whose X-Forwarded-For is believed (default none: the TCP peer is the address)")
 	fs.BoolVar(&o.jwksURIAllowPrivate, "jwks-uri-allow-private", false,
@@ -110,6 +112,7 @@ func finishServeOptions(o *options, fs *pflag.FlagSet, env lookupEnv) error {
 		{"--login-failures", o.loginFailures, 0, 1000},
 		{"--client-auth-failures", o.clientAuthFailures, 0, 1000},
 		{"--auth-backoff-max-seconds", o.backoffMaxSeconds, 1, 86_400},
+		{"--login-session-seconds", o.loginSessionSeconds, 60, 30 * 86_400},
 		{"--script-memory-max-mb", o.scriptMemoryMax, 1, 16 << 10},
 		{"--script-workers", o.scriptWorkers, 0, 256},
 	} {

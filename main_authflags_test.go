@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/spf13/pflag"
+
+	"github.com/keyhook/keyhook/engine"
 )
 
 // parseServe parses keyhook serve's command line args with the
@@ -53,5 +55,32 @@ func TestAuthLimitFlags(t *testing.T) {
 				t.Fatal("accepted")
 			}
 		})
+	}
+}
+
+// TestLoginSessionFlag: --login-session-seconds (docs/browser-flow.md)
+// defaults to the engine's 12 hours, reads its environment variable, and
+// refuses values outside 60 s to 30 days.
+func TestLoginSessionFlag(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		env  map[string]string
+		want int // 0: refused
+	}{
+		{nil, nil, int(engine.DefaultSessionLifetime / time.Second)},
+		{[]string{"--login-session-seconds", "600"}, nil, 600},
+		{nil, map[string]string{"KEYHOOK_LOGIN_SESSION_SECONDS": "3600"}, 3600},
+		{[]string{"--login-session-seconds", "900"}, map[string]string{"KEYHOOK_LOGIN_SESSION_SECONDS": "3600"}, 900},
+		{[]string{"--login-session-seconds", "59"}, nil, 0},
+		{[]string{"--login-session-seconds", "2592001"}, nil, 0},
+		{nil, map[string]string{"KEYHOOK_LOGIN_SESSION_SECONDS": "forever"}, 0},
+	} {
+		o, err := parseServe(c.args, c.env)
+		switch {
+		case c.want == 0 && err == nil:
+			t.Errorf("%v %v: accepted", c.args, c.env)
+		case c.want != 0 && (err != nil || o.loginSessionSeconds != c.want):
+			t.Errorf("%v %v: %v, %v; want %d", c.args, c.env, o, err, c.want)
+		}
 	}
 }
