@@ -54,6 +54,9 @@ type options struct {
 	memoryTargetMB int
 }
 
+// defaultMemoryTargetMB is --memory-target-mb's default.
+const defaultMemoryTargetMB = 96
+
 // defaultOptions are the flags' defaults.
 func defaultOptions() *options {
 	return &options{

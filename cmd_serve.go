@@ -40,7 +40,7 @@ func newServeCommand(env lookupEnv, stdout, stderr io.Writer) *cobra.Command {
 			if err := finishServeOptions(o, c.Flags(), env); err != nil {
 				return err
 			}
-			return serve(c.Context(), o, stdout, stderr)
+			return serveUntilStopped(c.Context(), o, stdout, stderr)
 		},
 	}
 	serveFlags(cmd.Flags(), o)
@@ -137,11 +137,11 @@ func finishServeOptions(o *options, fs *pflag.FlagSet, env lookupEnv) error {
 	return nil
 }
 
-// serve runs the server until ctx ends or SIGTERM/SIGINT. Everything that
+// serveUntilStopped runs the server until ctx ends or SIGTERM/SIGINT. Everything that
 // can be checked without the database is checked first — the KEK, the seed
 // file, the listeners — so that a start that fails leaves the database as
 // it was (or absent): no schema, no key, no bootstrap secret, no import.
-func serve(ctx context.Context, o *options, stdout, stderr io.Writer) error {
+func serveUntilStopped(ctx context.Context, o *options, stdout, stderr io.Writer) error {
 	log, err := newLogger(stderr, o.logLevel, o.logFormat)
 	if err != nil {
 		return err
@@ -261,9 +261,6 @@ func serve(ctx context.Context, o *options, stdout, stderr io.Writer) error {
 		return nil
 	})
 }
-
-// defaultMemoryTargetMB is --memory-target-mb's default.
-const defaultMemoryTargetMB = 96
 
 // tuneGC lets the heap grow to targetMB before the collector works hard:
 // garbage is collected when the heap has grown 4 times its live size

@@ -23,7 +23,7 @@ import (
 func runCLI(t *testing.T, env map[string]string, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
 	var out, errb bytes.Buffer
-	code = run(context.Background(), args, mapEnv(env), &out, &errb)
+	code = execute(context.Background(), args, mapEnv(env), &out, &errb)
 	return code, out.String(), errb.String()
 }
 
