@@ -20,7 +20,7 @@ import (
 type lookupEnv func(name string) (string, bool)
 
 // usageError is a command line that is not understood: an unknown command
-// or flag, a missing or extra argument. run prints the command's usage
+// or flag, a missing or extra argument. execute prints the command's usage
 // with it and exits 2.
 type usageError struct {
 	cmd *cobra.Command

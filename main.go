@@ -29,7 +29,7 @@ func main() {
 	os.Exit(execute(context.Background(), os.Args[1:], os.LookupEnv, os.Stdout, os.Stderr))
 }
 
-// Exit statuses of run.
+// Exit statuses of execute.
 const (
 	exitOK    = 0
 	exitError = 1
