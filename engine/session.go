@@ -29,6 +29,13 @@ type Session struct {
 	ExpiresAt time.Time
 }
 
+// MaxSessionsPerUser bounds the login sessions one user has at once: a
+// sign-in beyond it ends the user's oldest sessions. Without it every
+// sign-in of a browser that keeps no cookie (a script, a test run, a
+// client in a loop) would add a row that lives for the whole session
+// lifetime, and one account could fill the table (docs/browser-flow.md).
+const MaxSessionsPerUser = 50
+
 // SessionStore keeps login sessions. Deleting a user deletes their
 // sessions.
 type SessionStore interface {
@@ -39,6 +46,10 @@ type SessionStore interface {
 	// DeleteSession deletes the session; absent is not an error.
 	DeleteSession(ctx context.Context, id string) error
 	PurgeSessions(ctx context.Context, before time.Time) (int64, error)
+	// TrimSessions deletes the sessions of username except keepID and
+	// the newest others (by AuthTime), so that at most limit remain, and
+	// reports how many it deleted.
+	TrimSessions(ctx context.Context, username, keepID string, limit int) (int64, error)
 }
 
 // ErrLoginNeeded is returned by Resume when the user must sign in with
@@ -55,7 +66,8 @@ func (e *Engine) sessionLifetime() time.Duration {
 
 // startSession stores a new session for u, who signed in at now, and
 // deletes the browser's previous one (a fresh value at every sign-in:
-// a value planted before the sign-in is worth nothing after it). It
+// a value planted before the sign-in is worth nothing after it) and the
+// user's oldest beyond MaxSessionsPerUser. It
 // returns the cookie value, or "" when sessions are not stored or the
 // store failed (logged: the sign-in stands without one).
 func (e *Engine) startSession(ctx context.Context, u *User, now time.Time, old string) string {
@@ -73,6 +85,9 @@ func (e *Engine) startSession(ctx context.Context, u *User, now time.Time, old s
 	if err := e.st.Sessions.CreateSession(ctx, s); err != nil {
 		e.log.Warn("storing a login session failed; the user signed in without one", "err", err)
 		return ""
+	}
+	if _, err := e.st.Sessions.TrimSessions(ctx, u.Username, s.ID, MaxSessionsPerUser); err != nil {
+		e.log.Warn("ending a user's oldest login sessions failed", "err", err)
 	}
 	return value
 }

@@ -3,6 +3,7 @@ package engine_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/url"
@@ -134,4 +135,83 @@ func TestResume(t *testing.T) {
 			t.Fatalf("want temporarily_unavailable shown as a page, got %v", err)
 		}
 	})
+}
+
+// TestSessionsPerUser checks that a sign-in ends the user's oldest login
+// sessions beyond engine.MaxSessionsPerUser, and only theirs: a browser
+// without a cookie jar signing in in a loop cannot fill the table.
+func TestSessionsPerUser(t *testing.T) {
+	ctx := context.Background()
+	store, err := storage.Open(ctx, "sqlite:"+filepath.Join(t.TempDir(), "k.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	now := time.Unix(1_800_000_000, 0)
+	cfg := engine.Config{Issuer: "http://keyhook.test", Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Now: func() time.Time { return now }}
+	cfg.LoginThrottle.Free = -1
+	e, err := engine.New(ctx, cfg, store.Stores())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.CreateClient(ctx, &engine.ClientDoc{ClientID: "app", TokenEndpointAuthMethod: "none",
+		GrantTypes: []string{"authorization_code"}, RedirectURIs: []string{"https://app.example/cb"}, Scope: "openid"}); err != nil {
+		t.Fatal(err)
+	}
+	a, err := e.Authorize(ctx, &engine.AuthorizeRequest{ResponseType: "code", ClientID: "app", Prompt: "none",
+		CodeChallenge: "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM", CodeChallengeMethod: "S256"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.CreateUser(ctx, &engine.UserDoc{Username: "bystander", Password: "pw"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := store.CreateSession(ctx, &engine.Session{ID: "bystander-1", Username: "bystander",
+		AuthTime: now.Add(-24 * time.Hour), ExpiresAt: now.Add(time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	const max = engine.MaxSessionsPerUser
+	for _, tc := range []struct {
+		name  string
+		prior int // sessions the user has before signing in, oldest first
+		ended int // how many of them the sign-in ends
+	}{
+		{"no session before", 0, 0},
+		{"one short of the limit", max - 1, 0},
+		{"at the limit", max, 1},
+		{"past the limit", max + 5, 6},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			user := strings.ReplaceAll(tc.name, " ", "-")
+			if _, err := e.CreateUser(ctx, &engine.UserDoc{Username: user, Password: "pw"}); err != nil {
+				t.Fatal(err)
+			}
+			ids := make([]string, tc.prior)
+			for i := range ids {
+				ids[i] = fmt.Sprintf("%s-%03d", user, i)
+				if err := store.CreateSession(ctx, &engine.Session{ID: ids[i], Username: user,
+					AuthTime: now.Add(time.Duration(i-tc.prior) * time.Minute), ExpiresAt: now.Add(time.Hour)}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			in, err := e.Login(ctx, a, user, "pw", "")
+			if err != nil || in.SessionValue == "" {
+				t.Fatalf("Login: %+v %v", in, err)
+			}
+			for i, id := range ids {
+				_, err := store.SessionByID(ctx, id)
+				if gone := errors.Is(err, engine.ErrNotFound); gone != (i < tc.ended) {
+					t.Errorf("session %d of %d (oldest first): gone %v, want %v (%v)", i, tc.prior, gone, i < tc.ended, err)
+				}
+			}
+			if loc, err := e.Resume(ctx, a, in.SessionValue); err != nil || !strings.Contains(loc, "code=") {
+				t.Fatalf("the new session does not answer: %q %v", loc, err)
+			}
+			// Another user's sessions are neither counted nor ended.
+			if _, err := store.SessionByID(ctx, "bystander-1"); err != nil {
+				t.Fatalf("another user's session: %v", err)
+			}
+		})
+	}
 }

@@ -759,6 +759,45 @@ func runContract(t *testing.T, open func(t *testing.T) *Store) {
 			_, err = st.SessionByID(ctx, "s2")
 			isErr(t, "SessionByID of a deleted user", err, engine.ErrNotFound)
 		}},
+
+		{"login sessions trimmed per user", func(t *testing.T, st *Store) {
+			for _, u := range []string{"alice", "bob"} {
+				noErr(t, "CreateUser", st.CreateUser(ctx, &engine.User{Username: u}))
+			}
+			// alice: a1 oldest … a5 newest, and kept, older than all.
+			for i, id := range []string{"a1", "a2", "a3", "a4", "a5", "kept"} {
+				at := ts(int64(100 + 10*i))
+				if id == "kept" {
+					at = ts(50)
+				}
+				noErr(t, "CreateSession", st.CreateSession(ctx, &engine.Session{ID: id, Username: "alice", AuthTime: at, ExpiresAt: ts(1000)}))
+			}
+			noErr(t, "CreateSession", st.CreateSession(ctx, &engine.Session{ID: "b1", Username: "bob", AuthTime: ts(10), ExpiresAt: ts(1000)}))
+			alive := func() []string {
+				var out []string
+				for _, id := range []string{"a1", "a2", "a3", "a4", "a5", "kept", "b1"} {
+					if _, err := st.SessionByID(ctx, id); err == nil {
+						out = append(out, id)
+					}
+				}
+				return out
+			}
+			for _, tc := range []struct {
+				limit int
+				n     int64
+				want  []string
+			}{
+				{10, 0, []string{"a1", "a2", "a3", "a4", "a5", "kept", "b1"}},
+				{6, 0, []string{"a1", "a2", "a3", "a4", "a5", "kept", "b1"}},
+				{4, 2, []string{"a3", "a4", "a5", "kept", "b1"}},
+				{1, 3, []string{"kept", "b1"}},
+			} {
+				n, err := st.TrimSessions(ctx, "alice", "kept", tc.limit)
+				noErr(t, "TrimSessions", err)
+				equal(t, fmt.Sprintf("trimmed to %d", tc.limit), n, tc.n)
+				equal(t, fmt.Sprintf("alive after trimming to %d", tc.limit), alive(), tc.want)
+			}
+		}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open(t)) })

@@ -34,3 +34,17 @@ func (s *Store) PurgeSessions(ctx context.Context, before time.Time) (int64, err
 	res := s.db.WithContext(ctx).Where("expires_at < ?", toNanos(before)).Delete(&sessionRow{})
 	return res.RowsAffected, res.Error
 }
+
+// TrimSessions deletes the sessions of username except keepID and the
+// limit-1 newest others (by auth time, then id), and reports how many.
+func (s *Store) TrimSessions(ctx context.Context, username, keepID string, limit int) (int64, error) {
+	db := s.db.WithContext(ctx)
+	q := db.Where("username = ? AND id <> ?", username, keepID)
+	if limit > 1 {
+		newest := db.Model(&sessionRow{}).Select("id").Where("username = ? AND id <> ?", username, keepID).
+			Order("auth_time DESC, id DESC").Limit(limit - 1)
+		q = q.Where("id NOT IN (?)", newest)
+	}
+	res := q.Delete(&sessionRow{})
+	return res.RowsAffected, res.Error
+}

@@ -137,3 +137,59 @@ func TestRequestLogLine(t *testing.T) {
 		}
 	}
 }
+
+// TestRequestLogHostileValues: in the text format, what a caller sends
+// (client_id in the query or in Basic credentials, the path, the method)
+// can neither start a log line of its own nor make one line huge: each
+// request writes one line of bounded length, cut at a character boundary.
+func TestRequestLogHostileValues(t *testing.T) {
+	var logs lockedBuffer
+	h := newHarness(t, withLogger(slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))))
+	const forged = "level=ERROR msg=forged"
+	for _, tc := range []struct {
+		name, method, path string
+		basicUser          string
+	}{
+		{name: "newline in client_id", method: http.MethodGet,
+			path: "/oauth2/authorize?client_id=" + url.QueryEscape("x\n"+forged+"\r\n"+forged)},
+		{name: "newline in the Basic user-id", method: http.MethodPost, path: "/oauth2/token",
+			basicUser: url.QueryEscape("x\n" + forged)},
+		{name: "newline in the path", method: http.MethodGet, path: "/oauth2/" + url.PathEscape("x\n"+forged)},
+		{name: "huge path", method: http.MethodGet, path: "/" + strings.Repeat("p", 30_000)},
+		{name: "huge method", method: strings.Repeat("M", 30_000), path: "/oauth2/token"},
+		{name: "huge client_id, multibyte", method: http.MethodGet,
+			path: "/oauth2/authorize?client_id=" + url.QueryEscape("a"+strings.Repeat("é", 10_000))},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			id := "hostile-" + strings.ReplaceAll(tc.name, " ", "-")
+			req, err := http.NewRequest(tc.method, h.url+tc.path, strings.NewReader(""))
+			if err != nil {
+				t.Fatal(err)
+			}
+			req.Header.Set("X-Request-Id", id)
+			if tc.basicUser != "" {
+				req.SetBasicAuth(tc.basicUser, "pw")
+			}
+			h.do(req)
+			n := 0
+			for _, l := range strings.Split(strings.TrimSuffix(logs.String(), "\n"), "\n") {
+				if !strings.HasPrefix(l, "time=") {
+					t.Fatalf("a log line of its own: %q", l)
+				}
+				if !strings.Contains(l, "request_id="+id+" ") || !strings.Contains(l, "msg=request ") {
+					continue
+				}
+				n++
+				if len(l) > 2048 {
+					t.Errorf("request line of %d bytes: %.300s…", len(l), l)
+				}
+				if strings.Contains(l, `\x`) {
+					t.Errorf("a character cut in two: %.300s…", l)
+				}
+			}
+			if n != 1 {
+				t.Fatalf("%d request lines with request_id %s", n, id)
+			}
+		})
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"strconv"
 	"time"
+	"unicode/utf8"
 
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
@@ -155,8 +156,11 @@ func (s *Server) observe(next echo.HandlerFunc) echo.HandlerFunc {
 		s.latency.WithLabelValues(route).Observe(d.Seconds())
 		// One line per request, with the path but never the query, the
 		// body or the Authorization header, which may carry tokens,
-		// secrets and passwords; the request id is logger's.
-		attrs := []slog.Attr{slog.String("method", c.Request().Method), slog.String("path", c.Request().URL.Path),
+		// secrets and passwords; the request id is logger's. The method
+		// and the path are the caller's, so they are cut to a bounded
+		// length (the slog handlers quote what could break a line).
+		attrs := []slog.Attr{slog.String("method", clip(c.Request().Method, maxLoggedMethod)),
+			slog.String("path", clip(c.Request().URL.Path, maxLoggedPath)),
 			slog.String("route", route), slog.Int("status", status), slog.Duration("duration", d)}
 		if id := requestClientID(c.Request()); id != "" {
 			attrs = append(attrs, slog.String("client_id", id))
@@ -170,7 +174,7 @@ func (s *Server) observe(next echo.HandlerFunc) echo.HandlerFunc {
 // user-id of Basic credentials (RFC 6749 §2.3.1; the password is not
 // read), else the client_id parameter of a form the handler parsed or of
 // the query. It is what the caller claims, authenticated or not; "" when
-// none, and cut to 128 bytes.
+// none, and cut to maxLoggedClientID bytes.
 func requestClientID(r *http.Request) string {
 	id := ""
 	if user, _, ok := r.BasicAuth(); ok {
@@ -180,10 +184,28 @@ func requestClientID(r *http.Request) string {
 	} else if r.URL.RawQuery != "" {
 		id = r.URL.Query().Get("client_id")
 	}
-	if len(id) > 128 {
-		id = id[:128]
+	return clip(id, maxLoggedClientID)
+}
+
+// Longest method, path and client_id a request line holds, in bytes: a
+// caller may send any of them up to the header limit (64 KiB), and each
+// request would write that much.
+const (
+	maxLoggedMethod   = 32
+	maxLoggedPath     = 512
+	maxLoggedClientID = 128
+)
+
+// clip is s, or when longer than n bytes its first n bytes at most, cut
+// at a UTF-8 character boundary and followed by "…".
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
 	}
-	return id
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "…"
 }
 
 // dropBadRequestID removes an X-Request-Id the caller sent that is not a
