@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/url"
@@ -28,6 +29,9 @@ type AuthorizeRequest struct {
 	Prompt    string
 	MaxAge    string
 	LoginHint string
+	// IDTokenHint is an ID token this server issued, naming the user the
+	// client expects (OIDC Core §3.1.2.1); expired ones count.
+	IDTokenHint string
 	// RequestObject and RequestURI are the request and request_uri
 	// parameters (OIDC Core §6), which keyhook refuses.
 	RequestObject string
@@ -47,6 +51,18 @@ type Authorization struct {
 	// MaxAge is the largest age in seconds of a sign-in this request
 	// accepts; -1 when max_age was not sent.
 	MaxAge int64
+	// HintSubject is the sub of a valid id_token_hint, else "".
+	HintSubject string
+}
+
+// Hint is the user this request names, by login_hint or else by
+// id_token_hint: the login form's username, and the only user whose
+// session may answer it.
+func (a *Authorization) Hint() string {
+	if a.Request.LoginHint != "" {
+		return a.Request.LoginHint
+	}
+	return a.HintSubject
 }
 
 // RedirectError is an authorization error that goes back to the client's
@@ -144,7 +160,30 @@ func (e *Engine) Authorize(ctx context.Context, req *AuthorizeRequest) (*Authori
 	if err := a.parseOIDC(); err != nil {
 		return nil, fail(CodeInvalidRequest, err.Error())
 	}
+	if req.IDTokenHint != "" {
+		if a.HintSubject = e.idTokenSubject(ctx, req.IDTokenHint); a.HintSubject == "" {
+			return nil, fail(CodeInvalidRequest, "id_token_hint is not an ID token of this server")
+		}
+	}
 	return a, nil
+}
+
+// idTokenSubject is the sub of an ID token this server signed (typ JWT,
+// iss this issuer), expired or not, as OIDC Core §3.1.2.1 lets an
+// id_token_hint be; "" for anything else.
+func (e *Engine) idTokenSubject(ctx context.Context, raw string) string {
+	payload, typ, k := e.verifyOwnJWT(ctx, raw)
+	if k == nil || typ != typIDToken {
+		return ""
+	}
+	var claims struct {
+		Iss string `json:"iss"`
+		Sub string `json:"sub"`
+	}
+	if json.Unmarshal(payload, &claims) != nil || claims.Iss != e.cfg.Issuer {
+		return ""
+	}
+	return claims.Sub
 }
 
 // parseOIDC reads prompt and max_age (OIDC Core §3.1.2.1). keyhook has

@@ -273,20 +273,8 @@ func (e *Engine) verifiedJTI(ctx context.Context, raw string) string {
 			return v.jti
 		}
 	}
-	jws, err := jose.ParseSigned(raw, verifyAlgs)
-	if err != nil || len(jws.Signatures) != 1 {
-		return ""
-	}
-	kid := jws.Signatures[0].Header.KeyID
-	k := e.keyByID(ctx, kid)
+	payload, _, k := e.verifyOwnJWT(ctx, raw)
 	if k == nil {
-		return ""
-	}
-	if jose.SignatureAlgorithm(jws.Signatures[0].Header.Algorithm) != k.alg {
-		return ""
-	}
-	payload, err := jws.Verify(k.public)
-	if err != nil {
 		return ""
 	}
 	var claims struct {
@@ -297,9 +285,30 @@ func (e *Engine) verifiedJTI(ctx context.Context, raw string) string {
 	}
 	jti, _ := claims.JTI.(string)
 	if jti != "" {
-		e.verified.Add(sum, verifiedJWT{jti: jti, kid: kid, key: k})
+		e.verified.Add(sum, verifiedJWT{jti: jti, kid: k.kid, key: k})
 	}
 	return jti
+}
+
+// verifyOwnJWT checks that raw is a compact JWS signed by one of the
+// server's keys, with that key's alg; it returns the payload, the
+// header's typ and the key, or a nil key when any of it fails.
+func (e *Engine) verifyOwnJWT(ctx context.Context, raw string) ([]byte, string, *loadedKey) {
+	jws, err := jose.ParseSigned(raw, verifyAlgs)
+	if err != nil || len(jws.Signatures) != 1 {
+		return nil, "", nil
+	}
+	hdr := jws.Signatures[0].Header
+	k := e.keyByID(ctx, hdr.KeyID)
+	if k == nil || jose.SignatureAlgorithm(hdr.Algorithm) != k.alg {
+		return nil, "", nil
+	}
+	payload, err := jws.Verify(k.public)
+	if err != nil {
+		return nil, "", nil
+	}
+	typ, _ := hdr.ExtraHeaders[jose.HeaderType].(string)
+	return payload, typ, k
 }
 
 // verifiedJWTs bounds the JWTs verifiedJTI remembers (~200 bytes each).

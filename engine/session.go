@@ -125,8 +125,8 @@ func (e *Engine) session(ctx context.Context, value string) (*Session, *User, er
 // the user must sign in, or, for prompt=none, a *RedirectError
 // login_required (OIDC Core §3.1.2.6). A session does not satisfy
 // prompt=login (or select_account), a max_age its sign-in is older than
-// (max_age=0 is prompt=login, OIDC Core §3.1.2.1), or a login_hint naming
-// another user.
+// (max_age=0 is prompt=login, OIDC Core §3.1.2.1), or a login_hint or
+// id_token_hint naming another user.
 func (e *Engine) Resume(ctx context.Context, a *Authorization, sessionValue string) (string, error) {
 	s, u, err := e.session(ctx, sessionValue)
 	if err != nil {
@@ -141,7 +141,7 @@ func (e *Engine) Resume(ctx context.Context, a *Authorization, sessionValue stri
 		why = "the request asks for a new sign-in"
 	case a.MaxAge == 0 || a.MaxAge > 0 && now.Unix()-s.AuthTime.Unix() > a.MaxAge:
 		why = "the sign-in is older than max_age"
-	case a.Request.LoginHint != "" && a.Request.LoginHint != u.Username:
+	case a.Hint() != "" && a.Hint() != u.Username:
 		why = "another user is signed in"
 	}
 	if why == "" {

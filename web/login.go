@@ -30,7 +30,7 @@ const (
 // authorizeParams are the authorization request parameters the login form
 // carries through as hidden fields.
 var authorizeParams = []string{"response_type", "client_id", "redirect_uri", "scope", "state", "code_challenge",
-	"code_challenge_method", "nonce", "prompt", "max_age", "login_hint"}
+	"code_challenge_method", "nonce", "prompt", "max_age", "login_hint", "id_token_hint"}
 
 var loginPage = template.Must(template.New("login").Parse(`<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
@@ -85,6 +85,7 @@ func authorizeRequest(form url.Values) *engine.AuthorizeRequest {
 		Scope: form.Get("scope"), ScopeGiven: scopeGiven, State: form.Get("state"), CodeChallenge: form.Get("code_challenge"),
 		CodeChallengeMethod: form.Get("code_challenge_method"), Nonce: form.Get("nonce"),
 		Prompt: form.Get("prompt"), MaxAge: form.Get("max_age"), LoginHint: form.Get("login_hint"),
+		IDTokenHint:   form.Get("id_token_hint"),
 		RequestObject: form.Get("request"), RequestURI: form.Get("request_uri"),
 	}
 }
@@ -146,7 +147,7 @@ func (s *Server) authorizeForm(c echo.Context) error {
 	c.SetCookie(&http.Cookie{Name: csrfCookie, Value: token, Path: "/oauth2/", HttpOnly: true,
 		SameSite: http.SameSiteStrictMode, Secure: s.secureCookies(c)})
 	return s.renderLogin(c, http.StatusOK, loginView{ClientName: clientLabel(a.Client), Params: carry(form), CSRF: token,
-		Username: a.Request.LoginHint})
+		Username: a.Hint()})
 }
 
 // authorizeLogin serves the POST of the login form.

@@ -373,3 +373,89 @@ func mustRequest(method, u string) *http.Request {
 	}
 	return req
 }
+
+// TestIDTokenHint: an id_token_hint (OIDC Core §3.1.2.1) names the user
+// the client expects, like login_hint: a session of that user answers
+// (even when the hint has expired), a session of another user does not
+// (login_required with prompt=none), the form is prefilled with it, and
+// anything but an ID token this server signed is invalid_request.
+func TestIDTokenHint(t *testing.T) {
+	h := newHarness(t)
+	cfg := codeSetup(t, h)
+	if r := h.admin(http.MethodPost, "/users", map[string]any{"username": "bob", "password": "bob-pw"}); r.status != 201 {
+		t.Fatalf("user: %d %s", r.status, r.body)
+	}
+	secret := h.createClient(map[string]any{"client_id": "pw", "grant_types": []string{"password"}, "scope": "openid",
+		"access_token_as_jwt": true, "id_token_lifetime": 60})
+	idToken := func(user, pass string) (id, access string) {
+		r := h.form("/oauth2/token", url.Values{"grant_type": {"password"}, "username": {user}, "password": {pass},
+			"scope": {"openid"}}, "pw", secret)
+		tok := h.mustDecodeToken(r)
+		if tok.IDToken == "" {
+			t.Fatalf("no id_token for %s: %s", user, r.body)
+		}
+		return tok.IDToken, tok.AccessToken
+	}
+	aliceHint, aliceAccess := idToken("alice", "alice-pw")
+	bobHint, _ := idToken("bob", "bob-pw")
+	withSession, _, _ := signedIn(t, h, cfg)
+	authURL := func(extra ...string) string {
+		opts := []oauth2.AuthCodeOption{oauth2.S256ChallengeOption(oauth2.GenerateVerifier())}
+		for i := 0; i+1 < len(extra); i += 2 {
+			opts = append(opts, oauth2.SetAuthURLParam(extra[i], extra[i+1]))
+		}
+		return cfg.AuthCodeURL("st", opts...)
+	}
+	parts := strings.Split(aliceHint, ".")
+	tampered := parts[0] + "." + parts[1] + "x." + parts[2]
+	for _, tc := range []struct {
+		name    string
+		session bool
+		params  []string
+		want    string // code, form, or the error sent back
+	}{
+		{"hint of the signed-in user", true, []string{"id_token_hint", aliceHint}, "code"},
+		{"hint of the signed-in user, prompt=none", true, []string{"id_token_hint", aliceHint, "prompt", "none"}, "code"},
+		{"hint of another user", true, []string{"id_token_hint", bobHint}, "form"},
+		{"hint of another user, prompt=none", true, []string{"id_token_hint", bobHint, "prompt", "none"}, "login_required"},
+		{"login_hint wins over id_token_hint", true, []string{"id_token_hint", bobHint, "login_hint", "alice"}, "code"},
+		{"not a JWT", true, []string{"id_token_hint", "alice"}, "invalid_request"},
+		{"a tampered ID token", true, []string{"id_token_hint", tampered}, "invalid_request"},
+		{"an access token, not an ID token", true, []string{"id_token_hint", aliceAccess}, "invalid_request"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := browser()
+			if tc.session {
+				b = withSession
+			}
+			o := authorizeWith(t, b, authURL(tc.params...))
+			switch tc.want {
+			case "form":
+				if !o.form {
+					t.Fatalf("want the login form, got %d %s", o.status, o)
+				}
+			case "code":
+				if o.code == "" {
+					t.Fatalf("want a code, got %d %s", o.status, o)
+				}
+			default:
+				if o.err != tc.want {
+					t.Fatalf("want error %s, got %d %s", tc.want, o.status, o)
+				}
+			}
+		})
+	}
+	t.Run("an expired hint still names its user", func(t *testing.T) {
+		h.clock.advance(2 * time.Minute) // past the hint's 60 s, within the session
+		defer h.clock.advance(-2 * time.Minute)
+		if o := authorizeWith(t, withSession, authURL("id_token_hint", aliceHint, "prompt", "none")); o.code == "" {
+			t.Fatalf("want a code, got %s", o)
+		}
+	})
+	t.Run("the form is prefilled with the hint's user", func(t *testing.T) {
+		o := authorizeWith(t, browser(), authURL("id_token_hint", bobHint))
+		if !o.form || !strings.Contains(o.page, `value="bob"`) {
+			t.Fatalf("page %s", o.page)
+		}
+	})
+}
