@@ -35,7 +35,12 @@ type ScriptDoc struct {
 	// "inline" (docs/sandbox.md).
 	MemoryMB  *int   `json:"memory_mb,omitempty"`
 	Isolation string `json:"isolation,omitempty"`
-	Version   string `json:"version,omitempty"`
+	// Version is the runtime's key of the live source, a random string
+	// that changes on every write; VersionNumber is the live version's
+	// number in the script's history (docs/scripts.md, "Versions,
+	// rollback and rollout"). Both are read-only.
+	Version       string `json:"version,omitempty"`
+	VersionNumber int    `json:"version_number,omitempty"`
 	// TrippedUntil is when this instance's circuit breaker for the script
 	// lets it run again; absent when the breaker is closed. Read-only:
 	// never stored, ignored on writes.
@@ -50,7 +55,8 @@ func ScriptDocument(s *hooks.Script) *ScriptDoc {
 		cfg = map[string]string{}
 	}
 	doc := &ScriptDoc{Name: s.Name, Type: string(s.Kind), Source: s.Source, Enabled: &enabled, Level: &level,
-		Config: cfg, TimeoutMS: &ms, OnError: string(s.OnError), Isolation: string(s.Isolation), Version: s.Version}
+		Config: cfg, TimeoutMS: &ms, OnError: string(s.OnError), Isolation: string(s.Isolation), Version: s.Version,
+		VersionNumber: s.Number}
 	if s.MemoryMB > 0 {
 		mb := s.MemoryMB
 		doc.MemoryMB = &mb
@@ -126,7 +132,7 @@ func (e *Engine) CreateScript(ctx context.Context, doc *ScriptDoc) (*ScriptDoc, 
 	if err := checkDelegatedScript(ctx, s); err != nil {
 		return nil, err
 	}
-	if err := e.st.Scripts.CreateScript(ctx, s); errors.Is(err, ErrConflict) {
+	if err := e.saveScript(ctx, s, e.st.Scripts.CreateScript); errors.Is(err, ErrConflict) {
 		return nil, Errorf(CodeConflict, "name: script %q exists already", s.Name)
 	} else if err != nil {
 		return nil, storeFailure(err)
@@ -165,7 +171,7 @@ func (e *Engine) ReplaceScript(ctx context.Context, name string, doc *ScriptDoc)
 			}
 		}
 	}
-	if err := e.st.Scripts.UpdateScript(ctx, s); err != nil {
+	if err := e.saveScript(ctx, s, e.st.Scripts.UpdateScript); err != nil {
 		return nil, adminErr(err, "script", name) // deleted meanwhile: 404
 	}
 	if e.hooks != nil {
