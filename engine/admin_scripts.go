@@ -41,6 +41,10 @@ type ScriptDoc struct {
 	// rollback and rollout"). Both are read-only.
 	Version       string `json:"version,omitempty"`
 	VersionNumber int    `json:"version_number,omitempty"`
+	// Candidate is a source tried beside the live one (docs/scripts.md,
+	// "Versions, rollback and rollout"); it runs with the script's
+	// settings and is no part of its versions' snapshots.
+	Candidate *CandidateDoc `json:"candidate,omitempty"`
 	// TrippedUntil is when this instance's circuit breaker for the script
 	// lets it run again; absent when the breaker is closed. Read-only:
 	// never stored, ignored on writes.
@@ -60,6 +64,10 @@ func ScriptDocument(s *hooks.Script) *ScriptDoc {
 	if s.MemoryMB > 0 {
 		mb := s.MemoryMB
 		doc.MemoryMB = &mb
+	}
+	if c := s.Candidate; c != nil {
+		pct := c.Percent
+		doc.Candidate = &CandidateDoc{Source: c.Source, Rollout: string(c.Rollout), Percent: &pct}
 	}
 	return doc
 }
@@ -110,16 +118,32 @@ func (e *Engine) scriptFromDoc(doc *ScriptDoc) (*hooks.Script, error) {
 	if s.Source == "" {
 		return nil, fieldError("source", "is required")
 	}
-	if e.hooks != nil {
-		if err := e.hooks.Runtime().Check(s.Name, s.Source); err != nil {
-			var se *hooks.SyntaxError
-			if errors.As(err, &se) {
-				return nil, fieldError("source", "line %d, column %d: %s", se.Line, se.Column, se.Message)
-			}
-			return nil, fieldError("source", "%v", err)
+	if err := e.checkSource("source", s.Name, s.Source); err != nil {
+		return nil, err
+	}
+	var err error
+	if doc.Candidate != nil {
+		if s.Candidate, err = e.candidateFromDoc(s.Name, doc.Candidate); err != nil {
+			return nil, err
 		}
 	}
 	return s, nil
+}
+
+// checkSource reports a source that does not compile as a 400 naming
+// field, with the line and column of a syntax error.
+func (e *Engine) checkSource(field, name, src string) error {
+	if e.hooks == nil {
+		return nil
+	}
+	if err := e.hooks.Runtime().Check(name, src); err != nil {
+		var se *hooks.SyntaxError
+		if errors.As(err, &se) {
+			return fieldError(field, "line %d, column %d: %s", se.Line, se.Column, se.Message)
+		}
+		return fieldError(field, "%v", err)
+	}
+	return nil
 }
 
 // CreateScript stores a new script; it runs from now on, here at once and

@@ -226,7 +226,7 @@ func (e *Engine) RollbackScript(ctx context.Context, name string, number int) (*
 	if err := json.Unmarshal(v.Snapshot, &doc); err != nil {
 		return nil, Wrap(CodeServerError, err, fmt.Sprintf("version %d of script %q cannot be read", number, name))
 	}
-	_ = cur
+	keepCandidate(&doc, cur)
 	return e.ReplaceScript(ctx, name, &doc)
 }
 
@@ -274,4 +274,57 @@ func (e *Engine) restoreVersions(ctx context.Context, name string, docs []*Scrip
 		return storeFailure(err)
 	}
 	return nil
+}
+
+// CandidateDoc is a script's candidate as the admin API reads and writes
+// it: a source tried in shadow (beside the live version, its result
+// discarded) or as a canary (its result used for Percent % of tokens).
+type CandidateDoc struct {
+	Source  string `json:"source"`
+	Rollout string `json:"rollout"`
+	Percent *int   `json:"percent,omitempty"`
+}
+
+// candidateFromDoc validates a candidate of the script called name.
+func (e *Engine) candidateFromDoc(name string, doc *CandidateDoc) (*hooks.Candidate, error) {
+	c := &hooks.Candidate{Source: doc.Source, Rollout: hooks.Rollout(doc.Rollout)}
+	switch c.Rollout {
+	case hooks.RolloutShadow, hooks.RolloutCanary:
+	default:
+		return nil, fieldError("candidate.rollout", "must be shadow or canary")
+	}
+	if doc.Percent != nil {
+		if *doc.Percent < 0 || *doc.Percent > 100 {
+			return nil, fieldError("candidate.percent", "must be between 0 and 100")
+		}
+		c.Percent = *doc.Percent
+	}
+	if c.Source == "" {
+		return nil, fieldError("candidate.source", "is required")
+	}
+	if err := e.checkSource("candidate.source", name, c.Source); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// keepCandidate gives doc the candidate cur has.
+func keepCandidate(doc *ScriptDoc, cur *hooks.Script) {
+	doc.Candidate = ScriptDocument(cur).Candidate
+}
+
+// PromoteScript makes the candidate of a script its live source, as a new
+// version, and clears it. It goes through ReplaceScript, as a PUT of the
+// script with that source would.
+func (e *Engine) PromoteScript(ctx context.Context, name string) (*ScriptDoc, error) {
+	cur, err := e.st.Scripts.ScriptByName(ctx, name)
+	if err != nil {
+		return nil, adminErr(err, "script", name)
+	}
+	if cur.Candidate == nil {
+		return nil, Errorf(CodeConflict, "candidate: script %q has none to promote", name)
+	}
+	doc := ScriptDocument(cur)
+	doc.Source, doc.Candidate, doc.Version, doc.VersionNumber = cur.Candidate.Source, nil, "", 0
+	return e.ReplaceScript(ctx, name, doc)
 }

@@ -45,6 +45,7 @@ var routeAreas = map[string]string{
 	"GET /admin/v1/scripts/:name/versions":         "scripts",
 	"GET /admin/v1/scripts/:name/versions/:number": "scripts",
 	"POST /admin/v1/scripts/:name/rollback":        "scripts",
+	"POST /admin/v1/scripts/:name/promote":         "scripts",
 	"POST /admin/v1/users":                         "users",
 	"GET /admin/v1/users":                          "users",
 	"GET /admin/v1/users/:name":                    "users",

@@ -41,3 +41,8 @@ func (s *Server) rollbackScript(c echo.Context) error {
 	out, err := s.eng.RollbackScript(c.Request().Context(), c.Param("name"), *req.Version)
 	return answer(c, out, err)
 }
+
+func (s *Server) promoteScript(c echo.Context) error {
+	out, err := s.eng.PromoteScript(c.Request().Context(), c.Param("name"))
+	return answer(c, out, err)
+}
