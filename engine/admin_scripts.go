@@ -45,6 +45,10 @@ type ScriptDoc struct {
 	// "Versions, rollback and rollout"); it runs with the script's
 	// settings and is no part of its versions' snapshots.
 	Candidate *CandidateDoc `json:"candidate,omitempty"`
+	// FallingBackTo is the number of the version this instance serves in
+	// place of the live one, which failed (on_error: last_good); absent
+	// while the live one serves. Read-only, like TrippedUntil.
+	FallingBackTo *int `json:"falling_back_to,omitempty"`
 	// TrippedUntil is when this instance's circuit breaker for the script
 	// lets it run again; absent when the breaker is closed. Read-only:
 	// never stored, ignored on writes.
@@ -111,9 +115,9 @@ func (e *Engine) scriptFromDoc(doc *ScriptDoc) (*hooks.Script, error) {
 	switch s.OnError {
 	case "":
 		s.OnError = hooks.OnErrorSkip
-	case hooks.OnErrorSkip, hooks.OnErrorDeny:
+	case hooks.OnErrorSkip, hooks.OnErrorDeny, hooks.OnErrorLastGood:
 	default:
-		return nil, fieldError("on_error", "must be skip or deny")
+		return nil, fieldError("on_error", "must be skip, deny or last_good")
 	}
 	if s.Source == "" {
 		return nil, fieldError("source", "is required")
@@ -219,6 +223,9 @@ func (e *Engine) withBreaker(doc *ScriptDoc) *ScriptDoc {
 		if until, ok := e.hooks.TrippedUntil(doc.Name); ok {
 			until = until.UTC()
 			doc.TrippedUntil = &until
+		}
+		if n, ok := e.hooks.FallingBackTo(doc.Name); ok {
+			doc.FallingBackTo = &n
 		}
 	}
 	return doc

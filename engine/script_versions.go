@@ -49,7 +49,7 @@ func author(ctx context.Context) string {
 // snapshotOmits are the members of a ScriptDoc that are not a script's
 // settings: read-only state, the candidate (not live) and write-only
 // secrets, which never go into a snapshot.
-var snapshotOmits = []string{"version", "version_number", "tripped_until", "serving_version", "candidate", "secrets"}
+var snapshotOmits = []string{"version", "version_number", "tripped_until", "falling_back_to", "candidate", "secrets"}
 
 // scriptSnapshot is the snapshot of s: its admin document as JSON with
 // sorted members, so that equal settings give equal bytes.

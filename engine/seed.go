@@ -209,7 +209,7 @@ func (e *Engine) Export(ctx context.Context) (*Seed, error) {
 		if err != nil {
 			return nil, err
 		}
-		sc.Version, sc.VersionNumber, sc.TrippedUntil = "", 0, nil
+		sc.Version, sc.VersionNumber, sc.TrippedUntil, sc.FallingBackTo = "", 0, nil, nil
 		s.Scripts = append(s.Scripts, &SeedScript{ScriptDoc: *sc, Versions: versions})
 	}
 	if s.Clients, err = e.ClientDocs(ctx); err != nil {

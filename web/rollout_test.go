@@ -1,6 +1,7 @@
 package web_test
 
 import (
+	"log/slog"
 	"net/http"
 	"slices"
 	"strings"
@@ -56,7 +57,8 @@ func TestCandidateValidation(t *testing.T) {
 // TestShadowCandidate: a shadow candidate runs beside the live version;
 // its differences are counted and the live answers stand.
 func TestShadowCandidate(t *testing.T) {
-	h := newHarness(t)
+	logs := &lockedBuffer{}
+	h := newHarness(t, withLogger(slog.New(slog.NewJSONHandler(logs, nil))))
 	h.createScript(introspectionScript("differs", `response.v = 1; return true;`,
 		map[string]any{"candidate": map[string]any{"rollout": "shadow", "source": "function modifyResponse(r) { r.v = 2; r.extra = true; return true }"}}))
 	h.createScript(introspectionScript("agrees", `response.w = 1; return true;`,
@@ -80,6 +82,18 @@ func TestShadowCandidate(t *testing.T) {
 		if got, _ := h.metric(tc.series); got != tc.want {
 			t.Errorf("%s = %v, want %v", tc.series, got, tc.want)
 		}
+	}
+	// Samples are rate-limited per script: at least one, with the
+	// request id, and none for the candidate that agrees.
+	var samples []string
+	for _, line := range strings.Split(logs.String(), "\n") {
+		if strings.Contains(line, "differs from the live version") {
+			samples = append(samples, line)
+		}
+	}
+	if len(samples) == 0 || len(samples) > 3 || !strings.Contains(samples[0], `"request_id"`) ||
+		!strings.Contains(samples[0], `"script":"differs"`) || strings.Contains(logs.String(), `"script":"agrees","function"`) {
+		t.Fatalf("shadow samples %q", samples)
 	}
 }
 
