@@ -78,9 +78,16 @@ func (d *Dispatcher) Replace(all []*Script) {
 			removed = append(removed, name)
 		}
 	}
+	// A script's candidate and last good version run under names of
+	// their own (hooks/rollout.go): they go with it, and a candidate goes
+	// when it is removed.
+	var gone []string
+	for _, name := range removed {
+		gone = append(gone, name, name+CandidateSuffix, name+LastGoodSuffix)
+	}
 	for name, s := range d.byName {
 		if next, ok := byName[name]; ok && s.Candidate != nil && next.Candidate == nil {
-			removed = append(removed, name+CandidateSuffix)
+			gone = append(gone, name+CandidateSuffix)
 		}
 	}
 	circuits := d.keepCircuits(byName)
@@ -89,18 +96,13 @@ func (d *Dispatcher) Replace(all []*Script) {
 	d.circuits.Store(&circuits)
 	d.states.Store(&states)
 	d.mu.Unlock()
-	forget, _ := d.rt.(Forgetter)
-	for _, name := range removed {
-		names := []string{name}
-		if !strings.Contains(name, "@") {
-			names = append(names, name+CandidateSuffix, name+LastGoodSuffix)
+	if forget, ok := d.rt.(Forgetter); ok {
+		for _, name := range gone {
+			forget.Forget(name)
 		}
-		for _, n := range names {
-			if forget != nil {
-				forget.Forget(n)
-			}
-		}
-		if d.OnRemove != nil && !strings.Contains(name, "@") {
+	}
+	if d.OnRemove != nil {
+		for _, name := range removed {
 			d.OnRemove(name)
 		}
 	}

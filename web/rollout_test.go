@@ -168,3 +168,34 @@ func TestCandidateDelegation(t *testing.T) {
 		t.Fatalf("the trusted script changed: %s", r.body)
 	}
 }
+
+// TestCanaryAtIssuance: an update_token canary picks its version by the
+// token being issued, opaque or JWT, and introspection shows the claims
+// of the version that served.
+func TestCanaryAtIssuance(t *testing.T) {
+	h := newHarness(t)
+	for _, tc := range []struct {
+		name    string
+		percent int
+		jwt     bool
+		want    string
+	}{
+		{"opaque at 100%", 100, false, "candidate"},
+		{"opaque at 0%", 0, false, "live"},
+		{"JWT at 100%", 100, true, "candidate"},
+		{"JWT at 0%", 0, true, "live"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			name := strings.NewReplacer(" ", "-", "%", "").Replace(strings.ToLower(tc.name))
+			h.createScript(map[string]any{"name": name, "type": "update_token",
+				"source": "function modifyAccessToken(t) { t.claims.served = 'live'; return true }",
+				"candidate": map[string]any{"rollout": "canary", "percent": tc.percent,
+					"source": "function modifyAccessToken(t) { t.claims.served = 'candidate'; return true }"}})
+			h.createClient(map[string]any{"client_id": name, "client_secret": "secret", "access_token_as_jwt": tc.jwt,
+				"update_token_scripts": []string{name}})
+			if got := h.introspect(h.mustToken(name, "secret", "").AccessToken)["served"]; got != tc.want {
+				t.Fatalf("served %v, want %s", got, tc.want)
+			}
+		})
+	}
+}
