@@ -13,7 +13,9 @@ import (
 func TestLastGood(t *testing.T) {
 	logs := &lockedBuffer{}
 	h := newHarness(t, withLogger(slog.New(slog.NewJSONHandler(logs, nil))))
-	lastGood := map[string]any{"on_error": "last_good", "timeout_ms": 50}
+	// Generous timeouts but where a timeout is the point: the test must
+	// hold on a loaded machine.
+	lastGood := map[string]any{"on_error": "last_good", "timeout_ms": 5000}
 	h.createScript(introspectionScript("lg", `response.v = 1; return true;`, lastGood))
 	h.createScript(introspectionScript("fresh", `throw new Error("never worked");`, lastGood))
 	h.createClient(map[string]any{"client_id": "app", "client_secret": "app-secret", "introspection_scripts": []string{"lg"}})
@@ -43,7 +45,11 @@ func TestLastGood(t *testing.T) {
 		{"after which it is the last good one", `throw new Error("broken again");`, 1, 5, 5.0, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if r := h.admin(http.MethodPut, "/scripts/lg", introspectionScript("lg", tc.body, lastGood)); r.status != 200 {
+			settings := lastGood
+			if tc.tripped {
+				settings = map[string]any{"on_error": "last_good", "timeout_ms": 50}
+			}
+			if r := h.admin(http.MethodPut, "/scripts/lg", introspectionScript("lg", tc.body, settings)); r.status != 200 {
 				t.Fatalf("PUT: %d %s", r.status, r.body)
 			}
 			for i := range tc.calls {

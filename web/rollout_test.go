@@ -59,10 +59,12 @@ func TestCandidateValidation(t *testing.T) {
 func TestShadowCandidate(t *testing.T) {
 	logs := &lockedBuffer{}
 	h := newHarness(t, withLogger(slog.New(slog.NewJSONHandler(logs, nil))))
+	// Generous timeouts: the test is about answers, not deadlines, and
+	// must hold on a loaded machine.
 	h.createScript(introspectionScript("differs", `response.v = 1; return true;`,
-		map[string]any{"candidate": map[string]any{"rollout": "shadow", "source": "function modifyResponse(r) { r.v = 2; r.extra = true; return true }"}}))
+		map[string]any{"timeout_ms": 5000, "candidate": map[string]any{"rollout": "shadow", "source": "function modifyResponse(r) { r.v = 2; r.extra = true; return true }"}}))
 	h.createScript(introspectionScript("agrees", `response.w = 1; return true;`,
-		map[string]any{"candidate": map[string]any{"rollout": "shadow", "source": "function modifyResponse(r) { r['w'] = 2 - 1; return true }"}}))
+		map[string]any{"timeout_ms": 5000, "candidate": map[string]any{"rollout": "shadow", "source": "function modifyResponse(r) { r['w'] = 2 - 1; return true }"}}))
 	h.createClient(map[string]any{"client_id": "app", "client_secret": "app-secret", "introspection_scripts": []string{"differs", "agrees"}})
 	tok := h.mustToken("app", "app-secret", "").AccessToken
 	for range 3 {
@@ -102,7 +104,7 @@ func TestShadowCandidate(t *testing.T) {
 func TestCanaryCandidate(t *testing.T) {
 	h := newHarness(t)
 	h.createScript(introspectionScript("canary", `response.served = "live"; return true;`,
-		map[string]any{"candidate": map[string]any{"rollout": "canary", "percent": 50, "source": "function modifyResponse(r) { r.served = 'candidate'; return true }"}}))
+		map[string]any{"timeout_ms": 5000, "candidate": map[string]any{"rollout": "canary", "percent": 50, "source": "function modifyResponse(r) { r.served = 'candidate'; return true }"}}))
 	h.createClient(map[string]any{"client_id": "app", "client_secret": "app-secret", "introspection_scripts": []string{"canary"}})
 	candidate := 0
 	for i := range 200 {
@@ -187,7 +189,7 @@ func TestCanaryAtIssuance(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			name := strings.NewReplacer(" ", "-", "%", "").Replace(strings.ToLower(tc.name))
-			h.createScript(map[string]any{"name": name, "type": "update_token",
+			h.createScript(map[string]any{"name": name, "type": "update_token", "timeout_ms": 5000,
 				"source": "function modifyAccessToken(t) { t.claims.served = 'live'; return true }",
 				"candidate": map[string]any{"rollout": "canary", "percent": tc.percent,
 					"source": "function modifyAccessToken(t) { t.claims.served = 'candidate'; return true }"}})

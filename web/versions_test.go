@@ -47,7 +47,8 @@ func TestScriptVersions(t *testing.T) {
 	h := newHarness(t)
 	h.createClient(map[string]any{"client_id": "scripts-admin", "client_secret": "sa-secret", "scope": "keyhook:scripts.write keyhook:scripts.read"})
 	delegated := h.mustToken("scripts-admin", "sa-secret", "").AccessToken
-	v1 := introspectionScript("shaper", `response.v = 1; return true;`, nil)
+	slow := map[string]any{"timeout_ms": 5000} // answers, not deadlines, are tested: hold on a loaded machine
+	v1 := introspectionScript("shaper", `response.v = 1; return true;`, slow)
 	h.createScript(v1)
 	h.createClient(map[string]any{"client_id": "app", "client_secret": "app-secret", "introspection_scripts": []string{"shaper"}})
 	tok := h.mustToken("app", "app-secret", "").AccessToken
@@ -59,7 +60,7 @@ func TestScriptVersions(t *testing.T) {
 		wantAuthor          string
 	}{
 		{"the same PUT adds none", h.adminToken, http.MethodPut, v1, []int{1}, "keyhook-admin"},
-		{"a new source adds one", h.adminToken, http.MethodPut, introspectionScript("shaper", `response.v = 2; return true;`, nil), []int{2, 1}, "keyhook-admin"},
+		{"a new source adds one", h.adminToken, http.MethodPut, introspectionScript("shaper", `response.v = 2; return true;`, slow), []int{2, 1}, "keyhook-admin"},
 		{"a PATCH of a setting adds one", delegated, http.MethodPatch, map[string]any{"level": 7}, []int{3, 2, 1}, "scripts-admin"},
 		{"the same PATCH adds none", delegated, http.MethodPatch, map[string]any{"level": 7}, []int{3, 2, 1}, "scripts-admin"},
 		{"an empty PATCH adds none", h.adminToken, http.MethodPatch, map[string]any{}, []int{3, 2, 1}, "scripts-admin"},
