@@ -125,11 +125,12 @@ func (e *Engine) scriptFromDoc(doc *ScriptDoc) (*hooks.Script, error) {
 	if err := e.checkSource("source", s.Name, s.Source); err != nil {
 		return nil, err
 	}
-	var err error
 	if doc.Candidate != nil {
-		if s.Candidate, err = e.candidateFromDoc(s.Name, doc.Candidate); err != nil {
+		c, err := e.candidateFromDoc(s.Name, doc.Candidate)
+		if err != nil {
 			return nil, err
 		}
+		s.Candidate = c
 	}
 	return s, nil
 }
