@@ -62,6 +62,15 @@ func WithAdminScope(ctx context.Context, scope string) context.Context {
 	return context.WithValue(ctx, adminScopeKey{}, scope)
 }
 
+type adminClientKey struct{}
+
+// WithAdminClient returns ctx carrying the client_id of the admin API
+// token the request was made with: the author of the script versions it
+// writes (docs/scripts.md, "Versions, rollback and rollout").
+func WithAdminClient(ctx context.Context, clientID string) context.Context {
+	return context.WithValue(ctx, adminClientKey{}, clientID)
+}
+
 // delegated reports whether ctx is an admin API request of a token
 // without keyhook:admin.
 func delegated(ctx context.Context) bool {

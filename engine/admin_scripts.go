@@ -35,7 +35,20 @@ type ScriptDoc struct {
 	// "inline" (docs/sandbox.md).
 	MemoryMB  *int   `json:"memory_mb,omitempty"`
 	Isolation string `json:"isolation,omitempty"`
-	Version   string `json:"version,omitempty"`
+	// Version is the runtime's key of the live source, a random string
+	// that changes on every write; VersionNumber is the live version's
+	// number in the script's history (docs/scripts.md, "Versions,
+	// rollback and rollout"). Both are read-only.
+	Version       string `json:"version,omitempty"`
+	VersionNumber int    `json:"version_number,omitempty"`
+	// Candidate is a source tried beside the live one (docs/scripts.md,
+	// "Versions, rollback and rollout"); it runs with the script's
+	// settings and is no part of its versions' snapshots.
+	Candidate *CandidateDoc `json:"candidate,omitempty"`
+	// FallingBackTo is the number of the version this instance serves in
+	// place of the live one, which failed (on_error: last_good); absent
+	// while the live one serves. Read-only, like TrippedUntil.
+	FallingBackTo *int `json:"falling_back_to,omitempty"`
 	// TrippedUntil is when this instance's circuit breaker for the script
 	// lets it run again; absent when the breaker is closed. Read-only:
 	// never stored, ignored on writes.
@@ -50,10 +63,15 @@ func ScriptDocument(s *hooks.Script) *ScriptDoc {
 		cfg = map[string]string{}
 	}
 	doc := &ScriptDoc{Name: s.Name, Type: string(s.Kind), Source: s.Source, Enabled: &enabled, Level: &level,
-		Config: cfg, TimeoutMS: &ms, OnError: string(s.OnError), Isolation: string(s.Isolation), Version: s.Version}
+		Config: cfg, TimeoutMS: &ms, OnError: string(s.OnError), Isolation: string(s.Isolation), Version: s.Version,
+		VersionNumber: s.Number}
 	if s.MemoryMB > 0 {
 		mb := s.MemoryMB
 		doc.MemoryMB = &mb
+	}
+	if c := s.Candidate; c != nil {
+		pct := c.Percent
+		doc.Candidate = &CandidateDoc{Source: c.Source, Rollout: string(c.Rollout), Percent: &pct}
 	}
 	return doc
 }
@@ -97,23 +115,40 @@ func (e *Engine) scriptFromDoc(doc *ScriptDoc) (*hooks.Script, error) {
 	switch s.OnError {
 	case "":
 		s.OnError = hooks.OnErrorSkip
-	case hooks.OnErrorSkip, hooks.OnErrorDeny:
+	case hooks.OnErrorSkip, hooks.OnErrorDeny, hooks.OnErrorLastGood:
 	default:
-		return nil, fieldError("on_error", "must be skip or deny")
+		return nil, fieldError("on_error", "must be skip, deny or last_good")
 	}
 	if s.Source == "" {
 		return nil, fieldError("source", "is required")
 	}
-	if e.hooks != nil {
-		if err := e.hooks.Runtime().Check(s.Name, s.Source); err != nil {
-			var se *hooks.SyntaxError
-			if errors.As(err, &se) {
-				return nil, fieldError("source", "line %d, column %d: %s", se.Line, se.Column, se.Message)
-			}
-			return nil, fieldError("source", "%v", err)
+	if err := e.checkSource("source", s.Name, s.Source); err != nil {
+		return nil, err
+	}
+	if doc.Candidate != nil {
+		c, err := e.candidateFromDoc(s.Name, doc.Candidate)
+		if err != nil {
+			return nil, err
 		}
+		s.Candidate = c
 	}
 	return s, nil
+}
+
+// checkSource reports a source that does not compile as a 400 naming
+// field, with the line and column of a syntax error.
+func (e *Engine) checkSource(field, name, src string) error {
+	if e.hooks == nil {
+		return nil
+	}
+	if err := e.hooks.Runtime().Check(name, src); err != nil {
+		var se *hooks.SyntaxError
+		if errors.As(err, &se) {
+			return fieldError(field, "line %d, column %d: %s", se.Line, se.Column, se.Message)
+		}
+		return fieldError(field, "%v", err)
+	}
+	return nil
 }
 
 // CreateScript stores a new script; it runs from now on, here at once and
@@ -126,7 +161,7 @@ func (e *Engine) CreateScript(ctx context.Context, doc *ScriptDoc) (*ScriptDoc, 
 	if err := checkDelegatedScript(ctx, s); err != nil {
 		return nil, err
 	}
-	if err := e.st.Scripts.CreateScript(ctx, s); errors.Is(err, ErrConflict) {
+	if err := e.saveScript(ctx, s, e.st.Scripts.CreateScript); errors.Is(err, ErrConflict) {
 		return nil, Errorf(CodeConflict, "name: script %q exists already", s.Name)
 	} else if err != nil {
 		return nil, storeFailure(err)
@@ -165,7 +200,7 @@ func (e *Engine) ReplaceScript(ctx context.Context, name string, doc *ScriptDoc)
 			}
 		}
 	}
-	if err := e.st.Scripts.UpdateScript(ctx, s); err != nil {
+	if err := e.saveScript(ctx, s, e.st.Scripts.UpdateScript); err != nil {
 		return nil, adminErr(err, "script", name) // deleted meanwhile: 404
 	}
 	if e.hooks != nil {
@@ -189,6 +224,9 @@ func (e *Engine) withBreaker(doc *ScriptDoc) *ScriptDoc {
 		if until, ok := e.hooks.TrippedUntil(doc.Name); ok {
 			until = until.UTC()
 			doc.TrippedUntil = &until
+		}
+		if n, ok := e.hooks.FallingBackTo(doc.Name); ok {
+			doc.FallingBackTo = &n
 		}
 	}
 	return doc

@@ -66,7 +66,7 @@ func (e *Engine) Introspect(ctx context.Context, req *IntrospectionRequest) (*In
 	}
 	fields := e.introspectionFields(t)
 	if scripts := e.introspectionScripts(owner); len(scripts) > 0 {
-		ctx := hooks.WithScriptBudget(ctx, e.cfg.ScriptBudget)
+		ctx := hooks.WithRolloutKey(hooks.WithScriptBudget(ctx, e.cfg.ScriptBudget), t.ID)
 		sc := &scriptCall{e: e, client: owner, caller: caller, req: &req.Request, username: t.Username, ctx: ctx}
 		res, err := e.hooks.Run(ctx, scripts, hooks.FnModifyResponse, fields, sc.context(hooks.PhaseIntrospection, t), introspectionChain)
 		var denied *hooks.DeniedError

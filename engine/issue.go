@@ -115,9 +115,16 @@ func (e *Engine) issue(ctx context.Context, g *grant, req *RequestInfo) (*TokenR
 		Kind: KindAccess, Format: FormatOpaque, ClientID: c.ID, Subject: g.subject(), Scope: g.scope,
 		GrantType: g.grantType, FamilyID: g.familyID, Audience: []string{c.ID}, IssuedAt: now, AuthTime: g.authTime,
 	}
+	var opaque string
 	if c.AccessTokenAsJWT {
 		at.Format, at.ID = FormatJWT, randomID()
+	} else {
+		// Made before the scripts run: its hash picks the version of a
+		// canary script (hooks.WithRolloutKey) as introspection will.
+		opaque = randomToken()
+		at.ID = TokenHash(opaque)
 	}
+	ctx = hooks.WithRolloutKey(ctx, at.ID)
 	if g.user != nil {
 		at.Username = g.user.Username
 	}
@@ -164,8 +171,7 @@ func (e *Engine) issue(ctx context.Context, g *grant, req *RequestInfo) (*TokenR
 			return nil, Wrap(CodeServerError, err, "the access token could not be signed")
 		}
 	} else {
-		resp.AccessToken = randomToken()
-		at.ID = TokenHash(resp.AccessToken)
+		resp.AccessToken = opaque
 	}
 	tokens := []*Token{at}
 

@@ -21,6 +21,10 @@ type Seed struct {
 type SeedScript struct {
 	ScriptDoc
 	SourceFile string `json:"source_file,omitempty"`
+	// Versions is the script's history, oldest first, as Export writes
+	// it; Import makes it the script's history (docs/scripts.md,
+	// "Versions, rollback and rollout").
+	Versions []*ScriptVersionDoc `json:"versions,omitempty"`
 }
 
 // ImportStats counts what Import did.
@@ -72,6 +76,10 @@ func (e *Engine) ImportIntoEmpty(ctx context.Context, s *Seed) (ImportStats, boo
 }
 
 func (e *Engine) importSeed(ctx context.Context, s *Seed, onlyEmpty bool) (st ImportStats, imported bool, err error) {
+	ctx = withAuthor(ctx, AuthorImport)
+	if onlyEmpty {
+		ctx = withAuthor(ctx, AuthorSeed)
+	}
 	apply := func(ctx context.Context) error {
 		st = ImportStats{}
 		if onlyEmpty {
@@ -140,6 +148,9 @@ func (e *Engine) apply(ctx context.Context, s *Seed, st *ImportStats) error {
 	}
 	for i, sc := range s.Scripts {
 		doc := sc.ScriptDoc
+		if err := e.restoreVersions(ctx, doc.Name, sc.Versions); err != nil {
+			return &ImportError{Section: "scripts", Index: i, Err: err}
+		}
 		_, err := e.ReplaceScript(ctx, doc.Name, &doc)
 		created := errors.Is(err, CodeNotFound)
 		if created {
@@ -194,8 +205,12 @@ func (e *Engine) Export(ctx context.Context) (*Seed, error) {
 		return nil, err
 	}
 	for _, sc := range scripts {
-		sc.Version = ""
-		s.Scripts = append(s.Scripts, &SeedScript{ScriptDoc: *sc})
+		versions, err := e.exportVersions(ctx, sc.Name)
+		if err != nil {
+			return nil, err
+		}
+		sc.Version, sc.VersionNumber, sc.TrippedUntil, sc.FallingBackTo = "", 0, nil, nil
+		s.Scripts = append(s.Scripts, &SeedScript{ScriptDoc: *sc, Versions: versions})
 	}
 	if s.Clients, err = e.ClientDocs(ctx); err != nil {
 		return nil, err

@@ -21,6 +21,8 @@ type Stores struct {
 	Codes      CodeStore
 	Secrets    SecretStore
 	Sessions   SessionStore
+	// ScriptVersions keeps the scripts' histories; nil keeps none.
+	ScriptVersions ScriptVersionStore
 }
 
 // ClientStore keeps registered clients.
@@ -99,6 +101,39 @@ type ScriptStore interface {
 	DeleteScript(ctx context.Context, name string) error
 	// ScriptsVersion changes whenever any script changes; instances poll it.
 	ScriptsVersion(ctx context.Context) (string, error)
+}
+
+// ScriptVersion is one immutable version of a script (docs/scripts.md,
+// "Versions, rollback and rollout").
+type ScriptVersion struct {
+	Script string
+	// Number counts the versions of the script from 1.
+	Number int
+	// Author is the admin API client that wrote it, or "import", "seed"
+	// or "bootstrap" for the server's own writes.
+	Author    string
+	CreatedAt time.Time
+	// SHA256 is the hex SHA-256 of the source.
+	SHA256 string
+	// Snapshot is the script's admin document as JSON, without its
+	// read-only and write-only members.
+	Snapshot []byte
+}
+
+// ScriptVersionStore keeps the versions of scripts. DeleteScript deletes
+// a script's versions with it.
+type ScriptVersionStore interface {
+	// ScriptVersions lists the versions of a script, newest first.
+	ScriptVersions(ctx context.Context, name string) ([]*ScriptVersion, error)
+	// ScriptVersion returns one version or ErrNotFound.
+	ScriptVersion(ctx context.Context, name string, number int) (*ScriptVersion, error)
+	// LatestScriptVersion returns the newest version or ErrNotFound.
+	LatestScriptVersion(ctx context.Context, name string) (*ScriptVersion, error)
+	// AddScriptVersion stores v; ErrConflict when its number is taken.
+	AddScriptVersion(ctx context.Context, v *ScriptVersion) error
+	// ReplaceScriptVersions makes all the versions of the script called
+	// name (import).
+	ReplaceScriptVersions(ctx context.Context, name string, all []*ScriptVersion) error
 }
 
 // UserStore keeps resource owners.

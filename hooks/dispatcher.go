@@ -32,6 +32,9 @@ type Dispatcher struct {
 	// Like the other callbacks and Breaker, it is set before the
 	// dispatcher is used.
 	OnRemove func(script string)
+	// OnShadowDifference, when set, is told of each call of a script
+	// whose shadow candidate gave another result than the live version.
+	OnShadowDifference func(script string)
 
 	mu     sync.RWMutex
 	byName map[string]*Script
@@ -41,6 +44,9 @@ type Dispatcher struct {
 	// circuits holds a breaker per script in byName; written under mu,
 	// read without locking on every call.
 	circuits atomic.Pointer[map[string]*circuit]
+	// states holds per script its candidate, last good version and call
+	// counts (hooks/rollout.go); written under mu, read without locking.
+	states atomic.Pointer[map[string]*scriptState]
 }
 
 // NewDispatcher returns a dispatcher that runs scripts on rt.
@@ -72,16 +78,31 @@ func (d *Dispatcher) Replace(all []*Script) {
 			removed = append(removed, name)
 		}
 	}
+	// A script's candidate and last good version run under names of
+	// their own (hooks/rollout.go): they go with it, and a candidate goes
+	// when it is removed.
+	var gone []string
+	for _, name := range removed {
+		gone = append(gone, name, name+CandidateSuffix, name+LastGoodSuffix)
+	}
+	for name, s := range d.byName {
+		if next, ok := byName[name]; ok && s.Candidate != nil && next.Candidate == nil {
+			gone = append(gone, name+CandidateSuffix)
+		}
+	}
 	circuits := d.keepCircuits(byName)
+	states := d.keepStates(byName)
 	d.byName, d.enabledIntrospection = byName, intro
 	d.circuits.Store(&circuits)
+	d.states.Store(&states)
 	d.mu.Unlock()
-	forget, _ := d.rt.(Forgetter)
-	for _, name := range removed {
-		if forget != nil {
+	if forget, ok := d.rt.(Forgetter); ok {
+		for _, name := range gone {
 			forget.Forget(name)
 		}
-		if d.OnRemove != nil {
+	}
+	if d.OnRemove != nil {
+		for _, name := range removed {
 			d.OnRemove(name)
 		}
 	}
@@ -223,59 +244,92 @@ func (d *Dispatcher) logger(ctx context.Context) *slog.Logger { return Logger(ct
 // Run calls fn(value, context) of each script in order. A script's edits
 // are kept when it returns true. A script that fails (throws, times out,
 // returns a non-boolean) has its edits discarded; with on_error deny Run
-// stops with a *DeniedError. A script whose circuit breaker is open is not
-// called and counts as failed. value itself is never modified.
+// stops with a *DeniedError, with on_error last_good the last version of
+// the script that succeeded here answers instead. A script whose circuit
+// breaker is open is not called and counts as failed. value itself is
+// never modified.
 func (d *Dispatcher) Run(ctx context.Context, scripts []*Script, fn Function, value map[string]any, hctx map[string]any, chain Chain) (*Outcome, error) {
 	out := &Outcome{Value: value}
 	log := d.logger(ctx)
 	for _, s := range scripts {
-		if tripped := d.admit(s, fn); tripped != nil {
-			if denied := d.fail(log, s, fn, tripped); denied != nil {
-				return nil, denied
-			}
-			continue
-		}
-		res, err := d.rt.Call(ctx, s, &Call{Function: fn, Args: []any{out.Value}, Context: withConfig(hctx, s), Logger: log})
-		if err == nil && !res.Defined {
-			d.inconclusive(s)
-			continue
-		}
-		keep, isBool := false, false
-		if err == nil {
-			out.Ran++
-			keep, isBool = res.Return.(bool)
-			if !isBool {
-				err = d.verdict(&ScriptError{Script: s.Name, Function: fn, Kind: FailureWrongType, Message: "must return true or false"})
-			}
-		}
+		res, err := d.runOne(ctx, log, s, fn, []any{out.Value}, hctx, modifyVerdict)
 		if err != nil {
-			if denied := d.fail(log, s, fn, err); denied != nil {
-				return nil, denied
-			}
+			return nil, err
+		}
+		if res == nil || !res.Defined {
 			continue
 		}
-		if !keep {
-			d.succeeded(log, s, fn)
+		out.Ran++
+		if res.Return == false {
 			if chain.StopOnFalse {
 				out.FalseBy = s.Name
 				return out, nil
 			}
 			continue
 		}
-		edited, ok := res.Args[0].(map[string]any)
-		if !ok {
-			if denied := d.fail(log, s, fn, d.verdict(&ScriptError{Script: s.Name, Function: fn, Kind: FailureWrongType, Message: "replaced its argument with a non-object"})); denied != nil {
-				return nil, denied
-			}
-			continue
-		}
-		d.succeeded(log, s, fn)
+		edited := res.Args[0].(map[string]any)
 		out.Value = edited
 		if chain.Done != nil && chain.Done(edited) {
 			return out, nil
 		}
 	}
 	return out, nil
+}
+
+// modifyVerdict judges the answer of a modify* function: true or false,
+// and the argument still an object when true.
+func modifyVerdict(res *Result) error {
+	keep, isBool := res.Return.(bool)
+	if !isBool {
+		return &ScriptError{Kind: FailureWrongType, Message: "must return true or false"}
+	}
+	if _, ok := res.Args[0].(map[string]any); keep && !ok {
+		return &ScriptError{Kind: FailureWrongType, Message: "replaced its argument with a non-object"}
+	}
+	return nil
+}
+
+// runOne calls fn of the version of s that serves this call (see pick),
+// runs a shadow candidate beside it, and applies the breaker and the
+// script's on_error. It returns the result to use (nil when the script
+// failed and nothing stands in), or a *DeniedError. judge, when set,
+// refuses answers of the wrong shape as FailureWrongType.
+func (d *Dispatcher) runOne(ctx context.Context, log *slog.Logger, s *Script, fn Function, args []any, hctx map[string]any, judge func(*Result) error) (*Result, error) {
+	run, counts, shadow := d.pick(ctx, s)
+	var res *Result
+	err := d.admit(run, fn)
+	if err == nil {
+		res, err = d.rt.Call(ctx, run, &Call{Function: fn, Args: args, Context: withConfig(hctx, run), Logger: log})
+		if err == nil && res.Defined && judge != nil {
+			if verr := judge(res); verr != nil {
+				se := verr.(*ScriptError)
+				se.Script, se.Function = run.Name, fn
+				err = d.verdict(se)
+			}
+		}
+		if counts != nil && (err == nil && res.Defined || err != nil) {
+			counts.count(err != nil)
+		}
+		if shadow != nil {
+			d.runShadow(ctx, log, s, shadow, fn, args, hctx, judge, outcome{res: res, err: err})
+		}
+	}
+	if err == nil {
+		d.ran(log, run, fn, res.Defined)
+		if res.Defined && run == s {
+			d.noteGood(log, s)
+		}
+		return res, nil
+	}
+	if denied := d.fail(log, run, fn, err); denied != nil {
+		return nil, denied
+	}
+	if run.OnError == OnErrorLastGood && run == s {
+		if lres, ok := d.serveLastGood(ctx, log, s, fn, args, hctx, judge); ok {
+			return lres, nil
+		}
+	}
+	return nil, nil
 }
 
 // Lifetime calls a lifetime function (getAccessTokenLifetimeInSeconds and
@@ -285,21 +339,11 @@ func (d *Dispatcher) Run(ctx context.Context, scripts []*Script, fn Function, va
 func (d *Dispatcher) Lifetime(ctx context.Context, scripts []*Script, fn Function, hctx map[string]any) (seconds int64, ok bool, err error) {
 	log := d.logger(ctx)
 	for _, s := range scripts {
-		if tripped := d.admit(s, fn); tripped != nil {
-			if denied := d.fail(log, s, fn, tripped); denied != nil {
-				return 0, false, denied
-			}
-			continue
+		res, err := d.runOne(ctx, log, s, fn, nil, hctx, nil)
+		if err != nil {
+			return 0, false, err
 		}
-		res, cerr := d.rt.Call(ctx, s, &Call{Function: fn, Context: withConfig(hctx, s), Logger: log})
-		if cerr != nil {
-			if denied := d.fail(log, s, fn, cerr); denied != nil {
-				return 0, false, denied
-			}
-			continue
-		}
-		d.ran(log, s, fn, res.Defined)
-		if !res.Defined {
+		if res == nil || !res.Defined {
 			continue
 		}
 		if n, valid := LifetimeSeconds(res.Return); valid {

@@ -73,6 +73,34 @@ type Script struct {
 	// Version changes whenever Source changes. Runtimes key compiled
 	// programs and runtime pools by Name and Version.
 	Version string
+	// Number is the number of the script's live version in its history
+	// (1, 2, 3 …; 0 for a script written before versions were kept),
+	// as the admin API shows it (docs/scripts.md, "Versions, rollback
+	// and rollout").
+	Number int
+	// Candidate, when set, is a source tried beside the live one
+	// (shadow) or instead of it for some tokens (canary).
+	Candidate *Candidate
+}
+
+// Rollout is how a candidate runs.
+type Rollout string
+
+// Rollouts (docs/scripts.md, "Versions, rollback and rollout").
+const (
+	// RolloutShadow runs the candidate beside the live version on a copy
+	// of the same input and discards its result, counting differences.
+	RolloutShadow Rollout = "shadow"
+	// RolloutCanary uses the candidate's result for Percent % of tokens,
+	// chosen stably by token.
+	RolloutCanary Rollout = "canary"
+)
+
+// Candidate is a source under trial; it runs with its script's settings.
+type Candidate struct {
+	Source  string
+	Rollout Rollout
+	Percent int
 }
 
 // Function names a function a script may define: one of the hook

@@ -163,6 +163,25 @@ var migrations = []migration{
 	{version: 5, name: "client CORS origins", up: []string{
 		`ALTER TABLE clients ADD COLUMN allowed_cors_origins TEXT NOT NULL DEFAULT ''`,
 	}},
+	{version: 6, name: "script versions and candidates", up: []string{
+		// The immutable history of each script (docs/scripts.md,
+		// "Versions, rollback and rollout"): snapshot is the script's
+		// admin document as JSON, read-only and write-only members left
+		// out. Deleting a script deletes its versions (storage/scripts.go).
+		`CREATE TABLE script_versions (
+			script TEXT NOT NULL,
+			number BIGINT NOT NULL,
+			author TEXT NOT NULL DEFAULT '',
+			created_at BIGINT NOT NULL DEFAULT 0,
+			sha256 TEXT NOT NULL DEFAULT '',
+			snapshot TEXT NOT NULL DEFAULT '',
+			PRIMARY KEY (script, number)
+		)`,
+		// The live version's number, and the candidate (JSON) being
+		// shadowed or canaried.
+		`ALTER TABLE scripts ADD COLUMN version_number BIGINT NOT NULL DEFAULT 0`,
+		`ALTER TABLE scripts ADD COLUMN candidate TEXT NOT NULL DEFAULT ''`,
+	}},
 }
 
 // migrationLockID is the PostgreSQL advisory lock that serializes the

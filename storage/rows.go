@@ -268,6 +268,10 @@ type scriptRow struct {
 	Isolation string `gorm:"column:isolation"`
 	Version   string `gorm:"column:version"`
 	UpdatedAt int64  `gorm:"column:updated_at;autoUpdateTime:false"`
+	// VersionNumber and Candidate: docs/scripts.md, "Versions, rollback
+	// and rollout".
+	VersionNumber int64  `gorm:"column:version_number"`
+	Candidate     string `gorm:"column:candidate"`
 }
 
 func (scriptRow) TableName() string { return "scripts" }
@@ -276,6 +280,14 @@ func scriptToRow(s *hooks.Script) (*scriptRow, error) {
 	cfg, err := encodeJSON(s.Config)
 	if err != nil {
 		return nil, fmt.Errorf("storage: script %s config: %w", s.Name, err)
+	}
+	cand := ""
+	if s.Candidate != nil {
+		b, err := json.Marshal(candidateRow{Source: s.Candidate.Source, Rollout: string(s.Candidate.Rollout), Percent: s.Candidate.Percent})
+		if err != nil {
+			return nil, fmt.Errorf("storage: script %s candidate: %w", s.Name, err)
+		}
+		cand = string(b)
 	}
 	return &scriptRow{
 		Name:      s.Name,
@@ -289,6 +301,9 @@ func scriptToRow(s *hooks.Script) (*scriptRow, error) {
 		MemoryMB:  int64(s.MemoryMB),
 		Isolation: string(s.Isolation),
 		Version:   s.Version,
+
+		VersionNumber: int64(s.Number),
+		Candidate:     cand,
 	}, nil
 }
 
@@ -304,12 +319,39 @@ func (r *scriptRow) toEngine() (*hooks.Script, error) {
 		MemoryMB:  int(r.MemoryMB),
 		Isolation: hooks.Isolation(r.Isolation),
 		Version:   r.Version,
+		Number:    int(r.VersionNumber),
 	}
 	if err := decodeJSON(r.Config, &s.Config); err != nil {
 		return nil, fmt.Errorf("storage: script %s config: %w", r.Name, err)
 	}
+	if r.Candidate != "" {
+		var c candidateRow
+		if err := json.Unmarshal([]byte(r.Candidate), &c); err != nil {
+			return nil, fmt.Errorf("storage: script %s candidate: %w", r.Name, err)
+		}
+		s.Candidate = &hooks.Candidate{Source: c.Source, Rollout: hooks.Rollout(c.Rollout), Percent: c.Percent}
+	}
 	return s, nil
 }
+
+// candidateRow is the JSON of scripts.candidate.
+type candidateRow struct {
+	Source  string `json:"source"`
+	Rollout string `json:"rollout"`
+	Percent int    `json:"percent"`
+}
+
+// scriptVersionRow is one immutable version of a script.
+type scriptVersionRow struct {
+	Script    string `gorm:"column:script;primaryKey"`
+	Number    int64  `gorm:"column:number;primaryKey;autoIncrement:false"`
+	Author    string `gorm:"column:author"`
+	CreatedAt int64  `gorm:"column:created_at;autoCreateTime:false"`
+	SHA256    string `gorm:"column:sha256"`
+	Snapshot  string `gorm:"column:snapshot"`
+}
+
+func (scriptVersionRow) TableName() string { return "script_versions" }
 
 type userRow struct {
 	Username     string `gorm:"column:username;primaryKey"`

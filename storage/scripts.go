@@ -65,10 +65,14 @@ func (s *Store) writeScript(ctx context.Context, sc *hooks.Script, write func(*g
 	return nil
 }
 
-// DeleteScript deletes the script; engine.ErrNotFound when there is none.
+// DeleteScript deletes the script and its versions; engine.ErrNotFound
+// when there is none.
 func (s *Store) DeleteScript(ctx context.Context, name string) error {
 	return translate(s.conn(ctx).Transaction(func(tx *gorm.DB) error {
 		if err := changedOne(tx.Where("name = ?", name).Delete(&scriptRow{})); err != nil {
+			return err
+		}
+		if err := tx.Where("script = ?", name).Delete(&scriptVersionRow{}).Error; err != nil {
 			return err
 		}
 		return bumpScriptGeneration(tx)

@@ -245,6 +245,8 @@ func (s *Store) Stores() engine.Stores {
 		Codes:      s,
 		Secrets:    s,
 		Sessions:   s,
+
+		ScriptVersions: s,
 	}
 }
 

@@ -40,6 +40,10 @@ func (s *Server) adminRoutes(e *echo.Echo) {
 	route(http.MethodPatch, "/scripts/:name", "scripts", s.patchScript)
 	route(http.MethodDelete, "/scripts/:name", "scripts", s.deleteScript)
 	route(http.MethodPost, "/scripts/:name/test", "scripts", s.testScript)
+	route(http.MethodGet, "/scripts/:name/versions", "scripts", s.listScriptVersions)
+	route(http.MethodGet, "/scripts/:name/versions/:number", "scripts", s.getScriptVersion)
+	route(http.MethodPost, "/scripts/:name/rollback", "scripts", s.rollbackScript)
+	route(http.MethodPost, "/scripts/:name/promote", "scripts", s.promoteScript)
 
 	route(http.MethodPost, "/users", "users", s.createUser)
 	route(http.MethodGet, "/users", "users", s.listUsers)
@@ -80,7 +84,8 @@ func (s *Server) requireScope(area string) echo.MiddlewareFunc {
 					// The engine limits what a delegated token may do
 					// within its area (see engine.WithAdminScope).
 					c.Set(ctxAdminScope, t.Scope)
-					c.SetRequest(c.Request().WithContext(engine.WithAdminScope(c.Request().Context(), t.Scope)))
+					ctx := engine.WithAdminScope(c.Request().Context(), t.Scope)
+					c.SetRequest(c.Request().WithContext(engine.WithAdminClient(ctx, t.ClientID)))
 					return next(c)
 				}
 			}

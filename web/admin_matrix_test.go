@@ -52,6 +52,12 @@ var routeAreas = map[string]string{
 	"PUT /admin/v1/config":                        "config",
 	"POST /admin/v1/keys/rotate":                  "keys",
 	"GET /admin/v1/openapi.json":                  "",
+
+	// Script versions and rollout (docs/scripts.md).
+	"GET /admin/v1/scripts/:name/versions":         "scripts",
+	"GET /admin/v1/scripts/:name/versions/:number": "scripts",
+	"POST /admin/v1/scripts/:name/rollback":        "scripts",
+	"POST /admin/v1/scripts/:name/promote":         "scripts",
 }
 
 // TestAdminScopeMatrix calls every registered route with no token, a
@@ -85,7 +91,7 @@ func TestAdminScopeMatrix(t *testing.T) {
 			t.Errorf("route %s has no row in routeAreas: say which scope it needs", key)
 			continue
 		}
-		path := strings.NewReplacer(":id", "matrix-missing", ":name", "matrix-missing").Replace(rt.Path)
+		path := strings.NewReplacer(":id", "matrix-missing", ":name", "matrix-missing", ":number", "1").Replace(rt.Path)
 		for _, sc := range scopes {
 			t.Run(key+" as "+sc, func(t *testing.T) {
 				var body any

@@ -31,6 +31,7 @@ func RegisterScriptMetrics(reg prometheus.Registerer, d *hooks.Dispatcher) {
 	}, []string{"script"})
 	reg.MustRegister(trips, skipped, &trippedCollector{d: d, desc: prometheus.NewDesc("keyhook_script_tripped",
 		"1 while the script's circuit breaker is open (the script is skipped), else 0.", []string{"script"}, nil)})
+	shadowDiffs := registerRolloutMetrics(reg, d)
 
 	onTrip, onFailure, onRemove := d.OnTrip, d.OnFailure, d.OnRemove
 	d.OnTrip = func(script string, until time.Time) {
@@ -50,6 +51,7 @@ func RegisterScriptMetrics(reg prometheus.Registerer, d *hooks.Dispatcher) {
 	d.OnRemove = func(script string) {
 		trips.DeleteLabelValues(script)
 		skipped.DeleteLabelValues(script)
+		shadowDiffs.DeleteLabelValues(script)
 		if onRemove != nil {
 			onRemove(script)
 		}
@@ -72,5 +74,45 @@ func (c *trippedCollector) Collect(ch chan<- prometheus.Metric) {
 			v = 1
 		}
 		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, v, script)
+	}
+}
+
+// registerRolloutMetrics registers the metrics of script versions
+// (docs/scripts.md, "Versions, rollback and rollout"):
+//
+//	keyhook_script_shadow_differences_total{script}         calls whose shadow candidate answered otherwise
+//	keyhook_script_version_calls_total{script,version,result} calls per version (number or "candidate"), result ok or error
+//
+// The second is read from d at scrape time and holds only the versions
+// that run (live, candidate, last good), so its series stay bounded.
+func registerRolloutMetrics(reg prometheus.Registerer, d *hooks.Dispatcher) *prometheus.CounterVec {
+	diffs := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "keyhook_script_shadow_differences_total",
+		Help: "Script calls whose shadow candidate gave another result (return value or edited argument) than the live version, by script.",
+	}, []string{"script"})
+	reg.MustRegister(diffs, &versionCallsCollector{d: d, desc: prometheus.NewDesc("keyhook_script_version_calls_total",
+		"Script calls per version that runs on this instance (its number, or candidate), by result (ok or error).",
+		[]string{"script", "version", "result"}, nil)})
+	onDiff := d.OnShadowDifference
+	d.OnShadowDifference = func(script string) {
+		diffs.WithLabelValues(script).Inc()
+		if onDiff != nil {
+			onDiff(script)
+		}
+	}
+	return diffs
+}
+
+type versionCallsCollector struct {
+	d    *hooks.Dispatcher
+	desc *prometheus.Desc
+}
+
+func (c *versionCallsCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+func (c *versionCallsCollector) Collect(ch chan<- prometheus.Metric) {
+	for v := range c.d.VersionCalls() {
+		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.CounterValue, float64(v.OK), v.Script, v.Version, "ok")
+		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.CounterValue, float64(v.Failed), v.Script, v.Version, "error")
 	}
 }

@@ -1,0 +1,142 @@
+package hooks
+
+import (
+	"context"
+	"fmt"
+	"testing"
+)
+
+func withCandidate(source string, rollout Rollout, percent int) func(*Script) {
+	return func(s *Script) { s.Candidate = &Candidate{Source: source, Rollout: rollout, Percent: percent} }
+}
+
+// TestCanary: the candidate serves a stable share of token keys near its
+// percent, and never a call without a key.
+func TestCanary(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		percent  int
+		key      bool
+		min, max int
+	}{
+		{"0%", 0, true, 0, 0},
+		{"100%", 100, true, 1000, 1000},
+		{"50%", 50, true, 430, 570},
+		{"10%", 10, true, 60, 140},
+		{"no token key", 100, false, 0, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rt := &fakeRuntime{}
+			d := NewDispatcher(rt, nil)
+			s := script("c", "add", 0, withCandidate("deactivate", RolloutCanary, tc.percent))
+			d.Replace([]*Script{s})
+			served := 0
+			for i := range 1000 {
+				ctx := context.Background()
+				if tc.key {
+					ctx = WithRolloutKey(ctx, fmt.Sprintf("token-%d", i))
+				}
+				var first any
+				for round := range 2 {
+					out, err := d.Run(ctx, []*Script{s}, FnModifyResponse, map[string]any{"active": true}, nil, DiscardOnFalse)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if round == 1 && out.Value["active"] != first {
+						t.Fatalf("key %d met two versions", i)
+					}
+					first = out.Value["active"]
+				}
+				if first == false {
+					served++
+				}
+			}
+			if served < tc.min || served > tc.max {
+				t.Fatalf("the candidate served %d of 1000, want %d to %d", served, tc.min, tc.max)
+			}
+		})
+	}
+}
+
+// TestShadow: the live answer stands; a difference is reported, whether
+// in the edits, the return value or one failing alone.
+func TestShadow(t *testing.T) {
+	for _, tc := range []struct {
+		name, live, candidate string
+		differs               bool
+	}{
+		{"the same edits", "deactivate", "deactivate", false},
+		{"other edits", "deactivate", "add", true},
+		{"the candidate throws", "deactivate", "throw", true},
+		{"the live version throws", "throw", "deactivate", true},
+		{"both throw", "throw", "throw", false},
+		{"another return value", "add-then-false", "string", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rt := &fakeRuntime{}
+			d := NewDispatcher(rt, nil)
+			diffs := 0
+			d.OnShadowDifference = func(string) { diffs++ }
+			s := script("s", tc.live, 0, withCandidate(tc.candidate, RolloutShadow, 0))
+			d.Replace([]*Script{s})
+			alone := script("s", tc.live, 0)
+			want, _ := NewDispatcher(&fakeRuntime{}, nil).Run(context.Background(), []*Script{alone}, FnModifyResponse, map[string]any{"active": true}, nil, DiscardOnFalse)
+			out, err := d.Run(context.Background(), []*Script{s}, FnModifyResponse, map[string]any{"active": true}, nil, DiscardOnFalse)
+			if err != nil || !Equal(out.Value, want.Value) {
+				t.Fatalf("Run = %v, %v; want the live answer %v", out, err, want.Value)
+			}
+			if (diffs == 1) != tc.differs || diffs > 1 {
+				t.Fatalf("%d differences reported, want differs=%v", diffs, tc.differs)
+			}
+			if len(rt.calls) != 2 || rt.calls[1] != "s"+CandidateSuffix {
+				t.Fatalf("calls %v", rt.calls)
+			}
+		})
+	}
+}
+
+// TestLastGoodFallback: a failing live version is stood in for by the
+// last version that succeeded, and FallingBackTo says so until the live
+// one succeeds; without one the script is skipped.
+func TestLastGoodFallback(t *testing.T) {
+	d := NewDispatcher(&fakeRuntime{}, nil)
+	version := func(n int, source string) *Script {
+		return script("s", source, 0, func(s *Script) {
+			s.Number, s.Version, s.OnError = n, fmt.Sprint("v", n), OnErrorLastGood
+		})
+	}
+	run := func(s *Script) map[string]any {
+		t.Helper()
+		d.Replace([]*Script{s})
+		out, err := d.Run(context.Background(), []*Script{s}, FnModifyResponse, map[string]any{"active": true}, nil, DiscardOnFalse)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out.Value
+	}
+	for _, tc := range []struct {
+		name        string
+		s           *Script
+		wantKey     string // the runtime name whose edit is in the answer
+		fallingBack int
+	}{
+		{"the first version fails: nothing earlier", version(1, "throw"), "", 0},
+		{"a version succeeds", version(2, "add"), "s", 0},
+		{"the next fails: version 2 stands in", version(3, "throw"), "s" + LastGoodSuffix, 2},
+		{"and the next", version(4, "string"), "s" + LastGoodSuffix, 2},
+		{"a version succeeds again", version(5, "add"), "s", 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := run(tc.s)
+			for _, k := range []string{"s", "s" + LastGoodSuffix} {
+				if _, has := got[k]; has != (k == tc.wantKey) {
+					t.Fatalf("answer %v, want the edit of %q", got, tc.wantKey)
+				}
+			}
+			n, ok := d.FallingBackTo("s")
+			if n != tc.fallingBack || ok != (tc.fallingBack != 0) {
+				t.Fatalf("FallingBackTo = %d, %v; want %d", n, ok, tc.fallingBack)
+			}
+		})
+	}
+}
