@@ -32,6 +32,8 @@ type Dispatcher struct {
 	// Like the other callbacks and Breaker, it is set before the
 	// dispatcher is used.
 	OnRemove func(script string)
+	// TraceCall, when set, is told of each script call (tracing).
+	TraceCall CallTracer
 
 	mu     sync.RWMutex
 	byName map[string]*Script
@@ -229,14 +231,17 @@ func (d *Dispatcher) Run(ctx context.Context, scripts []*Script, fn Function, va
 	out := &Outcome{Value: value}
 	log := d.logger(ctx)
 	for _, s := range scripts {
+		cctx, end := d.startCall(ctx, s, fn)
 		if tripped := d.admit(s, fn); tripped != nil {
+			end(resultOf(tripped))
 			if denied := d.fail(log, s, fn, tripped); denied != nil {
 				return nil, denied
 			}
 			continue
 		}
-		res, err := d.rt.Call(ctx, s, &Call{Function: fn, Args: []any{out.Value}, Context: withConfig(hctx, s), Logger: log})
+		res, err := d.rt.Call(cctx, s, &Call{Function: fn, Args: []any{out.Value}, Context: withConfig(hctx, s), Logger: log})
 		if err == nil && !res.Defined {
+			end(ResultUndefined)
 			d.inconclusive(s)
 			continue
 		}
@@ -249,12 +254,14 @@ func (d *Dispatcher) Run(ctx context.Context, scripts []*Script, fn Function, va
 			}
 		}
 		if err != nil {
+			end(resultOf(err))
 			if denied := d.fail(log, s, fn, err); denied != nil {
 				return nil, denied
 			}
 			continue
 		}
 		if !keep {
+			end(ResultOK)
 			d.succeeded(log, s, fn)
 			if chain.StopOnFalse {
 				out.FalseBy = s.Name
@@ -264,11 +271,13 @@ func (d *Dispatcher) Run(ctx context.Context, scripts []*Script, fn Function, va
 		}
 		edited, ok := res.Args[0].(map[string]any)
 		if !ok {
+			end(string(FailureWrongType))
 			if denied := d.fail(log, s, fn, d.verdict(&ScriptError{Script: s.Name, Function: fn, Kind: FailureWrongType, Message: "replaced its argument with a non-object"})); denied != nil {
 				return nil, denied
 			}
 			continue
 		}
+		end(ResultOK)
 		d.succeeded(log, s, fn)
 		out.Value = edited
 		if chain.Done != nil && chain.Done(edited) {
@@ -285,14 +294,17 @@ func (d *Dispatcher) Run(ctx context.Context, scripts []*Script, fn Function, va
 func (d *Dispatcher) Lifetime(ctx context.Context, scripts []*Script, fn Function, hctx map[string]any) (seconds int64, ok bool, err error) {
 	log := d.logger(ctx)
 	for _, s := range scripts {
+		cctx, end := d.startCall(ctx, s, fn)
 		if tripped := d.admit(s, fn); tripped != nil {
+			end(resultOf(tripped))
 			if denied := d.fail(log, s, fn, tripped); denied != nil {
 				return 0, false, denied
 			}
 			continue
 		}
-		res, cerr := d.rt.Call(ctx, s, &Call{Function: fn, Context: withConfig(hctx, s), Logger: log})
+		res, cerr := d.rt.Call(cctx, s, &Call{Function: fn, Context: withConfig(hctx, s), Logger: log})
 		if cerr != nil {
+			end(resultOf(cerr))
 			if denied := d.fail(log, s, fn, cerr); denied != nil {
 				return 0, false, denied
 			}
@@ -300,8 +312,10 @@ func (d *Dispatcher) Lifetime(ctx context.Context, scripts []*Script, fn Functio
 		}
 		d.ran(log, s, fn, res.Defined)
 		if !res.Defined {
+			end(ResultUndefined)
 			continue
 		}
+		end(ResultOK) // an answer out of range is ignored, not a failure
 		if n, valid := LifetimeSeconds(res.Return); valid {
 			seconds, ok = n, true
 		} else {
