@@ -97,3 +97,21 @@ func TestTraceCallTripped(t *testing.T) {
 		t.Errorf("traced %q, want %q", *got, want)
 	}
 }
+
+// TestUntracedCallDoesNotAllocate: without a tracer, tracing a call costs
+// a nil check.
+func TestUntracedCallDoesNotAllocate(t *testing.T) {
+	d := NewDispatcher(&fakeRuntime{}, nil)
+	s := script("a", "add", 0)
+	ctx := context.Background()
+	allocs := testing.AllocsPerRun(100, func() {
+		cctx, end := d.startCall(ctx, s, FnModifyResponse)
+		end(resultOf(nil))
+		if cctx != ctx {
+			t.Fatal("context changed")
+		}
+	})
+	if allocs != 0 {
+		t.Fatalf("%v allocations per call", allocs)
+	}
+}
