@@ -52,6 +52,9 @@ type options struct {
 	jwksURIAllowPrivate bool
 	// The Go heap's target (docs/performance.md); 0 leaves Go's defaults.
 	memoryTargetMB int
+	// Tracing (docs/operations.md): keyhook serve reads it from the
+	// OTEL_* environment variables; without an endpoint, it is off.
+	otel otelConfig
 }
 
 // defaultMemoryTargetMB is --memory-target-mb's default.
@@ -84,6 +87,8 @@ type app struct {
 	eng   *engine.Engine
 	rt    *scripts.Runtime
 	reg   *prometheus.Registry
+	// tracing is nil when tracing is off.
+	tracing *tracing
 }
 
 // withApp opens the database (creating and migrating it when needed),
@@ -101,6 +106,18 @@ func withApp(ctx context.Context, o *options, kek []byte, log *slog.Logger, reg 
 		Workers: o.scriptWorkers, MaxMemoryMB: o.scriptMemoryMax})
 	defer rt.Close()
 	disp := hooks.NewDispatcher(rt, log)
+	tr, err := startTracing(o.otel, log)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = tr.stop(ctx) // serve stops it first; this covers the other ways out
+	}()
+	if tp := tr.provider(); tp != nil {
+		disp.TraceCall = traceScripts(tp)
+	}
 	web.RegisterScriptMetrics(reg, disp)
 	eng, err := engine.New(ctx, engine.Config{Issuer: o.issuer, Logger: log, Hooks: disp, MaxScriptMemoryMB: o.scriptMemoryMax,
 		KEK:                  kek,
@@ -113,7 +130,7 @@ func withApp(ctx context.Context, o *options, kek []byte, log *slog.Logger, reg 
 		return err
 	}
 	warnUnencryptedKeys(log, eng.UnencryptedKeys())
-	return fn(&app{store: store, eng: eng, rt: rt, reg: reg})
+	return fn(&app{store: store, eng: eng, rt: rt, reg: reg, tracing: tr})
 }
 
 // redactDSN is dsn without a password, for messages.

@@ -92,6 +92,10 @@ func finishServeOptions(o *options, fs *pflag.FlagSet, env lookupEnv) error {
 		return err
 	}
 	o.kekEnv, _ = env("KEYHOOK_KEK")
+	var err error
+	if o.otel, err = otelFromEnv(env); err != nil {
+		return err
+	}
 	proxies := fs.Lookup("trusted-proxies").Value.String()
 	for _, s := range strings.Split(proxies, ",") {
 		if s = strings.TrimSpace(s); s == "" {
@@ -206,7 +210,8 @@ func serveUntilStopped(ctx context.Context, o *options, stdout, stderr io.Writer
 			fmt.Fprintf(stdout, "created the bootstrap admin client (shown once):\n  client_id=%s\n  client_secret=%s\n",
 				engine.BootstrapAdminID, secret)
 		}
-		srv := web.New(web.Config{Engine: a.eng, Logger: log, Registry: reg, Ready: a.store.Ping, TrustedProxies: o.trustedProxies})
+		srv := web.New(web.Config{Engine: a.eng, Logger: log, Registry: reg, Ready: a.store.Ping, TrustedProxies: o.trustedProxies,
+			TracerProvider: a.tracing.provider()})
 		// Requests' contexts end some time after shutdown starts, which
 		// stops the scripts still running for them (see below).
 		baseCtx, endRequests := context.WithCancelCause(context.Background())
@@ -256,6 +261,10 @@ func serveUntilStopped(ctx context.Context, o *options, stdout, stderr io.Writer
 		defer stopScripts.Stop()
 		if err := hs.Shutdown(shutCtx); err != nil {
 			return err
+		}
+		// The spans of the last requests are still buffered.
+		if err := a.tracing.stop(shutCtx); err != nil {
+			log.Warn("tracing: spans not flushed", "err", err)
 		}
 		log.Info("stopped")
 		return nil

@@ -441,4 +441,15 @@ func TestConfigurationDocumented(t *testing.T) {
 		}
 	}
 	walk(newRootCommand(mapEnv(nil), io.Discard, io.Discard))
+	// The OTEL_* variables keyhook serve reads itself (docs/operations.md,
+	// "Tracing") have no flag; each is listed all the same.
+	_, _ = otelFromEnv(func(name string) (string, bool) {
+		if !strings.Contains(doc, "`"+name+"`") {
+			t.Errorf("%s is not in docs/configuration.md", name)
+		}
+		if name == "OTEL_EXPORTER_OTLP_ENDPOINT" {
+			return "http://collector:4318", true
+		}
+		return "", false
+	})
 }

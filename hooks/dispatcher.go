@@ -35,6 +35,8 @@ type Dispatcher struct {
 	// OnShadowDifference, when set, is told of each call of a script
 	// whose shadow candidate gave another result than the live version.
 	OnShadowDifference func(script string)
+	// TraceCall, when set, is told of each script call (tracing).
+	TraceCall CallTracer
 
 	mu     sync.RWMutex
 	byName map[string]*Script
@@ -296,10 +298,13 @@ func modifyVerdict(res *Result) error {
 // refuses answers of the wrong shape as FailureWrongType.
 func (d *Dispatcher) runOne(ctx context.Context, log *slog.Logger, s *Script, fn Function, args []any, hctx map[string]any, judge func(*Result) error) (*Result, error) {
 	run, counts, shadow := d.pick(ctx, s)
+	cctx, end := d.startCall(ctx, run, fn)
 	var res *Result
 	err := d.admit(run, fn)
-	if err == nil {
-		res, err = d.rt.Call(ctx, run, &Call{Function: fn, Args: args, Context: withConfig(hctx, run), Logger: log})
+	if err != nil {
+		end(resultOf(err))
+	} else {
+		res, err = d.rt.Call(cctx, run, &Call{Function: fn, Args: args, Context: withConfig(hctx, run), Logger: log})
 		if err == nil && res.Defined && judge != nil {
 			if verr := judge(res); verr != nil {
 				se := verr.(*ScriptError)
@@ -307,6 +312,7 @@ func (d *Dispatcher) runOne(ctx context.Context, log *slog.Logger, s *Script, fn
 				err = d.verdict(se)
 			}
 		}
+		end(callResult(res, err))
 		if counts != nil && (err == nil && res.Defined || err != nil) {
 			counts.count(err != nil)
 		}

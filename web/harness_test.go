@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/keyhook/keyhook/engine"
 	"github.com/keyhook/keyhook/hooks"
@@ -66,6 +67,8 @@ type harnessCfg struct {
 	// hashMB, hashWait: the password-hashing budget (0: defaults).
 	hashMB   int
 	hashWait time.Duration
+	// tracer, when set, traces requests (docs/operations.md, "Tracing").
+	tracer trace.TracerProvider
 }
 
 func withWorkers(n int) harnessOpt { return func(c *harnessCfg) { c.workers = n } }
@@ -87,6 +90,11 @@ func withPasswordHashing(mb int, wait time.Duration) harnessOpt {
 
 // withTrustedProxies makes the server believe X-Forwarded-For from these networks.
 func withTrustedProxies(p ...netip.Prefix) harnessOpt { return func(c *harnessCfg) { c.proxies = p } }
+
+// withTracerProvider makes the server trace requests to tp.
+func withTracerProvider(tp trace.TracerProvider) harnessOpt {
+	return func(c *harnessCfg) { c.tracer = tp }
+}
 
 func withDSN(dsn string) harnessOpt { return func(c *harnessCfg) { c.dsn = dsn } }
 
@@ -136,7 +144,8 @@ func newHarness(t testing.TB, opts ...harnessOpt) *harness {
 	if _, err := eng.Bootstrap(ctx, adminSecret); err != nil {
 		t.Fatalf("bootstrap: %v", err)
 	}
-	srv.Config.Handler = web.New(web.Config{Engine: eng, Logger: log, Registry: reg, Ready: store.Ping, TrustedProxies: cfg.proxies}).Handler()
+	srv.Config.Handler = web.New(web.Config{Engine: eng, Logger: log, Registry: reg, Ready: store.Ping, TrustedProxies: cfg.proxies,
+		TracerProvider: cfg.tracer}).Handler()
 	srv.Start()
 	t.Cleanup(srv.Close)
 	// The refresh loop, as keyhook serve runs it: shared state written by

@@ -15,6 +15,7 @@ import (
 	"github.com/labstack/echo/v4/middleware"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/keyhook/keyhook/engine"
 	"github.com/keyhook/keyhook/hooks"
@@ -35,6 +36,9 @@ type Config struct {
 	// when finding a request's address for the failure throttles
 	// (docs/auth-limits.md); without any, the TCP peer is the address.
 	TrustedProxies []netip.Prefix
+	// TracerProvider, when set, makes each request a span
+	// (docs/operations.md, "Tracing"); nil: no tracing, at no cost.
+	TracerProvider trace.TracerProvider
 }
 
 // Server is keyhook's HTTP handler. It is safe for concurrent use.
@@ -87,6 +91,9 @@ func New(cfg Config) *Server {
 			c.SetRequest(c.Request().WithContext(engine.WithClientAddress(ctx, c.RealIP())))
 		},
 	}))
+	if cfg.TracerProvider != nil {
+		e.Use(traceRequests(cfg.TracerProvider))
+	}
 	e.Use(s.observe)
 	e.Use(middleware.RecoverWithConfig(middleware.RecoverConfig{LogErrorFunc: func(c echo.Context, err error, stack []byte) error {
 		s.logger(c).Error("panic in handler", "err", err, "stack", string(stack))
