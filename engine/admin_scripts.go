@@ -35,7 +35,9 @@ type ScriptDoc struct {
 	// "inline" (docs/sandbox.md).
 	MemoryMB  *int   `json:"memory_mb,omitempty"`
 	Isolation string `json:"isolation,omitempty"`
-	Version   string `json:"version,omitempty"`
+	// AllowedHosts are the hosts context.fetch may reach (docs/scripts.md).
+	AllowedHosts []string `json:"allowed_hosts,omitempty"`
+	Version      string   `json:"version,omitempty"`
 	// TrippedUntil is when this instance's circuit breaker for the script
 	// lets it run again; absent when the breaker is closed. Read-only:
 	// never stored, ignored on writes.
@@ -50,7 +52,8 @@ func ScriptDocument(s *hooks.Script) *ScriptDoc {
 		cfg = map[string]string{}
 	}
 	doc := &ScriptDoc{Name: s.Name, Type: string(s.Kind), Source: s.Source, Enabled: &enabled, Level: &level,
-		Config: cfg, TimeoutMS: &ms, OnError: string(s.OnError), Isolation: string(s.Isolation), Version: s.Version}
+		Config: cfg, TimeoutMS: &ms, OnError: string(s.OnError), Isolation: string(s.Isolation), Version: s.Version,
+		AllowedHosts: s.AllowedHosts}
 	if s.MemoryMB > 0 {
 		mb := s.MemoryMB
 		doc.MemoryMB = &mb
@@ -94,6 +97,10 @@ func (e *Engine) scriptFromDoc(doc *ScriptDoc) (*hooks.Script, error) {
 	default:
 		return nil, fieldError("isolation", "must be process or inline")
 	}
+	if err := checkAllowedHosts(doc.AllowedHosts); err != nil {
+		return nil, err
+	}
+	s.AllowedHosts = doc.AllowedHosts
 	switch s.OnError {
 	case "":
 		s.OnError = hooks.OnErrorSkip
@@ -123,7 +130,7 @@ func (e *Engine) CreateScript(ctx context.Context, doc *ScriptDoc) (*ScriptDoc, 
 	if err != nil {
 		return nil, err
 	}
-	if err := checkDelegatedScript(ctx, s); err != nil {
+	if err := checkDelegatedScript(ctx, nil, s); err != nil {
 		return nil, err
 	}
 	if err := e.st.Scripts.CreateScript(ctx, s); errors.Is(err, ErrConflict) {
@@ -151,7 +158,7 @@ func (e *Engine) ReplaceScript(ctx context.Context, name string, doc *ScriptDoc)
 	if err != nil {
 		return nil, err
 	}
-	if err := checkDelegatedScript(ctx, s); err != nil {
+	if err := checkDelegatedScript(ctx, old, s); err != nil {
 		return nil, err
 	}
 	if s.Kind != old.Kind {

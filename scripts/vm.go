@@ -50,8 +50,11 @@ type vmState struct {
 	// once per runtime (compiled.once), by index; nil otherwise.
 	fns   []goja.Callable
 	log   goja.Value // context.log, frozen, reads cur
-	timer *time.Timer
-	cur   callState
+	fetch goja.Value // context.fetch, frozen, reads cur
+	// fetcher makes the next call's fetches (set before each invoke).
+	fetcher fetchFunc
+	timer   *time.Timer
+	cur     callState
 	// watch is Runtime.watch (worker processes): told when a call starts
 	// running JavaScript; the function it returns reports whether it
 	// interrupted the call.
@@ -68,6 +71,9 @@ type callState struct {
 	function hooks.Function
 	logs     []string
 	dropped  int
+	// deadline is when the call's time ends; fetch makes its fetches.
+	deadline time.Time
+	fetch    fetchFunc
 
 	ret    goja.Value      // what the function returned
 	thrown *goja.Exception // what the function threw
@@ -111,6 +117,7 @@ func newVMState(c *compiled, stackSize int) (st *vmState, err error) {
 		return nil, errors.New("scripts: hardening runtime: missing helpers")
 	}
 	st.log = vm.ToValue(st.logFunc)
+	st.fetch = vm.ToValue(st.fetchJS)
 	exportFn := vm.ToValue(st.exportFunc)
 	st.export, _ = goja.AssertFunction(exportFn)
 	st.wrapper, err = vm.RunProgram(c.prg)
@@ -120,7 +127,7 @@ func newVMState(c *compiled, stackSize int) (st *vmState, err error) {
 	// The log function is handed to scripts, and the wrapper is visible
 	// to them as arguments.callee; freeze both (and what hangs off them,
 	// e.g. the wrapper's prototype object) so they cannot carry state.
-	if _, err := freezeFunctions(goja.Undefined(), vm.NewArray(st.log, st.wrapper, exportFn)); err != nil {
+	if _, err := freezeFunctions(goja.Undefined(), vm.NewArray(st.log, st.fetch, st.wrapper, exportFn)); err != nil {
 		return nil, fmt.Errorf("scripts: freezing runtime: %w", err)
 	}
 	if c.once {
@@ -153,7 +160,7 @@ func newVMState(c *compiled, stackSize int) (st *vmState, err error) {
 // it was interrupted, overflowed its stack or panicked. invoke never lets
 // a Go panic escape: a panic becomes an exception failure.
 func (st *vmState) invoke(ctx context.Context, name string, idx int, call *hooks.Call, logger *slog.Logger, deadline time.Time, timeoutMsg func() string) (res *hooks.Result, reusable bool, err error) {
-	st.cur = callState{ctx: ctx, logger: logger, script: name, function: call.Function}
+	st.cur = callState{ctx: ctx, logger: logger, script: name, function: call.Function, deadline: deadline, fetch: st.fetcher}
 	defer func() {
 		if x := recover(); x != nil {
 			st.timer.Stop()
@@ -184,7 +191,7 @@ func (st *vmState) invoke(ctx context.Context, name string, idx int, call *hooks
 	}
 	// The context is not copied: the script gets a read-only view that
 	// converts what it reads (see readonly.go).
-	ctxObj, cerr := contextView(st.vm, call.Context, st.log)
+	ctxObj, cerr := contextView(st.vm, call.Context, st.log, st.fetch)
 	if cerr != nil {
 		return nil, true, fmt.Errorf("scripts: context: %w", cerr)
 	}

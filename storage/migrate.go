@@ -163,6 +163,10 @@ var migrations = []migration{
 	{version: 5, name: "client CORS origins", up: []string{
 		`ALTER TABLE clients ADD COLUMN allowed_cors_origins TEXT NOT NULL DEFAULT ''`,
 	}},
+	{version: 8, name: "script fetch allowed hosts", up: []string{
+		// The hosts context.fetch may reach, a JSON list (docs/scripts.md).
+		`ALTER TABLE scripts ADD COLUMN allowed_hosts TEXT NOT NULL DEFAULT ''`,
+	}},
 }
 
 // migrationLockID is the PostgreSQL advisory lock that serializes the

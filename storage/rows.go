@@ -266,6 +266,7 @@ type scriptRow struct {
 	OnError   string `gorm:"column:on_error"`
 	MemoryMB  int64  `gorm:"column:memory_mb"`
 	Isolation string `gorm:"column:isolation"`
+	Hosts     string `gorm:"column:allowed_hosts"`
 	Version   string `gorm:"column:version"`
 	UpdatedAt int64  `gorm:"column:updated_at;autoUpdateTime:false"`
 }
@@ -276,6 +277,12 @@ func scriptToRow(s *hooks.Script) (*scriptRow, error) {
 	cfg, err := encodeJSON(s.Config)
 	if err != nil {
 		return nil, fmt.Errorf("storage: script %s config: %w", s.Name, err)
+	}
+	hosts := ""
+	if len(s.AllowedHosts) > 0 {
+		if hosts, err = encodeJSON(s.AllowedHosts); err != nil {
+			return nil, fmt.Errorf("storage: script %s allowed_hosts: %w", s.Name, err)
+		}
 	}
 	return &scriptRow{
 		Name:      s.Name,
@@ -288,6 +295,7 @@ func scriptToRow(s *hooks.Script) (*scriptRow, error) {
 		OnError:   string(s.OnError),
 		MemoryMB:  int64(s.MemoryMB),
 		Isolation: string(s.Isolation),
+		Hosts:     hosts,
 		Version:   s.Version,
 	}, nil
 }
@@ -307,6 +315,9 @@ func (r *scriptRow) toEngine() (*hooks.Script, error) {
 	}
 	if err := decodeJSON(r.Config, &s.Config); err != nil {
 		return nil, fmt.Errorf("storage: script %s config: %w", r.Name, err)
+	}
+	if err := decodeJSON(r.Hosts, &s.AllowedHosts); err != nil {
+		return nil, fmt.Errorf("storage: script %s allowed_hosts: %w", r.Name, err)
 	}
 	return s, nil
 }

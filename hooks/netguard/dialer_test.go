@@ -98,3 +98,63 @@ func TestDialerChecksTheResolvedAddress(t *testing.T) {
 		})
 	}
 }
+
+func TestCheckHostPattern(t *testing.T) {
+	for _, tc := range []struct {
+		pattern string
+		ok      bool
+	}{
+		{"api.example.com", true},
+		{"*.example.com", true},
+		{"localhost", true},
+		{"93.184.215.14", true},
+		{"127.0.0.1", true},
+		{"::1", true},
+		{"", false},
+		{"https://api.example.com", false},
+		{"api.example.com/path", false},
+		{"api.example.com:443", false},
+		{"user@api.example.com", false},
+		{"API.example.com", false},
+		{"*", false},
+		{"*.com", false},
+		{"a.*.example.com", false},
+		{"10.0.0.1", false},
+		{"169.254.169.254", false},
+		{"fd00:ec2::254", false},
+		{"[fd00:ec2::254]", false},
+		{"100.100.100.200", false},
+		{"0.0.0.0", false},
+		{"-bad.example.com", false},
+		{"exa mple.com", false},
+	} {
+		if err := netguard.CheckHostPattern(tc.pattern); (err == nil) != tc.ok {
+			t.Errorf("CheckHostPattern(%q) = %v, want ok=%v", tc.pattern, err, tc.ok)
+		}
+	}
+}
+
+func TestHostAllowed(t *testing.T) {
+	patterns := []string{"api.example.com", "*.example.org", "127.0.0.1", "::1"}
+	for _, tc := range []struct {
+		host string
+		want bool
+	}{
+		{"api.example.com", true},
+		{"API.Example.COM.", true},
+		{"www.api.example.com", false},
+		{"example.com", false},
+		{"a.example.org", true},
+		{"a.b.example.org", true},
+		{"example.org", false},
+		{"evilexample.org", false},
+		{"127.0.0.1", true},
+		{"::1", true},
+		{"127.0.0.2", false},
+		{"", false},
+	} {
+		if got := netguard.HostAllowed(tc.host, patterns); got != tc.want {
+			t.Errorf("HostAllowed(%q) = %v, want %v", tc.host, got, tc.want)
+		}
+	}
+}
