@@ -123,7 +123,8 @@ type fetcher struct {
 func newFetcher(opts FetchOptions, reg prometheus.Registerer, log *slog.Logger) *fetcher {
 	opts.defaults()
 	f := &fetcher{opts: opts, slots: map[string]chan struct{}{},
-		cache: &fetchCache{maxEntries: opts.CacheEntries, maxBytes: opts.CacheBytes, ll: list.New(), m: map[string]*list.Element{}}}
+		cache: &fetchCache{maxEntries: opts.CacheEntries, maxBytes: opts.CacheBytes}}
+	f.cache.init()
 	f.https = f.client(netguard.Policy{AllowLoopback: opts.AllowLoopback})
 	f.http = f.client(netguard.Policy{LoopbackOnly: true})
 	if reg != nil {
@@ -413,6 +414,10 @@ type cacheEntry struct {
 	resp    *fetchResponse // never changed once stored
 	expires time.Time
 	size    int64
+}
+
+func (c *fetchCache) init() {
+	c.ll, c.m = list.New(), map[string]*list.Element{}
 }
 
 func (c *fetchCache) get(key string, now time.Time) (*fetchResponse, bool) {

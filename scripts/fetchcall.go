@@ -1,6 +1,7 @@
 package scripts
 
 import (
+	"errors"
 	"net/http"
 	"slices"
 	"strings"
@@ -88,6 +89,11 @@ func (st *vmState) fetchJS(call goja.FunctionCall) goja.Value {
 		}
 	}
 	if err != nil {
+		if fe, ok := err.(*fetchError); ok && fe.outcome == "cancelled" {
+			// The request ended: the call ends too, whether or not the
+			// script catches the error.
+			vm.Interrupt(cancelled{errors.New("the request ended")})
+		}
 		throw(err.Error())
 	}
 	headers := vm.NewObject()

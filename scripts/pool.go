@@ -658,6 +658,11 @@ func (p *pool) fetch(ctx context.Context, w *worker, id uint64, rc *remoteCall, 
 	f.uvarint(id)
 	if err != nil {
 		f.string(err.Error())
+		outcome := "error"
+		if fe, ok := err.(*fetchError); ok {
+			outcome = fe.outcome
+		}
+		f.string(outcome)
 	} else {
 		f.string("")
 		f.uvarint(uint64(resp.status))

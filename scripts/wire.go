@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"strings"
 	"time"
 
 	"github.com/keyhook/keyhook/hooks"
@@ -354,7 +355,7 @@ func decodeFetchRequest(d *decoder) *fetchRequest {
 // response, or the error the fetcher gave.
 func decodeFetched(d *decoder) (*fetchResponse, error) {
 	if msg := d.string(); msg != "" {
-		return nil, errors.New(msg)
+		return nil, &fetchError{outcome: d.string(), msg: strings.TrimPrefix(msg, "fetch: ")}
 	}
 	resp := &fetchResponse{status: int(min(d.uvarint(), 999))}
 	n := d.count()
