@@ -266,6 +266,11 @@ func (e *Runtime) Close() {
 	if e.pool != nil {
 		e.pool.close()
 	}
+	e.fetchOnce.Do(func() {}) // nor a fetcher
+	if f := e.fetches; f != nil {
+		f.https.CloseIdleConnections()
+		f.http.CloseIdleConnections()
+	}
 }
 
 // Start starts the worker processes now rather than on the first call
@@ -301,7 +306,8 @@ func (e *Runtime) Forget(name string) {
 	e.fetcher().forget(name)
 }
 
-// fetcher is the server's fetcher, made on first use.
+// fetcher is the server's fetcher, made on first use; nil after Close
+// when none was made before.
 func (e *Runtime) fetcher() *fetcher {
 	e.fetchOnce.Do(func() { e.fetches = newFetcher(e.opts.Fetch, e.opts.Registerer, e.logger(nil)) })
 	return e.fetches

@@ -152,6 +152,9 @@ func (f *fetcher) client(p netguard.Policy) *http.Client {
 // fetch runs req for script s, whose call ends at deadline, and logs and
 // counts it. The request's end (ctx) cancels it.
 func (f *fetcher) fetch(ctx context.Context, s *hooks.Script, deadline time.Time, req *fetchRequest, logger *slog.Logger) (*fetchResponse, string, error) {
+	if f == nil {
+		return nil, "", &fetchError{"disabled", "the script runtime is closed"}
+	}
 	start := time.Now()
 	resp, shown, outcome, err := f.do(ctx, s, deadline, req)
 	took := time.Since(start)
@@ -314,6 +317,9 @@ func (f *fetcher) acquire(ctx context.Context, script string) (release func(), o
 
 // forget drops what the fetcher keeps of a deleted script.
 func (f *fetcher) forget(script string) {
+	if f == nil {
+		return
+	}
 	f.mu.Lock()
 	delete(f.slots, script)
 	f.mu.Unlock()
