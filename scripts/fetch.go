@@ -166,7 +166,11 @@ func (f *fetcher) fetch(ctx context.Context, s *hooks.Script, deadline time.Time
 		line += fmt.Sprintf("%v (%d ms)", err, took.Milliseconds())
 		attrs = append(attrs, slog.String("err", err.Error()))
 	} else {
-		line += fmt.Sprintf("%d (%d ms%s)", resp.status, took.Milliseconds(), map[bool]string{true: ", cached"}[outcome == "cached"])
+		cached := ""
+		if outcome == "cached" {
+			cached = ", cached"
+		}
+		line += fmt.Sprintf("%d (%d ms%s)", resp.status, took.Milliseconds(), cached)
 		attrs = append(attrs, slog.Int("status", resp.status))
 	}
 	// Never the headers or bodies: they may hold credentials.

@@ -185,7 +185,7 @@ func (a *roArray) Set(int, goja.Value) bool { return false }
 func (a *roArray) SetLen(int) bool          { return false }
 
 // contextView makes the read-only view of a call's context (nil: an empty
-// one) with context.log.
+// one) with context.log and context.fetch.
 func contextView(vm *goja.Runtime, m map[string]any, log, fetch goja.Value) (*goja.Object, error) {
 	for _, k := range []string{"log", "fetch"} {
 		if _, ok := m[k]; ok {

@@ -50,15 +50,17 @@ type vmState struct {
 	// once per runtime (compiled.once), by index; nil otherwise.
 	fns   []goja.Callable
 	log   goja.Value // context.log, frozen, reads cur
-	fetch goja.Value // context.fetch, frozen, reads cur
-	// fetcher makes the next call's fetches (set before each invoke).
-	fetcher fetchFunc
-	timer   *time.Timer
-	cur     callState
+	timer *time.Timer
+	cur   callState
 	// watch is Runtime.watch (worker processes): told when a call starts
 	// running JavaScript; the function it returns reports whether it
 	// interrupted the call.
 	watch func(interrupt func(v any)) func() bool
+
+	// fetch is context.fetch, frozen, reading cur; fetcher makes the
+	// next call's fetches (set before each invoke).
+	fetch   goja.Value
+	fetcher fetchFunc
 }
 
 // callState is what the native functions of a vmState need to know about
