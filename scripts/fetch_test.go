@@ -279,3 +279,42 @@ func TestFetchCacheBounds(t *testing.T) {
 		}
 	})
 }
+
+// TestFetchEndsWhenTheWorkerDies kills the worker while the server makes
+// its fetch: the server cancels the fetch rather than finish it for no
+// one, and the call fails as a crash.
+func TestFetchEndsWhenTheWorkerDies(t *testing.T) {
+	arrived, cancelled := make(chan struct{}, 1), make(chan struct{}, 1)
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		arrived <- struct{}{}
+		select {
+		case <-r.Context().Done():
+			cancelled <- struct{}{}
+		case <-time.After(20 * time.Second):
+		}
+	}))
+	defer up.Close()
+	e := fetchTestRuntime(t, hooks.IsolationProcess, FetchOptions{})
+	healthy(t, e)
+	var killedAt atomic.Int64
+	go func() {
+		<-arrived
+		killedAt.Store(time.Now().UnixNano())
+		e.pool.mu.Lock()
+		defer e.pool.mu.Unlock()
+		for w := range e.pool.all {
+			_ = w.cmd.Process.Kill() // as from outside: not a kill the server chose
+		}
+	}()
+	_, err := fetchCall(context.Background(), e, fetchingScript("orphan", 5*time.Second), up.URL+"/slow", nil)
+	wantScriptError(t, err, hooks.FailureCrash)
+	// The call's deadline is 5 s away: only the worker's death ends it.
+	if took := time.Since(time.Unix(0, killedAt.Load())); took > 2*time.Second {
+		t.Errorf("the call ended %v after its worker died", took)
+	}
+	select {
+	case <-cancelled:
+	case <-time.After(2 * time.Second):
+		t.Fatal("the upstream's request was not cancelled")
+	}
+}
