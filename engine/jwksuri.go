@@ -34,8 +34,9 @@ import (
 // the documented default (docs/client-auth.md).
 type JWKSURIConfig struct {
 	// AllowPrivate lets jwks_uri reach private (RFC 1918, RFC 6598,
-	// fc00::/7) and link-local (169.254/16, fe80::/10) addresses, which
-	// are refused by default.
+	// fc00::/7), link-local (169.254/16, fe80::/10) and special-purpose
+	// (RFC 6890) addresses, which are refused by default
+	// (netguard.Policy.AllowPrivate).
 	AllowPrivate bool
 	// Timeout bounds one fetch, connection and body; default 5s.
 	Timeout time.Duration
