@@ -371,4 +371,11 @@ func TestFetchLoopbackFlag(t *testing.T) {
 	if in := h.introspect(h.mustToken("loop", "s", "").AccessToken); in["tier"] != "loopback" || hits.Load() != 1 {
 		t.Fatalf("introspection = %v, want the loopback upstream's claim", in)
 	}
+	// Plain http goes only to a loopback host by name or literal, not to a
+	// name that happens to resolve there (example.com, in this test).
+	h.createScript(fetchScript("loop-name", "http://example.com:"+u.Port()+"/x", "", map[string]any{"allowed_hosts": []string{"example.com"}, "timeout_ms": 2000}))
+	h.createClient(map[string]any{"client_id": "loop-name", "client_secret": "s", "introspection_scripts": []string{"loop-name"}})
+	if in := h.introspect(h.mustToken("loop-name", "s", "").AccessToken); !strings.Contains(fmt.Sprint(in["fetch_error"]), "https only") || hits.Load() != 1 {
+		t.Fatalf("introspection = %v, want https only", in)
+	}
 }
