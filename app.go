@@ -35,6 +35,9 @@ type options struct {
 	scriptIsolation string
 	scriptWorkers   int
 	scriptMemoryMax int
+	// scriptFetchAllowLoopback lets context.fetch reach this host
+	// (docs/scripts.md).
+	scriptFetchAllowLoopback bool
 	// Keys at rest (docs/keys.md): the key-encryption key comes from
 	// kekFile or, without one, from KEYHOOK_KEK; never from the command
 	// line, where other users of the machine could read it.
@@ -103,7 +106,8 @@ func withApp(ctx context.Context, o *options, kek []byte, log *slog.Logger, reg 
 	}
 	defer store.Close()
 	rt := scripts.New(scripts.Options{Registerer: reg, Logger: log, DefaultIsolation: hooks.Isolation(o.scriptIsolation),
-		Workers: o.scriptWorkers, MaxMemoryMB: o.scriptMemoryMax})
+		Workers: o.scriptWorkers, MaxMemoryMB: o.scriptMemoryMax,
+		Fetch: scripts.FetchOptions{AllowLoopback: o.scriptFetchAllowLoopback}})
 	defer rt.Close()
 	disp := hooks.NewDispatcher(rt, log)
 	tr, err := startTracing(o.otel, log)

@@ -63,6 +63,8 @@ func serveFlags(fs *pflag.FlagSet, o *options) {
 		"where scripts without their own isolation run: process (worker processes) or inline")
 	fs.IntVar(&o.scriptWorkers, "script-workers", 0, "script worker processes (default 2 per CPU)")
 	fs.IntVar(&o.scriptMemoryMax, "script-memory-max-mb", o.scriptMemoryMax, "largest memory budget a script may have, MiB")
+	fs.BoolVar(&o.scriptFetchAllowLoopback, "script-fetch-allow-loopback", false,
+		"let scripts' context.fetch reach loopback addresses, plain http included (never private or link-local ones)")
 	fs.StringVar(&o.kekFile, "kek-file", "",
 		"file holding the base64 key-encryption key that seals signing keys at rest (or set KEYHOOK_KEK)")
 	fs.BoolVar(&o.requireKEK, "require-kek", false, "refuse to start without a key-encryption key")

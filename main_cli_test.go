@@ -124,14 +124,15 @@ func TestServeEnvironment(t *testing.T) {
 	}{
 		{"defaults", nil, nil, func(o *options) bool {
 			return o.addr == "127.0.0.1:8080" && o.db == "sqlite:keyhook.db" && o.issuer == "http://127.0.0.1:8080" &&
-				o.logLevel == "info" && o.logFormat == "text" && o.seed == "" && o.scriptIsolation == "process" && !o.requireKEK
+				o.logLevel == "info" && o.logFormat == "text" && o.seed == "" && o.scriptIsolation == "process" && !o.requireKEK && !o.scriptFetchAllowLoopback
 		}, ""},
 		{"environment", nil, map[string]string{"KEYHOOK_ADDR": "127.0.0.1:9", "KEYHOOK_LOG_FORMAT": "json", "KEYHOOK_LOG_LEVEL": "debug",
 			"KEYHOOK_SEED": "s.yaml", "KEYHOOK_SCRIPT_WORKERS": "3", "KEYHOOK_REQUIRE_KEK": "true", "KEYHOOK_JWKS_URI_ALLOW_PRIVATE": "1",
-			"KEYHOOK_DB": "postgres://u@db.example/keyhook", "KEYHOOK_MEMORY_TARGET_MB": "0"},
+			"KEYHOOK_SCRIPT_FETCH_ALLOW_LOOPBACK": "true",
+			"KEYHOOK_DB":                          "postgres://u@db.example/keyhook", "KEYHOOK_MEMORY_TARGET_MB": "0"},
 			func(o *options) bool {
 				return o.addr == "127.0.0.1:9" && o.issuer == "http://127.0.0.1:9" && o.logFormat == "json" && o.logLevel == "debug" &&
-					o.seed == "s.yaml" && o.scriptWorkers == 3 && o.requireKEK && o.jwksURIAllowPrivate &&
+					o.seed == "s.yaml" && o.scriptWorkers == 3 && o.requireKEK && o.jwksURIAllowPrivate && o.scriptFetchAllowLoopback &&
 					o.db == "postgres://u@db.example/keyhook" && o.memoryTargetMB == 0
 			}, ""},
 		{"a flag wins", []string{"--addr", "127.0.0.1:10", "--log-format", "text", "--script-workers", "4"},

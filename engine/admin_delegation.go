@@ -126,10 +126,23 @@ func (c *Client) runsScriptsAtJWTCreation() bool {
 	return c != nil && c.AccessTokenAsJWT && c.RunIntrospectionBeforeJWT
 }
 
-// checkDelegatedScript applies the rules above to a script written as s.
-func checkDelegatedScript(ctx context.Context, s *hooks.Script) error {
-	if delegated(ctx) && s.Isolation == hooks.IsolationInline {
+// checkDelegatedScript applies the rules above to a script written as s
+// (old is what it replaces, nil for a new one). allowed_hosts opens a way
+// out for the data scripts see (context.fetch), so only the admin may
+// change it.
+func checkDelegatedScript(ctx context.Context, old, s *hooks.Script) error {
+	if !delegated(ctx) {
+		return nil
+	}
+	if s.Isolation == hooks.IsolationInline {
 		return Errorf(CodeInsufficientScope, "isolation: only %s may run a script inline, in the server's process", AdminScope)
+	}
+	var oldHosts []string
+	if old != nil {
+		oldHosts = old.AllowedHosts
+	}
+	if !slices.Equal(nonEmpty(oldHosts), nonEmpty(s.AllowedHosts)) {
+		return Errorf(CodeInsufficientScope, "allowed_hosts: only %s may change which hosts a script may fetch from", AdminScope)
 	}
 	return nil
 }

@@ -49,6 +49,8 @@ type ScriptDoc struct {
 	// place of the live one, which failed (on_error: last_good); absent
 	// while the live one serves. Read-only, like TrippedUntil.
 	FallingBackTo *int `json:"falling_back_to,omitempty"`
+	// AllowedHosts are the hosts context.fetch may reach (docs/scripts.md).
+	AllowedHosts []string `json:"allowed_hosts,omitempty"`
 	// TrippedUntil is when this instance's circuit breaker for the script
 	// lets it run again; absent when the breaker is closed. Read-only:
 	// never stored, ignored on writes.
@@ -64,7 +66,7 @@ func ScriptDocument(s *hooks.Script) *ScriptDoc {
 	}
 	doc := &ScriptDoc{Name: s.Name, Type: string(s.Kind), Source: s.Source, Enabled: &enabled, Level: &level,
 		Config: cfg, TimeoutMS: &ms, OnError: string(s.OnError), Isolation: string(s.Isolation), Version: s.Version,
-		VersionNumber: s.Number}
+		VersionNumber: s.Number, AllowedHosts: s.AllowedHosts}
 	if s.MemoryMB > 0 {
 		mb := s.MemoryMB
 		doc.MemoryMB = &mb
@@ -112,6 +114,10 @@ func (e *Engine) scriptFromDoc(doc *ScriptDoc) (*hooks.Script, error) {
 	default:
 		return nil, fieldError("isolation", "must be process or inline")
 	}
+	if err := checkAllowedHosts(doc.AllowedHosts); err != nil {
+		return nil, err
+	}
+	s.AllowedHosts = doc.AllowedHosts
 	switch s.OnError {
 	case "":
 		s.OnError = hooks.OnErrorSkip
@@ -158,7 +164,7 @@ func (e *Engine) CreateScript(ctx context.Context, doc *ScriptDoc) (*ScriptDoc, 
 	if err != nil {
 		return nil, err
 	}
-	if err := checkDelegatedScript(ctx, s); err != nil {
+	if err := checkDelegatedScript(ctx, nil, s); err != nil {
 		return nil, err
 	}
 	if err := e.saveScript(ctx, s, e.st.Scripts.CreateScript); errors.Is(err, ErrConflict) {
@@ -186,7 +192,7 @@ func (e *Engine) ReplaceScript(ctx context.Context, name string, doc *ScriptDoc)
 	if err != nil {
 		return nil, err
 	}
-	if err := checkDelegatedScript(ctx, s); err != nil {
+	if err := checkDelegatedScript(ctx, old, s); err != nil {
 		return nil, err
 	}
 	if s.Kind != old.Kind {

@@ -8,33 +8,35 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/netip"
 	"net/url"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
+
+	"github.com/keyhook/keyhook/hooks/netguard"
 )
 
-// This file is the one place where keyhook makes outbound requests: the
-// fetch of a private_key_jwt client's jwks_uri (RFC 7591 §2, OIDC Core §9).
-// The URL is chosen by whoever registers the client, so the fetch is
-// guarded against server-side request forgery (docs/client-auth.md):
-// https or loopback http only, the address checked after resolution at
-// dial time (so DNS rebinding cannot reach a private address), no proxy,
-// no redirects, a timeout, a size cap, and a cache that fetches a URI at
-// most once per refresh interval, failures included.
+// This file makes one of keyhook's two kinds of outbound requests (the
+// other is scripts' context.fetch, docs/scripts.md): the fetch of a
+// private_key_jwt client's jwks_uri (RFC 7591 §2, OIDC Core §9). The URL
+// is chosen by whoever registers the client, so the fetch is guarded
+// against server-side request forgery (docs/client-auth.md): https or
+// loopback http only, the address checked after resolution at dial time
+// by netguard's dialer (so DNS rebinding cannot reach a private address),
+// no proxy, no redirects, a timeout, a size cap, and a cache that fetches
+// a URI at most once per refresh interval, failures included.
 
 // JWKSURIConfig tunes the fetch of clients' jwks_uri; the zero value is
 // the documented default (docs/client-auth.md).
 type JWKSURIConfig struct {
 	// AllowPrivate lets jwks_uri reach private (RFC 1918, RFC 6598,
-	// fc00::/7) and link-local (169.254/16, fe80::/10) addresses, which
-	// are refused by default.
+	// fc00::/7), link-local (169.254/16, fe80::/10) and special-purpose
+	// (RFC 6890) addresses, which are refused by default
+	// (netguard.Policy.AllowPrivate).
 	AllowPrivate bool
 	// Timeout bounds one fetch, connection and body; default 5s.
 	Timeout time.Duration
@@ -67,32 +69,20 @@ func (c *JWKSURIConfig) defaults() {
 
 // ErrAddressNotAllowed is why a jwks_uri fetch was refused before any
 // connection: its host resolved to an address the configuration forbids.
-var ErrAddressNotAllowed = errors.New("jwks_uri address not allowed")
+var ErrAddressNotAllowed = netguard.ErrAddressNotAllowed
 
-// sharedAddressSpace is RFC 6598's carrier-grade NAT block; some clouds
-// serve instance metadata from it (100.100.100.200).
-var sharedAddressSpace = netip.MustParsePrefix("100.64.0.0/10")
-
-// jwksAddrAllowed decides whether the fetcher may connect to ip. Loopback
-// is always allowed (a client and keyhook on one host); private, shared
-// and link-local addresses (including the cloud metadata address
+// jwksPolicy is where the fetcher may connect. Loopback is always
+// allowed (a client and keyhook on one host); private, shared and
+// link-local addresses (including the cloud metadata address
 // 169.254.169.254) only with allowPrivate; unspecified, multicast and
 // broadcast never. With loopbackOnly (plain http) only loopback is allowed.
+func jwksPolicy(allowPrivate, loopbackOnly bool) netguard.Policy {
+	return netguard.Policy{AllowLoopback: true, AllowPrivate: allowPrivate, LoopbackOnly: loopbackOnly}
+}
+
+// jwksAddrAllowed decides whether the fetcher may connect to ip.
 func jwksAddrAllowed(ip netip.Addr, allowPrivate, loopbackOnly bool) bool {
-	ip = ip.Unmap() // ::ffff:10.0.0.1 is 10.0.0.1
-	switch {
-	case !ip.IsValid():
-		return false
-	case ip.IsLoopback():
-		return true
-	case loopbackOnly:
-		return false
-	case ip.IsUnspecified(), ip.IsMulticast(), ip == netip.AddrFrom4([4]byte{255, 255, 255, 255}):
-		return false
-	case ip.IsPrivate(), ip.IsLinkLocalUnicast(), sharedAddressSpace.Contains(ip):
-		return allowPrivate
-	}
-	return ip.IsGlobalUnicast()
+	return jwksPolicy(allowPrivate, loopbackOnly).Allows(ip)
 }
 
 // jwksURIAllowed checks a jwks_uri before any fetch: https, or http to a
@@ -107,7 +97,7 @@ func jwksURIAllowed(raw string, allowPrivate bool) error {
 	switch u.Scheme {
 	case "https":
 	case "http":
-		if !loopbackHost(host) {
+		if !netguard.LoopbackHost(host) {
 			return errors.New("must be https (http only to a loopback host)")
 		}
 	default:
@@ -117,14 +107,6 @@ func jwksURIAllowed(raw string, allowPrivate bool) error {
 		return fmt.Errorf("%w: %s", ErrAddressNotAllowed, ip)
 	}
 	return nil
-}
-
-func loopbackHost(host string) bool {
-	if strings.EqualFold(host, "localhost") {
-		return true
-	}
-	ip, err := netip.ParseAddr(host)
-	return err == nil && ip.Unmap().IsLoopback()
 }
 
 // jwksFetcher fetches and caches clients' JWK Sets. It is safe for
@@ -161,23 +143,7 @@ func newJWKSFetcher(cfg JWKSURIConfig, now func() time.Time) *jwksFetcher {
 }
 
 func (f *jwksFetcher) client(loopbackOnly bool) *http.Client {
-	allowPrivate := f.cfg.AllowPrivate
-	dialer := &net.Dialer{
-		Timeout: f.cfg.Timeout,
-		// Control runs after name resolution, once per address tried:
-		// the address checked is the one connected to.
-		Control: func(network, address string, _ syscall.RawConn) error {
-			host, _, err := net.SplitHostPort(address)
-			if err != nil {
-				return err
-			}
-			ip, err := netip.ParseAddr(host)
-			if err != nil || !jwksAddrAllowed(ip, allowPrivate, loopbackOnly) {
-				return fmt.Errorf("%w: %s", ErrAddressNotAllowed, host)
-			}
-			return nil
-		},
-	}
+	dialer := &netguard.Dialer{Policy: jwksPolicy(f.cfg.AllowPrivate, loopbackOnly), Timeout: f.cfg.Timeout}
 	transport := &http.Transport{
 		Proxy:                  nil, // a proxy would connect on our behalf, past the address check
 		DialContext:            dialer.DialContext,

@@ -70,6 +70,10 @@ type Script struct {
 	MemoryMB int
 	// Isolation is where calls run; empty is the runtime's default.
 	Isolation Isolation
+	// AllowedHosts are the hosts context.fetch may reach: exact names or
+	// "*.suffix" (netguard.CheckHostPattern); empty disables fetch
+	// (docs/scripts.md, "context.fetch").
+	AllowedHosts []string
 	// Version changes whenever Source changes. Runtimes key compiled
 	// programs and runtime pools by Name and Version.
 	Version string

@@ -139,6 +139,8 @@ type Options struct {
 	// DefaultTimeout applies to scripts whose Timeout is 0. Default
 	// 100ms.
 	DefaultTimeout time.Duration
+	// Fetch configures context.fetch (docs/scripts.md).
+	Fetch FetchOptions
 	// Registerer receives the engine's metrics; nil registers nothing.
 	Registerer prometheus.Registerer
 	// Logger receives context.log lines of calls without a Logger and
@@ -162,6 +164,12 @@ type Runtime struct {
 
 	poolOnce sync.Once
 	pool     *pool
+
+	fetchOnce sync.Once
+	fetches   *fetcher // made on first use, never in a worker process
+	// remoteFetch, when set (in worker processes), asks the server to
+	// make a call's fetch.
+	remoteFetch fetchFunc
 
 	// cold, when set (in worker processes), is told when a call had to
 	// make its runtime before running.
@@ -258,6 +266,11 @@ func (e *Runtime) Close() {
 	if e.pool != nil {
 		e.pool.close()
 	}
+	e.fetchOnce.Do(func() {}) // nor a fetcher
+	if f := e.fetches; f != nil {
+		f.https.CloseIdleConnections()
+		f.http.CloseIdleConnections()
+	}
 }
 
 // Start starts the worker processes now rather than on the first call
@@ -290,6 +303,25 @@ func (e *Runtime) Forget(name string) {
 	delete(e.scripts, name)
 	e.mu.Unlock()
 	e.metrics.forget(name)
+	e.fetcher().forget(name)
+}
+
+// fetcher is the server's fetcher, made on first use; nil after Close
+// when none was made before.
+func (e *Runtime) fetcher() *fetcher {
+	e.fetchOnce.Do(func() { e.fetches = newFetcher(e.opts.Fetch, e.opts.Registerer, e.logger(nil)) })
+	return e.fetches
+}
+
+// fetchFor is how a call of s makes its fetches: here, or (in a worker
+// process) by asking the server.
+func (e *Runtime) fetchFor(s *hooks.Script, call *hooks.Call) fetchFunc {
+	if e.remoteFetch != nil {
+		return e.remoteFetch
+	}
+	return func(ctx context.Context, req *fetchRequest, deadline time.Time) (*fetchResponse, string, error) {
+		return e.fetcher().fetch(ctx, s, deadline, req, e.logger(call))
+	}
 }
 
 // CountFailure counts a failure found outside the runtime (see
@@ -458,7 +490,7 @@ func (e *Runtime) Call(ctx context.Context, s *hooks.Script, call *hooks.Call) (
 		// the waits for a permit and a worker are not its doing.
 		res, err = e.workers().call(ctx, &remoteCall{
 			s: s, call: call, waitUntil: waitUntil, deadline: deadline, timeout: timeout, budget: e.budget(s),
-			sendNow: sc.mentionsKey, logger: e.logger(call),
+			sendNow: sc.mentionsKey, logger: e.logger(call), fetch: e.fetchFor(s, call),
 		})
 	} else {
 		res, err = e.callInline(ctx, sc, s, idx, call, deadline, timeout)
@@ -497,7 +529,9 @@ func (e *Runtime) callInline(ctx context.Context, sc *script, s *hooks.Script, i
 	runUntil, byCtx := deadline(time.Now())
 	timeoutMsg := func() string { return timeoutMessage(byCtx, timeout) }
 	st.watch = e.watch
+	st.fetcher = e.fetchFor(s, call)
 	res, reusable, err := st.invoke(ctx, s.Name, idx, call, e.logger(call), runUntil, timeoutMsg)
+	st.fetcher = nil
 	if reusable {
 		st.vm.ClearInterrupt()
 		sc.push(st)

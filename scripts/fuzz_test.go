@@ -1215,7 +1215,7 @@ func FuzzArgumentView(f *testing.F) {
 		}
 		call, _ := goja.AssertFunction(fn)
 		view := viewOfPlain(r.vm, p)
-		ctxView, err := contextView(r.vm, ctx, nil)
+		ctxView, err := contextView(r.vm, ctx, nil, nil)
 		if err != nil {
 			t.Fatalf("contextView: %v", err)
 		}

@@ -436,6 +436,10 @@ type remoteCall struct {
 	// and sending with the call (the script mentions its key).
 	sendNow func(key string) bool
 	logger  *slog.Logger
+	// fetch makes the call's fetches (frameFetch), bounded by until: the
+	// call's deadline as the server keeps it.
+	fetch fetchFunc
+	until time.Time
 }
 
 // call runs rc on a worker. Failures of the script come back as
@@ -460,6 +464,7 @@ func (p *pool) call(ctx context.Context, rc *remoteCall) (*hooks.Result, error) 
 		return nil, fail(hooks.FailureCancelled, "not started: the request ended ("+context.Cause(ctx).Error()+")")
 	}
 	deadline, _ := rc.deadline(time.Now())
+	rc.until = deadline
 	id := p.nextID.Add(1)
 	f := newFrame(frameCall)
 	f.uvarint(id)
@@ -506,6 +511,7 @@ func (p *pool) call(ctx context.Context, rc *remoteCall) (*hooks.Result, error) 
 		case typ == frameRunning && !restarted:
 			restarted = true
 			d, _ := rc.deadline(time.Now())
+			rc.until = d
 			kt.arm(time.Until(d)+p.grace, killedDeadline)
 		}
 	}
@@ -524,7 +530,7 @@ func (p *pool) call(ctx context.Context, rc *remoteCall) (*hooks.Result, error) 
 		p.release(w, false)
 		return nil, fail(hooks.FailureCrash, "the worker process is gone: "+err.Error())
 	}
-	res, err, rerr := p.exchange(w, id, rc, onPhase)
+	res, err, rerr := p.exchange(ctx, w, id, rc, onPhase)
 	cancelled := !stopCancel()
 	healthy := !kt.stop() && !cancelled
 	if rerr != nil {
@@ -546,7 +552,7 @@ func (p *pool) call(ctx context.Context, rc *remoteCall) (*hooks.Result, error) 
 // context values, log records) until its result arrives. err is the
 // call's outcome; ioErr reports a worker that stopped answering or
 // answered something malformed.
-func (p *pool) exchange(w *worker, id uint64, rc *remoteCall, onPhase func(typ byte)) (res *hooks.Result, err, ioErr error) {
+func (p *pool) exchange(ctx context.Context, w *worker, id uint64, rc *remoteCall, onPhase func(typ byte)) (res *hooks.Result, err, ioErr error) {
 	var logs []string
 	for {
 		typ, payload, err := readFrame(w.r)
@@ -601,6 +607,18 @@ func (p *pool) exchange(w *worker, id uint64, rc *remoteCall, onPhase func(typ b
 			rc.logger.LogAttrs(context.Background(), level, msg, attrs...)
 		case frameSetup, frameRunning:
 			onPhase(typ)
+		case frameFetch:
+			req := decodeFetchRequest(d)
+			if d.err != nil || len(d.b) != 0 {
+				return nil, nil, fmt.Errorf("%w: fetch", errMalformed)
+			}
+			line, err := p.fetch(ctx, w, id, rc, req)
+			if line != "" && len(logs) < maxLogLines {
+				logs = append(logs, line)
+			}
+			if err != nil {
+				return nil, nil, err
+			}
 		case frameResult:
 			res, err := decodeResult(d, rc, logs)
 			if errors.Is(err, errMalformed) {
@@ -611,6 +629,51 @@ func (p *pool) exchange(w *worker, id uint64, rc *remoteCall, onPhase func(typ b
 			return nil, nil, fmt.Errorf("%w: frame type %d", errMalformed, typ)
 		}
 	}
+}
+
+// fetch makes a fetch the worker asked for and sends the answer. The
+// request's end cancels it, and so does the worker's death (killed at
+// its deadline, or gone); it never runs past the call's deadline.
+func (p *pool) fetch(ctx context.Context, w *worker, id uint64, rc *remoteCall, req *fetchRequest) (string, error) {
+	fctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		select {
+		case <-w.exited:
+			cancel()
+		case <-done:
+		}
+	}()
+	var resp *fetchResponse
+	var line string
+	var err error
+	if rc.fetch == nil {
+		err = &fetchError{"disabled", "not available here"}
+	} else {
+		resp, line, err = rc.fetch(fctx, req, rc.until)
+	}
+	f := newFrame(frameFetched)
+	f.uvarint(id)
+	if err != nil {
+		f.string(err.Error())
+		outcome := "error"
+		if fe, ok := err.(*fetchError); ok {
+			outcome = fe.outcome
+		}
+		f.string(outcome)
+	} else {
+		f.string("")
+		f.uvarint(uint64(resp.status))
+		f.uvarint(uint64(len(resp.headers)))
+		for k, v := range resp.headers {
+			f.string(k)
+			f.string(v)
+		}
+		f.string(resp.body)
+	}
+	return line, w.write(f)
 }
 
 // Result status bytes.

@@ -51,6 +51,7 @@ type roObject struct {
 	strs  bool       // the view is of ms, not m
 	depth int        // of the map, for maxDepth
 	log   goja.Value // context.log; set only on the context itself
+	fetch goja.Value // context.fetch; likewise
 	keys  []string   // sorted, made on first use
 	kids  []roKid    // views made for nested objects and arrays, and Lazy values, so far
 }
@@ -63,6 +64,9 @@ type roKid struct {
 func (o *roObject) Get(key string) goja.Value {
 	if o.log != nil && key == "log" {
 		return o.log
+	}
+	if o.fetch != nil && key == "fetch" {
+		return o.fetch
 	}
 	if o.strs {
 		s, ok := o.ms[key]
@@ -98,7 +102,7 @@ func (o *roObject) Get(key string) goja.Value {
 }
 
 func (o *roObject) Has(key string) bool {
-	if o.log != nil && key == "log" {
+	if o.log != nil && key == "log" || o.fetch != nil && key == "fetch" {
 		return true
 	}
 	if o.strs {
@@ -181,15 +185,17 @@ func (a *roArray) Set(int, goja.Value) bool { return false }
 func (a *roArray) SetLen(int) bool          { return false }
 
 // contextView makes the read-only view of a call's context (nil: an empty
-// one) with context.log.
-func contextView(vm *goja.Runtime, m map[string]any, log goja.Value) (*goja.Object, error) {
-	if _, ok := m["log"]; ok {
-		return nil, fmt.Errorf("the key %q is reserved for context.log", "log")
+// one) with context.log and context.fetch.
+func contextView(vm *goja.Runtime, m map[string]any, log, fetch goja.Value) (*goja.Object, error) {
+	for _, k := range []string{"log", "fetch"} {
+		if _, ok := m[k]; ok {
+			return nil, fmt.Errorf("the key %q is reserved for context.%s", k, k)
+		}
 	}
 	if m == nil {
 		m = map[string]any{}
 	}
-	return vm.NewDynamicObject(&roObject{vm: vm, m: m, log: log}), nil
+	return vm.NewDynamicObject(&roObject{vm: vm, m: m, log: log, fetch: fetch}), nil
 }
 
 // viewOf returns the JavaScript form of a non-primitive context value v

@@ -56,6 +56,11 @@ type vmState struct {
 	// running JavaScript; the function it returns reports whether it
 	// interrupted the call.
 	watch func(interrupt func(v any)) func() bool
+
+	// fetch is context.fetch, frozen, reading cur; fetcher makes the
+	// next call's fetches (set before each invoke).
+	fetch   goja.Value
+	fetcher fetchFunc
 }
 
 // callState is what the native functions of a vmState need to know about
@@ -68,6 +73,9 @@ type callState struct {
 	function hooks.Function
 	logs     []string
 	dropped  int
+	// deadline is when the call's time ends; fetch makes its fetches.
+	deadline time.Time
+	fetch    fetchFunc
 
 	ret    goja.Value      // what the function returned
 	thrown *goja.Exception // what the function threw
@@ -111,6 +119,7 @@ func newVMState(c *compiled, stackSize int) (st *vmState, err error) {
 		return nil, errors.New("scripts: hardening runtime: missing helpers")
 	}
 	st.log = vm.ToValue(st.logFunc)
+	st.fetch = vm.ToValue(st.fetchJS)
 	exportFn := vm.ToValue(st.exportFunc)
 	st.export, _ = goja.AssertFunction(exportFn)
 	st.wrapper, err = vm.RunProgram(c.prg)
@@ -120,7 +129,7 @@ func newVMState(c *compiled, stackSize int) (st *vmState, err error) {
 	// The log function is handed to scripts, and the wrapper is visible
 	// to them as arguments.callee; freeze both (and what hangs off them,
 	// e.g. the wrapper's prototype object) so they cannot carry state.
-	if _, err := freezeFunctions(goja.Undefined(), vm.NewArray(st.log, st.wrapper, exportFn)); err != nil {
+	if _, err := freezeFunctions(goja.Undefined(), vm.NewArray(st.log, st.fetch, st.wrapper, exportFn)); err != nil {
 		return nil, fmt.Errorf("scripts: freezing runtime: %w", err)
 	}
 	if c.once {
@@ -153,7 +162,7 @@ func newVMState(c *compiled, stackSize int) (st *vmState, err error) {
 // it was interrupted, overflowed its stack or panicked. invoke never lets
 // a Go panic escape: a panic becomes an exception failure.
 func (st *vmState) invoke(ctx context.Context, name string, idx int, call *hooks.Call, logger *slog.Logger, deadline time.Time, timeoutMsg func() string) (res *hooks.Result, reusable bool, err error) {
-	st.cur = callState{ctx: ctx, logger: logger, script: name, function: call.Function}
+	st.cur = callState{ctx: ctx, logger: logger, script: name, function: call.Function, deadline: deadline, fetch: st.fetcher}
 	defer func() {
 		if x := recover(); x != nil {
 			st.timer.Stop()
@@ -184,7 +193,7 @@ func (st *vmState) invoke(ctx context.Context, name string, idx int, call *hooks
 	}
 	// The context is not copied: the script gets a read-only view that
 	// converts what it reads (see readonly.go).
-	ctxObj, cerr := contextView(st.vm, call.Context, st.log)
+	ctxObj, cerr := contextView(st.vm, call.Context, st.log, st.fetch)
 	if cerr != nil {
 		return nil, true, fmt.Errorf("scripts: context: %w", cerr)
 	}

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"strings"
+	"time"
 
 	"github.com/keyhook/keyhook/hooks"
 )
@@ -41,6 +43,8 @@ const (
 	frameResult                    // worker → server: the call's outcome
 	frameRunning                   // worker → server: the call's runtime was just made; its time starts now
 	frameSetup                     // worker → server: the call needs its script compiled or a runtime made first
+	frameFetch                     // worker → server: make a context.fetch for the call (fetch.go)
+	frameFetched                   // server → worker: its answer
 )
 
 // Value tags.
@@ -318,4 +322,48 @@ func readFrame(r *bufio.Reader) (typ byte, payload []byte, err error) {
 		return 0, nil, err
 	}
 	return buf[0], buf[1:], nil
+}
+
+// encodeFetchRequest appends a frameFetch's payload (after its id).
+func encodeFetchRequest(f *encoder, req *fetchRequest) {
+	f.string(req.url)
+	f.string(req.method)
+	f.uvarint(uint64(len(req.headers)))
+	for k, v := range req.headers {
+		f.string(k)
+		f.string(v)
+	}
+	f.string(req.body)
+	f.uvarint(uint64(max(req.timeout, 0)))
+}
+
+// decodeFetchRequest reads what encodeFetchRequest wrote.
+func decodeFetchRequest(d *decoder) *fetchRequest {
+	req := &fetchRequest{url: d.string(), method: d.string()}
+	n := d.count()
+	req.headers = make(map[string]string, n)
+	for range n {
+		k := d.string()
+		req.headers[k] = d.string()
+	}
+	req.body = d.string()
+	req.timeout = time.Duration(min(d.uvarint(), uint64(time.Hour)))
+	return req
+}
+
+// decodeFetched reads a frameFetched's payload (after its id): the
+// response, or the error the fetcher gave.
+func decodeFetched(d *decoder) (*fetchResponse, error) {
+	if msg := d.string(); msg != "" {
+		return nil, &fetchError{outcome: d.string(), msg: strings.TrimPrefix(msg, "fetch: ")}
+	}
+	resp := &fetchResponse{status: int(min(d.uvarint(), 999))}
+	n := d.count()
+	resp.headers = make(map[string]string, n)
+	for range n {
+		k := d.string()
+		resp.headers[k] = d.string()
+	}
+	resp.body = d.string()
+	return resp, nil
 }

@@ -79,6 +79,7 @@ func serveWorker() int {
 	})
 	w.rt.watch = w.watch
 	w.rt.cold = w.running
+	w.rt.remoteFetch = w.fetch
 	// The server cancels a call with SIGUSR1 (its request ended): the
 	// socket is read only by the serving goroutine, between calls and
 	// for the answers it asks for, so that a call costs no hand-over
@@ -232,7 +233,7 @@ func (w *workerProc) reply(id uint64) *decoder {
 		os.Exit(0) // the server is gone
 	}
 	d := &decoder{b: payload}
-	if (typ != frameSource && typ != frameField) || d.uvarint() != id || d.err != nil {
+	if (typ != frameSource && typ != frameField && typ != frameFetched) || d.uvarint() != id || d.err != nil {
 		os.Exit(exitProtocol)
 	}
 	return d
@@ -374,6 +375,29 @@ func (w *workerProc) running() {
 		c.deadline = time.Now().Add(c.timeout)
 		c.mu.Unlock()
 	}
+}
+
+// fetch asks the server to make a fetch of the call in progress
+// (context.fetch, fetch.go): the worker has no network of its own. The
+// server bounds it by the call's deadline and the request's end.
+func (w *workerProc) fetch(_ context.Context, req *fetchRequest, _ time.Time) (*fetchResponse, string, error) {
+	c := w.cur.Load()
+	if c == nil {
+		return nil, "", &fetchError{"disabled", "not available here"}
+	}
+	f := newFrame(frameFetch)
+	f.uvarint(c.id)
+	encodeFetchRequest(f, req)
+	if w.write(f) != nil {
+		os.Exit(0)
+	}
+	d := w.reply(c.id)
+	resp, err := decodeFetched(d)
+	if d.err != nil || len(d.b) != 0 {
+		os.Exit(exitProtocol)
+	}
+	// The server logged the call and keeps its line for the call's logs.
+	return resp, "", err
 }
 
 // remoteLazy is a context value the server computes when the script

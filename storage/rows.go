@@ -266,6 +266,7 @@ type scriptRow struct {
 	OnError   string `gorm:"column:on_error"`
 	MemoryMB  int64  `gorm:"column:memory_mb"`
 	Isolation string `gorm:"column:isolation"`
+	Hosts     string `gorm:"column:allowed_hosts"`
 	Version   string `gorm:"column:version"`
 	UpdatedAt int64  `gorm:"column:updated_at;autoUpdateTime:false"`
 	// VersionNumber and Candidate: docs/scripts.md, "Versions, rollback
@@ -289,6 +290,12 @@ func scriptToRow(s *hooks.Script) (*scriptRow, error) {
 		}
 		cand = string(b)
 	}
+	hosts := ""
+	if len(s.AllowedHosts) > 0 {
+		if hosts, err = encodeJSON(s.AllowedHosts); err != nil {
+			return nil, fmt.Errorf("storage: script %s allowed_hosts: %w", s.Name, err)
+		}
+	}
 	return &scriptRow{
 		Name:      s.Name,
 		Kind:      string(s.Kind),
@@ -300,6 +307,7 @@ func scriptToRow(s *hooks.Script) (*scriptRow, error) {
 		OnError:   string(s.OnError),
 		MemoryMB:  int64(s.MemoryMB),
 		Isolation: string(s.Isolation),
+		Hosts:     hosts,
 		Version:   s.Version,
 
 		VersionNumber: int64(s.Number),
@@ -330,6 +338,9 @@ func (r *scriptRow) toEngine() (*hooks.Script, error) {
 			return nil, fmt.Errorf("storage: script %s candidate: %w", r.Name, err)
 		}
 		s.Candidate = &hooks.Candidate{Source: c.Source, Rollout: hooks.Rollout(c.Rollout), Percent: c.Percent}
+	}
+	if err := decodeJSON(r.Hosts, &s.AllowedHosts); err != nil {
+		return nil, fmt.Errorf("storage: script %s allowed_hosts: %w", r.Name, err)
 	}
 	return s, nil
 }

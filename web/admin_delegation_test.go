@@ -81,6 +81,7 @@ func TestDelegatedAdminCannotEscalate(t *testing.T) {
 func TestDelegatedAdminsCannotChangeWhatRuns(t *testing.T) {
 	h := newHarness(t)
 	h.createScript(introspectionScript("inline-trusted", `return true;`, map[string]any{"isolation": "inline"}))
+	h.createScript(introspectionScript("fetcher", `return true;`, map[string]any{"allowed_hosts": []string{"api.example.com"}}))
 	h.createClient(map[string]any{"client_id": "clients-admin", "client_secret": "clients-admin-secret", "scope": "keyhook:clients.write"})
 	h.createClient(map[string]any{"client_id": "scripts-admin", "client_secret": "scripts-admin-secret", "scope": "keyhook:scripts.write"})
 	h.createClient(map[string]any{"client_id": "jwt", "client_secret": "jwt-secret", "access_token_as_jwt": true})
@@ -122,6 +123,17 @@ func TestDelegatedAdminsCannotChangeWhatRuns(t *testing.T) {
 			map[string]any{"type": "introspection", "source": src, "isolation": "process"}, 200},
 		{"a process script is fine", scripts, http.MethodPost, "/scripts",
 			map[string]any{"name": "process-new", "type": "introspection", "source": src, "isolation": "process"}, 201},
+		// allowed_hosts lets a script send what it sees out (context.fetch).
+		{"create a script that may fetch", scripts, http.MethodPost, "/scripts",
+			map[string]any{"name": "fetch-new", "type": "introspection", "source": src, "allowed_hosts": []string{"api.example.com"}}, 403},
+		{"let a script fetch from another host", scripts, http.MethodPut, "/scripts/fetcher",
+			map[string]any{"type": "introspection", "source": src, "allowed_hosts": []string{"evil.example.com"}}, 403},
+		{"drop a script's hosts", scripts, http.MethodPut, "/scripts/fetcher",
+			map[string]any{"type": "introspection", "source": src}, 403},
+		{"keep a script's hosts", scripts, http.MethodPut, "/scripts/fetcher",
+			map[string]any{"type": "introspection", "source": src, "allowed_hosts": []string{"api.example.com"}}, 200},
+		{"keyhook:admin may let a script fetch", h.adminToken, http.MethodPut, "/scripts/fetcher",
+			map[string]any{"type": "introspection", "source": src, "allowed_hosts": []string{"evil.example.com"}}, 200},
 		{"keyhook:admin may turn it on", h.adminToken, http.MethodPut, "/clients/jwt",
 			map[string]any{"access_token_as_jwt": true, "run_introspection_script_before_jwt_creation": true}, 200},
 		{"keyhook:admin may write inline scripts", h.adminToken, http.MethodPost, "/scripts",

@@ -69,7 +69,17 @@ type harnessCfg struct {
 	hashWait time.Duration
 	// tracer, when set, traces requests (docs/operations.md, "Tracing").
 	tracer trace.TracerProvider
+	// fetch configures scripts' context.fetch; isolation is the scripts'
+	// default isolation ("" = process).
+	fetch     scripts.FetchOptions
+	isolation hooks.Isolation
 }
+
+// withFetch configures scripts' context.fetch.
+func withFetch(f scripts.FetchOptions) harnessOpt { return func(c *harnessCfg) { c.fetch = f } }
+
+// withIsolation sets the default isolation of scripts.
+func withIsolation(i hooks.Isolation) harnessOpt { return func(c *harnessCfg) { c.isolation = i } }
 
 func withWorkers(n int) harnessOpt { return func(c *harnessCfg) { c.workers = n } }
 
@@ -124,7 +134,7 @@ func newHarness(t testing.TB, opts ...harnessOpt) *harness {
 	log := cfg.log
 	reg := prometheus.NewRegistry()
 	clk := &clock{}
-	rt := scripts.New(scripts.Options{Registerer: reg, Logger: log, Workers: cfg.workers})
+	rt := scripts.New(scripts.Options{Registerer: reg, Logger: log, Workers: cfg.workers, Fetch: cfg.fetch, DefaultIsolation: cfg.isolation})
 	t.Cleanup(rt.Close)
 	disp := hooks.NewDispatcher(rt, log)
 	disp.Breaker.Now = clk.now // script cool-downs follow the test clock
