@@ -306,7 +306,7 @@ func (d *Dispatcher) Lifetime(ctx context.Context, scripts []*Script, fn Functio
 			seconds, ok = n, true
 		} else {
 			log.Warn("script lifetime ignored: not whole seconds between 1 and 10 years", "script", s.Name,
-				"function", string(fn), "value", lifetimeForLog(res.Return))
+				"function", string(fn), "value", lifetimeForLog(s.RedactValue(res.Return)))
 		}
 	}
 	return seconds, ok, nil
@@ -334,9 +334,9 @@ func (d *Dispatcher) fail(log *slog.Logger, s *Script, fn Function, err error) e
 	return nil
 }
 
-// withConfig is hctx with the script's own config added.
+// withConfig is hctx with the script's own config and secrets added.
 func withConfig(hctx map[string]any, s *Script) map[string]any {
-	c := make(map[string]any, len(hctx)+1)
+	c := make(map[string]any, len(hctx)+2)
 	for k, v := range hctx {
 		c[k] = v
 	}
@@ -345,6 +345,7 @@ func withConfig(hctx map[string]any, s *Script) map[string]any {
 		cfg = map[string]string{}
 	}
 	c["config"] = cfg
+	c["secrets"] = secretsValue(s.Secrets)
 	return c
 }
 

@@ -73,6 +73,11 @@ type Script struct {
 	// Version changes whenever Source changes. Runtimes key compiled
 	// programs and runtime pools by Name and Version.
 	Version string
+	// Secrets are the script's secret values by name, in the clear: the
+	// engine seals them at rest and opens them on load. They reach the
+	// script as context.secrets, and Redact keeps them out of its log
+	// lines and error messages (docs/scripts.md, "Secrets").
+	Secrets map[string]string
 }
 
 // Function names a function a script may define: one of the hook

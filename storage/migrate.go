@@ -163,6 +163,11 @@ var migrations = []migration{
 	{version: 5, name: "client CORS origins", up: []string{
 		`ALTER TABLE clients ADD COLUMN allowed_cors_origins TEXT NOT NULL DEFAULT ''`,
 	}},
+	{version: 7, name: "script secrets", up: []string{
+		// A JSON object of secret names to values, each sealed under the
+		// key-encryption key when there is one (docs/keys.md).
+		`ALTER TABLE scripts ADD COLUMN secrets TEXT NOT NULL DEFAULT ''`,
+	}},
 }
 
 // migrationLockID is the PostgreSQL advisory lock that serializes the

@@ -268,6 +268,9 @@ type scriptRow struct {
 	Isolation string `gorm:"column:isolation"`
 	Version   string `gorm:"column:version"`
 	UpdatedAt int64  `gorm:"column:updated_at;autoUpdateTime:false"`
+	// Secrets are as the engine gives them: sealed when it has a
+	// key-encryption key (engine/scriptsecrets.go).
+	Secrets string `gorm:"column:secrets"`
 }
 
 func (scriptRow) TableName() string { return "scripts" }
@@ -277,7 +280,14 @@ func scriptToRow(s *hooks.Script) (*scriptRow, error) {
 	if err != nil {
 		return nil, fmt.Errorf("storage: script %s config: %w", s.Name, err)
 	}
+	secrets := ""
+	if len(s.Secrets) > 0 {
+		if secrets, err = encodeJSON(s.Secrets); err != nil {
+			return nil, fmt.Errorf("storage: script %s secrets: %w", s.Name, err)
+		}
+	}
 	return &scriptRow{
+		Secrets:   secrets,
 		Name:      s.Name,
 		Kind:      string(s.Kind),
 		Source:    s.Source,
@@ -307,6 +317,9 @@ func (r *scriptRow) toEngine() (*hooks.Script, error) {
 	}
 	if err := decodeJSON(r.Config, &s.Config); err != nil {
 		return nil, fmt.Errorf("storage: script %s config: %w", r.Name, err)
+	}
+	if err := decodeJSON(r.Secrets, &s.Secrets); err != nil {
+		return nil, fmt.Errorf("storage: script %s secrets: %w", r.Name, err)
 	}
 	return s, nil
 }

@@ -66,6 +66,8 @@ type harnessCfg struct {
 	// hashMB, hashWait: the password-hashing budget (0: defaults).
 	hashMB   int
 	hashWait time.Duration
+	// kek is the key-encryption key (nil: none, docs/keys.md).
+	kek []byte
 }
 
 func withWorkers(n int) harnessOpt { return func(c *harnessCfg) { c.workers = n } }
@@ -87,6 +89,9 @@ func withPasswordHashing(mb int, wait time.Duration) harnessOpt {
 
 // withTrustedProxies makes the server believe X-Forwarded-For from these networks.
 func withTrustedProxies(p ...netip.Prefix) harnessOpt { return func(c *harnessCfg) { c.proxies = p } }
+
+// withKEK gives the engine a key-encryption key.
+func withKEK(kek []byte) harnessOpt { return func(c *harnessCfg) { c.kek = kek } }
 
 func withDSN(dsn string) harnessOpt { return func(c *harnessCfg) { c.dsn = dsn } }
 
@@ -124,7 +129,7 @@ func newHarness(t testing.TB, opts ...harnessOpt) *harness {
 		disp.Breaker.Threshold = -1
 	}
 	ecfg := engine.Config{Issuer: base, Logger: log, Now: clk.now, Hooks: disp, ScriptBudget: cfg.budget,
-		PasswordHashMemoryMB: cfg.hashMB, PasswordHashWait: cfg.hashWait}
+		PasswordHashMemoryMB: cfg.hashMB, PasswordHashWait: cfg.hashWait, KEK: cfg.kek}
 	if !cfg.throttles {
 		ecfg.LoginThrottle.Free, ecfg.ClientAuthThrottle.Free = -1, -1
 	}
