@@ -32,6 +32,9 @@ type Dispatcher struct {
 	// Like the other callbacks and Breaker, it is set before the
 	// dispatcher is used.
 	OnRemove func(script string)
+	// Logs keeps the scripts' latest context.log lines (the live log);
+	// NewDispatcher makes one with the default bounds.
+	Logs *LogRing
 
 	mu     sync.RWMutex
 	byName map[string]*Script
@@ -48,7 +51,7 @@ func NewDispatcher(rt Runtime, log *slog.Logger) *Dispatcher {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Dispatcher{rt: rt, log: log, byName: map[string]*Script{}}
+	return &Dispatcher{rt: rt, log: log, byName: map[string]*Script{}, Logs: NewLogRing(0, 0)}
 }
 
 // Runtime is the runtime scripts run on.
@@ -83,6 +86,9 @@ func (d *Dispatcher) Replace(all []*Script) {
 		}
 		if d.OnRemove != nil {
 			d.OnRemove(name)
+		}
+		if d.Logs != nil {
+			d.Logs.Forget(name)
 		}
 	}
 }
@@ -236,6 +242,7 @@ func (d *Dispatcher) Run(ctx context.Context, scripts []*Script, fn Function, va
 			continue
 		}
 		res, err := d.rt.Call(ctx, s, &Call{Function: fn, Args: []any{out.Value}, Context: withConfig(hctx, s), Logger: log})
+		d.keepLogs(ctx, s, fn, hctx, res)
 		if err == nil && !res.Defined {
 			d.inconclusive(s)
 			continue
@@ -292,6 +299,7 @@ func (d *Dispatcher) Lifetime(ctx context.Context, scripts []*Script, fn Functio
 			continue
 		}
 		res, cerr := d.rt.Call(ctx, s, &Call{Function: fn, Context: withConfig(hctx, s), Logger: log})
+		d.keepLogs(ctx, s, fn, hctx, res)
 		if cerr != nil {
 			if denied := d.fail(log, s, fn, cerr); denied != nil {
 				return 0, false, denied

@@ -40,6 +40,7 @@ func (s *Server) adminRoutes(e *echo.Echo) {
 	route(http.MethodPatch, "/scripts/:name", "scripts", s.patchScript)
 	route(http.MethodDelete, "/scripts/:name", "scripts", s.deleteScript)
 	route(http.MethodPost, "/scripts/:name/test", "scripts", s.testScript)
+	route(http.MethodGet, "/scripts/:name/logs", "scripts", s.scriptLogs)
 
 	route(http.MethodPost, "/users", "users", s.createUser)
 	route(http.MethodGet, "/users", "users", s.listUsers)

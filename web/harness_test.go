@@ -141,7 +141,9 @@ func newHarness(t testing.TB, opts ...harnessOpt) *harness {
 	if _, err := eng.Bootstrap(ctx, adminSecret); err != nil {
 		t.Fatalf("bootstrap: %v", err)
 	}
-	srv.Config.Handler = web.New(web.Config{Engine: eng, Logger: log, Registry: reg, Ready: store.Ping, TrustedProxies: cfg.proxies}).Handler()
+	ws := web.New(web.Config{Engine: eng, Logger: log, Registry: reg, Ready: store.Ping, TrustedProxies: cfg.proxies})
+	srv.Config.Handler = ws.Handler()
+	srv.Config.RegisterOnShutdown(ws.CloseStreams) // as keyhook serve does
 	srv.Start()
 	t.Cleanup(srv.Close)
 	// The refresh loop, as keyhook serve runs it: shared state written by
