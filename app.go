@@ -157,7 +157,7 @@ func warnUnencryptedKeys(log *slog.Logger, k engine.KeyEncryption) {
 	case k.Unencrypted():
 		log.Warn("UNENCRYPTED KEYS: some keys or script secrets were stored before the key-encryption key was set and are still unencrypted in the database; "+
 			"rotate the signing key (POST /admin/v1/keys/rotate) and the old one is deleted when its tokens have expired; "+
-			"set the scripts' secrets again to seal them (docs/keys.md)",
+			"write those scripts again (a PUT of what GET answers) to seal their secrets (docs/keys.md)",
 			"signing_keys", strings.Join(k.PlainSigningKeys, " "), "sealing_key", k.PlainSealKey,
 			"script_secrets", strings.Join(k.PlainScriptSecrets, " "))
 	}

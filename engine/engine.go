@@ -164,6 +164,7 @@ func New(ctx context.Context, cfg Config, st Stores) (*Engine, error) {
 	if err := e.reloadScripts(ctx); err != nil {
 		return nil, fmt.Errorf("loading scripts: %w", err)
 	}
+	e.resealScriptSecrets(ctx)
 	return e, nil
 }
 

@@ -157,6 +157,51 @@ func (s *sealedScripts) open(sc *hooks.Script) error {
 	return nil
 }
 
+// ScriptSecretResealer is implemented by script stores that can seal,
+// in place, secrets stored before a KEK was set: next replaces old only
+// if the script's stored secrets are still old, and its version stays.
+type ScriptSecretResealer interface {
+	ResealScriptSecrets(ctx context.Context, name string, old, next map[string]string) error
+}
+
+// resealScriptSecrets seals, in place, the script secrets stored in the
+// clear before a KEK was configured, as resealSigningKeys does for keys.
+// One that cannot be sealed stays in the clear and is reported by
+// UnencryptedKeys.
+func (e *Engine) resealScriptSecrets(ctx context.Context) {
+	s, ok := e.st.Scripts.(*sealedScripts)
+	if e.kek == nil || !ok {
+		return
+	}
+	r, ok := s.ScriptStore.(ScriptSecretResealer)
+	if !ok {
+		return
+	}
+	all, err := s.ScriptStore.Scripts(ctx) // as stored
+	if err != nil {
+		e.log.Error("could not read the scripts to seal their secrets under the key-encryption key", "err", err)
+		return
+	}
+	for _, sc := range all {
+		next, plain := map[string]string{}, false
+		for k, v := range sc.Secrets {
+			if rest, ok := strings.CutPrefix(v, clearPrefix); ok {
+				v, plain = string(e.wrap([]byte(rest))), true
+			}
+			next[k] = v
+		}
+		if !plain {
+			continue
+		}
+		if err := r.ResealScriptSecrets(ctx, sc.Name, sc.Secrets, next); err != nil {
+			e.log.Error("could not seal a script's secrets under the key-encryption key", "script", sc.Name, "err", err)
+			continue
+		}
+		e.notePlainSecrets(sc.Name, false)
+		e.log.Info("sealed a script's secrets under the key-encryption key", "script", sc.Name)
+	}
+}
+
 // notePlainSecrets records whether the script called name has secrets
 // stored in the clear although there is a KEK (stored before it was set).
 func (e *Engine) notePlainSecrets(name string, plain bool) {

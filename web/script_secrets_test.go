@@ -231,3 +231,43 @@ func jsonEscaped(s string) string {
 	b, _ := json.Marshal(s)
 	return string(b[1 : len(b)-1])
 }
+
+// TestScriptSecretsSealedWhenAKEKArrives checks that secrets stored
+// without a KEK are sealed in place at the first start with one (the
+// script keeps its values), as the keys are (docs/keys.md).
+func TestScriptSecretsSealedWhenAKEKArrives(t *testing.T) {
+	const secret = "stored-before-kek-6d5c4b"
+	dir := t.TempDir()
+	dsn := "sqlite:" + filepath.Join(dir, "keyhook.db")
+	dbFile := func() string {
+		var all []byte
+		for _, f := range []string{"keyhook.db", "keyhook.db-wal"} {
+			b, _ := os.ReadFile(filepath.Join(dir, f))
+			all = append(all, b...)
+		}
+		return string(all)
+	}
+	before := newHarness(t, withDSN(dsn))
+	before.createScript(map[string]any{"name": "vault", "type": "introspection", "source": probeSource,
+		"secrets": map[string]string{"api_key": secret}})
+	if k := before.eng.UnencryptedKeys(); k.KEK || !k.Unencrypted() {
+		t.Fatalf("without a KEK: %+v", k)
+	}
+	before.store.Close()
+	if !strings.Contains(dbFile(), "clear:"+secret) {
+		t.Fatal("without a KEK the secret is not stored as the test expects")
+	}
+
+	kek, _ := engine.ParseKEK(engine.NewKEK())
+	after := newHarness(t, withDSN(dsn), withKEK(kek))
+	if k := after.eng.UnencryptedKeys(); len(k.PlainScriptSecrets) != 0 {
+		t.Errorf("after the start with a KEK, scripts with secrets in the clear: %v", k.PlainScriptSecrets)
+	}
+	if got := probeSecrets(t, after, "vault"); got["api_key"] != secret {
+		t.Errorf("after sealing the script sees %v", got)
+	}
+	after.store.Close()
+	if strings.Contains(dbFile(), secret) {
+		t.Error("the secret is still in the database file in the clear")
+	}
+}
