@@ -175,12 +175,14 @@ func loadKEK(o *options) ([]byte, error) {
 func warnUnencryptedKeys(log *slog.Logger, k engine.KeyEncryption) {
 	switch {
 	case !k.KEK:
-		log.Warn("UNENCRYPTED KEYS: signing keys and the client-secret sealing key are stored unencrypted in the database; " +
-			"anyone who can read the database or a backup of it can sign tokens as this server. " +
+		log.Warn("UNENCRYPTED KEYS: signing keys, the client-secret sealing key and script secrets are stored unencrypted in the database; " +
+			"anyone who can read the database or a backup of it can sign tokens as this server and read the scripts' secrets. " +
 			"Set a key-encryption key with --kek-file or KEYHOOK_KEK (keyhook new-kek makes one), and --require-kek to refuse to start without it (docs/keys.md)")
 	case k.Unencrypted():
-		log.Warn("UNENCRYPTED KEYS: some keys were stored before the key-encryption key was set and are still unencrypted in the database; "+
-			"rotate the signing key (POST /admin/v1/keys/rotate) and the old one is deleted when its tokens have expired (docs/keys.md)",
-			"signing_keys", strings.Join(k.PlainSigningKeys, " "), "sealing_key", k.PlainSealKey)
+		log.Warn("UNENCRYPTED KEYS: some keys or script secrets were stored before the key-encryption key was set and are still unencrypted in the database; "+
+			"rotate the signing key (POST /admin/v1/keys/rotate) and the old one is deleted when its tokens have expired; "+
+			"write those scripts again (a PUT of what GET answers) to seal their secrets (docs/keys.md)",
+			"signing_keys", strings.Join(k.PlainSigningKeys, " "), "sealing_key", k.PlainSealKey,
+			"script_secrets", strings.Join(k.PlainScriptSecrets, " "))
 	}
 }

@@ -221,6 +221,8 @@ func serveUntilStopped(ctx context.Context, o *options, stdout, stderr io.Writer
 		hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
 			WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10,
 			BaseContext: func(net.Listener) context.Context { return baseCtx }}
+		// Followed script logs end when shutdown starts, not at its timeout.
+		hs.RegisterOnShutdown(srv.CloseStreams)
 		a.rt.Start()
 		// The refresh and purge loop ends before the store closes.
 		runCtx, stopRun := context.WithCancel(context.Background())

@@ -22,12 +22,16 @@ var scriptNamePattern = regexp.MustCompile(`^[a-z0-9_-]{1,64}$`)
 
 // ScriptDoc is a script as the admin API reads and writes it.
 type ScriptDoc struct {
-	Name      string            `json:"name"`
-	Type      string            `json:"type"`
-	Source    string            `json:"source"`
-	Enabled   *bool             `json:"enabled,omitempty"`
-	Level     *int              `json:"level,omitempty"`
-	Config    map[string]string `json:"config"`
+	Name    string            `json:"name"`
+	Type    string            `json:"type"`
+	Source  string            `json:"source"`
+	Enabled *bool             `json:"enabled,omitempty"`
+	Level   *int              `json:"level,omitempty"`
+	Config  map[string]string `json:"config"`
+	// Secrets are write-only: answers carry each name with SecretSet;
+	// a write that leaves them out keeps the stored ones
+	// (engine/scriptsecrets.go, docs/scripts.md).
+	Secrets   map[string]string `json:"secrets,omitempty"`
 	TimeoutMS *int64            `json:"timeout_ms,omitempty"`
 	OnError   string            `json:"on_error,omitempty"`
 	// MemoryMB is the memory budget of one call in MiB (absent: the
@@ -66,7 +70,7 @@ func ScriptDocument(s *hooks.Script) *ScriptDoc {
 	}
 	doc := &ScriptDoc{Name: s.Name, Type: string(s.Kind), Source: s.Source, Enabled: &enabled, Level: &level,
 		Config: cfg, TimeoutMS: &ms, OnError: string(s.OnError), Isolation: string(s.Isolation), Version: s.Version,
-		VersionNumber: s.Number, AllowedHosts: s.AllowedHosts}
+		VersionNumber: s.Number, AllowedHosts: s.AllowedHosts, Secrets: secretNames(s.Secrets)}
 	if s.MemoryMB > 0 {
 		mb := s.MemoryMB
 		doc.MemoryMB = &mb
@@ -78,8 +82,10 @@ func ScriptDocument(s *hooks.Script) *ScriptDoc {
 	return doc
 }
 
-// scriptFromDoc validates doc, including that the source compiles.
-func (e *Engine) scriptFromDoc(doc *ScriptDoc) (*hooks.Script, error) {
+// scriptFromDoc validates doc, including that the source compiles. stored
+// is the script doc replaces (nil for a new one): its secrets are kept
+// when doc has none, and resolve doc's SecretSet references.
+func (e *Engine) scriptFromDoc(doc *ScriptDoc, stored *hooks.Script) (*hooks.Script, error) {
 	s := &hooks.Script{Name: doc.Name, Kind: hooks.Kind(doc.Type), Source: doc.Source, Enabled: true,
 		Level: DefaultScriptLevel, Config: doc.Config, Timeout: DefaultScriptTimeout, OnError: hooks.OnError(doc.OnError)}
 	if !scriptNamePattern.MatchString(s.Name) {
@@ -128,6 +134,18 @@ func (e *Engine) scriptFromDoc(doc *ScriptDoc) (*hooks.Script, error) {
 	if s.Source == "" {
 		return nil, fieldError("source", "is required")
 	}
+	var old map[string]string
+	if stored != nil {
+		old = stored.Secrets
+	}
+	if doc.Secrets == nil {
+		s.Secrets = old
+	} else {
+		var err error
+		if s.Secrets, err = resolveSecrets(doc.Secrets, old); err != nil {
+			return nil, err
+		}
+	}
 	if err := e.checkSource("source", s.Name, s.Source); err != nil {
 		return nil, err
 	}
@@ -160,7 +178,7 @@ func (e *Engine) checkSource(field, name, src string) error {
 // CreateScript stores a new script; it runs from now on, here at once and
 // on other instances after their next refresh.
 func (e *Engine) CreateScript(ctx context.Context, doc *ScriptDoc) (*ScriptDoc, error) {
-	s, err := e.scriptFromDoc(doc)
+	s, err := e.scriptFromDoc(doc, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -188,7 +206,7 @@ func (e *Engine) ReplaceScript(ctx context.Context, name string, doc *ScriptDoc)
 	if err != nil {
 		return nil, adminErr(err, "script", name)
 	}
-	s, err := e.scriptFromDoc(doc)
+	s, err := e.scriptFromDoc(doc, old)
 	if err != nil {
 		return nil, err
 	}
@@ -270,6 +288,11 @@ type DryRunRequest struct {
 	Args     []any          `json:"args"`
 	Context  map[string]any `json:"context"`
 	Source   string         `json:"source"`
+	// Secrets, when given, replace the stored script's secrets for this
+	// run (SecretSet refers to a stored value); the script reads them as
+	// context.secrets, and the answer shows SecretMark wherever one of
+	// their values would appear.
+	Secrets map[string]string `json:"secrets,omitempty"`
 }
 
 // DryRunResult is its answer (docs/scripts.md).
@@ -314,6 +337,15 @@ func (e *Engine) TestScript(ctx context.Context, name string, req *DryRunRequest
 	if !scriptFunctionPattern.MatchString(string(fn)) {
 		return nil, fieldError("function", "must be a JavaScript function name")
 	}
+	if req.Secrets != nil {
+		secrets, err := resolveSecrets(req.Secrets, s.Secrets)
+		if err != nil {
+			return nil, err
+		}
+		cp := *s
+		cp.Secrets = secrets
+		s = &cp
+	}
 	hctx := req.Context
 	if hctx == nil {
 		hctx = map[string]any{}
@@ -325,6 +357,13 @@ func (e *Engine) TestScript(ctx context.Context, name string, req *DryRunRequest
 		}
 		hctx["config"] = cfg
 	}
+	// context.secrets are the script's, whatever the request's context
+	// says: they are what the answer is redacted for.
+	secrets := map[string]any{}
+	for k, v := range s.Secrets {
+		secrets[k] = v
+	}
+	hctx["secrets"] = secrets
 	res, err := e.hooks.Runtime().Call(ctx, s, &hooks.Call{Function: fn, Args: req.Args, Context: hctx})
 	out := &DryRunResult{ArgsAfter: req.Args, Logs: []string{}}
 	if res != nil && res.Logs != nil {
@@ -333,18 +372,37 @@ func (e *Engine) TestScript(ctx context.Context, name string, req *DryRunRequest
 	if err != nil {
 		msg := err.Error()
 		out.Error = &msg
-		return out, nil
+		return redactDryRun(s, out), nil
 	}
 	if !res.Defined {
 		msg := "the script does not define " + string(fn)
 		out.Error = &msg
-		return out, nil
+		return redactDryRun(s, out), nil
 	}
 	out.Result, out.ArgsAfter, out.DurationMS = res.Return, res.Args, float64(res.Duration.Microseconds())/1000
 	if out.ArgsAfter == nil {
 		out.ArgsAfter = []any{}
 	}
-	return out, nil
+	return redactDryRun(s, out), nil
+}
+
+// redactDryRun takes s's secret values out of a dry run's answer. The
+// runtime redacted the logs and the error already; the values are the
+// script's answer, which a real call would put in a token, but a dry run
+// shows them to whoever runs the test.
+func redactDryRun(s *hooks.Script, out *DryRunResult) *DryRunResult {
+	out.Result = s.RedactValue(out.Result)
+	if args, ok := s.RedactValue(out.ArgsAfter).([]any); ok {
+		out.ArgsAfter = args
+	}
+	for i, l := range out.Logs {
+		out.Logs[i] = s.Redact(l)
+	}
+	if out.Error != nil {
+		msg := s.Redact(*out.Error)
+		out.Error = &msg
+	}
+	return out
 }
 
 var scriptFunctionPattern = regexp.MustCompile(`^[A-Za-z_$][A-Za-z0-9_$]{0,63}$`)

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -84,6 +85,10 @@ type Engine struct {
 	// verified remembers JWT access tokens whose signature was checked
 	// (keys.go, verifiedJTI).
 	verified *lru.Cache[[32]byte, verifiedJWT]
+	// plainSecrets names the scripts whose secrets are stored in the
+	// clear although there is a KEK (engine/scriptsecrets.go).
+	plainSecretsMu sync.Mutex
+	plainSecrets   map[string]bool
 	// scriptsVersion is the store's script version last loaded.
 	scriptsVersion atomic.Value
 	// meta is the discovery document (metadata.go).
@@ -146,6 +151,9 @@ func New(ctx context.Context, cfg Config, st Stores) (*Engine, error) {
 			return nil, err
 		}
 	}
+	if st.Scripts != nil {
+		e.st.Scripts = &sealedScripts{ScriptStore: st.Scripts, e: e}
+	}
 	if err := e.loadSealKey(ctx); err != nil {
 		return nil, err
 	}
@@ -156,6 +164,7 @@ func New(ctx context.Context, cfg Config, st Stores) (*Engine, error) {
 	if err := e.reloadScripts(ctx); err != nil {
 		return nil, fmt.Errorf("loading scripts: %w", err)
 	}
+	e.resealScriptSecrets(ctx)
 	return e, nil
 }
 

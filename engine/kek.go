@@ -5,6 +5,8 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 )
 
@@ -138,15 +140,25 @@ type KeyEncryption struct {
 	// PlainSealKey is whether the client-secret sealing key is stored
 	// unencrypted.
 	PlainSealKey bool
+	// PlainScriptSecrets names the scripts whose secrets are stored
+	// unencrypted: set before the KEK was, and not written since
+	// (engine/scriptsecrets.go).
+	PlainScriptSecrets []string
 }
 
-// Unencrypted reports whether any key is stored in the clear.
-func (k KeyEncryption) Unencrypted() bool { return k.PlainSealKey || len(k.PlainSigningKeys) > 0 }
+// Unencrypted reports whether any key or script secret is stored in the
+// clear.
+func (k KeyEncryption) Unencrypted() bool {
+	return k.PlainSealKey || len(k.PlainSigningKeys) > 0 || len(k.PlainScriptSecrets) > 0
+}
 
 // UnencryptedKeys reports which of the server's keys the database holds in
 // the clear (all of them without a KEK).
 func (e *Engine) UnencryptedKeys() KeyEncryption {
 	out := KeyEncryption{KEK: e.kek != nil, PlainSealKey: e.sealKeyPlain}
+	e.plainSecretsMu.Lock()
+	out.PlainScriptSecrets = slices.Sorted(maps.Keys(e.plainSecrets))
+	e.plainSecretsMu.Unlock()
 	e.keys.mu.RLock()
 	defer e.keys.mu.RUnlock()
 	for kid, lk := range e.keys.byID {

@@ -37,6 +37,9 @@ type Dispatcher struct {
 	OnShadowDifference func(script string)
 	// TraceCall, when set, is told of each script call (tracing).
 	TraceCall CallTracer
+	// Logs keeps the scripts' latest context.log lines (the live log);
+	// NewDispatcher makes one with the default bounds.
+	Logs *LogRing
 
 	mu     sync.RWMutex
 	byName map[string]*Script
@@ -56,7 +59,7 @@ func NewDispatcher(rt Runtime, log *slog.Logger) *Dispatcher {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Dispatcher{rt: rt, log: log, byName: map[string]*Script{}}
+	return &Dispatcher{rt: rt, log: log, byName: map[string]*Script{}, Logs: NewLogRing(0, 0)}
 }
 
 // Runtime is the runtime scripts run on.
@@ -103,9 +106,12 @@ func (d *Dispatcher) Replace(all []*Script) {
 			forget.Forget(name)
 		}
 	}
-	if d.OnRemove != nil {
-		for _, name := range removed {
+	for _, name := range removed {
+		if d.OnRemove != nil {
 			d.OnRemove(name)
+		}
+		if d.Logs != nil {
+			d.Logs.Forget(name)
 		}
 	}
 }
@@ -305,6 +311,7 @@ func (d *Dispatcher) runOne(ctx context.Context, log *slog.Logger, s *Script, fn
 		end(resultOf(err))
 	} else {
 		res, err = d.rt.Call(cctx, run, &Call{Function: fn, Args: args, Context: withConfig(hctx, run), Logger: log})
+		d.keepLogs(ctx, s, run, fn, hctx, res)
 		if err == nil && res.Defined && judge != nil {
 			if verr := judge(res); verr != nil {
 				se := verr.(*ScriptError)
@@ -356,7 +363,7 @@ func (d *Dispatcher) Lifetime(ctx context.Context, scripts []*Script, fn Functio
 			seconds, ok = n, true
 		} else {
 			log.Warn("script lifetime ignored: not whole seconds between 1 and 10 years", "script", s.Name,
-				"function", string(fn), "value", lifetimeForLog(res.Return))
+				"function", string(fn), "value", lifetimeForLog(s.RedactValue(res.Return)))
 		}
 	}
 	return seconds, ok, nil
@@ -384,9 +391,9 @@ func (d *Dispatcher) fail(log *slog.Logger, s *Script, fn Function, err error) e
 	return nil
 }
 
-// withConfig is hctx with the script's own config added.
+// withConfig is hctx with the script's own config and secrets added.
 func withConfig(hctx map[string]any, s *Script) map[string]any {
-	c := make(map[string]any, len(hctx)+1)
+	c := make(map[string]any, len(hctx)+2)
 	for k, v := range hctx {
 		c[k] = v
 	}
@@ -395,6 +402,7 @@ func withConfig(hctx map[string]any, s *Script) map[string]any {
 		cfg = map[string]string{}
 	}
 	c["config"] = cfg
+	c["secrets"] = secretsValue(s.Secrets)
 	return c
 }
 

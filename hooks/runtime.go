@@ -77,6 +77,11 @@ type Script struct {
 	// Version changes whenever Source changes. Runtimes key compiled
 	// programs and runtime pools by Name and Version.
 	Version string
+	// Secrets are the script's secret values by name, in the clear: the
+	// engine seals them at rest and opens them on load. They reach the
+	// script as context.secrets, and Redact keeps them out of its log
+	// lines and error messages (docs/scripts.md, "Secrets").
+	Secrets map[string]string
 	// Number is the number of the script's live version in its history
 	// (1, 2, 3 …; 0 for a script written before versions were kept),
 	// as the admin API shows it (docs/scripts.md, "Versions, rollback

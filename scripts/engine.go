@@ -429,8 +429,17 @@ func (e *Runtime) budget(s *hooks.Script) int64 {
 // lines it logged before failing (Args and Return are then nil). A
 // function not declared at the script's top level is answered without
 // running anything. The call stops at its deadline (s.Timeout, or ctx's
-// deadline if earlier) and when ctx ends.
+// deadline if earlier) and when ctx ends. A script's secret values are
+// redacted from its log lines and error messages (see callRedacted).
 func (e *Runtime) Call(ctx context.Context, s *hooks.Script, call *hooks.Call) (*hooks.Result, error) {
+	if len(s.Secrets) > 0 {
+		return e.callRedacted(ctx, s, call)
+	}
+	return e.run(ctx, s, call)
+}
+
+// run is Call without redaction.
+func (e *Runtime) run(ctx context.Context, s *hooks.Script, call *hooks.Call) (*hooks.Result, error) {
 	if len(s.Source) > e.opts.MaxSourceBytes {
 		return nil, fmt.Errorf("%w: script %q is %d bytes, limit is %d", ErrSourceTooLarge, s.Name, len(s.Source), e.opts.MaxSourceBytes)
 	}

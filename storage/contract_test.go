@@ -701,6 +701,43 @@ func runContract(t *testing.T, open func(t *testing.T) *Store) {
 			isErr(t, "DeleteScript absent", st.DeleteScript(ctx, "a"), engine.ErrNotFound)
 		}},
 
+		{"script secrets", func(t *testing.T, st *Store) {
+			// Values as the engine stores them (sealed or marked clear).
+			s := &hooks.Script{Name: "vault", Kind: hooks.KindIntrospection, Source: "function f(){}", OnError: hooks.OnErrorSkip,
+				Secrets: map[string]string{"api_key": "clear:v1", "other": "kek1:abc"}}
+			noErr(t, "CreateScript", st.CreateScript(ctx, s))
+			got, err := st.ScriptByName(ctx, "vault")
+			noErr(t, "ScriptByName", err)
+			equal(t, "secrets round trip", got.Secrets, s.Secrets)
+
+			sealed := map[string]string{"api_key": "kek1:def", "other": "kek1:abc"}
+			gen := func() string { v, _ := st.ScriptsVersion(ctx); return v }
+			g := gen()
+			for _, tc := range []struct {
+				name string
+				old  map[string]string
+				want map[string]string
+			}{
+				{"changed meanwhile: left as it is", map[string]string{"api_key": "clear:v0"}, s.Secrets},
+				{"still the old ones: sealed", s.Secrets, sealed},
+			} {
+				noErr(t, "ResealScriptSecrets", st.ResealScriptSecrets(ctx, "vault", tc.old, sealed))
+				got, err := st.ScriptByName(ctx, "vault")
+				noErr(t, "ScriptByName", err)
+				equal(t, tc.name, got.Secrets, tc.want)
+				equal(t, tc.name+": version kept", got.Version, s.Version)
+			}
+			equal(t, "resealing leaves the scripts' generation", gen(), g)
+
+			s.Secrets = nil
+			noErr(t, "UpdateScript", st.UpdateScript(ctx, s))
+			got, err = st.ScriptByName(ctx, "vault")
+			noErr(t, "ScriptByName", err)
+			if len(got.Secrets) != 0 {
+				t.Errorf("secrets after an update without them: %v", got.Secrets)
+			}
+		}},
+
 		{"users", func(t *testing.T, st *Store) {
 			_, err := st.UserByName(ctx, "alice")
 			isErr(t, "UserByName absent", err, engine.ErrNotFound)

@@ -182,6 +182,11 @@ var migrations = []migration{
 		`ALTER TABLE scripts ADD COLUMN version_number BIGINT NOT NULL DEFAULT 0`,
 		`ALTER TABLE scripts ADD COLUMN candidate TEXT NOT NULL DEFAULT ''`,
 	}},
+	{version: 7, name: "script secrets", up: []string{
+		// A JSON object of secret names to values, each sealed under the
+		// key-encryption key when there is one (docs/keys.md).
+		`ALTER TABLE scripts ADD COLUMN secrets TEXT NOT NULL DEFAULT ''`,
+	}},
 	{version: 8, name: "script fetch allowed hosts", up: []string{
 		// The hosts context.fetch may reach, a JSON list (docs/scripts.md).
 		`ALTER TABLE scripts ADD COLUMN allowed_hosts TEXT NOT NULL DEFAULT ''`,

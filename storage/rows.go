@@ -273,6 +273,9 @@ type scriptRow struct {
 	// and rollout".
 	VersionNumber int64  `gorm:"column:version_number"`
 	Candidate     string `gorm:"column:candidate"`
+	// Secrets are as the engine gives them: sealed when it has a
+	// key-encryption key (engine/scriptsecrets.go).
+	Secrets string `gorm:"column:secrets"`
 }
 
 func (scriptRow) TableName() string { return "scripts" }
@@ -296,7 +299,14 @@ func scriptToRow(s *hooks.Script) (*scriptRow, error) {
 			return nil, fmt.Errorf("storage: script %s allowed_hosts: %w", s.Name, err)
 		}
 	}
+	secrets := ""
+	if len(s.Secrets) > 0 {
+		if secrets, err = encodeJSON(s.Secrets); err != nil {
+			return nil, fmt.Errorf("storage: script %s secrets: %w", s.Name, err)
+		}
+	}
 	return &scriptRow{
+		Secrets:   secrets,
 		Name:      s.Name,
 		Kind:      string(s.Kind),
 		Source:    s.Source,
@@ -341,6 +351,9 @@ func (r *scriptRow) toEngine() (*hooks.Script, error) {
 	}
 	if err := decodeJSON(r.Hosts, &s.AllowedHosts); err != nil {
 		return nil, fmt.Errorf("storage: script %s allowed_hosts: %w", r.Name, err)
+	}
+	if err := decodeJSON(r.Secrets, &s.Secrets); err != nil {
+		return nil, fmt.Errorf("storage: script %s secrets: %w", r.Name, err)
 	}
 	return s, nil
 }

@@ -103,3 +103,19 @@ func newScriptVersion() string {
 	rand.Read(b[:])
 	return hex.EncodeToString(b[:])
 }
+
+// ResealScriptSecrets replaces the stored secrets of the script called
+// name with next if they are still old (both as the engine stores them),
+// keeping its version: the values are the same, only sealed
+// (engine/scriptsecrets.go). A script changed meanwhile is left as it is.
+func (s *Store) ResealScriptSecrets(ctx context.Context, name string, old, next map[string]string) error {
+	o, err := encodeJSON(old)
+	if err != nil {
+		return err
+	}
+	n, err := encodeJSON(next)
+	if err != nil {
+		return err
+	}
+	return s.conn(ctx).Model(&scriptRow{}).Where("name = ? AND secrets = ?", name, o).Update("secrets", n).Error
+}

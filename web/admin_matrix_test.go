@@ -42,6 +42,7 @@ var routeAreas = map[string]string{
 	"PATCH /admin/v1/scripts/:name":               "scripts",
 	"DELETE /admin/v1/scripts/:name":              "scripts",
 	"POST /admin/v1/scripts/:name/test":           "scripts",
+	"GET /admin/v1/scripts/:name/logs":            "scripts",
 	"POST /admin/v1/users":                        "users",
 	"GET /admin/v1/users":                         "users",
 	"GET /admin/v1/users/:name":                   "users",

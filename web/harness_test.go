@@ -73,6 +73,8 @@ type harnessCfg struct {
 	// default isolation ("" = process).
 	fetch     scripts.FetchOptions
 	isolation hooks.Isolation
+	// kek is the key-encryption key (nil: none, docs/keys.md).
+	kek []byte
 }
 
 // withFetch configures scripts' context.fetch.
@@ -105,6 +107,8 @@ func withTrustedProxies(p ...netip.Prefix) harnessOpt { return func(c *harnessCf
 func withTracerProvider(tp trace.TracerProvider) harnessOpt {
 	return func(c *harnessCfg) { c.tracer = tp }
 }
+// withKEK gives the engine a key-encryption key.
+func withKEK(kek []byte) harnessOpt { return func(c *harnessCfg) { c.kek = kek } }
 
 func withDSN(dsn string) harnessOpt { return func(c *harnessCfg) { c.dsn = dsn } }
 
@@ -142,7 +146,7 @@ func newHarness(t testing.TB, opts ...harnessOpt) *harness {
 		disp.Breaker.Threshold = -1
 	}
 	ecfg := engine.Config{Issuer: base, Logger: log, Now: clk.now, Hooks: disp, ScriptBudget: cfg.budget,
-		PasswordHashMemoryMB: cfg.hashMB, PasswordHashWait: cfg.hashWait}
+		PasswordHashMemoryMB: cfg.hashMB, PasswordHashWait: cfg.hashWait, KEK: cfg.kek}
 	if !cfg.throttles {
 		ecfg.LoginThrottle.Free, ecfg.ClientAuthThrottle.Free = -1, -1
 	}
@@ -154,8 +158,10 @@ func newHarness(t testing.TB, opts ...harnessOpt) *harness {
 	if _, err := eng.Bootstrap(ctx, adminSecret); err != nil {
 		t.Fatalf("bootstrap: %v", err)
 	}
-	srv.Config.Handler = web.New(web.Config{Engine: eng, Logger: log, Registry: reg, Ready: store.Ping, TrustedProxies: cfg.proxies,
-		TracerProvider: cfg.tracer}).Handler()
+	ws := web.New(web.Config{Engine: eng, Logger: log, Registry: reg, Ready: store.Ping, TrustedProxies: cfg.proxies,
+		TracerProvider: cfg.tracer})
+	srv.Config.Handler = ws.Handler()
+	srv.Config.RegisterOnShutdown(ws.CloseStreams) // as keyhook serve does
 	srv.Start()
 	t.Cleanup(srv.Close)
 	// The refresh loop, as keyhook serve runs it: shared state written by

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"net/url"
 	"strconv"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -49,6 +50,9 @@ type Server struct {
 	echo    *echo.Echo
 	reqs    *prometheus.CounterVec
 	latency *prometheus.HistogramVec
+	// closing is closed by CloseStreams, when the server shuts down.
+	closing   chan struct{}
+	closeOnce sync.Once
 }
 
 const ctxLogger = "keyhook.logger"
@@ -64,7 +68,7 @@ func New(cfg Config) *Server {
 	if cfg.MaxFormBytes <= 0 {
 		cfg.MaxFormBytes = 64 << 10
 	}
-	s := &Server{cfg: cfg, eng: cfg.Engine, log: cfg.Logger, echo: echo.New()}
+	s := &Server{cfg: cfg, eng: cfg.Engine, log: cfg.Logger, echo: echo.New(), closing: make(chan struct{})}
 	s.reqs = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "keyhook_http_requests_total", Help: "HTTP requests by route, method and status.",
 	}, []string{"route", "method", "code"})
@@ -87,7 +91,7 @@ func New(cfg Config) *Server {
 		RequestIDHandler: func(c echo.Context, id string) {
 			l := s.log.With("request_id", id)
 			c.Set(ctxLogger, l)
-			ctx := hooks.WithLogger(c.Request().Context(), l)
+			ctx := hooks.WithRequestID(hooks.WithLogger(c.Request().Context(), l), id)
 			c.SetRequest(c.Request().WithContext(engine.WithClientAddress(ctx, c.RealIP())))
 		},
 	}))
