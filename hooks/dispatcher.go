@@ -47,6 +47,9 @@ type Dispatcher struct {
 	// states holds per script its candidate, last good version and call
 	// counts (hooks/rollout.go); written under mu, read without locking.
 	states atomic.Pointer[map[string]*scriptState]
+	// recordings holds the recorded inputs of the scripts that record
+	// them (hooks/record.go); written under mu, read without locking.
+	recordings atomic.Pointer[map[string]*recording]
 }
 
 // NewDispatcher returns a dispatcher that runs scripts on rt.
@@ -95,6 +98,7 @@ func (d *Dispatcher) Replace(all []*Script) {
 	d.byName, d.enabledIntrospection = byName, intro
 	d.circuits.Store(&circuits)
 	d.states.Store(&states)
+	d.keepRecordings(byName)
 	d.mu.Unlock()
 	if forget, ok := d.rt.(Forgetter); ok {
 		for _, name := range gone {
@@ -300,6 +304,7 @@ func (d *Dispatcher) runOne(ctx context.Context, log *slog.Logger, s *Script, fn
 	err := d.admit(run, fn)
 	if err == nil {
 		res, err = d.rt.Call(ctx, run, &Call{Function: fn, Args: args, Context: withConfig(hctx, run), Logger: log})
+		d.record(ctx, s, run, fn, args, hctx, res, err)
 		if err == nil && res.Defined && judge != nil {
 			if verr := judge(res); verr != nil {
 				se := verr.(*ScriptError)
