@@ -272,6 +272,8 @@ type scriptRow struct {
 	// and rollout".
 	VersionNumber int64  `gorm:"column:version_number"`
 	Candidate     string `gorm:"column:candidate"`
+	// RecordInputs: docs/scripts.md, "Replay".
+	RecordInputs int64 `gorm:"column:record_inputs"`
 }
 
 func (scriptRow) TableName() string { return "scripts" }
@@ -304,6 +306,7 @@ func scriptToRow(s *hooks.Script) (*scriptRow, error) {
 
 		VersionNumber: int64(s.Number),
 		Candidate:     cand,
+		RecordInputs:  int64(s.RecordInputs),
 	}, nil
 }
 
@@ -320,6 +323,8 @@ func (r *scriptRow) toEngine() (*hooks.Script, error) {
 		Isolation: hooks.Isolation(r.Isolation),
 		Version:   r.Version,
 		Number:    int(r.VersionNumber),
+
+		RecordInputs: int(r.RecordInputs),
 	}
 	if err := decodeJSON(r.Config, &s.Config); err != nil {
 		return nil, fmt.Errorf("storage: script %s config: %w", r.Name, err)
