@@ -35,6 +35,11 @@ type ScriptDoc struct {
 	// "inline" (docs/sandbox.md).
 	MemoryMB  *int   `json:"memory_mb,omitempty"`
 	Isolation string `json:"isolation,omitempty"`
+	// RecordInputs is how many inputs of the live version's calls each
+	// instance keeps for replay, 0 (off) to 1000 (docs/scripts.md,
+	// "Replay"). Left out when 0, so that snapshots of scripts written
+	// before it stay equal.
+	RecordInputs int `json:"record_inputs,omitempty"`
 	// Version is the runtime's key of the live source, a random string
 	// that changes on every write; VersionNumber is the live version's
 	// number in the script's history (docs/scripts.md, "Versions,
@@ -64,7 +69,7 @@ func ScriptDocument(s *hooks.Script) *ScriptDoc {
 	}
 	doc := &ScriptDoc{Name: s.Name, Type: string(s.Kind), Source: s.Source, Enabled: &enabled, Level: &level,
 		Config: cfg, TimeoutMS: &ms, OnError: string(s.OnError), Isolation: string(s.Isolation), Version: s.Version,
-		VersionNumber: s.Number}
+		VersionNumber: s.Number, RecordInputs: s.RecordInputs}
 	if s.MemoryMB > 0 {
 		mb := s.MemoryMB
 		doc.MemoryMB = &mb
@@ -112,6 +117,10 @@ func (e *Engine) scriptFromDoc(doc *ScriptDoc) (*hooks.Script, error) {
 	default:
 		return nil, fieldError("isolation", "must be process or inline")
 	}
+	if doc.RecordInputs < 0 || doc.RecordInputs > hooks.MaxRecordInputs {
+		return nil, fieldError("record_inputs", "must be between 0 and %d", hooks.MaxRecordInputs)
+	}
+	s.RecordInputs = doc.RecordInputs
 	switch s.OnError {
 	case "":
 		s.OnError = hooks.OnErrorSkip
