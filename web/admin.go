@@ -44,6 +44,7 @@ func (s *Server) adminRoutes(e *echo.Echo) {
 	route(http.MethodGet, "/scripts/:name/versions/:number", "scripts", s.getScriptVersion)
 	route(http.MethodPost, "/scripts/:name/rollback", "scripts", s.rollbackScript)
 	route(http.MethodPost, "/scripts/:name/promote", "scripts", s.promoteScript)
+	route(http.MethodPost, "/scripts/:name/replay", "scripts", s.replayScript)
 
 	route(http.MethodPost, "/users", "users", s.createUser)
 	route(http.MethodGet, "/users", "users", s.listUsers)

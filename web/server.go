@@ -83,7 +83,7 @@ func New(cfg Config) *Server {
 		RequestIDHandler: func(c echo.Context, id string) {
 			l := s.log.With("request_id", id)
 			c.Set(ctxLogger, l)
-			ctx := hooks.WithLogger(c.Request().Context(), l)
+			ctx := hooks.WithRequestID(hooks.WithLogger(c.Request().Context(), l), id)
 			c.SetRequest(c.Request().WithContext(engine.WithClientAddress(ctx, c.RealIP())))
 		},
 	}))
