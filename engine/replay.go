@@ -86,6 +86,12 @@ func (e *Engine) ReplayScript(ctx context.Context, name string, req *ReplayReque
 	if err != nil {
 		return nil, adminErr(err, "script", name)
 	}
+	// Replayed code runs with the script's isolation: in the server's
+	// own process for an inline script, which only keyhook:admin may
+	// trust code with (engine/admin_delegation.go).
+	if delegated(ctx) && s.Isolation == hooks.IsolationInline {
+		return nil, Errorf(CodeInsufficientScope, "isolation: only %s may replay code on a script that runs inline", AdminScope)
+	}
 	src, cfg := req.Source, s.Config
 	if req.Version != nil {
 		if src, cfg, err = e.versionSource(ctx, name, *req.Version); err != nil {
@@ -110,8 +116,14 @@ func (e *Engine) ReplayScript(ctx context.Context, name string, req *ReplayReque
 		}
 		hctx["config"] = c
 		run, err := e.TestScript(ctx, name, &DryRunRequest{Function: string(in.Function), Args: in.Args, Context: hctx, Source: src})
-		if err != nil {
+		if err != nil && ctx.Err() == nil {
 			return nil, err // the source does not compile, or the script is gone
+		}
+		if err != nil {
+			// The budget is spent (or the caller gone) while the dry run
+			// read the script: this input fails like those it runs.
+			msg := "not replayed: the replay ran out of time"
+			run = &DryRunResult{ArgsAfter: in.Args, Error: &msg}
 		}
 		ri := &ReplayedInput{RequestID: in.RequestID, RecordedAt: in.RecordedAt, Function: string(in.Function),
 			Phase: in.Phase, ClientID: in.ClientID, Live: in.Live,

@@ -71,6 +71,7 @@ func TestScriptReplay(t *testing.T) {
 		t.Fatalf("PUT with record_inputs: %d %s", r.status, r.body)
 	}
 	h.createScript(introspectionScript("quiet", `return true;`, slow))
+	h.createScript(introspectionScript("trusted", `return true;`, map[string]any{"timeout_ms": 5000, "record_inputs": 1, "isolation": "inline"}))
 	h.createClient(map[string]any{"client_id": "app", "client_secret": "app-secret", "introspection_scripts": []string{"shaper"}})
 	tok := h.mustToken("app", "app-secret", "").AccessToken
 	for i := range 3 {
@@ -143,6 +144,8 @@ func TestScriptReplay(t *testing.T) {
 		{name: "an unknown version", body: map[string]any{"version": 99}, wantStatus: 404},
 		{name: "an unknown script", script: "nope", body: map[string]any{"version": 1}, wantStatus: 404},
 		{name: "a script that records nothing", script: "quiet", body: map[string]any{"version": 1}, wantStatus: 409},
+		{name: "delegated, on an inline script", token: writer, script: "trusted", body: map[string]any{"version": 1}, wantStatus: 403},
+		{name: "keyhook:admin, on an inline script", script: "trusted", body: map[string]any{"version": 1}, wantStatus: 200},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			token, script := tc.token, tc.script
