@@ -50,6 +50,10 @@ import (
 //     bound it (or everywhere in backward compatibility); such code
 //     cannot add keyhook:* scopes nor see credentials (docs/security.md),
 //     so it cannot reach the admin API.
+//   - record_inputs and replay (docs/scripts.md, "Replay") show a
+//     keyhook:scripts.write token what a script's calls received, which
+//     a script it writes could already copy into a token or a log line;
+//     keyhook:scripts.read never sees recorded inputs.
 //
 // Internal callers (bootstrap, seed, import) carry no admin scope and
 // are not limited.

@@ -39,6 +39,11 @@ type ScriptDoc struct {
 	// "inline" (docs/sandbox.md).
 	MemoryMB  *int   `json:"memory_mb,omitempty"`
 	Isolation string `json:"isolation,omitempty"`
+	// RecordInputs is how many inputs of the live version's calls each
+	// instance keeps for replay, 0 (off) to 1000 (docs/scripts.md,
+	// "Replay"). Left out when 0, so that snapshots of scripts written
+	// before it stay equal.
+	RecordInputs int `json:"record_inputs,omitempty"`
 	// Version is the runtime's key of the live source, a random string
 	// that changes on every write; VersionNumber is the live version's
 	// number in the script's history (docs/scripts.md, "Versions,
@@ -70,7 +75,8 @@ func ScriptDocument(s *hooks.Script) *ScriptDoc {
 	}
 	doc := &ScriptDoc{Name: s.Name, Type: string(s.Kind), Source: s.Source, Enabled: &enabled, Level: &level,
 		Config: cfg, TimeoutMS: &ms, OnError: string(s.OnError), Isolation: string(s.Isolation), Version: s.Version,
-		VersionNumber: s.Number, AllowedHosts: s.AllowedHosts, Secrets: secretNames(s.Secrets)}
+		VersionNumber: s.Number, AllowedHosts: s.AllowedHosts, Secrets: secretNames(s.Secrets),
+		RecordInputs: s.RecordInputs}
 	if s.MemoryMB > 0 {
 		mb := s.MemoryMB
 		doc.MemoryMB = &mb
@@ -124,6 +130,10 @@ func (e *Engine) scriptFromDoc(doc *ScriptDoc, stored *hooks.Script) (*hooks.Scr
 		return nil, err
 	}
 	s.AllowedHosts = doc.AllowedHosts
+	if doc.RecordInputs < 0 || doc.RecordInputs > hooks.MaxRecordInputs {
+		return nil, fieldError("record_inputs", "must be between 0 and %d", hooks.MaxRecordInputs)
+	}
+	s.RecordInputs = doc.RecordInputs
 	switch s.OnError {
 	case "":
 		s.OnError = hooks.OnErrorSkip
@@ -320,6 +330,11 @@ func (e *Engine) TestScript(ctx context.Context, name string, req *DryRunRequest
 		return nil, storeFailure(err)
 	}
 	if req.Source != "" {
+		// Unsaved code would run in the server's own process for an
+		// inline script, which only keyhook:admin may write (as replay).
+		if delegated(ctx) && s.Isolation == hooks.IsolationInline {
+			return nil, Errorf(CodeInsufficientScope, "isolation: only %s may try unsaved code on a script that runs inline", AdminScope)
+		}
 		cp := *s
 		cp.Source, cp.Version = req.Source, "dry-run:"+TokenHash(req.Source)
 		s = &cp

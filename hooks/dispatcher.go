@@ -52,6 +52,9 @@ type Dispatcher struct {
 	// states holds per script its candidate, last good version and call
 	// counts (hooks/rollout.go); written under mu, read without locking.
 	states atomic.Pointer[map[string]*scriptState]
+	// recordings holds the recorded inputs of the scripts that record
+	// them (hooks/record.go); written under mu, read without locking.
+	recordings atomic.Pointer[map[string]*recording]
 }
 
 // NewDispatcher returns a dispatcher that runs scripts on rt.
@@ -100,6 +103,7 @@ func (d *Dispatcher) Replace(all []*Script) {
 	d.byName, d.enabledIntrospection = byName, intro
 	d.circuits.Store(&circuits)
 	d.states.Store(&states)
+	d.keepRecordings(byName)
 	d.mu.Unlock()
 	if forget, ok := d.rt.(Forgetter); ok {
 		for _, name := range gone {
@@ -312,6 +316,7 @@ func (d *Dispatcher) runOne(ctx context.Context, log *slog.Logger, s *Script, fn
 	} else {
 		res, err = d.rt.Call(cctx, run, &Call{Function: fn, Args: args, Context: withConfig(hctx, run), Logger: log})
 		d.keepLogs(ctx, s, run, fn, hctx, res)
+		d.record(ctx, s, run, fn, args, hctx, res, err)
 		if err == nil && res.Defined && judge != nil {
 			if verr := judge(res); verr != nil {
 				se := verr.(*ScriptError)

@@ -90,6 +90,10 @@ type Script struct {
 	// Candidate, when set, is a source tried beside the live one
 	// (shadow) or instead of it for some tokens (canary).
 	Candidate *Candidate
+	// RecordInputs, when positive, is how many inputs of the live
+	// version's calls this instance keeps for replay (hooks/record.go;
+	// docs/scripts.md, "Replay").
+	RecordInputs int
 }
 
 // Rollout is how a candidate runs.

@@ -652,6 +652,7 @@ func runContract(t *testing.T, open func(t *testing.T) *Store) {
 				Level: 3, Config: map[string]string{"k": "v"}, Timeout: 1500 * time.Millisecond,
 				OnError: hooks.OnErrorDeny, Version: "caller's", MemoryMB: 64, Isolation: hooks.IsolationInline,
 				AllowedHosts: []string{"api.example.com", "*.example.org"},
+				RecordInputs: 25,
 			}
 			noErr(t, "CreateScript", st.CreateScript(ctx, s))
 			if s.Version == "" || s.Version == "caller's" {
@@ -672,6 +673,7 @@ func runContract(t *testing.T, open func(t *testing.T) *Store) {
 			firstVersion := s.Version
 			s.Source, s.Enabled, s.Config, s.Timeout, s.MemoryMB, s.Isolation = "function g(){}", false, nil, 0, 0, ""
 			s.AllowedHosts = nil
+			s.RecordInputs = 0
 			noErr(t, "UpdateScript", st.UpdateScript(ctx, s))
 			if s.Version == firstVersion {
 				t.Error("UpdateScript kept the script version")

@@ -191,6 +191,12 @@ var migrations = []migration{
 		// The hosts context.fetch may reach, a JSON list (docs/scripts.md).
 		`ALTER TABLE scripts ADD COLUMN allowed_hosts TEXT NOT NULL DEFAULT ''`,
 	}},
+	{version: 9, name: "script input recording", up: []string{
+		// How many inputs of its live version's calls each instance
+		// records for replay (docs/scripts.md, "Replay"); the inputs
+		// themselves stay in memory.
+		`ALTER TABLE scripts ADD COLUMN record_inputs BIGINT NOT NULL DEFAULT 0`,
+	}},
 }
 
 // migrationLockID is the PostgreSQL advisory lock that serializes the

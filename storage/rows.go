@@ -276,6 +276,8 @@ type scriptRow struct {
 	// Secrets are as the engine gives them: sealed when it has a
 	// key-encryption key (engine/scriptsecrets.go).
 	Secrets string `gorm:"column:secrets"`
+	// RecordInputs: docs/scripts.md, "Replay".
+	RecordInputs int64 `gorm:"column:record_inputs"`
 }
 
 func (scriptRow) TableName() string { return "scripts" }
@@ -322,6 +324,7 @@ func scriptToRow(s *hooks.Script) (*scriptRow, error) {
 
 		VersionNumber: int64(s.Number),
 		Candidate:     cand,
+		RecordInputs:  int64(s.RecordInputs),
 	}, nil
 }
 
@@ -338,6 +341,8 @@ func (r *scriptRow) toEngine() (*hooks.Script, error) {
 		Isolation: hooks.Isolation(r.Isolation),
 		Version:   r.Version,
 		Number:    int(r.VersionNumber),
+
+		RecordInputs: int(r.RecordInputs),
 	}
 	if err := decodeJSON(r.Config, &s.Config); err != nil {
 		return nil, fmt.Errorf("storage: script %s config: %w", r.Name, err)

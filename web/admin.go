@@ -45,6 +45,7 @@ func (s *Server) adminRoutes(e *echo.Echo) {
 	route(http.MethodPost, "/scripts/:name/rollback", "scripts", s.rollbackScript)
 	route(http.MethodPost, "/scripts/:name/promote", "scripts", s.promoteScript)
 	route(http.MethodGet, "/scripts/:name/logs", "scripts", s.scriptLogs)
+	route(http.MethodPost, "/scripts/:name/replay", "scripts", s.replayScript)
 
 	route(http.MethodPost, "/users", "users", s.createUser)
 	route(http.MethodGet, "/users", "users", s.listUsers)

@@ -121,6 +121,14 @@ func TestDelegatedAdminsCannotChangeWhatRuns(t *testing.T) {
 			map[string]any{"type": "introspection", "source": src, "isolation": "inline"}, 403},
 		{"rewrite it to run in a process", scripts, http.MethodPut, "/scripts/inline-trusted-2",
 			map[string]any{"type": "introspection", "source": src, "isolation": "process"}, 200},
+		// A dry run of unsaved code on an inline script would run it in
+		// the server's process.
+		{"try unsaved code on an inline script", scripts, http.MethodPost, "/scripts/inline-trusted/test",
+			map[string]any{"source": "function modifyResponse(r) { return true; }", "args": []any{map[string]any{}}}, 403},
+		{"dry-run an inline script as stored", scripts, http.MethodPost, "/scripts/inline-trusted/test",
+			map[string]any{"args": []any{map[string]any{}}}, 200},
+		{"keyhook:admin may try unsaved code inline", h.adminToken, http.MethodPost, "/scripts/inline-trusted/test",
+			map[string]any{"source": "function modifyResponse(r) { return true; }", "args": []any{map[string]any{}}}, 200},
 		{"a process script is fine", scripts, http.MethodPost, "/scripts",
 			map[string]any{"name": "process-new", "type": "introspection", "source": src, "isolation": "process"}, 201},
 		// allowed_hosts lets a script send what it sees out (context.fetch).

@@ -59,6 +59,9 @@ var routeAreas = map[string]string{
 	"GET /admin/v1/scripts/:name/versions/:number": "scripts",
 	"POST /admin/v1/scripts/:name/rollback":        "scripts",
 	"POST /admin/v1/scripts/:name/promote":         "scripts",
+
+	// Replay of recorded inputs (docs/scripts.md, "Replay").
+	"POST /admin/v1/scripts/:name/replay": "scripts",
 }
 
 // TestAdminScopeMatrix calls every registered route with no token, a

@@ -97,6 +97,8 @@ func TestAdminRefusesMalformedFields(t *testing.T) {
 		{"timeout_ms fractional", http.MethodPost, "/scripts", script(map[string]any{"timeout_ms": 1.5}), "timeout_ms", "/scripts/new-script"},
 		{"timeout_ms replacing", http.MethodPut, "/scripts/kept", map[string]any{"type": "introspection", "source": src, "timeout_ms": -5}, "timeout_ms", ""},
 		{"level fractional", http.MethodPost, "/scripts", script(map[string]any{"level": 2.5}), "level", "/scripts/new-script"},
+		{"record_inputs negative", http.MethodPost, "/scripts", script(map[string]any{"record_inputs": -1}), "record_inputs", "/scripts/new-script"},
+		{"record_inputs over 1000", http.MethodPost, "/scripts", script(map[string]any{"record_inputs": 1001}), "record_inputs", "/scripts/new-script"},
 		{"script name with capitals", http.MethodPost, "/scripts", script(map[string]any{"name": "New-Script"}), "name", "/scripts/New-Script"},
 		{"script name of 65 characters", http.MethodPost, "/scripts", script(map[string]any{"name": strings.Repeat("a", 65)}), "name", "/scripts/" + strings.Repeat("a", 65)},
 		{"script name with a dot", http.MethodPost, "/scripts", script(map[string]any{"name": "a.b"}), "name", "/scripts/a.b"},

@@ -107,6 +107,7 @@ func withTrustedProxies(p ...netip.Prefix) harnessOpt { return func(c *harnessCf
 func withTracerProvider(tp trace.TracerProvider) harnessOpt {
 	return func(c *harnessCfg) { c.tracer = tp }
 }
+
 // withKEK gives the engine a key-encryption key.
 func withKEK(kek []byte) harnessOpt { return func(c *harnessCfg) { c.kek = kek } }
 
