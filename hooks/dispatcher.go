@@ -314,7 +314,9 @@ func (d *Dispatcher) runOne(ctx context.Context, log *slog.Logger, s *Script, fn
 	if err != nil {
 		end(resultOf(err))
 	} else {
+		start := time.Now()
 		res, err = d.rt.Call(cctx, run, &Call{Function: fn, Args: args, Context: withConfig(hctx, run), Logger: log})
+		took := time.Since(start)
 		d.keepLogs(ctx, s, run, fn, hctx, res)
 		d.record(ctx, s, run, fn, args, hctx, res, err)
 		if err == nil && res.Defined && judge != nil {
@@ -326,7 +328,7 @@ func (d *Dispatcher) runOne(ctx context.Context, log *slog.Logger, s *Script, fn
 		}
 		end(callResult(res, err))
 		if counts != nil && (err == nil && res.Defined || err != nil) {
-			counts.count(err != nil)
+			counts.count(err, took)
 		}
 		if shadow != nil {
 			d.runShadow(ctx, log, s, shadow, fn, args, hctx, judge, outcome{res: res, err: err})

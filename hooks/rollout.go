@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
+	"errors"
 	"iter"
 	"log/slog"
 	"strconv"
@@ -57,17 +58,31 @@ func inCanary(script, key string, percent int) bool {
 	return binary.BigEndian.Uint64(sum[:8])%100 < uint64(percent)
 }
 
-// versionCounts counts the calls of one version (metrics).
+// versionCounts counts the calls of one version and the time they took
+// (metrics): ok, timed out, or failed otherwise.
 type versionCounts struct {
-	ok, failed atomic.Int64
+	ok, timeouts, failed atomic.Int64
+	nanos                atomic.Int64
 }
 
-func (c *versionCounts) count(failed bool) {
-	if failed {
-		c.failed.Add(1)
-	} else {
+// count counts a call that ended with err after took.
+func (c *versionCounts) count(err error, took time.Duration) {
+	var se *ScriptError
+	switch {
+	case err == nil:
 		c.ok.Add(1)
+	case errors.As(err, &se) && se.Kind == FailureTimeout:
+		c.timeouts.Add(1)
+	default:
+		c.failed.Add(1)
 	}
+	c.nanos.Add(int64(took))
+}
+
+// call is c as a VersionCall of version of script.
+func (c *versionCounts) call(script, version string) VersionCall {
+	return VersionCall{Script: script, Version: version, OK: c.ok.Load(), Timeouts: c.timeouts.Load(), Failed: c.failed.Load(),
+		Seconds: time.Duration(c.nanos.Load()).Seconds()}
 }
 
 // trial is the candidate of one version of a script.
@@ -117,7 +132,9 @@ func (d *Dispatcher) keepStates(byName map[string]*Script) map[string]*scriptSta
 			st.good = prev.good
 			if prev.number == s.Number && s.Number != 0 {
 				st.live.ok.Store(prev.live.ok.Load())
+				st.live.timeouts.Store(prev.live.timeouts.Load())
 				st.live.failed.Store(prev.live.failed.Load())
+				st.live.nanos.Store(prev.live.nanos.Load())
 			}
 		}
 		if c := s.Candidate; c != nil {
@@ -197,11 +214,13 @@ func (o outcome) same(p outcome) bool {
 // request's goroutine, after s: the context's lazy values may be read
 // by the request's goroutine only.
 func (d *Dispatcher) runShadow(ctx context.Context, log *slog.Logger, s *Script, tr *trial, fn Function, args []any, hctx map[string]any, judge func(*Result) error, live outcome) {
+	start := time.Now()
 	res, err := d.rt.Call(ctx, tr.script, &Call{Function: fn, Args: args, Context: withConfig(hctx, tr.script), Logger: log})
+	took := time.Since(start)
 	if err == nil && res.Defined && judge != nil {
 		err = judge(res)
 	}
-	tr.counts.count(err != nil)
+	tr.counts.count(err, took)
 	shadow := outcome{res: res, err: err}
 	if shadow.same(live) {
 		return
@@ -274,7 +293,9 @@ func (d *Dispatcher) serveLastGood(ctx context.Context, log *slog.Logger, s *Scr
 	if lg == nil {
 		return nil, false
 	}
+	start := time.Now()
 	res, err := d.rt.Call(ctx, lg, &Call{Function: fn, Args: args, Context: withConfig(hctx, lg), Logger: log})
+	took := time.Since(start)
 	if err == nil && res.Defined && judge != nil {
 		err = judge(res)
 	}
@@ -282,7 +303,7 @@ func (d *Dispatcher) serveLastGood(ctx context.Context, log *slog.Logger, s *Scr
 	counts := g.counts
 	g.mu.Unlock()
 	if counts != nil {
-		counts.count(err != nil)
+		counts.count(err, took)
 	}
 	if err != nil || !res.Defined {
 		return nil, false
@@ -307,10 +328,12 @@ func (d *Dispatcher) FallingBackTo(name string) (number int, ok bool) {
 }
 
 // VersionCall counts the calls of one version of a script on this
-// instance; Version is its number, or "candidate".
+// instance; Version is its number, or "candidate". OK, Timeouts and
+// Failed (other failures) part the calls; Seconds is the time they took.
 type VersionCall struct {
-	Script, Version string
-	OK, Failed      int64
+	Script, Version      string
+	OK, Timeouts, Failed int64
+	Seconds              float64
 }
 
 // VersionCalls yields the calls of each version of each script that runs
@@ -320,11 +343,11 @@ type VersionCall struct {
 func (d *Dispatcher) VersionCalls() iter.Seq[VersionCall] {
 	return func(yield func(VersionCall) bool) {
 		for name, st := range d.stateMap() {
-			if !yield(VersionCall{name, strconv.Itoa(st.number), st.live.ok.Load(), st.live.failed.Load()}) {
+			if !yield(st.live.call(name, strconv.Itoa(st.number))) {
 				return
 			}
 			if tr := st.trial; tr != nil {
-				if !yield(VersionCall{name, "candidate", tr.counts.ok.Load(), tr.counts.failed.Load()}) {
+				if !yield(tr.counts.call(name, "candidate")) {
 					return
 				}
 			}
@@ -332,7 +355,7 @@ func (d *Dispatcher) VersionCalls() iter.Seq[VersionCall] {
 			lg, counts := st.good.script.Load(), st.good.counts
 			st.good.mu.Unlock()
 			if lg != nil && counts != nil && lg.Number != st.number {
-				if !yield(VersionCall{name, strconv.Itoa(lg.Number), counts.ok.Load(), counts.failed.Load()}) {
+				if !yield(counts.call(name, strconv.Itoa(lg.Number))) {
 					return
 				}
 			}

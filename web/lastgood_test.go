@@ -1,6 +1,7 @@
 package web_test
 
 import (
+	"fmt"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -62,6 +63,16 @@ func TestLastGood(t *testing.T) {
 			}
 			if _, tripped := h.trippedUntil("lg"); tripped != tc.tripped {
 				t.Fatalf("tripped %v, want %v", tripped, tc.tripped)
+			}
+			if tc.tripped {
+				// The timeouts are counted as such for the live version,
+				// with the time they took (at least their 50 ms each).
+				v := fmt.Sprint(h.admin(http.MethodGet, "/scripts/lg", nil).json["version_number"])
+				timeouts, _ := h.metric(`keyhook_script_version_calls_total{result="timeout",script="lg",version="` + v + `"}`)
+				secs, _ := h.metric(`keyhook_script_version_duration_seconds_total{script="lg",version="` + v + `"}`)
+				if timeouts < 1 || secs < 0.05*timeouts {
+					t.Fatalf("version %s: %v timeouts taking %v s", v, timeouts, secs)
+				}
 			}
 		})
 	}

@@ -81,18 +81,25 @@ func (c *trippedCollector) Collect(ch chan<- prometheus.Metric) {
 // (docs/scripts.md, "Versions, rollback and rollout"):
 //
 //	keyhook_script_shadow_differences_total{script}         calls whose shadow candidate answered otherwise
-//	keyhook_script_version_calls_total{script,version,result} calls per version (number or "candidate"), result ok or error
+//	keyhook_script_version_calls_total{script,version,result} calls per version (number or "candidate"), result ok, timeout or error
+//	keyhook_script_version_duration_seconds_total{script,version} the time those calls took
 //
-// The second is read from d at scrape time and holds only the versions
-// that run (live, candidate, last good), so its series stay bounded.
+// The last two are read from d at scrape time and hold only the versions
+// that run (live, candidate, last good), so their series stay bounded;
+// their rates give each version's error rate, timeout rate and mean
+// latency.
 func registerRolloutMetrics(reg prometheus.Registerer, d *hooks.Dispatcher) *prometheus.CounterVec {
 	diffs := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "keyhook_script_shadow_differences_total",
 		Help: "Script calls whose shadow candidate gave another result (return value or edited argument) than the live version, by script.",
 	}, []string{"script"})
-	reg.MustRegister(diffs, &versionCallsCollector{d: d, desc: prometheus.NewDesc("keyhook_script_version_calls_total",
-		"Script calls per version that runs on this instance (its number, or candidate), by result (ok or error).",
-		[]string{"script", "version", "result"}, nil)})
+	reg.MustRegister(diffs, &versionCallsCollector{d: d,
+		calls: prometheus.NewDesc("keyhook_script_version_calls_total",
+			"Script calls per version that runs on this instance (its number, or candidate), by result (ok, timeout or error).",
+			[]string{"script", "version", "result"}, nil),
+		seconds: prometheus.NewDesc("keyhook_script_version_duration_seconds_total",
+			"Time spent in the calls of each version that runs on this instance (its number, or candidate).",
+			[]string{"script", "version"}, nil)})
 	onDiff := d.OnShadowDifference
 	d.OnShadowDifference = func(script string) {
 		diffs.WithLabelValues(script).Inc()
@@ -104,15 +111,17 @@ func registerRolloutMetrics(reg prometheus.Registerer, d *hooks.Dispatcher) *pro
 }
 
 type versionCallsCollector struct {
-	d    *hooks.Dispatcher
-	desc *prometheus.Desc
+	d              *hooks.Dispatcher
+	calls, seconds *prometheus.Desc
 }
 
-func (c *versionCallsCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+func (c *versionCallsCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.calls; ch <- c.seconds }
 
 func (c *versionCallsCollector) Collect(ch chan<- prometheus.Metric) {
 	for v := range c.d.VersionCalls() {
-		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.CounterValue, float64(v.OK), v.Script, v.Version, "ok")
-		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.CounterValue, float64(v.Failed), v.Script, v.Version, "error")
+		ch <- prometheus.MustNewConstMetric(c.calls, prometheus.CounterValue, float64(v.OK), v.Script, v.Version, "ok")
+		ch <- prometheus.MustNewConstMetric(c.calls, prometheus.CounterValue, float64(v.Timeouts), v.Script, v.Version, "timeout")
+		ch <- prometheus.MustNewConstMetric(c.calls, prometheus.CounterValue, float64(v.Failed), v.Script, v.Version, "error")
+		ch <- prometheus.MustNewConstMetric(c.seconds, prometheus.CounterValue, v.Seconds, v.Script, v.Version)
 	}
 }
