@@ -35,6 +35,16 @@ func signedIn(t *testing.T, h *harness, cfg *oauth2.Config) (*http.Client, *http
 	return nil, nil, nil
 }
 
+// authURLWith is cfg's authorization URL with state "st", a fresh PKCE
+// challenge and the extra parameters, given as name, value pairs.
+func authURLWith(cfg *oauth2.Config, extra ...string) string {
+	opts := []oauth2.AuthCodeOption{oauth2.S256ChallengeOption(oauth2.GenerateVerifier())}
+	for i := 0; i+1 < len(extra); i += 2 {
+		opts = append(opts, oauth2.SetAuthURLParam(extra[i], extra[i+1]))
+	}
+	return cfg.AuthCodeURL("st", opts...)
+}
+
 // outcome is what an authorization request led to: the login form, a
 // code, or an error sent back to the client.
 type outcome struct {
@@ -80,13 +90,7 @@ func TestAuthorizePromptAndSession(t *testing.T) {
 	h := newHarness(t)
 	cfg := codeSetup(t, h)
 	withSession, _, _ := signedIn(t, h, cfg)
-	url := func(extra ...string) string {
-		opts := []oauth2.AuthCodeOption{oauth2.S256ChallengeOption(oauth2.GenerateVerifier())}
-		for i := 0; i+1 < len(extra); i += 2 {
-			opts = append(opts, oauth2.SetAuthURLParam(extra[i], extra[i+1]))
-		}
-		return cfg.AuthCodeURL("st", opts...)
-	}
+	url := func(extra ...string) string { return authURLWith(cfg, extra...) }
 	const (
 		form = "form"
 		code = "code"
@@ -399,13 +403,7 @@ func TestIDTokenHint(t *testing.T) {
 	aliceHint, aliceAccess := idToken("alice", "alice-pw")
 	bobHint, _ := idToken("bob", "bob-pw")
 	withSession, _, _ := signedIn(t, h, cfg)
-	authURL := func(extra ...string) string {
-		opts := []oauth2.AuthCodeOption{oauth2.S256ChallengeOption(oauth2.GenerateVerifier())}
-		for i := 0; i+1 < len(extra); i += 2 {
-			opts = append(opts, oauth2.SetAuthURLParam(extra[i], extra[i+1]))
-		}
-		return cfg.AuthCodeURL("st", opts...)
-	}
+	authURL := func(extra ...string) string { return authURLWith(cfg, extra...) }
 	parts := strings.Split(aliceHint, ".")
 	tampered := parts[0] + "." + parts[1] + "x." + parts[2]
 	for _, tc := range []struct {
