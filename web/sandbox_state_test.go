@@ -39,7 +39,9 @@ func TestScriptStateIsBounded(t *testing.T) {
 	h := newHarness(t, opts...)
 	round := func(i int) {
 		name := fmt.Sprintf("churn-%d", i)
-		h.createScript(map[string]any{"name": name, "type": "introspection", "isolation": "inline",
+		// timeout_ms 5000: the dry run's answer is what is checked, not
+		// its deadline, which a loaded machine can miss at 100 ms.
+		h.createScript(map[string]any{"name": name, "type": "introspection", "isolation": "inline", "timeout_ms": 5000,
 			"source": fmt.Sprintf("function modifyResponse(r) { r.n = %d; return true }", i)})
 		r := h.admin(http.MethodPost, "/scripts/"+name+"/test", map[string]any{"args": []any{map[string]any{}}})
 		if r.status != http.StatusOK || r.json["result"] != true {
