@@ -96,6 +96,24 @@ type exporter struct {
 	budget int
 }
 
+// isoDate is t as the runtime's own Date.prototype.toISOString writes it,
+// so that an exported Date reads as JSON.stringify in the script gives it:
+// years 0 to 9999 in four digits, later ones with a "+" and as many
+// digits as they take, earlier ones with a "-" and at least four (goja's
+// form; ECMA-262 §21.4.1.32 would pad expanded years to six digits).
+func isoDate(t time.Time) string {
+	t = t.UTC()
+	rest := t.Format("-01-02T15:04:05.000Z07:00")
+	switch y := t.Year(); {
+	case y > 9999:
+		return fmt.Sprintf("+%d%s", y, rest)
+	case y < 0:
+		return fmt.Sprintf("-%04d%s", -y, rest)
+	default:
+		return fmt.Sprintf("%04d%s", y, rest)
+	}
+}
+
 // export returns the Go form of v; omit reports a value JSON would leave
 // out of an object.
 func (x *exporter) export(v goja.Value) (out any, omit bool, err error) {
@@ -125,8 +143,12 @@ func (x *exporter) export(v goja.Value) (out any, omit bool, err error) {
 		if !ok || math.IsNaN(o.ToFloat()) {
 			return nil, false, nil
 		}
-		return t.UTC().Format("2006-01-02T15:04:05.000Z07:00"), false, nil
-	case "String", "Number", "Boolean", "BigInt":
+		return isoDate(t), false, nil
+	case "String":
+		// JSON.stringify gives a String object's string (ECMA-262
+		// SerializeJSONProperty); goja would export it as a map.
+		return o.String(), false, nil
+	case "Number", "Boolean", "BigInt":
 		out, omit = exportPrimitive(o.Export())
 		return out, omit, nil
 	}

@@ -47,13 +47,14 @@ import (
 //     export (seed depth-101-read), and an argument 100 deep that the
 //     script wraps in an object exports 101 deep, where the same edit of
 //     a plain copy fails (seed deep-untouched-subtree-wrapped).
-//  4. A String object (new String("s")) is left out, where JSON.stringify
-//     gives its string: goja exports it as a map (seed string-object).
+//  4. (fixed) A String object (new String("s")) was left out, where
+//     JSON.stringify gives its string (seed string-object).
 //  5. A key that is not valid UTF-16 ("\ud800") is left out: goja hands it
 //     to Go as U+FFFD, under which exporter finds nothing (seed
 //     lone-surrogates).
-//  6. A Date outside years 0-9999 becomes "275760-09-13T00:00:00.000Z",
-//     not ISO 8601's "+275760-09-13T00:00:00.000Z" (seed dates-far).
+//  6. (fixed) A Date outside years 0-9999 became "275760-09-13T00:00:00.000Z",
+//     not what toISOString gives, "+275760-09-13T00:00:00.000Z" (seed
+//     dates-far).
 //  7. Sorting an array view that holds itself orders it differently from
 //     a plain array: during sort, String() of the view's self element is
 //     the array mid-sort, where a plain array's is "" (its cycle). Later
@@ -591,16 +592,8 @@ func (r *fuzzRuntime) analyze(s *fuzzShape, v goja.Value) {
 	case "Function":
 		return
 	case "Date", "String", "Number", "Boolean", "BigInt":
-		switch {
-		case !r.intactConversions(o, r.protos[class]):
+		if !r.intactConversions(o, r.protos[class]) {
 			s.impure = true
-		case class == "String":
-			s.knownDefect("4 (String objects are left out)")
-		case class == "Date":
-			// Intact, so ToFloat runs no script code.
-			if t, ok := o.Export().(time.Time); ok && !math.IsNaN(o.ToFloat()) && (t.Year() < 0 || t.Year() > 9999) {
-				s.knownDefect("6 (Dates beyond year 9999 are not ISO 8601)")
-			}
 		}
 		return
 	case "Object":
