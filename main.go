@@ -7,6 +7,7 @@
 //	keyhook new-kek                     print a fresh key-encryption key
 //	keyhook admin reset-secret [--db DSN | DB]
 //	                                    give keyhook-admin a new secret
+//	keyhook script test FILE.js         run a script on its fixtures, no server
 //	keyhook version                     print the build's version
 //
 // Every flag and its environment variable is listed in
@@ -103,6 +104,7 @@ func newRootCommand(env lookupEnv, stdout, stderr io.Writer) *cobra.Command {
 		newExportCommand(env, stdout, stderr),
 		newKEKCommand(stdout),
 		admin,
+		newScriptCommand(env, stdout),
 		newVersionCommand(stdout),
 	)
 	return root
