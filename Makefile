@@ -5,7 +5,7 @@ ADDR    ?= $(or $(KEYHOOK_ADDR),127.0.0.1:8080)
 DB      ?= $(or $(KEYHOOK_DB),sqlite:keyhook.db)
 BENCH_PG ?= $(KEYHOOK_TEST_PG)
 
-.PHONY: run build test vet bench clean fuzz soak
+.PHONY: run build test vet bench clean fuzz soak script-test
 
 build:
 	$(GO) build -o keyhook .
@@ -36,6 +36,12 @@ test: vet
 	@echo 'make test: KEYHOOK_TEST_PG=$(or $(TEST_PG),(none: the PostgreSQL tests skip))'
 	KEYHOOK_TEST_PG='$(TEST_PG)' $(GO) tool gotestsum --format pkgname -- \
 		-race -count=1 -timeout 10m ./...
+
+# Each example script on its fixtures, with no server (keyhook script
+# test; docs/scripts.md, "Testing scripts offline"). make test runs them
+# too, as TestExampleScriptFixtures.
+script-test: build
+	@set -e; for f in examples/scripts/*.js; do ./keyhook script test "$$f"; done
 
 # The fuzz targets of scripts/, web/ and engine/ (the script boundary, form
 # and Basic parsing, the JSON answer encoder, client assertions, JWT access
