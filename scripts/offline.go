@@ -171,8 +171,8 @@ func globEscape(s string) string {
 // the path exists on one side only.
 type Difference struct {
 	Path     string `json:"path"`
-	Expected any    `json:"expected,omitempty"`
-	Got      any    `json:"got,omitempty"`
+	Expected any    `json:"expected"`
+	Got      any    `json:"got"`
 	Missing  bool   `json:"missing,omitempty"`    // expected, not there
 	Extra    bool   `json:"unexpected,omitempty"` // there, not expected
 }
