@@ -25,7 +25,7 @@ type ScriptContext struct {
 	// The token's user, or null for tokens without one.
 	User *UserInfo `json:"user"`
 	// The HTTP request, without its credentials.
-	Request RequestInfo `json:"request"`
+	Request HTTPRequestInfo `json:"request"`
 	// The script's own config.
 	Config map[string]string `json:"config"`
 	// The script's own secrets (docs/scripts.md, "Secrets").
@@ -84,8 +84,8 @@ type UserInfo struct {
 	Claims   map[string]any `json:"claims"`
 }
 
-// RequestInfo is context.request: first values only, credentials removed.
-type RequestInfo struct {
+// HTTPRequestInfo is context.request: first values only, credentials removed.
+type HTTPRequestInfo struct {
 	Method string `json:"method"`
 	// Lower-cased header names; no authorization, cookie or other
 	// credential header.

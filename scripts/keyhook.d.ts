@@ -24,7 +24,7 @@ interface ScriptContext {
   /** The token's user, or null for tokens without one. */
   readonly user: UserInfo | null;
   /** The HTTP request, without its credentials. */
-  readonly request: RequestInfo;
+  readonly request: HTTPRequestInfo;
   /** The script's own config. */
   readonly config: Readonly<Record<string, string>>;
   /** The script's own secrets (docs/scripts.md, "Secrets"). */
@@ -89,8 +89,8 @@ interface UserInfo {
   readonly claims: Readonly<Record<string, unknown>>;
 }
 
-/** RequestInfo is context.request: first values only, credentials removed. */
-interface RequestInfo {
+/** HTTPRequestInfo is context.request: first values only, credentials removed. */
+interface HTTPRequestInfo {
   readonly method: string;
   /**
    * Lower-cased header names; no authorization, cookie or other

@@ -47,7 +47,7 @@ var shapes = []shape{
 	{reflect.TypeFor[hooks.CallerInfo](), true},
 	{reflect.TypeFor[hooks.TokenInfo](), true},
 	{reflect.TypeFor[hooks.UserInfo](), true},
-	{reflect.TypeFor[hooks.RequestInfo](), true},
+	{reflect.TypeFor[hooks.HTTPRequestInfo](), true},
 	{reflect.TypeFor[hooks.FetchOptions](), false},
 	{reflect.TypeFor[hooks.FetchResponse](), false},
 	{reflect.TypeFor[hooks.IntrospectionResponse](), false},
