@@ -153,7 +153,7 @@ func (e *Engine) issue(ctx context.Context, g *grant, req *RequestInfo) (*TokenR
 	}
 	if len(updateScripts) > 0 {
 		out, err := e.hooks.Run(ctx, updateScripts, hooks.FnModifyAccessToken,
-			map[string]any{"header": header, "claims": claims}, sc.context(hooks.PhaseToken, at), hooks.StopOnFalse)
+			tokenArg(header, claims), sc.context(hooks.PhaseToken, at), hooks.StopOnFalse)
 		if err != nil {
 			return nil, scriptDenied(err)
 		}
@@ -354,7 +354,7 @@ func (e *Engine) refreshToken(ctx context.Context, sc *scriptCall, g *grant, at 
 			"client_id": rt.ClientID, "sub": rt.Subject, "scope": rt.Scope,
 			"iat": rt.IssuedAt.Unix(), "exp": rt.ExpiresAt.Unix(),
 		}
-		out, err := e.hooks.Run(ctx, scripts, hooks.FnModifyRefreshToken, map[string]any{"claims": claims},
+		out, err := e.hooks.Run(ctx, scripts, hooks.FnModifyRefreshToken, tokenArg(nil, claims),
 			sc.context(hooks.PhaseToken, rt), hooks.StopOnFalse)
 		if err != nil {
 			return nil, "", scriptDenied(err)
@@ -401,7 +401,7 @@ func (e *Engine) idToken(ctx context.Context, sc *scriptCall, g *grant, at *Toke
 		header = map[string]any{"alg": string(k.alg), "kid": k.kid, "typ": typIDToken}
 	}
 	if len(scripts) > 0 {
-		out, err := e.hooks.Run(ctx, scripts, hooks.FnModifyIDToken, map[string]any{"header": header, "claims": claims},
+		out, err := e.hooks.Run(ctx, scripts, hooks.FnModifyIDToken, tokenArg(header, claims),
 			sc.context(hooks.PhaseToken, at), hooks.DiscardOnFalse)
 		if err != nil {
 			return "", scriptDenied(err)

@@ -104,6 +104,16 @@ func tokenMap(t *Token) any {
 	return tm
 }
 
+// tokenArg is the token argument of modifyAccessToken, modifyIdToken and
+// modifyRefreshToken (hooks.TokenArg): header and claims, or the claims
+// alone for a refresh token, which has no header.
+func tokenArg(header, claims map[string]any) map[string]any {
+	if header == nil {
+		return map[string]any{"claims": claims}
+	}
+	return map[string]any{"header": header, "claims": claims}
+}
+
 // orEmpty is m, or an empty map for nil, so scripts always see an object.
 func orEmpty[V any](m map[string]V) map[string]V {
 	if m == nil {

@@ -15,7 +15,8 @@ import (
 )
 
 // adminRoutes mounts the admin API (docs/admin-api.md, described by
-// web/openapi.json). Every route but the OpenAPI document needs a bearer
+// web/openapi.json). Every route but the OpenAPI document and the script
+// API's TypeScript declarations needs a bearer
 // access token of this server with keyhook:admin, or keyhook:<area>.read
 // for GET and keyhook:<area>.write otherwise.
 func (s *Server) adminRoutes(e *echo.Echo) {
@@ -60,6 +61,9 @@ func (s *Server) adminRoutes(e *echo.Echo) {
 	route(http.MethodPost, "/keys/rotate", "keys", s.rotateKey)
 
 	e.GET("/admin/v1/openapi.json", s.openAPI)
+	// A static route: echo tries it before /scripts/:name, and no script
+	// can be called api.d.ts (names are [a-z0-9_-]).
+	e.GET("/admin/v1/scripts/api.d.ts", s.scriptAPI)
 }
 
 // ctxAdminScope holds the scope of the request's admin token.

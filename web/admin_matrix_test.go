@@ -53,6 +53,7 @@ var routeAreas = map[string]string{
 	"PUT /admin/v1/config":                        "config",
 	"POST /admin/v1/keys/rotate":                  "keys",
 	"GET /admin/v1/openapi.json":                  "",
+	"GET /admin/v1/scripts/api.d.ts":              "",
 
 	// Script versions and rollout (docs/scripts.md).
 	"GET /admin/v1/scripts/:name/versions":         "scripts",

@@ -1,3 +1,4 @@
+/// <reference path="../../scripts/keyhook.d.ts" />
 // Update-token script: a custom claim on the access token and a shorter
 // access token lifetime, both from the script's config.
 function modifyAccessToken(token, context) {

@@ -1,3 +1,4 @@
+/// <reference path="../../scripts/keyhook.d.ts" />
 // Janssen-style "run introspection script before JWT creation": for a
 // client with access_token_as_jwt and
 // run_introspection_script_before_jwt_creation, what this adds to the

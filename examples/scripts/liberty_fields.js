@@ -1,3 +1,4 @@
+/// <reference path="../../scripts/keyhook.d.ts" />
 // IBM Liberty-style introspection: grant_type, realmName,
 // uniqueSecurityName and tokenType, as Liberty's OIDC provider answers.
 function modifyResponse(response, context) {

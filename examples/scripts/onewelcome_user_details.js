@@ -1,3 +1,4 @@
+/// <reference path="../../scripts/keyhook.d.ts" />
 // OneWelcome-style introspection: adds user_details (from the user's
 // claims) and amr (how the user authenticated) to active tokens, plus the
 // mobile-app fields OneWelcome answers with (empty for non-app clients).
