@@ -40,6 +40,9 @@ func (f *fakeRuntime) Call(_ context.Context, s *Script, call *Call) (*Result, e
 		return nil, &ScriptError{Script: s.Name, Function: call.Function, Kind: FailureException, Message: "boom"}
 	case "string":
 		res.Return = "yes"
+	case "leak-secret":
+		arg["leaked"] = s.Secrets["api_key"]
+		res.Return = true
 	case "lifetime":
 		res.Return = int64(42)
 	case "lifetime-bad":

@@ -234,18 +234,20 @@ func (d *Dispatcher) runShadow(ctx context.Context, log *slog.Logger, s *Script,
 		return
 	}
 	log.Info("script candidate differs from the live version (shadow)", "script", s.Name, "function", string(fn),
-		"live", describe(live), "candidate", describe(shadow))
+		"live", s.describe(live), "candidate", tr.script.describe(shadow))
 }
 
-// describe is an outcome for a log line.
-func describe(o outcome) any {
+// describe is an outcome of s for a log line, s's secrets shown as
+// SecretMark: a version may have copied one into its answer (or an
+// earlier script into its arguments).
+func (s *Script) describe(o outcome) any {
 	if o.err != nil {
-		return map[string]any{"error": o.err.Error()}
+		return map[string]any{"error": s.Redact(o.err.Error())}
 	}
 	if !o.res.Defined {
 		return map[string]any{"defined": false}
 	}
-	return map[string]any{"return": o.res.Return, "args": o.res.Args}
+	return map[string]any{"return": s.RedactValue(o.res.Return), "args": s.RedactValue(o.res.Args)}
 }
 
 // noteGood records a call of the live version s that succeeded: s is

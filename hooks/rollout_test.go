@@ -1,8 +1,11 @@
 package hooks
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"log/slog"
+	"strings"
 	"testing"
 )
 
@@ -136,6 +139,37 @@ func TestLastGoodFallback(t *testing.T) {
 			n, ok := d.FallingBackTo("s")
 			if n != tc.fallingBack || ok != (tc.fallingBack != 0) {
 				t.Fatalf("FallingBackTo = %d, %v; want %d", n, ok, tc.fallingBack)
+			}
+		})
+	}
+}
+
+// TestShadowSampleRedactsSecrets: the logged sample of a shadow
+// difference shows the script's secrets as [secret], whichever version
+// copied one into its answer.
+func TestShadowSampleRedactsSecrets(t *testing.T) {
+	const secret = "s3cr3t-api-key"
+	for _, tc := range []struct{ name, live, candidate string }{
+		{"the candidate leaks", "add", "leak-secret"},
+		{"the live version leaks", "leak-secret", "add"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := NewDispatcher(&fakeRuntime{}, nil)
+			s := script("s", tc.live, 0, withCandidate(tc.candidate, RolloutShadow, 0), func(s *Script) {
+				s.Secrets = map[string]string{"api_key": secret}
+			})
+			d.Replace([]*Script{s})
+			var buf bytes.Buffer
+			ctx := WithLogger(context.Background(), slog.New(slog.NewJSONHandler(&buf, nil)))
+			if _, err := d.Run(ctx, []*Script{s}, FnModifyResponse, map[string]any{"active": true}, nil, DiscardOnFalse); err != nil {
+				t.Fatal(err)
+			}
+			out := buf.String()
+			if !strings.Contains(out, "differs from the live version") {
+				t.Fatalf("no sample logged: %s", out)
+			}
+			if strings.Contains(out, secret) || !strings.Contains(out, SecretMark) {
+				t.Fatalf("the sample shows the secret: %s", out)
 			}
 		})
 	}
