@@ -20,10 +20,14 @@ import (
 // hold), so that each keeps its compiled program beside the live one's
 // and has its own runtime metric series.
 
-// Runtime names of the versions a script runs besides its live one.
+// Runtime names of the versions a script runs besides its live one. A
+// dry run or replay (engine.TestScript) runs as DryRunSuffix: it neither
+// replaces the live version's compiled program nor shares its runtimes,
+// its slow-call gate, its fetch slots or its failure counts.
 const (
 	CandidateSuffix = "@candidate"
 	LastGoodSuffix  = "@last-good"
+	DryRunSuffix    = "@dry-run"
 )
 
 // OnErrorLastGood runs the last version of the script that succeeded on
