@@ -11,12 +11,15 @@ import (
 // behaviour.
 type fakeRuntime struct {
 	calls []string
+	// safeOnly is each call's SafeFetchOnly.
+	safeOnly []bool
 }
 
 func (f *fakeRuntime) Check(name, source string) error { return nil }
 
 func (f *fakeRuntime) Call(_ context.Context, s *Script, call *Call) (*Result, error) {
 	f.calls = append(f.calls, s.Name)
+	f.safeOnly = append(f.safeOnly, call.SafeFetchOnly)
 	arg := map[string]any{}
 	if len(call.Args) > 0 {
 		for k, v := range call.Args[0].(map[string]any) {

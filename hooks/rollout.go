@@ -214,12 +214,14 @@ func (o outcome) same(p outcome) bool {
 
 // runShadow runs the candidate tr beside s on the same input and
 // compares what it gives with what s gave; its result is discarded, and
-// its failures apply no policy and open no breaker. It runs on the
+// its failures apply no policy and open no breaker. Its fetches may only
+// GET or HEAD: the live version already made the request's changes. It runs on the
 // request's goroutine, after s: the context's lazy values may be read
 // by the request's goroutine only.
 func (d *Dispatcher) runShadow(ctx context.Context, log *slog.Logger, s *Script, tr *trial, fn Function, args []any, hctx map[string]any, judge func(*Result) error, live outcome) {
 	start := time.Now()
-	res, err := d.rt.Call(ctx, tr.script, &Call{Function: fn, Args: args, Context: withConfig(hctx, tr.script), Logger: log})
+	res, err := d.rt.Call(ctx, tr.script, &Call{Function: fn, Args: args, Context: withConfig(hctx, tr.script), Logger: log,
+		SafeFetchOnly: true})
 	took := time.Since(start)
 	if err == nil && res.Defined && judge != nil {
 		err = judge(res)

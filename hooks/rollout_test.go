@@ -62,7 +62,8 @@ func TestCanary(t *testing.T) {
 }
 
 // TestShadow: the live answer stands; a difference is reported, whether
-// in the edits, the return value or one failing alone.
+// in the edits, the return value or one failing alone; the candidate's
+// fetches may only GET or HEAD.
 func TestShadow(t *testing.T) {
 	for _, tc := range []struct {
 		name, live, candidate string
@@ -93,6 +94,11 @@ func TestShadow(t *testing.T) {
 			}
 			if len(rt.calls) != 2 || rt.calls[1] != "s"+CandidateSuffix {
 				t.Fatalf("calls %v", rt.calls)
+			}
+			// The live version's fetches go out as the script says; the
+			// discarded candidate's may only GET or HEAD.
+			if rt.safeOnly[0] || !rt.safeOnly[1] {
+				t.Fatalf("SafeFetchOnly of the live and candidate calls: %v, want [false true]", rt.safeOnly)
 			}
 		})
 	}
