@@ -274,7 +274,9 @@ func (d *Dispatcher) noteGood(log *slog.Logger, s *Script) {
 	defer g.mu.Unlock()
 	if cur := g.script.Load(); cur == nil || cur.Version != s.Version {
 		cp := *s
-		cp.Name, cp.Candidate = s.Name+LastGoodSuffix, nil
+		// Without its secrets: it runs with the script's current ones
+		// (serveLastGood).
+		cp.Name, cp.Candidate, cp.Secrets = s.Name+LastGoodSuffix, nil, nil
 		g.counts = &versionCounts{}
 		g.script.Store(&cp)
 	}
@@ -301,6 +303,13 @@ func (d *Dispatcher) serveLastGood(ctx context.Context, log *slog.Logger, s *Scr
 	if lg == nil {
 		return nil, false
 	}
+	// Secrets are not part of a version (docs/scripts.md, "Secrets"):
+	// the last good version runs with the script's secrets as they are
+	// now, so that one an admin rotated or removed is not used (nor kept)
+	// by the version that succeeded before.
+	cur := *lg
+	cur.Secrets = s.Secrets
+	lg = &cur
 	start := time.Now()
 	res, err := d.rt.Call(ctx, lg, &Call{Function: fn, Args: args, Context: withConfig(hctx, lg), Logger: log})
 	took := time.Since(start)

@@ -180,3 +180,43 @@ func TestShadowSampleRedactsSecrets(t *testing.T) {
 		})
 	}
 }
+
+// TestLastGoodRunsWithCurrentSecrets: secrets are not versioned, so the
+// last good version standing in for a failing live one reads the
+// script's secrets as they are now, not those it succeeded with.
+func TestLastGoodRunsWithCurrentSecrets(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		secrets map[string]string // of the failing live version
+		want    any               // what the last good version read
+	}{
+		{"rotated", map[string]string{"api_key": "new-value"}, "new-value"},
+		{"removed", nil, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := NewDispatcher(&fakeRuntime{}, nil)
+			good := script("s", "leak-secret", 0, func(s *Script) {
+				s.Number, s.Version, s.OnError, s.Secrets = 1, "v1", OnErrorLastGood, map[string]string{"api_key": "old-value"}
+			})
+			failing := script("s", "throw", 0, func(s *Script) {
+				s.Number, s.Version, s.OnError, s.Secrets = 2, "v2", OnErrorLastGood, tc.secrets
+			})
+			for _, s := range []*Script{good, failing} {
+				d.Replace([]*Script{s})
+				if _, err := d.Run(context.Background(), []*Script{s}, FnModifyResponse, map[string]any{}, nil, DiscardOnFalse); err != nil {
+					t.Fatal(err)
+				}
+			}
+			out, err := d.Run(context.Background(), []*Script{failing}, FnModifyResponse, map[string]any{}, nil, DiscardOnFalse)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n, ok := d.FallingBackTo("s"); !ok || n != 1 {
+				t.Fatalf("FallingBackTo = %d, %v; want version 1", n, ok)
+			}
+			if got := out.Value["leaked"]; got != tc.want {
+				t.Fatalf("the last good version read %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
