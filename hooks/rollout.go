@@ -223,6 +223,7 @@ func (d *Dispatcher) runShadow(ctx context.Context, log *slog.Logger, s *Script,
 	res, err := d.rt.Call(ctx, tr.script, &Call{Function: fn, Args: args, Context: withConfig(hctx, tr.script), Logger: log,
 		SafeFetchOnly: true})
 	took := time.Since(start)
+	extendScriptBudget(ctx, took)
 	if err == nil && res.Defined && judge != nil {
 		err = judge(res)
 	}

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"strings"
 	"testing"
+	"time"
 )
 
 func withCandidate(source string, rollout Rollout, percent int) func(*Script) {
@@ -216,6 +217,37 @@ func TestLastGoodRunsWithCurrentSecrets(t *testing.T) {
 			}
 			if got := out.Value["leaked"]; got != tc.want {
 				t.Fatalf("the last good version read %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
+// TestShadowTimeIsNotTheLiveScripts: the time a shadow candidate runs is
+// given back to the request's script budget, so that the live scripts
+// after it have what they would have had without it.
+func TestShadowTimeIsNotTheLiveScripts(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		candidate string
+		least     time.Duration // the next script's budget end, past the first's
+	}{
+		{"a slow candidate", "slow", 50 * time.Millisecond},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rt := &fakeRuntime{}
+			d := NewDispatcher(rt, nil)
+			first := script("first", "add", 0, withCandidate(tc.candidate, RolloutShadow, 0))
+			next := script("next", "add", 0)
+			d.Replace([]*Script{first, next})
+			ctx := WithScriptBudget(context.Background(), time.Hour)
+			if _, err := d.Run(ctx, []*Script{first, next}, FnModifyResponse, map[string]any{}, nil, DiscardOnFalse); err != nil {
+				t.Fatal(err)
+			}
+			if len(rt.budgetEnds) != 3 || rt.calls[2] != "next" {
+				t.Fatalf("calls %v", rt.calls)
+			}
+			if gained := rt.budgetEnds[2].Sub(rt.budgetEnds[0]); gained < tc.least {
+				t.Fatalf("the next script's budget ends %v after the first's, want at least %v", gained, tc.least)
 			}
 		})
 	}
