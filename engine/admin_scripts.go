@@ -303,6 +303,9 @@ type DryRunRequest struct {
 	// context.secrets, and the answer shows SecretMark wherever one of
 	// their values would appear.
 	Secrets map[string]string `json:"secrets,omitempty"`
+	// safeFetchOnly is set by Replay: its calls' answers are only
+	// compared, so context.fetch may only GET or HEAD.
+	safeFetchOnly bool
 }
 
 // DryRunResult is its answer (docs/scripts.md).
@@ -379,10 +382,22 @@ func (e *Engine) TestScript(ctx context.Context, name string, req *DryRunRequest
 		secrets[k] = v
 	}
 	hctx["secrets"] = secrets
-	res, err := e.hooks.Runtime().Call(ctx, s, &hooks.Call{Function: fn, Args: req.Args, Context: hctx})
+	// The dry run runs under a runtime name of its own: under the
+	// script's, unsaved code (or a replay's many calls) would replace the
+	// live version's program, hold its runtimes and slow-call gate, and
+	// count its failures as the live script's.
+	run := *s
+	run.Name = name + hooks.DryRunSuffix
+	res, err := e.hooks.Runtime().Call(ctx, &run, &hooks.Call{Function: fn, Args: req.Args, Context: hctx,
+		SafeFetchOnly: req.safeFetchOnly})
 	out := &DryRunResult{ArgsAfter: req.Args, Logs: []string{}}
 	if res != nil && res.Logs != nil {
 		out.Logs = res.Logs // kept even when the call failed
+	}
+	if se := (*hooks.ScriptError)(nil); errors.As(err, &se) && se.Script == run.Name {
+		cp := *se
+		cp.Script = name
+		err = &cp
 	}
 	if err != nil {
 		msg := err.Error()

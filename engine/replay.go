@@ -115,7 +115,8 @@ func (e *Engine) ReplayScript(ctx context.Context, name string, req *ReplayReque
 			c[k] = v
 		}
 		hctx["config"] = c
-		run, err := e.TestScript(ctx, name, &DryRunRequest{Function: string(in.Function), Args: in.Args, Context: hctx, Source: src})
+		run, err := e.TestScript(ctx, name, &DryRunRequest{Function: string(in.Function), Args: in.Args, Context: hctx, Source: src,
+			safeFetchOnly: true})
 		if err != nil && ctx.Err() == nil {
 			return nil, err // the source does not compile, or the script is gone
 		}

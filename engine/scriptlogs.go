@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/keyhook/keyhook/hooks"
@@ -37,7 +38,11 @@ func (e *Engine) FollowScriptLogs(ctx context.Context, name string) (*hooks.LogF
 	if err != nil {
 		return nil, err
 	}
-	return ring.Follow(name), nil
+	f, err := ring.Follow(name)
+	if errors.Is(err, hooks.ErrTooManyFollowers) {
+		return nil, Errorf(CodeTemporarilyUnavailable, "%d logs are followed on this instance, the most it serves; try again later", hooks.MaxLogFollowers)
+	}
+	return f, err
 }
 
 // scriptLogRing is the live log, after checking that the script exists.

@@ -86,12 +86,12 @@ func (d *Dispatcher) Replace(all []*Script) {
 			removed = append(removed, name)
 		}
 	}
-	// A script's candidate and last good version run under names of
-	// their own (hooks/rollout.go): they go with it, and a candidate goes
-	// when it is removed.
+	// A script's candidate, last good version and dry runs run under
+	// names of their own (hooks/rollout.go): they go with it, and a
+	// candidate goes when it is removed.
 	var gone []string
 	for _, name := range removed {
-		gone = append(gone, name, name+CandidateSuffix, name+LastGoodSuffix)
+		gone = append(gone, name, name+CandidateSuffix, name+LastGoodSuffix, name+DryRunSuffix)
 	}
 	for name, s := range d.byName {
 		if next, ok := byName[name]; ok && s.Candidate != nil && next.Candidate == nil {

@@ -5,18 +5,26 @@ import (
 	"errors"
 	"reflect"
 	"testing"
+	"time"
 )
 
 // fakeRuntime runs Go functions in place of scripts: Source names the
 // behaviour.
 type fakeRuntime struct {
 	calls []string
+	// safeOnly is each call's SafeFetchOnly.
+	safeOnly []bool
+	// budgetEnds is the script budget's end each call saw.
+	budgetEnds []time.Time
 }
 
 func (f *fakeRuntime) Check(name, source string) error { return nil }
 
-func (f *fakeRuntime) Call(_ context.Context, s *Script, call *Call) (*Result, error) {
+func (f *fakeRuntime) Call(ctx context.Context, s *Script, call *Call) (*Result, error) {
 	f.calls = append(f.calls, s.Name)
+	f.safeOnly = append(f.safeOnly, call.SafeFetchOnly)
+	end, _ := ScriptDeadline(ctx)
+	f.budgetEnds = append(f.budgetEnds, end)
 	arg := map[string]any{}
 	if len(call.Args) > 0 {
 		for k, v := range call.Args[0].(map[string]any) {
@@ -40,6 +48,12 @@ func (f *fakeRuntime) Call(_ context.Context, s *Script, call *Call) (*Result, e
 		return nil, &ScriptError{Script: s.Name, Function: call.Function, Kind: FailureException, Message: "boom"}
 	case "string":
 		res.Return = "yes"
+	case "slow":
+		time.Sleep(50 * time.Millisecond)
+		res.Return = true
+	case "leak-secret":
+		arg["leaked"] = s.Secrets["api_key"]
+		res.Return = true
 	case "lifetime":
 		res.Return = int64(42)
 	case "lifetime-bad":

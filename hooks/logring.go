@@ -2,6 +2,7 @@ package hooks
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"time"
 )
@@ -16,7 +17,14 @@ const (
 	// logFollowBuffer is how many lines a follower may fall behind before
 	// lines are dropped for it.
 	logFollowBuffer = 256
+	// MaxLogFollowers is how many followers a LogRing serves at once, of
+	// all scripts: each holds a stream, its goroutine and up to
+	// logFollowBuffer lines (about 1 MiB at most).
+	MaxLogFollowers = 32
 )
+
+// ErrTooManyFollowers is Follow's answer when MaxLogFollowers follow.
+var ErrTooManyFollowers = errors.New("too many followed logs on this instance")
 
 // LogLine is one line a script wrote with context.log, as the live log
 // keeps it. Line is redacted (Script.Redact) before it gets here.
@@ -55,6 +63,7 @@ type LogRing struct {
 	// total bound.
 	order     []logRef
 	followers map[string]map[*LogFollower]struct{}
+	following int // followers of all scripts
 }
 
 type logRef struct {
@@ -142,35 +151,49 @@ func (r *LogRing) Len() int {
 	return n
 }
 
-// Forget drops the script's lines (it was deleted); its followers stay
-// until they stop.
+// Forget drops the script's lines (it was deleted) and ends its
+// followers: their Lines channel is closed, so that a stream neither
+// outlives the script nor shows the lines of a new script of that name.
 func (r *LogRing) Forget(script string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	delete(r.byScript, script)
+	for f := range r.followers[script] {
+		close(f.c)
+		f.ended = true
+		r.following--
+	}
+	delete(r.followers, script)
 }
 
 // LogFollower receives the new lines of one script (see Follow).
 type LogFollower struct {
 	c       chan LogLine
 	dropped uint64 // under the ring's mu
+	ended   bool   // under the ring's mu: Forget or Stop took it out
 	r       *LogRing
 	script  string
 }
 
-// Follow starts following script's new lines; call Stop when done.
-func (r *LogRing) Follow(script string) *LogFollower {
-	f := &LogFollower{c: make(chan LogLine, logFollowBuffer), r: r, script: script}
+// Follow starts following script's new lines; call Stop when done. Past
+// MaxLogFollowers it answers ErrTooManyFollowers.
+func (r *LogRing) Follow(script string) (*LogFollower, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if r.following >= MaxLogFollowers {
+		return nil, ErrTooManyFollowers
+	}
+	f := &LogFollower{c: make(chan LogLine, logFollowBuffer), r: r, script: script}
 	if r.followers[script] == nil {
 		r.followers[script] = map[*LogFollower]struct{}{}
 	}
 	r.followers[script][f] = struct{}{}
-	return f
+	r.following++
+	return f, nil
 }
 
-// Lines is where the new lines arrive.
+// Lines is where the new lines arrive; it is closed when the script is
+// forgotten (deleted).
 func (f *LogFollower) Lines() <-chan LogLine { return f.c }
 
 // Dropped is how many lines the follower lost so far by not keeping up.
@@ -184,6 +207,11 @@ func (f *LogFollower) Dropped() uint64 {
 func (f *LogFollower) Stop() {
 	f.r.mu.Lock()
 	defer f.r.mu.Unlock()
+	if f.ended {
+		return
+	}
+	f.ended = true
+	f.r.following--
 	delete(f.r.followers[f.script], f)
 	if len(f.r.followers[f.script]) == 0 {
 		delete(f.r.followers, f.script)

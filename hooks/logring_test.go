@@ -1,6 +1,7 @@
 package hooks
 
 import (
+	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -73,9 +74,9 @@ func TestLogRingQueries(t *testing.T) {
 // blocks Add: its lines are dropped and counted.
 func TestLogRingSlowFollower(t *testing.T) {
 	r := NewLogRing(0, 0)
-	f := r.Follow("a")
+	f, _ := r.Follow("a")
 	defer f.Stop()
-	other := r.Follow("b")
+	other, _ := r.Follow("b")
 	defer other.Stop()
 	done := make(chan struct{})
 	go func() {
@@ -97,5 +98,71 @@ func TestLogRingSlowFollower(t *testing.T) {
 	}
 	if len(other.Lines()) != 0 || other.Dropped() != 0 {
 		t.Error("a follower of another script got lines")
+	}
+}
+
+// TestLogRingFollowers: an instance serves at most MaxLogFollowers
+// followers, and a stopped (once, however often Stop is called) or
+// forgotten one frees its place.
+func TestLogRingFollowers(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		// free runs once MaxLogFollowers followers (all of "a" but the
+		// last, of "b") follow; more is how many more may then.
+		free func(r *LogRing, fs []*LogFollower)
+		more int
+	}{
+		{"all places taken", func(*LogRing, []*LogFollower) {}, 0},
+		{"one stops", func(_ *LogRing, fs []*LogFollower) { fs[0].Stop() }, 1},
+		{"one stops twice", func(_ *LogRing, fs []*LogFollower) { fs[0].Stop(); fs[0].Stop() }, 1},
+		{"the script is forgotten", func(r *LogRing, _ []*LogFollower) { r.Forget("b") }, 1},
+		{"a forgotten follower stops", func(r *LogRing, fs []*LogFollower) { r.Forget("b"); fs[len(fs)-1].Stop() }, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := NewLogRing(0, 0)
+			fs := make([]*LogFollower, MaxLogFollowers)
+			for i := range fs {
+				script := "a"
+				if i == len(fs)-1 {
+					script = "b"
+				}
+				f, err := r.Follow(script)
+				if err != nil {
+					t.Fatalf("follower %d: %v", i, err)
+				}
+				fs[i] = f
+			}
+			tc.free(r, fs)
+			more := 0
+			for ; more <= MaxLogFollowers; more++ {
+				if _, err := r.Follow("a"); err != nil {
+					if !errors.Is(err, ErrTooManyFollowers) {
+						t.Fatal(err)
+					}
+					break
+				}
+			}
+			if more != tc.more {
+				t.Fatalf("%d more followers allowed, want %d", more, tc.more)
+			}
+		})
+	}
+}
+
+// TestLogRingForgetEndsFollowers: the followers of a forgotten script see
+// their Lines closed; those of another script go on.
+func TestLogRingForgetEndsFollowers(t *testing.T) {
+	r := NewLogRing(0, 0)
+	gone, _ := r.Follow("gone")
+	defer gone.Stop()
+	kept, _ := r.Follow("kept")
+	defer kept.Stop()
+	r.Forget("gone")
+	if _, ok := <-gone.Lines(); ok {
+		t.Fatal("the follower of a forgotten script got a line, want its Lines closed")
+	}
+	r.Add(LogLine{Script: "gone", Line: "x"}, LogLine{Script: "kept", Line: "y"})
+	if l := <-kept.Lines(); l.Line != "y" {
+		t.Fatalf("the other follower got %+v", l)
 	}
 }

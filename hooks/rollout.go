@@ -20,10 +20,14 @@ import (
 // hold), so that each keeps its compiled program beside the live one's
 // and has its own runtime metric series.
 
-// Runtime names of the versions a script runs besides its live one.
+// Runtime names of the versions a script runs besides its live one. A
+// dry run or replay (engine.TestScript) runs as DryRunSuffix: it neither
+// replaces the live version's compiled program nor shares its runtimes,
+// its slow-call gate, its fetch slots or its failure counts.
 const (
 	CandidateSuffix = "@candidate"
 	LastGoodSuffix  = "@last-good"
+	DryRunSuffix    = "@dry-run"
 )
 
 // OnErrorLastGood runs the last version of the script that succeeded on
@@ -210,13 +214,16 @@ func (o outcome) same(p outcome) bool {
 
 // runShadow runs the candidate tr beside s on the same input and
 // compares what it gives with what s gave; its result is discarded, and
-// its failures apply no policy and open no breaker. It runs on the
+// its failures apply no policy and open no breaker. Its fetches may only
+// GET or HEAD: the live version already made the request's changes. It runs on the
 // request's goroutine, after s: the context's lazy values may be read
 // by the request's goroutine only.
 func (d *Dispatcher) runShadow(ctx context.Context, log *slog.Logger, s *Script, tr *trial, fn Function, args []any, hctx map[string]any, judge func(*Result) error, live outcome) {
 	start := time.Now()
-	res, err := d.rt.Call(ctx, tr.script, &Call{Function: fn, Args: args, Context: withConfig(hctx, tr.script), Logger: log})
+	res, err := d.rt.Call(ctx, tr.script, &Call{Function: fn, Args: args, Context: withConfig(hctx, tr.script), Logger: log,
+		SafeFetchOnly: true})
 	took := time.Since(start)
+	extendScriptBudget(ctx, took)
 	if err == nil && res.Defined && judge != nil {
 		err = judge(res)
 	}
@@ -234,18 +241,20 @@ func (d *Dispatcher) runShadow(ctx context.Context, log *slog.Logger, s *Script,
 		return
 	}
 	log.Info("script candidate differs from the live version (shadow)", "script", s.Name, "function", string(fn),
-		"live", describe(live), "candidate", describe(shadow))
+		"live", s.describe(live), "candidate", tr.script.describe(shadow))
 }
 
-// describe is an outcome for a log line.
-func describe(o outcome) any {
+// describe is an outcome of s for a log line, s's secrets shown as
+// SecretMark: a version may have copied one into its answer (or an
+// earlier script into its arguments).
+func (s *Script) describe(o outcome) any {
 	if o.err != nil {
-		return map[string]any{"error": o.err.Error()}
+		return map[string]any{"error": s.Redact(o.err.Error())}
 	}
 	if !o.res.Defined {
 		return map[string]any{"defined": false}
 	}
-	return map[string]any{"return": o.res.Return, "args": o.res.Args}
+	return map[string]any{"return": s.RedactValue(o.res.Return), "args": s.RedactValue(o.res.Args)}
 }
 
 // noteGood records a call of the live version s that succeeded: s is
@@ -266,7 +275,9 @@ func (d *Dispatcher) noteGood(log *slog.Logger, s *Script) {
 	defer g.mu.Unlock()
 	if cur := g.script.Load(); cur == nil || cur.Version != s.Version {
 		cp := *s
-		cp.Name, cp.Candidate = s.Name+LastGoodSuffix, nil
+		// Without its secrets: it runs with the script's current ones
+		// (serveLastGood).
+		cp.Name, cp.Candidate, cp.Secrets = s.Name+LastGoodSuffix, nil, nil
 		g.counts = &versionCounts{}
 		g.script.Store(&cp)
 	}
@@ -293,6 +304,13 @@ func (d *Dispatcher) serveLastGood(ctx context.Context, log *slog.Logger, s *Scr
 	if lg == nil {
 		return nil, false
 	}
+	// Secrets are not part of a version (docs/scripts.md, "Secrets"):
+	// the last good version runs with the script's secrets as they are
+	// now, so that one an admin rotated or removed is not used (nor kept)
+	// by the version that succeeded before.
+	cur := *lg
+	cur.Secrets = s.Secrets
+	lg = &cur
 	start := time.Now()
 	res, err := d.rt.Call(ctx, lg, &Call{Function: fn, Args: args, Context: withConfig(hctx, lg), Logger: log})
 	took := time.Since(start)

@@ -148,6 +148,11 @@ type Call struct {
 	// Logger receives context.log lines (with attribute script=<name>);
 	// nil means slog.Default().
 	Logger *slog.Logger
+	// SafeFetchOnly lets context.fetch send only GET and HEAD, the safe
+	// methods of RFC 9110 §9.2.1: set for calls whose answer is
+	// discarded (a shadow candidate, a replay), which must change nothing
+	// upstream (docs/scripts.md, "context.fetch").
+	SafeFetchOnly bool
 }
 
 // Lazy is a Context value computed when a script first reads it, so that

@@ -320,6 +320,11 @@ func (e *Runtime) fetchFor(s *hooks.Script, call *hooks.Call) fetchFunc {
 		return e.remoteFetch
 	}
 	return func(ctx context.Context, req *fetchRequest, deadline time.Time) (*fetchResponse, string, error) {
+		if call.SafeFetchOnly {
+			cp := *req
+			cp.safeOnly = true
+			req = &cp
+		}
 		return e.fetcher().fetch(ctx, s, deadline, req, e.logger(call))
 	}
 }

@@ -76,6 +76,9 @@ type fetchRequest struct {
 	body        string
 	// timeout is the script's timeout_ms; 0 is what remains of the call.
 	timeout time.Duration
+	// safeOnly is the call's hooks.Call.SafeFetchOnly (set by the
+	// server, never by the script).
+	safeOnly bool
 }
 
 // fetchResponse is what the script gets back: headers lower-cased, the
@@ -209,6 +212,9 @@ func (f *fetcher) do(ctx context.Context, s *hooks.Script, deadline time.Time, r
 	}
 	if !slices.Contains(fetchMethods, req.method) {
 		return refuse("invalid", "method not allowed: %s", req.method)
+	}
+	if req.safeOnly && req.method != http.MethodGet && req.method != http.MethodHead {
+		return refuse("unsafe_method", "%s not sent: this call's answer is discarded (a shadow candidate or a replay), so it may only GET or HEAD", req.method)
 	}
 	for k := range req.headers {
 		if forbiddenHeader(k) {
@@ -483,7 +489,7 @@ func newFetchMetrics(reg prometheus.Registerer, log *slog.Logger) *fetchMetrics 
 	m := &fetchMetrics{
 		total: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "keyhook_script_fetch_total",
-			Help: "context.fetch calls, by script and outcome (ok, cached, disabled, invalid, host_not_allowed, https_only, private_address, timeout, too_large, busy, cancelled, error).",
+			Help: "context.fetch calls, by script and outcome (ok, cached, disabled, invalid, unsafe_method, host_not_allowed, https_only, private_address, timeout, too_large, busy, cancelled, error).",
 		}, []string{"script", "outcome"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "keyhook_script_fetch_duration_seconds",

@@ -318,3 +318,57 @@ func TestFetchEndsWhenTheWorkerDies(t *testing.T) {
 		t.Fatal("the upstream's request was not cancelled")
 	}
 }
+
+// TestFetchSafeOnly: a call with SafeFetchOnly (a shadow candidate, a
+// replay) sends GET and HEAD but refuses the other methods before they
+// reach the upstream; without it every method goes out.
+func TestFetchSafeOnly(t *testing.T) {
+	for _, iso := range []hooks.Isolation{hooks.IsolationInline, hooks.IsolationProcess} {
+		t.Run(string(iso), func(t *testing.T) {
+			var mu sync.Mutex
+			var sent []string
+			up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				mu.Lock()
+				sent = append(sent, r.Method)
+				mu.Unlock()
+				fmt.Fprint(w, "ok")
+			}))
+			defer up.Close()
+			e := fetchTestRuntime(t, iso, FetchOptions{})
+			s := fetchingScript("safe-only", 5*time.Second)
+			for _, tc := range []struct {
+				method   string
+				safeOnly bool
+				sent     bool
+			}{
+				{"GET", true, true},
+				{"HEAD", true, true},
+				{"POST", true, false},
+				{"PUT", true, false},
+				{"PATCH", true, false},
+				{"DELETE", true, false},
+				{"POST", false, true},
+				{"DELETE", false, true},
+			} {
+				t.Run(fmt.Sprintf("%s safe only %v", tc.method, tc.safeOnly), func(t *testing.T) {
+					mu.Lock()
+					sent = nil
+					mu.Unlock()
+					res, err := e.Call(context.Background(), s, &hooks.Call{Function: hooks.FnModifyResponse,
+						Args:    []any{map[string]any{"url": up.URL + "/x", "opts": map[string]any{"method": tc.method, "body": ""}}},
+						Context: map[string]any{}, SafeFetchOnly: tc.safeOnly})
+					got := gotOf(t, res, err)
+					mu.Lock()
+					reached := len(sent) == 1 && sent[0] == tc.method
+					mu.Unlock()
+					if reached != tc.sent {
+						t.Fatalf("upstream saw %v, want it sent=%v (script got %q)", sent, tc.sent, got)
+					}
+					if !tc.sent && !strings.Contains(got, "may only GET or HEAD") {
+						t.Fatalf("script got %q, want the refusal", got)
+					}
+				})
+			}
+		})
+	}
+}

@@ -286,3 +286,59 @@ func TestScriptReplaySecretRedacted(t *testing.T) {
 		t.Fatalf("recorded live answer %v, want key [secret]", live)
 	}
 }
+
+// TestDryRunLeavesTheLiveVersionAlone: a dry run or a replay, of unsaved
+// source or of the stored script, runs under a runtime name of its own:
+// its calls and failures are not counted as the live script's (nor does
+// it take the live version's program, runtimes or slow-call gate), and
+// its answer still names the script.
+func TestDryRunLeavesTheLiveVersionAlone(t *testing.T) {
+	h := newHarness(t)
+	h.createScript(introspectionScript("shaper", `if (response.boom) throw new Error("boom"); return true;`,
+		map[string]any{"timeout_ms": 5000, "record_inputs": 5}))
+	h.createClient(map[string]any{"client_id": "app", "client_secret": "app-secret", "introspection_scripts": []string{"shaper"}})
+	tok := h.mustToken("app", "app-secret", "").AccessToken
+	h.introspectRecorded(tok, "req-0")
+	const (
+		liveCalls  = `keyhook_script_calls_total{function="modifyResponse",script="shaper"}`
+		liveErrors = `keyhook_script_errors_total{kind="exception",script="shaper"}`
+	)
+	throws := "function modifyResponse(response, context) { throw new Error(\"boom\"); }"
+	for _, tc := range []struct {
+		name, path string
+		body       map[string]any
+		errorOf    func(r *response) string
+	}{
+		{"dry run of the stored script", "/scripts/shaper/test",
+			map[string]any{"args": []any{map[string]any{"boom": true}}}, dryRunError},
+		{"dry run of unsaved source", "/scripts/shaper/test",
+			map[string]any{"source": throws, "args": []any{map[string]any{}}}, dryRunError},
+		{"replay of unsaved source", "/scripts/shaper/replay", map[string]any{"source": throws}, func(r *response) string {
+			var a replayAnswer
+			if err := json.Unmarshal(r.body, &a); err != nil || len(a.Inputs) != 1 || a.Inputs[0].Replayed.Error == nil {
+				return ""
+			}
+			return *a.Inputs[0].Replayed.Error
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			calls, _ := h.metric(liveCalls)
+			r := h.admin(http.MethodPost, tc.path, tc.body)
+			if r.status != http.StatusOK {
+				t.Fatalf("%s: %d %s", tc.path, r.status, r.body)
+			}
+			if msg := tc.errorOf(r); !strings.Contains(msg, "boom") || !strings.HasPrefix(msg, "script shaper:") {
+				t.Fatalf("error %q, want the script's exception under its own name (%s)", msg, r.body)
+			}
+			if now, _ := h.metric(liveCalls); now != calls {
+				t.Errorf("the live script's calls went from %v to %v", calls, now)
+			}
+			if n, ok := h.metric(liveErrors); ok {
+				t.Errorf("the live script counts %v exceptions", n)
+			}
+		})
+	}
+}
+
+// dryRunError is the error of a dry run's answer, "" when none.
+func dryRunError(r *response) string { e, _ := r.json["error"].(string); return e }

@@ -379,3 +379,51 @@ func TestFetchLoopbackFlag(t *testing.T) {
 		t.Fatalf("introspection = %v, want https only", in)
 	}
 }
+
+// TestFetchOfDiscardedCalls: calls whose answer is thrown away make no
+// change upstream: a shadow candidate and a replay may GET but not POST
+// (the live version already made the request's changes), while the live
+// version and a dry run, which an admin asks for, send what the script
+// says.
+func TestFetchOfDiscardedCalls(t *testing.T) {
+	up := newFetchUpstream(t)
+	h := newHarness(t, withFetch(up.fetchOptions(true)))
+	post := func(path string) string {
+		return fmt.Sprintf("context.fetch(%q, {method: \"POST\", body: \"x\"});\n", up.url("example.com", path))
+	}
+	get := func(path string) string {
+		return fmt.Sprintf("context.fetch(%q);\n", up.url("example.com", path))
+	}
+	fn := func(body string) string {
+		return "function modifyResponse(response, context) {\n" + body + "return true;\n}"
+	}
+	h.createScript(introspectionScript("audit", post("/live")+"return true;", map[string]any{"allowed_hosts": []string{"example.com"},
+		"timeout_ms": 5000, "record_inputs": 5, "candidate": map[string]any{"source": fn(post("/shadow-post") + get("/shadow-get")), "rollout": "shadow"}}))
+	h.createClient(map[string]any{"client_id": "audit", "client_secret": "s", "introspection_scripts": []string{"audit"}})
+	h.introspect(h.mustToken("audit", "s", "").AccessToken)
+	if r := h.admin(http.MethodPost, "/scripts/audit/replay", map[string]any{"source": fn(get("/replay-get") + post("/replay-post"))}); r.status != http.StatusOK {
+		t.Fatalf("replay: %d %s", r.status, r.body)
+	} else if !strings.Contains(string(r.body), "may only GET or HEAD") {
+		t.Errorf("replay answer %s, want the POST refused", r.body)
+	}
+	if r := h.admin(http.MethodPost, "/scripts/audit/test", map[string]any{"source": fn(post("/dry-run")), "args": []any{map[string]any{}}}); r.status != http.StatusOK {
+		t.Fatalf("dry run: %d %s", r.status, r.body)
+	}
+	for _, tc := range []struct {
+		path string
+		want int64
+	}{
+		{"/live", 1},
+		{"/shadow-post", 0},
+		{"/shadow-get", 0}, // the shadow's POST threw before its GET
+		{"/replay-get", 1},
+		{"/replay-post", 0},
+		{"/dry-run", 1},
+	} {
+		t.Run(tc.path, func(t *testing.T) {
+			if got := up.hitsOf(tc.path); got != tc.want {
+				t.Fatalf("%s reached %d times, want %d", tc.path, got, tc.want)
+			}
+		})
+	}
+}

@@ -120,7 +120,12 @@ func (s *Server) scriptLogs(c echo.Context) error {
 			return nil
 		case <-s.closing:
 			return nil
-		case l := <-f.Lines():
+		case l, ok := <-f.Lines():
+			if !ok {
+				// The script was deleted: the stream ends with it.
+				write("event: end\ndata: {\"ended\": \"the script was deleted\"}\n\n")
+				return nil
+			}
 			if l.Seq <= last {
 				continue // in the backlog already
 			}

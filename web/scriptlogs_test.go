@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"io"
 	"net/http"
 	"net/url"
 	"strings"
@@ -210,5 +211,40 @@ func TestScriptLiveLogsFollow(t *testing.T) {
 	}
 	if d := time.Since(start); d > 5*time.Second {
 		t.Errorf("shutdown took %v with a followed log open", d)
+	}
+}
+
+// TestScriptLiveLogsFollowLimits: a followed log ends when its script is
+// deleted (a new script of that name shows nothing to it), and an
+// instance serves at most hooks.MaxLogFollowers streams at once (503
+// past them).
+func TestScriptLiveLogsFollowLimits(t *testing.T) {
+	h := newHarness(t)
+	h.createScript(introspectionScript("chatty", `return true;`, map[string]any{"timeout_ms": 5000}))
+	resp, stream := follow(t, h, "?follow=true")
+	if r := h.admin(http.MethodDelete, "/scripts/chatty", nil); r.status != http.StatusNoContent {
+		t.Fatalf("delete: %d %s", r.status, r.body)
+	}
+	if data := stream.next(); !strings.Contains(data, "deleted") {
+		t.Fatalf("event %q, want the end of the stream", data)
+	}
+	if rest, err := io.ReadAll(stream.r); err != nil || strings.TrimSpace(string(rest)) != "" {
+		t.Fatalf("after the end event: %q, %v; want the body to end", rest, err)
+	}
+	resp.Body.Close()
+
+	h.createScript(introspectionScript("chatty", `return true;`, map[string]any{"timeout_ms": 5000}))
+	for range hooks.MaxLogFollowers {
+		follow(t, h, "?follow=true") // closed at the test's end
+	}
+	req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, h.url+"/admin/v1/scripts/chatty/logs?follow=true", nil)
+	req.Header.Set("Authorization", "Bearer "+h.adminToken)
+	r, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Body.Close()
+	if r.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("stream %d: status %d, want 503", hooks.MaxLogFollowers+1, r.StatusCode)
 	}
 }
