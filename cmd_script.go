@@ -19,9 +19,10 @@ import (
 )
 
 func newScriptCommand(env lookupEnv, stdout io.Writer) *cobra.Command {
-	script := &cobra.Command{Use: "script", Short: "Work on scripts without a server"}
+	script := &cobra.Command{Use: "script", Short: "Test scripts offline, manage those of a running server"}
 	group(script)
 	script.AddCommand(newScriptTestCommand(env, stdout))
+	script.AddCommand(newScriptRemoteCommands(env, stdout)...)
 	return script
 }
 

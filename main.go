@@ -8,6 +8,9 @@
 //	keyhook admin reset-secret [--db DSN | DB]
 //	                                    give keyhook-admin a new secret
 //	keyhook script test FILE.js         run a script on its fixtures, no server
+//	keyhook client|script|user|config ...
+//	                                    manage a running server (admin API)
+//	keyhook token CLIENT_ID             get a token, decoded when a JWT
 //	keyhook version                     print the build's version
 //
 // Every flag and its environment variable is listed in
@@ -105,6 +108,10 @@ func newRootCommand(env lookupEnv, stdout, stderr io.Writer) *cobra.Command {
 		newKEKCommand(stdout),
 		admin,
 		newScriptCommand(env, stdout),
+		newClientCommand(env, stdout),
+		newUserCommand(env, stdout),
+		newConfigCommand(env, stdout),
+		newTokenCommand(env, stdout),
 		newVersionCommand(stdout),
 	)
 	return root
