@@ -48,7 +48,7 @@ func remoteCommand(env lookupEnv, stdout io.Writer, cmd *cobra.Command, run func
 			return err
 		}
 		if r.output != "text" && r.output != "json" {
-			return flagError(c, "output", fmt.Errorf("%q is neither text nor json", r.output))
+			return badValue(c, "output", fmt.Errorf("%q is neither text nor json", r.output))
 		}
 		r.url = strings.TrimRight(r.url, "/")
 		return run(c, r, args)
@@ -206,7 +206,7 @@ func cell(v any) string {
 	case nil:
 		return ""
 	case string:
-		return oneLine(v)
+		return strings.Join(strings.Fields(v), " ")
 	case []any:
 		var s []string
 		for _, e := range v {
@@ -216,4 +216,22 @@ func cell(v any) string {
 	}
 	b, _ := json.Marshal(v)
 	return string(b)
+}
+
+// jsonUnmarshal reads a server answer.
+func jsonUnmarshal(b []byte, v any) error {
+	if err := json.Unmarshal(b, v); err != nil {
+		return fmt.Errorf("server answer: %v", err)
+	}
+	return nil
+}
+
+// badValue is a bad value of flag name: a usage error when it is on the
+// command line, an error naming its environment variable when it came
+// from there.
+func badValue(c *cobra.Command, name string, err error) error {
+	if c.Flags().Changed(name) {
+		return &usageError{c, fmt.Errorf("--%s: %v", name, err)}
+	}
+	return fmt.Errorf("%s: %v", envName(name), err)
 }

@@ -83,7 +83,7 @@ func newScriptPutCommand(env lookupEnv, stdout io.Writer) *cobra.Command {
 		return nil
 	}}, func(c *cobra.Command, r *remote, args []string) error {
 		if typ != "" && typ != "introspection" && typ != "update_token" {
-			return flagError(c, "type", fmt.Errorf("%q is neither introspection nor update_token", typ))
+			return badValue(c, "type", fmt.Errorf("%q is neither introspection nor update_token", typ))
 		}
 		src, err := os.ReadFile(args[1])
 		if err != nil {

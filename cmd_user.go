@@ -15,13 +15,6 @@ import (
 	"github.com/spf13/cobra"
 )
 
-func jsonUnmarshal(b []byte, v any) error {
-	if err := json.Unmarshal(b, v); err != nil {
-		return fmt.Errorf("server answer: %v", err)
-	}
-	return nil
-}
-
 func newUserCommand(env lookupEnv, stdout io.Writer) *cobra.Command {
 	u := &cobra.Command{Use: "user", Short: "Manage the users of a running server"}
 	group(u)
