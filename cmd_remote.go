@@ -9,6 +9,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -97,7 +98,7 @@ func (r *remote) clientCredentials(ctx context.Context, id, secret, scope string
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.SetBasicAuth(url.QueryEscape(id), url.QueryEscape(secret))
-	resp, err := r.hc.Do(req)
+	resp, err := r.do(req)
 	if err != nil {
 		return nil, err
 	}
@@ -143,7 +144,7 @@ func (r *remote) call(ctx context.Context, method, path string, body any) ([]byt
 		req.Header.Set("Content-Type", ct)
 	}
 	req.Header.Set("Authorization", "Bearer "+r.token)
-	resp, err := r.hc.Do(req)
+	resp, err := r.do(req)
 	if err != nil {
 		return nil, err
 	}
@@ -153,6 +154,20 @@ func (r *remote) call(ctx context.Context, method, path string, body any) ([]byt
 		return nil, serverError(resp.StatusCode, b)
 	}
 	return b, nil
+}
+
+// do sends req; a server that cannot be reached is said short, without
+// the request that failed.
+func (r *remote) do(req *http.Request) (*http.Response, error) {
+	resp, err := r.hc.Do(req)
+	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return nil, fmt.Errorf("cannot reach %s: %v", r.url, err)
+	}
+	return resp, nil
 }
 
 // print writes a JSON answer: as is with -o json, else as a table of

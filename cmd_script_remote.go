@@ -50,7 +50,7 @@ func newScriptRemoteCommands(env lookupEnv, stdout io.Writer) []*cobra.Command {
 		simple("enable", "Enable a script", http.MethodPatch, "", map[string]any{"enabled": true}),
 		simple("disable", "Disable a script", http.MethodPatch, "", map[string]any{"enabled": false}),
 		simple("versions", "List a script's versions, newest first", http.MethodGet, "/versions", nil,
-			"version_number", "version", "created_at", "created_by", "reason"),
+			"number", "author", "created_at", "sha256"),
 		remoteCommand(env, stdout, &cobra.Command{Use: "rollback NAME VERSION", Short: "Make a version live again, as a new version", Args: func(c *cobra.Command, args []string) error {
 			if len(args) != 2 {
 				return &usageError{c, fmt.Errorf("%s wants a script name and a version number, got %d arguments", c.CommandPath(), len(args))}
