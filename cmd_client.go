@@ -21,16 +21,16 @@ func newClientCommand(env lookupEnv, stdout io.Writer) *cobra.Command {
 	var name, scope, grants string
 	var jwt bool
 	fields := func(c *cobra.Command, m map[string]any) {
-		if c.Flags().Changed("name") {
+		if given(c, env, "name") {
 			m["client_name"] = name
 		}
-		if c.Flags().Changed("scope") {
+		if given(c, env, "scope") {
 			m["scope"] = scope
 		}
-		if c.Flags().Changed("grant-types") {
+		if given(c, env, "grant-types") {
 			m["grant_types"] = strings.Split(grants, ",")
 		}
-		if c.Flags().Changed("jwt") {
+		if given(c, env, "jwt") {
 			m["access_token_as_jwt"] = jwt
 		}
 	}

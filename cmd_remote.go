@@ -250,3 +250,13 @@ func badValue(c *cobra.Command, name string, err error) error {
 	}
 	return fmt.Errorf("%s: %v", envName(name), err)
 }
+
+// given tells whether flag name was set, on the command line or by its
+// environment variable (applyEnv does not mark those as changed).
+func given(c *cobra.Command, env lookupEnv, name string) bool {
+	if c.Flags().Changed(name) {
+		return true
+	}
+	v, ok := env(envName(name))
+	return ok && v != ""
+}

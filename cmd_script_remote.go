@@ -93,10 +93,10 @@ func newScriptPutCommand(env lookupEnv, stdout io.Writer) *cobra.Command {
 		if typ != "" {
 			m["type"] = typ
 		}
-		if c.Flags().Changed("level") || level != 0 {
+		if given(c, env, "level") {
 			m["level"] = level
 		}
-		if c.Flags().Changed("timeout-ms") || timeout != 0 {
+		if given(c, env, "timeout-ms") {
 			m["timeout_ms"] = timeout
 		}
 		_, gerr := r.call(c.Context(), http.MethodGet, scriptPath(args[0]), nil)
