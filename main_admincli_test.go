@@ -19,6 +19,8 @@ func TestAdminCLI(t *testing.T) {
 	v2 := filepath.Join(dir, "tag2.js")
 	os.WriteFile(v1, []byte("function modifyResponse(response, context) { response.tag = 'one'; return response; }\n"), 0o600)
 	os.WriteFile(v2, []byte("function modifyResponse(response, context) { response.tag = 'two'; return response; }\n"), 0o600)
+	up := filepath.Join(dir, "up.js")
+	os.WriteFile(up, []byte("function modifyAccessToken(token, context) { token.claims.tag = 'up'; return token; }\n"), 0o600)
 	for _, tc := range []struct {
 		args   []string
 		env    map[string]string // added to env
@@ -43,6 +45,11 @@ func TestAdminCLI(t *testing.T) {
 		{args: []string{"client", "bind", "svc", "tag"}, stdout: []string{"introspection_scripts:", "tag"}},
 		{args: []string{"client", "get", "svc", "-o", "json"}, stdout: []string{`"introspection_scripts": [`, `"tag"`}},
 		{args: []string{"client", "unbind", "svc", "tag"}, stdout: []string{"introspection_scripts:"}},
+		{args: []string{"client", "get", "svc", "-o", "json"}, stdout: []string{`"introspection_scripts": []`}},
+		{args: []string{"script", "put", "up", up, "--type", "update_token"}, stdout: []string{"update_token"}},
+		{args: []string{"client", "bind", "svc", "up", "--update-token", "-o", "json"}, stdout: []string{`"update_token_scripts": [`, `"up"`}},
+		{args: []string{"client", "unbind", "svc", "up", "--update-token", "-o", "json"}, stdout: []string{`"update_token_scripts": []`}},
+		{args: []string{"client", "bind", "svc", "missing"}, code: 1, stderr: `keyhook: introspection_scripts: script "missing" does not exist`},
 		{args: []string{"user", "create", "alice", "--password", "pw-alice-1"}, stdout: []string{"alice"}},
 		{args: []string{"user", "list"}, stdout: []string{"USERNAME", "alice"}},
 		{args: []string{"user", "delete", "alice"}, stdout: []string{"deleted user alice"}},
