@@ -69,7 +69,13 @@ func NewDispatcher(rt Runtime, log *slog.Logger) *Dispatcher {
 func (d *Dispatcher) Runtime() Runtime { return d.rt }
 
 // Replace makes all the current set of scripts.
-func (d *Dispatcher) Replace(all []*Script) {
+func (d *Dispatcher) Replace(all []*Script) { d.replace(all, "") }
+
+// replace is Replace; deleted, when set, names a script deleted here,
+// whose state goes even if a refresh that read the database before it was
+// created has already dropped it from the set (that refresh forgot it
+// before a dry run or call made state for it again).
+func (d *Dispatcher) replace(all []*Script, deleted string) {
 	byName := make(map[string]*Script, len(all))
 	var intro []*Script
 	for _, s := range all {
@@ -85,6 +91,9 @@ func (d *Dispatcher) Replace(all []*Script) {
 		if _, ok := byName[name]; !ok {
 			removed = append(removed, name)
 		}
+	}
+	if _, ok := byName[deleted]; deleted != "" && !ok && !slices.Contains(removed, deleted) {
+		removed = append(removed, deleted)
 	}
 	// A script's candidate, last good version and dry runs run under
 	// names of their own (hooks/rollout.go): they go with it, and a
@@ -148,8 +157,8 @@ type Forgetter interface {
 // takes effect before the next reload).
 func (d *Dispatcher) Put(s *Script) { d.Replace(append(d.others(s.Name), s)) }
 
-// Remove forgets one script.
-func (d *Dispatcher) Remove(name string) { d.Replace(d.others(name)) }
+// Remove forgets one script, deleted here.
+func (d *Dispatcher) Remove(name string) { d.replace(d.others(name), name) }
 
 // others is every script but the one called name.
 func (d *Dispatcher) others(name string) []*Script {

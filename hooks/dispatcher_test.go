@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"reflect"
+	"slices"
 	"testing"
 	"time"
 )
@@ -204,5 +205,44 @@ func TestRestoreProtected(t *testing.T) {
 	want := map[string]any{"iss": "https://a", "exp": int64(10), "sub": "y"}
 	if !reflect.DeepEqual(edited, want) {
 		t.Fatalf("edited = %v", edited)
+	}
+}
+
+// forgettingRuntime records the names the dispatcher tells it to forget.
+type forgettingRuntime struct {
+	fakeRuntime
+	forgotten []string
+}
+
+func (f *forgettingRuntime) Forget(name string) { f.forgotten = append(f.forgotten, name) }
+
+// TestRemoveForgetsWhatARefreshDropped: a refresh that read the database
+// before a script was created drops it from the set; a dry run then makes
+// state for it again (under its dry-run name), and deleting it here must
+// still forget that state and tell OnRemove, though the set no longer
+// holds it.
+func TestRemoveForgetsWhatARefreshDropped(t *testing.T) {
+	rt := &forgettingRuntime{}
+	d := NewDispatcher(rt, nil)
+	var removed []string
+	d.OnRemove = func(name string) { removed = append(removed, name) }
+	d.Put(&Script{Name: "x", Kind: KindIntrospection, Enabled: true, Version: "1"})
+	d.Replace(nil) // the stale refresh
+	rt.forgotten, removed = nil, nil
+	d.Remove("x")
+	for _, want := range []string{"x", "x" + DryRunSuffix, "x" + CandidateSuffix, "x" + LastGoodSuffix} {
+		if !slices.Contains(rt.forgotten, want) {
+			t.Errorf("Remove did not forget %s: %v", want, rt.forgotten)
+		}
+	}
+	if !reflect.DeepEqual(removed, []string{"x"}) {
+		t.Errorf("OnRemove heard %v, want [x]", removed)
+	}
+	// A refresh that drops a script nobody deleted here still forgets it
+	// once, and removing a name never known forgets it all the same.
+	rt.forgotten, removed = nil, nil
+	d.Remove("never-known")
+	if !slices.Contains(rt.forgotten, "never-known"+DryRunSuffix) || !reflect.DeepEqual(removed, []string{"never-known"}) {
+		t.Errorf("forgotten %v, removed %v", rt.forgotten, removed)
 	}
 }
