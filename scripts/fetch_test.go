@@ -196,10 +196,15 @@ func TestFetchEndsWithTheCall(t *testing.T) {
 				if took := time.Since(start); took > 300*time.Millisecond+2*time.Second {
 					t.Errorf("the call took %v", took)
 				}
+				// A fetch already on the wire when the call ended may
+				// still reach the upstream (one, once); no fetch may
+				// start after it.
 				n := hits.Load()
 				time.Sleep(200 * time.Millisecond)
-				if hits.Load() != n {
-					t.Errorf("fetches went on after the call ended (%d, then %d)", n, hits.Load())
+				settled := hits.Load()
+				time.Sleep(200 * time.Millisecond)
+				if later := hits.Load(); settled > n+1 || later != settled {
+					t.Errorf("fetches went on after the call ended (%d, then %d, then %d)", n, settled, later)
 				}
 			})
 		})
