@@ -60,6 +60,16 @@ func oneArg(name string) cobra.PositionalArgs {
 	}
 }
 
+// atMostOneArg takes one optional argument, named name in the message.
+func atMostOneArg(name string) cobra.PositionalArgs {
+	return func(c *cobra.Command, args []string) error {
+		if len(args) > 1 {
+			return &usageError{c, fmt.Errorf("%s wants at most %s, got %d arguments", c.CommandPath(), name, len(args))}
+		}
+		return nil
+	}
+}
+
 // envName is the environment variable of a flag: KEYHOOK_ and its name in
 // capitals with _ for - (--script-workers: KEYHOOK_SCRIPT_WORKERS).
 func envName(flag string) string {

@@ -44,9 +44,12 @@ func newClientCommand(env lookupEnv, stdout io.Writer) *cobra.Command {
 	}
 	path := func(id string) string { return "/clients/" + url.PathEscape(id) }
 	cl.AddCommand(
-		withFields(remoteCommand(env, stdout, &cobra.Command{Use: "create CLIENT_ID", Short: "Create a client; its secret is printed once", Args: oneArg("a client id")},
+		withFields(remoteCommand(env, stdout, &cobra.Command{Use: "create [CLIENT_ID]", Short: "Create a client (the server picks its id when none is given); its secret is printed once", Args: atMostOneArg("a client id")},
 			func(c *cobra.Command, r *remote, args []string) error {
-				m := map[string]any{"client_id": args[0]}
+				m := map[string]any{}
+				if len(args) == 1 {
+					m["client_id"] = args[0]
+				}
 				fields(c, m)
 				b, err := r.call(c.Context(), http.MethodPost, "/clients", m)
 				if err != nil {

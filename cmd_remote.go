@@ -2,8 +2,9 @@ package main
 
 // The HTTP client the remote command groups (client, script, user, config,
 // token) share: the admin API of a running server (docs/admin-api.md),
-// authenticated with an admin token fetched by client_credentials once per
-// command run (RFC 6749 section 4.4).
+// authenticated with an admin token fetched by client_credentials (RFC 6749
+// section 4.4) and kept in a private cache file until shortly before it
+// expires (cmd_tokencache.go).
 
 import (
 	"bytes"
@@ -26,9 +27,14 @@ import (
 // remote is a server's admin API and the credentials to call it.
 type remote struct {
 	url, clientID, clientSecret, output string
-	stdout                              io.Writer
+	cachePath                           string
+	stdout, stderr                      io.Writer
 	hc                                  *http.Client
 	token                               string
+	// cache holds admin tokens between runs; cached says r.token came
+	// from it (a server that refuses it gets a fresh one, once).
+	cache  tokenCache
+	cached bool
 }
 
 // remoteFlags adds --url, --client-id, --client-secret and -o to fs.
@@ -37,6 +43,7 @@ func (r *remote) flags(fs *pflag.FlagSet) {
 	fs.StringVar(&r.clientID, "client-id", "keyhook-admin", "admin client that calls the admin API")
 	fs.StringVar(&r.clientSecret, "client-secret", "", "its secret")
 	fs.StringVarP(&r.output, "output", "o", "text", "output: text (tables) or json (the server's JSON)")
+	fs.StringVar(&r.cachePath, "token-cache", "", "file caching admin tokens between runs (default keyhook/admin-tokens.json in the user cache directory; off: none)")
 }
 
 // remoteCommand is a command of a remote group: run gets r with its flags
@@ -52,6 +59,14 @@ func remoteCommand(env lookupEnv, stdout io.Writer, cmd *cobra.Command, run func
 			return badValue(c, "output", fmt.Errorf("%q is neither text nor json", r.output))
 		}
 		r.url = strings.TrimRight(r.url, "/")
+		r.stderr = c.ErrOrStderr()
+		switch r.cachePath {
+		case "":
+			r.cachePath = defaultTokenCache(env)
+		case "off":
+			r.cachePath = ""
+		}
+		r.cache = tokenCache{path: r.cachePath, now: time.Now}
 		return run(c, r, args)
 	}
 	return cmd
@@ -117,12 +132,49 @@ func (r *remote) clientCredentials(ctx context.Context, id, secret, scope string
 // call sends body (JSON unless nil) to the admin API path and answers the
 // JSON body of a 2xx, or the server's error.
 func (r *remote) call(ctx context.Context, method, path string, body any) ([]byte, error) {
+	b, err := r.send(ctx, method, path, body)
+	var ae *apiError
+	if r.cached && errors.As(err, &ae) && ae.status == http.StatusUnauthorized {
+		// The cached token was revoked, or the server's database is
+		// another one: forget it and try once with a fresh token.
+		r.forgetToken()
+		b, err = r.send(ctx, method, path, body)
+	}
+	return b, err
+}
+
+// adminToken sets r.token: the cached one for this server, client and
+// secret when it is good for a while yet, else a new one, then cached.
+func (r *remote) adminToken(ctx context.Context) error {
+	key := tokenCacheKey(r.url, r.clientID, r.clientSecret)
+	if r.token = r.cache.get(key); r.token != "" {
+		r.cached = true
+		return nil
+	}
+	m, err := r.clientCredentials(ctx, r.clientID, r.clientSecret, "")
+	if err != nil {
+		return fmt.Errorf("admin token for %s: %v", r.clientID, err)
+	}
+	r.token, _ = m["access_token"].(string)
+	exp, _ := m["expires_in"].(float64)
+	if err := r.cache.put(key, r.token, int64(exp)); err != nil {
+		fmt.Fprintf(r.stderr, "keyhook: warning: admin token not cached: %v\n", err)
+	}
+	return nil
+}
+
+// forgetToken drops the token the server refused, here and in the cache.
+func (r *remote) forgetToken() {
+	r.token, r.cached = "", false
+	_ = r.cache.put(tokenCacheKey(r.url, r.clientID, r.clientSecret), "", 0)
+}
+
+// send makes one admin API call with r's token (fetched first if need be).
+func (r *remote) send(ctx context.Context, method, path string, body any) ([]byte, error) {
 	if r.token == "" {
-		m, err := r.clientCredentials(ctx, r.clientID, r.clientSecret, "")
-		if err != nil {
-			return nil, fmt.Errorf("admin token for %s: %v", r.clientID, err)
+		if err := r.adminToken(ctx); err != nil {
+			return nil, err
 		}
-		r.token, _ = m["access_token"].(string)
 	}
 	var rd io.Reader
 	if body != nil {

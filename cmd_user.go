@@ -19,18 +19,28 @@ func newUserCommand(env lookupEnv, stdout io.Writer) *cobra.Command {
 	u := &cobra.Command{Use: "user", Short: "Manage the users of a running server"}
 	group(u)
 	var password string
+	var claims []string
 	create := remoteCommand(env, stdout, &cobra.Command{Use: "create USERNAME", Short: "Create a user", Args: oneArg("a username")},
 		func(c *cobra.Command, r *remote, args []string) error {
 			if password == "" {
 				return &usageError{c, fmt.Errorf("--password is needed")}
 			}
-			b, err := r.call(c.Context(), http.MethodPost, "/users", map[string]any{"username": args[0], "password": password})
+			doc := map[string]any{"username": args[0], "password": password}
+			if len(claims) > 0 {
+				m, err := keyValues(claims)
+				if err != nil {
+					return &usageError{c, fmt.Errorf("--claim: %v", err)}
+				}
+				doc["claims"] = m
+			}
+			b, err := r.call(c.Context(), http.MethodPost, "/users", doc)
 			if err != nil {
 				return err
 			}
 			return r.print(b)
 		})
 	create.Flags().StringVar(&password, "password", "", "the user's password")
+	create.Flags().StringArrayVar(&claims, "claim", nil, "a claim of the user as NAME=VALUE (VALUE as JSON when it parses, else a string); repeatable")
 	u.AddCommand(create,
 		remoteCommand(env, stdout, &cobra.Command{Use: "list", Short: "List the users", Args: noArgs},
 			func(c *cobra.Command, r *remote, args []string) error {
@@ -86,18 +96,9 @@ func newConfigCommand(env lookupEnv, stdout io.Writer) *cobra.Command {
 				if len(args) == 0 {
 					return &usageError{c, fmt.Errorf("%s wants KEY=VALUE arguments", c.CommandPath())}
 				}
-				m := map[string]any{}
-				for _, a := range args {
-					k, v, ok := strings.Cut(a, "=")
-					if !ok || k == "" {
-						return &usageError{c, fmt.Errorf("%q is not KEY=VALUE", a)}
-					}
-					var j any
-					if json.Unmarshal([]byte(v), &j) == nil {
-						m[k] = j
-					} else {
-						m[k] = v
-					}
+				m, err := keyValues(args)
+				if err != nil {
+					return &usageError{c, err}
 				}
 				b, err := r.call(c.Context(), http.MethodPut, "/config", m)
 				if err != nil {
@@ -107,4 +108,23 @@ func newConfigCommand(env lookupEnv, stdout io.Writer) *cobra.Command {
 			}),
 	)
 	return cf
+}
+
+// keyValues reads KEY=VALUE arguments into a JSON object: VALUE as JSON
+// when it parses (600, true, null, ["a"]), else as a string.
+func keyValues(args []string) (map[string]any, error) {
+	m := map[string]any{}
+	for _, a := range args {
+		k, v, ok := strings.Cut(a, "=")
+		if !ok || k == "" {
+			return nil, fmt.Errorf("%q is not KEY=VALUE", a)
+		}
+		var j any
+		if json.Unmarshal([]byte(v), &j) == nil {
+			m[k] = j
+		} else {
+			m[k] = v
+		}
+	}
+	return m, nil
 }

@@ -1,10 +1,12 @@
 package main
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestAdminCLI runs each remote command (docs/configuration.md, "Managing
@@ -29,7 +31,9 @@ func TestAdminCLI(t *testing.T) {
 		stderr string   // wanted in stderr
 	}{
 		{args: []string{"client", "create", "svc", "--name", "Service", "--scope", "read", "--jwt"}, stdout: []string{"client_secret:", "svc"}},
-		{args: []string{"client", "list"}, stdout: []string{"CLIENT_ID", "svc", "Service", "keyhook-admin"}},
+		{args: []string{"client", "create", "--name", "Picked by the server", "-o", "json"}, stdout: []string{`"client_secret": "`, `"client_name": "Picked by the server"`}},
+		{args: []string{"client", "create", "a", "b"}, code: 2, stderr: "wants at most a client id, got 2 arguments"},
+		{args: []string{"client", "list"}, stdout: []string{"CLIENT_ID", "svc", "Service", "keyhook-admin", "Picked by the server"}},
 		{args: []string{"client", "get", "svc", "-o", "json"}, stdout: []string{`"client_id": "svc"`, `"access_token_as_jwt": true`}},
 		{args: []string{"client", "update", "svc", "--name", "Renamed"}, stdout: []string{"Renamed"}},
 		{args: []string{"client", "update", "svc"}, env: map[string]string{"KEYHOOK_SCOPE": "read write"}, stdout: []string{"Renamed", "read write"}},
@@ -51,7 +55,10 @@ func TestAdminCLI(t *testing.T) {
 		{args: []string{"client", "unbind", "svc", "up", "--update-token", "-o", "json"}, stdout: []string{`"update_token_scripts": []`}},
 		{args: []string{"client", "bind", "svc", "missing"}, code: 1, stderr: `keyhook: introspection_scripts: script "missing" does not exist`},
 		{args: []string{"user", "create", "alice", "--password", "pw-alice-1"}, stdout: []string{"alice"}},
-		{args: []string{"user", "list"}, stdout: []string{"USERNAME", "alice"}},
+		{args: []string{"user", "create", "bob", "--password", "pw-bob-123", "--claim", "department=sales", "--claim", "level=3", "-o", "json"},
+			stdout: []string{`"department": "sales"`, `"level": 3`}},
+		{args: []string{"user", "create", "carol", "--password", "pw-carol-1", "--claim", "nodepartment"}, code: 2, stderr: `--claim: "nodepartment" is not KEY=VALUE`},
+		{args: []string{"user", "list"}, stdout: []string{"USERNAME", "alice", "bob", "sales"}},
 		{args: []string{"user", "delete", "alice"}, stdout: []string{"deleted user alice"}},
 		{args: []string{"config", "set", "access_token_lifetime=600", "introspection_required_scope=read"}, stdout: []string{"600"}},
 		{args: []string{"config", "get", "access_token_lifetime"}, stdout: []string{"600"}},
@@ -124,5 +131,114 @@ func TestAdminCLIToken(t *testing.T) {
 	env["KEYHOOK_TOKEN_SECRET"] = "wrong"
 	if code, _, errs = runCLI(t, env, "token", "jwt-svc"); code != 1 || strings.Count(strings.TrimSpace(errs), "\n") != 0 {
 		t.Fatalf("wrong secret: %d %s", code, errs)
+	}
+}
+
+// TestAdminCLITokenCache: the admin token of one run is reused by the next
+// (the cache file is private and holds no secret); a token the server
+// refuses, an expired one and a file others may read are not used; and
+// another secret or server never gets a cached token.
+func TestAdminCLITokenCache(t *testing.T) {
+	dir := t.TempDir()
+	addr := freeAddr(t)
+	start(t, dir, addr, nil, "--addr", addr, "--bootstrap-admin-secret", "admin-secret")
+	cacheHome := filepath.Join(dir, "cache")
+	env := map[string]string{"KEYHOOK_URL": "http://" + addr, "KEYHOOK_CLIENT_SECRET": "admin-secret", "XDG_CACHE_HOME": cacheHome}
+	path := filepath.Join(cacheHome, "keyhook", "admin-tokens.json")
+	key := tokenCacheKey("http://"+addr, "keyhook-admin", "admin-secret")
+	read := func() map[string]cachedToken {
+		t.Helper()
+		b, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := map[string]cachedToken{}
+		if err := json.Unmarshal(b, &m); err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	list := func(env map[string]string, args ...string) string {
+		t.Helper()
+		code, _, errs := runCLI(t, env, append([]string{"client", "list"}, args...)...)
+		if code != 0 {
+			t.Fatalf("client list: %d %s", code, errs)
+		}
+		return errs
+	}
+	list(env)
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o600 {
+		t.Errorf("cache mode %v, want 0600", fi.Mode().Perm())
+	}
+	if di, _ := os.Stat(filepath.Dir(path)); di.Mode().Perm() != 0o700 {
+		t.Errorf("cache directory mode %v, want 0700", di.Mode().Perm())
+	}
+	if raw, _ := os.ReadFile(path); strings.Contains(string(raw), "admin-secret") {
+		t.Errorf("the cache holds the secret: %s", raw)
+	}
+	first := read()[key]
+	if first.AccessToken == "" || first.ExpiresAt <= time.Now().Unix() {
+		t.Fatalf("no usable token cached: %+v", read())
+	}
+
+	// The second run uses it: a new fetch would have cached a new token.
+	list(env)
+	if got := read()[key]; got != first {
+		t.Errorf("second run fetched a new token: %+v, had %+v", got, first)
+	}
+
+	write := func(m map[string]cachedToken, mode os.FileMode) {
+		t.Helper()
+		b, _ := json.Marshal(m)
+		if err := os.WriteFile(path, b, mode); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(path, mode); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, tc := range []struct {
+		name  string
+		entry cachedToken
+		mode  os.FileMode
+		warn  string
+	}{
+		{name: "refused by the server", entry: cachedToken{AccessToken: "not-a-token-of-this-server", ExpiresAt: time.Now().Add(time.Hour).Unix()}, mode: 0o600},
+		{name: "about to expire", entry: cachedToken{AccessToken: first.AccessToken, ExpiresAt: time.Now().Add(10 * time.Second).Unix()}, mode: 0o600},
+		{name: "file others may read", entry: cachedToken{AccessToken: "planted", ExpiresAt: time.Now().Add(time.Hour).Unix()}, mode: 0o644, warn: "not a private file"},
+	} {
+		write(map[string]cachedToken{key: tc.entry}, tc.mode)
+		errs := list(env)
+		if !strings.Contains(errs, tc.warn) {
+			t.Errorf("%s: stderr %q lacks %q", tc.name, errs, tc.warn)
+		}
+		if tc.warn != "" {
+			if got := read()[key]; got != tc.entry {
+				t.Errorf("%s: the file was rewritten: %+v", tc.name, got)
+			}
+			continue
+		}
+		if got := read()[key]; got.AccessToken == tc.entry.AccessToken || got.AccessToken == "" {
+			t.Errorf("%s: still cached %+v", tc.name, got)
+		}
+	}
+
+	// Another secret, or another server, has its own entry: a wrong
+	// secret is refused though a token is cached for the right one.
+	write(map[string]cachedToken{key: first}, 0o600)
+	bad := map[string]string{"KEYHOOK_URL": env["KEYHOOK_URL"], "KEYHOOK_CLIENT_SECRET": "wrong", "XDG_CACHE_HOME": cacheHome}
+	if code, _, errs := runCLI(t, bad, "client", "list"); code != 1 || !strings.Contains(errs, "admin token for keyhook-admin") {
+		t.Errorf("wrong secret with a cached token: %d %s", code, errs)
+	}
+
+	// --token-cache off neither reads nor writes a file.
+	os.Remove(path)
+	list(env, "--token-cache", "off")
+	if _, err := os.Stat(path); !os.IsNotExist(err) {
+		t.Errorf("--token-cache off wrote %s: %v", path, err)
 	}
 }
