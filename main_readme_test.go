@@ -20,42 +20,7 @@ import (
 // port for 127.0.0.1:8080, given to make run through KEYHOOK_ADDR as the
 // README says.
 func TestReadmeWalkthrough(t *testing.T) {
-	for _, tool := range []string{"bash", "curl", "make", "git", "go"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("the README walkthrough needs %s on PATH", tool)
-		}
-	}
-	readme, err := os.ReadFile("README.md")
-	if err != nil {
-		t.Fatal(err)
-	}
-	script := walkthrough(t, string(readme))
-	if !strings.Contains(script, "make run") || !strings.Contains(script, "export SECRET=") {
-		t.Fatalf("README \"Try it\" no longer starts the server and exports SECRET:\n%s", script)
-	}
-	addr := freeAddr(t)
-	script = strings.ReplaceAll(script, "127.0.0.1:8080", addr)
-
-	dir := t.TempDir()
-	copyRepository(t, dir)
-	t.Cleanup(func() { killIn(dir) })
-
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	// -m: job control as in an interactive shell, so `kill %1` stops
-	// make run and the server it started.
-	cmd := exec.CommandContext(ctx, "bash", "-m", "-e", "-u", "-o", "pipefail", "-c", script)
-	cmd.Dir = dir
-	cmd.Env = append(environWithout("KEYHOOK_"), "KEYHOOK_ADDR="+addr)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	err = cmd.Run()
-	log, _ := os.ReadFile(filepath.Join(dir, "keyhook.log"))
-	if err != nil {
-		t.Fatalf("the walkthrough failed: %v\noutput:\n%s\nkeyhook.log:\n%s", err, out.String(), log)
-	}
-	got := out.String()
+	got := runReadmeSection(t, "Try it")
 	for _, want := range []string{
 		`"token_type":"Bearer"`,      // tokens
 		`"scope":"api.read"`,         // the first request's scope
@@ -79,12 +44,81 @@ func TestReadmeWalkthrough(t *testing.T) {
 	}
 }
 
-// walkthrough is the shell blocks of the README section "Try it", joined.
-func walkthrough(t *testing.T, readme string) string {
+// TestReadmeScriptWorkflow runs README "Script workflow" as printed, as
+// TestReadmeWalkthrough does "Try it": a script written, tested offline,
+// stored and bound with the CLI, its effect on a real introspection
+// answer, and where to watch it.
+func TestReadmeScriptWorkflow(t *testing.T) {
+	got := runReadmeSection(t, "Script workflow")
+	for _, want := range []string{
+		"PASS my-scripts/permissions.test.json", // the offline test
+		"1 passed",
+		"introspection_scripts:",     // client bind's answer
+		`"permissions":["api:read"]`, // the real introspection answer
+		`"realmName":"BasicRealm"`,   // beside what liberty-fields adds
+		"NUMBER", "keyhook-admin",    // script versions
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("the workflow's output lacks %s:\n%s", want, got)
+		}
+	}
+	if strings.Contains(got, `"error"`) || strings.Contains(got, "keyhook: ") {
+		t.Errorf("the workflow's output has an error:\n%s", got)
+	}
+}
+
+// runReadmeSection runs the shell blocks of README section title as
+// printed, on a copy of the repository (so make run builds there and
+// keyhook.db, keyhook.log and the binary land there), and answers their
+// output. The one change made to them is the address: the test's own free
+// port for 127.0.0.1:8080, given to make run through KEYHOOK_ADDR as the
+// README says. The CLI's token cache is kept in the copy.
+func runReadmeSection(t *testing.T, title string) string {
 	t.Helper()
-	_, section, ok := strings.Cut(readme, "\n## Try it\n")
+	for _, tool := range []string{"bash", "curl", "make", "git", "go"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("the README walkthrough needs %s on PATH", tool)
+		}
+	}
+	readme, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	script := walkthrough(t, string(readme), title)
+	if !strings.Contains(script, "make run") {
+		t.Fatalf("README %q no longer starts the server:\n%s", title, script)
+	}
+	addr := freeAddr(t)
+	script = strings.ReplaceAll(script, "127.0.0.1:8080", addr)
+
+	dir := t.TempDir()
+	copyRepository(t, dir)
+	t.Cleanup(func() { killIn(dir) })
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	// -m: job control as in an interactive shell, so `kill %1` stops
+	// make run and the server it started.
+	cmd := exec.CommandContext(ctx, "bash", "-m", "-e", "-u", "-o", "pipefail", "-c", script)
+	cmd.Dir = dir
+	cmd.Env = append(environWithout("KEYHOOK_"), "KEYHOOK_ADDR="+addr, "XDG_CACHE_HOME="+filepath.Join(dir, ".cache"))
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err = cmd.Run()
+	log, _ := os.ReadFile(filepath.Join(dir, "keyhook.log"))
+	if err != nil {
+		t.Fatalf("README %q failed: %v\noutput:\n%s\nkeyhook.log:\n%s", title, err, out.String(), log)
+	}
+	return out.String()
+}
+
+// walkthrough is the shell blocks of the README section title, joined.
+func walkthrough(t *testing.T, readme, title string) string {
+	t.Helper()
+	_, section, ok := strings.Cut(readme, "\n## "+title+"\n")
 	if !ok {
-		t.Fatal(`README has no section "Try it"`)
+		t.Fatalf("README has no section %q", title)
 	}
 	section, _, _ = strings.Cut(section, "\n## ")
 	var script strings.Builder
@@ -95,7 +129,7 @@ func walkthrough(t *testing.T, readme string) string {
 		}
 		block, after, ok := strings.Cut(rest, "```")
 		if !ok {
-			t.Fatal(`an unclosed shell block in README "Try it"`)
+			t.Fatalf("an unclosed shell block in README %q", title)
 		}
 		script.WriteString(block)
 		section = after
