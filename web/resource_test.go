@@ -1,6 +1,7 @@
 package web_test
 
 import (
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"net/http"
@@ -9,6 +10,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/keyhook/keyhook/engine"
 )
 
 // Resource indicators (RFC 8707; docs/resource-indicators.md), driven
@@ -401,4 +404,40 @@ func TestResourcePersistedSQLite(t *testing.T) {
 
 func TestResourcePersistedPostgres(t *testing.T) {
 	resourceRestart(t, pgDSN(t))
+}
+
+// TestResourceSeedRoundTrip: export writes allowed_resources, import
+// reads them back (the client keeps asking for them) and refuses a list
+// the admin API refuses.
+func TestResourceSeedRoundTrip(t *testing.T) {
+	ctx := context.Background()
+	a := newHarness(t)
+	resourceSetup(t, a, nil)
+	seed, err := a.eng.Export(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := json.Marshal(seed)
+	if !strings.Contains(string(raw), `"allowed_resources":["`+resAPI+`","`+resFiles+`","`+resLedger+`"]`) {
+		t.Fatalf("export lacks allowed_resources: %s", raw)
+	}
+	var again engine.Seed
+	if err := json.Unmarshal(raw, &again); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range again.Clients {
+		if c.ClientID == "app" {
+			c.ClientSecret = "app-secret" // exports leave secrets out
+		}
+	}
+	b := newHarness(t)
+	if _, err := b.eng.Import(ctx, &again); err != nil {
+		t.Fatalf("import: %v", err)
+	}
+	wantAud(t, b, tokenFor(b, "app", "app-secret", url.Values{"grant_type": {"client_credentials"}}, resLedger), resLedger)
+
+	bad := &engine.Seed{Clients: []*engine.ClientDoc{{ClientID: "bad", AllowedResources: []string{"https://x.example#f"}}}}
+	if _, err := b.eng.Import(ctx, bad); err == nil || !strings.Contains(err.Error(), "allowed_resources") {
+		t.Fatalf("import of a fragment: %v", err)
+	}
 }
