@@ -441,3 +441,22 @@ func TestResourceSeedRoundTrip(t *testing.T) {
 		t.Fatalf("import of a fragment: %v", err)
 	}
 }
+
+// TestResourceDiscovery: protected_resources (RFC 9728 §4) lists the
+// resources clients mark public with their public_resources attribute,
+// and only resources those clients may ask for; without any, it is left
+// out rather than listing every client's resources.
+func TestResourceDiscovery(t *testing.T) {
+	h := newHarness(t)
+	h.createClient(map[string]any{"client_id": "private", "allowed_resources": []string{"https://internal.example"}})
+	if r := h.do(mustGet(h.url + "/.well-known/openid-configuration")); r.json == nil || r.json["protected_resources"] != nil {
+		t.Fatalf("protected_resources without public resources: %d %s", r.status, r.body)
+	}
+	h.createClient(map[string]any{"client_id": "a", "allowed_resources": []string{resAPI, "https://secret.example"},
+		"attributes": map[string]any{"public_resources": resAPI + " https://not-its-own.example"}})
+	h.createClient(map[string]any{"client_id": "b", "allowed_resources": []string{resLedger},
+		"attributes": map[string]any{"public_resources": resLedger}})
+	if got, want := discovered(t, h, "protected_resources"), []string{resAPI, resLedger}; !reflect.DeepEqual(got, want) {
+		t.Fatalf("protected_resources = %v, want %v", got, want)
+	}
+}
