@@ -460,3 +460,56 @@ func TestResourceDiscovery(t *testing.T) {
 		t.Fatalf("protected_resources = %v, want %v", got, want)
 	}
 }
+
+// TestResourcePasswordGrantAndOpaqueTokens: the password grant takes
+// resource like client_credentials, its refresh token covers what was
+// asked, and opaque access tokens answer the aud in introspection.
+func TestResourcePasswordGrantAndOpaqueTokens(t *testing.T) {
+	h := newHarness(t)
+	resourceSetup(t, h, nil)
+	h.createClient(map[string]any{"client_id": "opaque", "client_secret": "opaque-secret", "scope": "read",
+		"grant_types": []string{"password", "refresh_token"}, "allowed_resources": []string{resAPI, resFiles, resLedger}})
+	pw := func(resources ...string) *response {
+		return tokenFor(h, "opaque", "opaque-secret", url.Values{"grant_type": {"password"}, "username": {"alice"}, "password": {"alice-pw"}}, resources...)
+	}
+	introspectAud := func(r *response) (*tokenResp, []string) {
+		t.Helper()
+		tok := h.mustDecodeToken(r)
+		if strings.Count(tok.AccessToken, ".") == 2 {
+			t.Fatalf("not an opaque token: %s", tok.AccessToken)
+		}
+		return tok, audOf(h.introspect(tok.AccessToken)["aud"])
+	}
+	tok, aud := introspectAud(pw(resAPI, resFiles))
+	if !reflect.DeepEqual(aud, []string{resAPI, resFiles}) {
+		t.Fatalf("aud %v", aud)
+	}
+	rt := tok.RefreshToken
+	if in := h.introspect(rt); in["aud"] != "opaque" {
+		t.Fatalf("refresh token aud %v", in["aud"])
+	}
+	r := tokenFor(h, "opaque", "opaque-secret", url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}}, resFiles)
+	if tok, aud = introspectAud(r); !reflect.DeepEqual(aud, []string{resFiles}) {
+		t.Fatalf("refreshed aud %v", aud)
+	}
+	// resLedger is allowed for the client but was not asked with the password.
+	wantError(t, tokenFor(h, "opaque", "opaque-secret", url.Values{"grant_type": {"refresh_token"}, "refresh_token": {tok.RefreshToken}}, resLedger), 400, "invalid_target")
+	wantError(t, pw("https://other.example"), 400, "invalid_target")
+	// Checked before the password: a wrong resource costs no hashing and
+	// says nothing about the password.
+	wantError(t, tokenFor(h, "opaque", "opaque-secret", url.Values{"grant_type": {"password"}, "username": {"alice"}, "password": {"wrong"}}, "relative"), 400, "invalid_target")
+}
+
+// TestResourceScriptSetsAudience: aud stays a claim update-token scripts
+// may change, and what they set is the audience introspection answers.
+func TestResourceScriptSetsAudience(t *testing.T) {
+	h := newHarness(t)
+	h.createScript(map[string]any{"name": "first-only", "type": "update_token", "timeout_ms": 5000, "source": `
+function modifyAccessToken(token, context) {
+  if (context.token.resources.length > 1) token.claims.aud = context.token.resources[0];
+  return true;
+}`})
+	resourceSetup(t, h, map[string]any{"update_token_scripts": []string{"first-only"}})
+	wantAud(t, h, tokenFor(h, "app", "app-secret", url.Values{"grant_type": {"client_credentials"}}, resLedger, resAPI), resLedger)
+	wantAud(t, h, tokenFor(h, "app", "app-secret", url.Values{"grant_type": {"client_credentials"}}, resFiles), resFiles)
+}
