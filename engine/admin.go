@@ -56,6 +56,7 @@ type ClientDoc struct {
 	UpdateTokenScripts          []string          `json:"update_token_scripts"`
 	Attributes                  map[string]string `json:"attributes"`
 	AllowedCORSOrigins          []string          `json:"allowed_cors_origins"`
+	AllowedResources            []string          `json:"allowed_resources"`
 	// JanssenRunIntrospection is Janssen's name for
 	// RunIntrospectionBeforeJWT, accepted on input.
 	JanssenRunIntrospection *bool `json:"run_introspection_script_before_access_token_as_jwt_creation_and_include_claims,omitempty"`
@@ -78,6 +79,7 @@ func (e *Engine) clientFromDoc(ctx context.Context, doc *ClientDoc) (*Client, er
 		IDTokenLifetime: doc.IDTokenLifetime, IntrospectionScripts: doc.IntrospectionScripts,
 		UpdateTokenScripts: doc.UpdateTokenScripts, Attributes: doc.Attributes,
 		RefreshTokenReuseInterval: doc.RefreshTokenReuseInterval, AllowedCORSOrigins: doc.AllowedCORSOrigins,
+		AllowedResources: doc.AllowedResources,
 	}
 	if doc.JanssenRunIntrospection != nil {
 		c.RunIntrospectionBeforeJWT = c.RunIntrospectionBeforeJWT || *doc.JanssenRunIntrospection
@@ -124,6 +126,9 @@ func (e *Engine) clientFromDoc(ctx context.Context, doc *ClientDoc) (*Client, er
 	}
 	if err := checkOrigins(c.AllowedCORSOrigins); err != nil {
 		return nil, fieldError("allowed_cors_origins", "%v", err)
+	}
+	if err := checkAllowedResources(c.AllowedResources); err != nil {
+		return nil, fieldError("allowed_resources", "%v", err)
 	}
 	if c.HasGrant(GrantAuthorizationCode) && len(c.RedirectURIs) == 0 {
 		return nil, fieldError("redirect_uris", "the authorization_code grant needs at least one redirect URI")
@@ -226,6 +231,7 @@ func ClientDocument(c *Client) *ClientDoc {
 		IDTokenLifetime: c.IDTokenLifetime, IntrospectionScripts: nonNil(c.IntrospectionScripts),
 		UpdateTokenScripts: nonNil(c.UpdateTokenScripts), Attributes: c.Attributes,
 		RefreshTokenReuseInterval: c.RefreshTokenReuseInterval, AllowedCORSOrigins: nonNil(c.AllowedCORSOrigins),
+		AllowedResources: nonNil(c.AllowedResources),
 	}
 	if d.Attributes == nil {
 		d.Attributes = map[string]string{}

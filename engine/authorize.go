@@ -36,6 +36,8 @@ type AuthorizeRequest struct {
 	// parameters (OIDC Core §6), which keyhook refuses.
 	RequestObject string
 	RequestURI    string
+	// Resources are the resource parameters (RFC 8707 §2), as sent.
+	Resources []string
 }
 
 // Authorization is a validated authorization request.
@@ -43,7 +45,9 @@ type Authorization struct {
 	Client      *Client
 	RedirectURI string
 	Scope       string
-	Request     *AuthorizeRequest
+	// Resources are the validated resource indicators the grant covers.
+	Resources []string
+	Request   *AuthorizeRequest
 	// PromptNone: the user may not be shown anything (prompt=none).
 	// PromptLogin: the user must sign in even with a session
 	// (prompt=login, or select_account, which the login form is).
@@ -156,7 +160,15 @@ func (e *Engine) Authorize(ctx context.Context, req *AuthorizeRequest) (*Authori
 		errors.As(err, &oe)
 		return nil, fail(oe.Code, oe.Description)
 	}
-	a := &Authorization{Client: c, RedirectURI: redirect, Scope: scope, Request: req, MaxAge: -1}
+	// RFC 8707 §2: a resource that is malformed or not allowed goes back
+	// to the client as invalid_target.
+	resources, err := requestedResources(c, req.Resources)
+	if err != nil {
+		var oe *Error
+		errors.As(err, &oe)
+		return nil, fail(oe.Code, oe.Description)
+	}
+	a := &Authorization{Client: c, RedirectURI: redirect, Scope: scope, Resources: resources, Request: req, MaxAge: -1}
 	if err := a.parseOIDC(); err != nil {
 		return nil, fail(CodeInvalidRequest, err.Error())
 	}
@@ -272,7 +284,7 @@ func (e *Engine) issueCode(ctx context.Context, a *Authorization, username strin
 	code := &AuthCode{
 		ID: TokenHash(value), ClientID: a.Client.ID, Username: username, RedirectURI: a.RedirectURI, Scope: a.Scope,
 		CodeChallenge: a.Request.CodeChallenge, CodeChallengeMethod: a.Request.CodeChallengeMethod, Nonce: a.Request.Nonce,
-		FamilyID: randomID(), AuthTime: authTime,
+		Resources: a.Resources, FamilyID: randomID(), AuthTime: authTime,
 		ExpiresAt: now.Add(time.Duration(e.Properties().AuthorizationCodeLifetime) * time.Second),
 	}
 	if err := e.st.Codes.CreateCode(ctx, code); err != nil {

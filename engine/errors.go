@@ -34,6 +34,9 @@ const (
 	CodeLoginRequired          ErrorCode = "login_required"
 	CodeRequestNotSupported    ErrorCode = "request_not_supported"
 	CodeRequestURINotSupported ErrorCode = "request_uri_not_supported"
+	// CodeInvalidTarget answers a resource parameter that is malformed,
+	// unknown or not allowed (RFC 8707 §2; HTTP 400).
+	CodeInvalidTarget ErrorCode = "invalid_target"
 )
 
 // Error is the one error type that reaches a client. Description is sent;

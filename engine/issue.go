@@ -115,6 +115,10 @@ func (e *Engine) issue(ctx context.Context, g *grant, req *RequestInfo) (*TokenR
 		Kind: KindAccess, Format: FormatOpaque, ClientID: c.ID, Subject: g.subject(), Scope: g.scope,
 		GrantType: g.grantType, FamilyID: g.familyID, Audience: []string{c.ID}, IssuedAt: now, AuthTime: g.authTime,
 	}
+	if len(g.audience) > 0 {
+		// RFC 8707 §2: the token is for the resources asked.
+		at.Audience, at.Resources = slices.Clone(g.audience), slices.Clone(g.audience)
+	}
 	var opaque string
 	if c.AccessTokenAsJWT {
 		at.Format, at.ID = FormatJWT, randomID()
@@ -347,7 +351,8 @@ func (e *Engine) refreshToken(ctx context.Context, sc *scriptCall, g *grant, at 
 	rt := &Token{
 		Kind: KindRefresh, Format: FormatOpaque, ClientID: g.client.ID, Subject: at.Subject, Username: at.Username,
 		Scope: scope, GrantType: g.grantType, FamilyID: g.familyID, Audience: []string{g.client.ID},
-		IssuedAt: now, ExpiresAt: now.Add(time.Duration(lifetime) * time.Second), AuthTime: g.authTime,
+		Resources: slices.Clone(g.granted),
+		IssuedAt:  now, ExpiresAt: now.Add(time.Duration(lifetime) * time.Second), AuthTime: g.authTime,
 	}
 	if len(scripts) > 0 {
 		claims := map[string]any{

@@ -18,6 +18,11 @@ var standardScopes = []string{"openid", "profile", "email", "phone", "address", 
 // scopes_supported (RFC 8414 §2: a server may leave scopes out).
 const PublicScopesAttribute = "public_scopes"
 
+// PublicResourcesAttribute is the client attribute that lists, space
+// separated, which of the client's allowed_resources discovery may show
+// in protected_resources (RFC 9728 §4; docs/resource-indicators.md).
+const PublicResourcesAttribute = "public_resources"
+
 // metadataCache holds what is derived from all the clients, the
 // discovery document and the CORS origins, between changes.
 type metadataCache struct {
@@ -122,10 +127,21 @@ func (e *Engine) buildMetadata(clients []*Client) map[string]any {
 		scopeList = append(scopeList, s)
 	}
 	sort.Strings(scopeList)
+	// protected_resources (RFC 9728 §4), like scopes_supported, lists
+	// only what clients mark public, and only resources they may ask for:
+	// the list of every client's resources would map the private APIs.
+	resources := map[string]bool{}
+	for _, c := range clients {
+		for _, r := range strings.Fields(c.Attributes[PublicResourcesAttribute]) {
+			if slices.Contains(c.AllowedResources, r) {
+				resources[r] = true
+			}
+		}
+	}
 	iss := e.cfg.Issuer
 	authMethods := []string{"client_secret_basic", "client_secret_post", "client_secret_jwt", "private_key_jwt"}
 	assertionAlgs := append(slices.Clone(secretJWTAlgs), privateKeyAlgs...)
-	return map[string]any{
+	doc := map[string]any{
 		"issuer":                                           iss,
 		"authorization_endpoint":                           iss + PathAuthorize,
 		"token_endpoint":                                   iss + PathToken,
@@ -156,4 +172,13 @@ func (e *Engine) buildMetadata(clients []*Client) map[string]any {
 		"claims_parameter_supported":                               false,
 		"service_documentation":                                    serviceDocumentation,
 	}
+	if len(resources) > 0 {
+		list := make([]string, 0, len(resources))
+		for r := range resources {
+			list = append(list, r)
+		}
+		sort.Strings(list)
+		doc["protected_resources"] = list
+	}
+	return doc
 }

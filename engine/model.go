@@ -84,7 +84,10 @@ type Client struct {
 	// AllowedCORSOrigins are the browser origins (RFC 6454) that get
 	// CORS answers from the endpoints a browser app calls
 	// (docs/browser-flow.md).
-	AllowedCORSOrigins   []string
+	AllowedCORSOrigins []string
+	// AllowedResources are the resource indicators (RFC 8707) the client
+	// may ask tokens for (docs/resource-indicators.md).
+	AllowedResources     []string
 	CreatedAt, UpdatedAt time.Time
 }
 
@@ -127,6 +130,10 @@ type Token struct {
 	// that were issued from it and its successors.
 	FamilyID string
 	Audience []string
+	// Resources are the resource indicators (RFC 8707) of the token: for
+	// an access token those it was issued for, for a refresh token all
+	// that its grant covers, which a refresh may ask for again.
+	Resources []string
 	// KeyID is the kid of the key that signed a JWT.
 	KeyID string
 	// Claims are the claims beyond the standard ones, as scripts left them.
@@ -185,10 +192,13 @@ type AuthCode struct {
 	CodeChallenge       string
 	CodeChallengeMethod string
 	Nonce               string
-	FamilyID            string
-	AuthTime            time.Time
-	ExpiresAt           time.Time
-	UsedAt              time.Time
+	// Resources are the resource indicators (RFC 8707) of the
+	// authorization request: what the grant covers.
+	Resources []string
+	FamilyID  string
+	AuthTime  time.Time
+	ExpiresAt time.Time
+	UsedAt    time.Time
 }
 
 // splitScope splits a space-separated scope string (RFC 6749 §3.3).

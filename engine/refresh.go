@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"slices"
 	"time"
 )
 
@@ -39,6 +40,9 @@ type sealedSuccessor struct {
 	AccessID        string         `json:"access_id"`
 	RefreshID       string         `json:"refresh_id,omitempty"`
 	AccessExpiresAt int64          `json:"access_expires_at"`
+	// Resources are the resources (RFC 8707) the answer's access token
+	// is for: only a request for the same ones is a retry.
+	Resources []string `json:"resources,omitempty"`
 }
 
 // successor seals the answer of a rotation when the client has a reuse
@@ -48,7 +52,7 @@ func (e *Engine) successor(g *grant, tokens []*Token, resp *TokenResponse, used 
 	if interval <= 0 || g.rotating == nil {
 		return nil
 	}
-	s := sealedSuccessor{Old: g.rotating.ID, Answer: resp}
+	s := sealedSuccessor{Old: g.rotating.ID, Answer: resp, Resources: g.audience}
 	for _, t := range tokens {
 		switch t.Kind {
 		case KindAccess:
@@ -70,8 +74,14 @@ func (e *Engine) successor(g *grant, tokens []*Token, resp *TokenResponse, used 
 // detection applies (RFC 9700 §4.14.2). The answer is given again only
 // while what it carries is untouched: once its refresh token was used
 // (so the answer did reach the client), revoked or expired, or its access
-// token revoked, the old token's reuse is reuse.
-func (e *Engine) reuseRotation(ctx context.Context, c *Client, t *Token, now time.Time) (*TokenResponse, error) {
+// token revoked, the old token's reuse is reuse. So is a request whose
+// resources (aud, what narrowResources made of its resource parameters;
+// ok false when they were refused) differ from the answer's: that is no
+// retry of a lost answer.
+func (e *Engine) reuseRotation(ctx context.Context, c *Client, t *Token, now time.Time, aud []string, ok bool) (*TokenResponse, error) {
+	if !ok {
+		return nil, nil
+	}
 	interval := time.Duration(c.RefreshTokenReuseInterval) * time.Second
 	if interval <= 0 || t.Successor == nil || t.Revoked ||
 		!now.Before(t.Successor.Until) || !now.Before(t.UsedAt.Add(interval)) {
@@ -83,7 +93,7 @@ func (e *Engine) reuseRotation(ctx context.Context, c *Client, t *Token, now tim
 		return nil, nil
 	}
 	var s sealedSuccessor
-	if err := json.Unmarshal([]byte(plain), &s); err != nil || s.Old != t.ID || s.Answer == nil {
+	if err := json.Unmarshal([]byte(plain), &s); err != nil || s.Old != t.ID || s.Answer == nil || !sameSet(s.Resources, aud) {
 		return nil, nil
 	}
 	for _, id := range []string{s.AccessID, s.RefreshID} {
@@ -129,5 +139,20 @@ func (e *Engine) reuseRacedRotation(ctx context.Context, g *grant) (*TokenRespon
 	if t.UsedAt.IsZero() {
 		return nil, nil
 	}
-	return e.reuseRotation(ctx, g.client, t, e.now())
+	return e.reuseRotation(ctx, g.client, t, e.now(), g.audience, true)
+}
+
+// sameSet reports whether a and b hold the same strings.
+func sameSet(a, b []string) bool {
+	for _, x := range a {
+		if !slices.Contains(b, x) {
+			return false
+		}
+	}
+	for _, x := range b {
+		if !slices.Contains(a, x) {
+			return false
+		}
+	}
+	return true
 }

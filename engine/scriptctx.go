@@ -94,6 +94,7 @@ func tokenMap(t *Token) any {
 		"type": string(t.Kind), "format": string(t.Format), "client_id": t.ClientID,
 		"subject": t.Subject, "username": t.Username, "scope": t.Scope, "grant_type": string(t.GrantType),
 		"issued_at": t.IssuedAt.Unix(), "claims": orEmpty(t.Claims),
+		"audience": orNone(t.Audience), "resources": orNone(t.Resources),
 	}
 	if !t.ExpiresAt.IsZero() {
 		tm["expires_at"] = t.ExpiresAt.Unix()
@@ -112,6 +113,14 @@ func tokenArg(header, claims map[string]any) map[string]any {
 		return map[string]any{"claims": claims}
 	}
 	return map[string]any{"header": header, "claims": claims}
+}
+
+// orNone is l, or an empty list for nil, so scripts always see an array.
+func orNone(l []string) []string {
+	if l == nil {
+		return []string{}
+	}
+	return l
 }
 
 // orEmpty is m, or an empty map for nil, so scripts always see an object.

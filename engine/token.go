@@ -34,7 +34,9 @@ type TokenRequest struct {
 	Code         string
 	RedirectURI  string
 	CodeVerifier string
-	Request      RequestInfo
+	// Resources are the resource parameters (RFC 8707 §2), as sent.
+	Resources []string
+	Request   RequestInfo
 }
 
 // TokenResponse is the successful answer of RFC 6749 §5.1.
@@ -54,9 +56,12 @@ type grant struct {
 	grantType GrantType
 	user      *User
 	scope     string
-	familyID  string
-	authTime  time.Time
-	nonce     string
+	// audience is the resources the access token is for (RFC 8707), and
+	// granted all that the grant covers, which its refresh token keeps.
+	audience, granted []string
+	familyID          string
+	authTime          time.Time
+	nonce             string
 	// rotating is the refresh token being exchanged, if any.
 	rotating *Token
 	// redeeming is the authorization code being exchanged, if any.
@@ -170,7 +175,11 @@ func (e *Engine) clientCredentialsGrant(c *Client, req *TokenRequest) (*grant, e
 	if err != nil {
 		return nil, err
 	}
-	return &grant{client: c, grantType: GrantClientCredentials, scope: scope, familyID: randomID()}, nil
+	res, err := requestedResources(c, req.Resources)
+	if err != nil {
+		return nil, err
+	}
+	return &grant{client: c, grantType: GrantClientCredentials, scope: scope, audience: res, familyID: randomID()}, nil
 }
 
 func (e *Engine) passwordGrant(ctx context.Context, c *Client, req *TokenRequest) (*grant, error) {
@@ -181,11 +190,17 @@ func (e *Engine) passwordGrant(ctx context.Context, c *Client, req *TokenRequest
 	if err != nil {
 		return nil, err
 	}
+	res, err := requestedResources(c, req.Resources)
+	if err != nil {
+		return nil, err
+	}
 	u, err := e.authenticateUser(ctx, methodPassword, req.Username, req.Password)
 	if err != nil {
 		return nil, err
 	}
-	return &grant{client: c, grantType: GrantPassword, user: u, scope: scope, familyID: randomID(), authTime: e.now()}, nil
+	// The refresh token of a password grant covers what was asked.
+	return &grant{client: c, grantType: GrantPassword, user: u, scope: scope, audience: res, granted: res,
+		familyID: randomID(), authTime: e.now()}, nil
 }
 
 // authenticateUser checks a username and password (method names the
@@ -256,7 +271,8 @@ func (e *Engine) refreshGrant(ctx context.Context, c *Client, req *TokenRequest)
 	if !t.UsedAt.IsZero() {
 		// Within the client's reuse interval, the answer of the rotation
 		// is given again (docs/refresh.md).
-		again, err := e.reuseRotation(ctx, c, t, now)
+		aud, audErr := narrowResources(c, t.Resources, req.Resources)
+		again, err := e.reuseRotation(ctx, c, t, now, aud, audErr == nil)
 		if err != nil {
 			return nil, err
 		}
@@ -282,7 +298,13 @@ func (e *Engine) refreshGrant(ctx context.Context, c *Client, req *TokenRequest)
 			return nil, Errorf(CodeInvalidScope, "a refresh may narrow the scope, never widen it")
 		}
 	}
-	g := &grant{client: c, grantType: GrantRefreshToken, scope: scope, familyID: t.FamilyID, authTime: t.AuthTime, rotating: t}
+	// RFC 8707 §2.2: an access token for any of the resources granted.
+	aud, err := narrowResources(c, t.Resources, req.Resources)
+	if err != nil {
+		return nil, err
+	}
+	g := &grant{client: c, grantType: GrantRefreshToken, scope: scope, audience: aud, granted: t.Resources,
+		familyID: t.FamilyID, authTime: t.AuthTime, rotating: t}
 	if t.Username != "" {
 		if g.user, err = e.activeUser(ctx, t.Username, CodeInvalidGrant); err != nil {
 			return nil, err
@@ -348,12 +370,16 @@ func (e *Engine) codeGrant(ctx context.Context, c *Client, req *TokenRequest) (*
 			return nil, Errorf(CodeInvalidGrant, "code_verifier does not match the code_challenge")
 		}
 	}
+	aud, err := narrowResources(c, code.Resources, req.Resources)
+	if err != nil {
+		return nil, err
+	}
 	u, err := e.activeUser(ctx, code.Username, CodeInvalidGrant)
 	if err != nil {
 		return nil, err
 	}
-	return &grant{client: c, grantType: GrantAuthorizationCode, user: u, scope: code.Scope, familyID: code.FamilyID,
-		authTime: code.AuthTime, nonce: code.Nonce, redeeming: code}, nil
+	return &grant{client: c, grantType: GrantAuthorizationCode, user: u, scope: code.Scope, audience: aud,
+		granted: code.Resources, familyID: code.FamilyID, authTime: code.AuthTime, nonce: code.Nonce, redeeming: code}, nil
 }
 
 // lifetimes of one issuance, in seconds.

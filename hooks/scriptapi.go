@@ -68,6 +68,15 @@ type TokenInfo struct {
 	// Space-separated granted scopes.
 	Scope     string `json:"scope"`
 	GrantType string `json:"grant_type"`
+	// The token's audience (aud): for an access token the resources it
+	// is for, or the client's id when none; for a refresh token the
+	// client's id.
+	Audience []string `json:"audience"`
+	// The resource indicators (RFC 8707) of the token: for an access
+	// token those it was asked for, for a refresh token all that its
+	// grant covers; empty when none were asked
+	// (docs/resource-indicators.md).
+	Resources []string `json:"resources"`
 	// Seconds since the Unix epoch.
 	IssuedAt int64 `json:"issued_at"`
 	// Seconds since the Unix epoch; absent while the lifetime functions

@@ -71,6 +71,19 @@ interface TokenInfo {
   /** Space-separated granted scopes. */
   readonly scope: string;
   readonly grant_type: string;
+  /**
+   * The token's audience (aud): for an access token the resources it
+   * is for, or the client's id when none; for a refresh token the
+   * client's id.
+   */
+  readonly audience: readonly string[];
+  /**
+   * The resource indicators (RFC 8707) of the token: for an access
+   * token those it was asked for, for a refresh token all that its
+   * grant covers; empty when none were asked
+   * (docs/resource-indicators.md).
+   */
+  readonly resources: readonly string[];
   /** Seconds since the Unix epoch. */
   readonly issued_at: number;
   /**

@@ -71,6 +71,7 @@ func testClient(id string) *engine.Client {
 		UpdateTokenScripts:        []string{"s2", "s3"},
 		Attributes:                map[string]string{"tier": "gold"},
 		AllowedCORSOrigins:        []string{"https://a.example", "http://localhost:3000"},
+		AllowedResources:          []string{"https://api.example", "urn:example:ledger"},
 		CreatedAt:                 ts(1000),
 		UpdatedAt:                 ts(2000),
 	}
@@ -88,6 +89,7 @@ func testToken(id, clientID string, kind engine.TokenKind, family string, expire
 		GrantType: engine.GrantPassword,
 		FamilyID:  family,
 		Audience:  []string{"api"},
+		Resources: []string{"https://api.example", "urn:example:ledger"},
 		KeyID:     "kid1",
 		Claims:    map[string]any{"n": int64(7)},
 		IssuedAt:  ts(100),
@@ -569,6 +571,7 @@ func runContract(t *testing.T, open func(t *testing.T) *Store) {
 				ID: "h1", ClientID: "c", Username: "alice", RedirectURI: "https://a.example/cb",
 				Scope: "openid", CodeChallenge: "chal", CodeChallengeMethod: "S256", Nonce: "n",
 				FamilyID: "fam", AuthTime: ts(50), ExpiresAt: ts(200),
+				Resources: []string{"https://api.example", "https://files.example/v1"},
 			}
 			noErr(t, "CreateCode", st.CreateCode(ctx, code))
 			isErr(t, "CreateCode dup", st.CreateCode(ctx, code), engine.ErrConflict)

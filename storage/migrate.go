@@ -197,6 +197,14 @@ var migrations = []migration{
 		// themselves stay in memory.
 		`ALTER TABLE scripts ADD COLUMN record_inputs BIGINT NOT NULL DEFAULT 0`,
 	}},
+	{version: 10, name: "client allowed resources", up: []string{
+		// The resource indicators (RFC 8707) a client may ask tokens for,
+		// a JSON list, and those an authorization code and a token carry
+		// (docs/resource-indicators.md).
+		`ALTER TABLE clients ADD COLUMN allowed_resources TEXT NOT NULL DEFAULT ''`,
+		`ALTER TABLE auth_codes ADD COLUMN resources TEXT NOT NULL DEFAULT ''`,
+		`ALTER TABLE tokens ADD COLUMN resources TEXT NOT NULL DEFAULT ''`,
+	}},
 }
 
 // migrationLockID is the PostgreSQL advisory lock that serializes the

@@ -36,6 +36,7 @@ type clientRow struct {
 	UpdateTokenScripts        string `gorm:"column:update_token_scripts"`
 	Attributes                string `gorm:"column:attributes"`
 	AllowedCORSOrigins        string `gorm:"column:allowed_cors_origins"`
+	AllowedResources          string `gorm:"column:allowed_resources"`
 	CreatedAt                 int64  `gorm:"column:created_at;autoCreateTime:false"`
 	UpdatedAt                 int64  `gorm:"column:updated_at;autoUpdateTime:false"`
 }
@@ -73,6 +74,7 @@ func clientToRow(c *engine.Client) (*clientRow, error) {
 		{&r.UpdateTokenScripts, c.UpdateTokenScripts},
 		{&r.Attributes, c.Attributes},
 		{&r.AllowedCORSOrigins, c.AllowedCORSOrigins},
+		{&r.AllowedResources, c.AllowedResources},
 	} {
 		if *f.dst, err = encodeJSON(f.v); err != nil {
 			return nil, fmt.Errorf("storage: client %s: %w", c.ID, err)
@@ -111,6 +113,7 @@ func (r *clientRow) toEngine() (*engine.Client, error) {
 		{r.UpdateTokenScripts, &c.UpdateTokenScripts},
 		{r.Attributes, &c.Attributes},
 		{r.AllowedCORSOrigins, &c.AllowedCORSOrigins},
+		{r.AllowedResources, &c.AllowedResources},
 	} {
 		if err := decodeJSON(f.src, f.dst); err != nil {
 			return nil, fmt.Errorf("storage: client %s: %w", r.ID, err)
@@ -140,6 +143,8 @@ type tokenRow struct {
 	// Successor and SuccessorUntil hold Token.Successor ("" and 0: none).
 	Successor      string `gorm:"column:successor"`
 	SuccessorUntil int64  `gorm:"column:successor_until"`
+	// Resources holds Token.Resources, a JSON list ("" when none).
+	Resources string `gorm:"column:resources"`
 }
 
 func (tokenRow) TableName() string { return "tokens" }
@@ -154,6 +159,7 @@ func tokenToRow(t *engine.Token) (*tokenRow, error) {
 		return nil, fmt.Errorf("storage: token claims: %w", err)
 	}
 	r := &tokenRow{
+		Resources: listJSON(t.Resources),
 		ID:        t.ID,
 		Kind:      string(t.Kind),
 		Format:    string(t.Format),
@@ -201,6 +207,9 @@ func (r *tokenRow) toEngine() (*engine.Token, error) {
 	}
 	if err := decodeJSON(r.Audience, &t.Audience); err != nil {
 		return nil, fmt.Errorf("storage: token audience: %w", err)
+	}
+	if err := decodeJSON(r.Resources, &t.Resources); err != nil {
+		return nil, fmt.Errorf("storage: token resources: %w", err)
 	}
 	claims, err := decodeObject(r.Claims)
 	if err != nil {
@@ -436,6 +445,8 @@ type authCodeRow struct {
 	AuthTime            int64  `gorm:"column:auth_time"`
 	ExpiresAt           int64  `gorm:"column:expires_at"`
 	UsedAt              int64  `gorm:"column:used_at"`
+	// Resources holds AuthCode.Resources, a JSON list ("" when none).
+	Resources string `gorm:"column:resources"`
 }
 
 func (authCodeRow) TableName() string { return "auth_codes" }
@@ -454,11 +465,19 @@ func authCodeToRow(c *engine.AuthCode) *authCodeRow {
 		AuthTime:            toNanos(c.AuthTime),
 		ExpiresAt:           toNanos(c.ExpiresAt),
 		UsedAt:              toNanos(c.UsedAt),
+		Resources:           listJSON(c.Resources),
 	}
 }
 
 func (r *authCodeRow) toEngine() *engine.AuthCode {
+	var res []string
+	if decodeJSON(r.Resources, &res) != nil {
+		// Not JSON: nothing this code wrote. A code without its
+		// resources gives tokens for none, never for more.
+		res = nil
+	}
 	return &engine.AuthCode{
+		Resources:           res,
 		ID:                  r.ID,
 		ClientID:            r.ClientID,
 		Username:            r.Username,
@@ -552,6 +571,15 @@ func encodeJSON(v any) (string, error) {
 		return "", err
 	}
 	return string(b), nil
+}
+
+// listJSON is a list as a JSON array, or "" when it is empty.
+func listJSON(l []string) string {
+	if len(l) == 0 {
+		return ""
+	}
+	b, _ := json.Marshal(l) // a []string always marshals
+	return string(b)
 }
 
 // decodeJSON reads what encodeJSON wrote; "" leaves dst at its zero value.

@@ -55,7 +55,7 @@ func login(t *testing.T, client *http.Client, authURL, user, pass string) *http.
 	}
 	form := url.Values{}
 	for _, m := range hiddenField.FindAllStringSubmatch(page, -1) {
-		form.Set(m[1], html.UnescapeString(m[2]))
+		form.Add(m[1], html.UnescapeString(m[2])) // resource may repeat (RFC 8707)
 	}
 	form.Set("username", user)
 	form.Set("password", pass)
@@ -190,7 +190,7 @@ func TestAuthorizationCodeFailures(t *testing.T) {
 		page := readAll(resp)
 		form := url.Values{}
 		for _, m := range hiddenField.FindAllStringSubmatch(page, -1) {
-			form.Set(m[1], html.UnescapeString(m[2]))
+			form.Add(m[1], html.UnescapeString(m[2])) // resource may repeat (RFC 8707)
 		}
 		form.Set("username", "alice")
 		form.Set("password", "alice-pw")

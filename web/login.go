@@ -30,7 +30,7 @@ const (
 // authorizeParams are the authorization request parameters the login form
 // carries through as hidden fields.
 var authorizeParams = []string{"response_type", "client_id", "redirect_uri", "scope", "state", "code_challenge",
-	"code_challenge_method", "nonce", "prompt", "max_age", "login_hint", "id_token_hint"}
+	"code_challenge_method", "nonce", "prompt", "max_age", "login_hint", "id_token_hint", paramResource}
 
 var loginPage = template.Must(template.New("login").Parse(`<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
@@ -49,7 +49,7 @@ button{margin-top:1.2rem;width:100%;padding:.6rem;border:0;border-radius:4px;bac
 <p class="client">to continue to <strong>{{.ClientName}}</strong></p>
 {{if .Error}}<p class="error" id="error">{{.Error}}</p>{{end}}
 <form method="post" action="authorize">
-{{range $k, $v := .Params}}<input type="hidden" name="{{$k}}" value="{{$v}}">
+{{range .Params}}<input type="hidden" name="{{.Name}}" value="{{.Value}}">
 {{end}}<input type="hidden" name="csrf_token" value="{{.CSRF}}">
 <label for="username">Username</label><input type="text" id="username" name="username" autocomplete="username" required autofocus value="{{.Username}}">
 <label for="password">Password</label><input type="password" id="password" name="password" autocomplete="current-password" required>
@@ -62,7 +62,7 @@ type loginView struct {
 	Fatal      bool
 	Error      string
 	ClientName string
-	Params     map[string]string
+	Params     []hiddenField
 	CSRF       string
 	Username   string
 }
@@ -87,6 +87,7 @@ func authorizeRequest(form url.Values) *engine.AuthorizeRequest {
 		Prompt: form.Get("prompt"), MaxAge: form.Get("max_age"), LoginHint: form.Get("login_hint"),
 		IDTokenHint:   form.Get("id_token_hint"),
 		RequestObject: form.Get("request"), RequestURI: form.Get("request_uri"),
+		Resources: form[paramResource],
 	}
 }
 
@@ -208,11 +209,21 @@ func loginRefusal(err error) (string, *engine.Error) {
 	return "", nil
 }
 
-func carry(form url.Values) map[string]string {
-	out := map[string]string{}
+// hiddenField is one parameter the login form carries.
+type hiddenField struct{ Name, Value string }
+
+// carry is the authorization request's parameters as the login form's
+// hidden fields: the first value of each, and every resource (RFC 8707
+// §2 lets it repeat).
+func carry(form url.Values) []hiddenField {
+	var out []hiddenField
 	for _, k := range authorizeParams {
-		if v, ok := form[k]; ok && len(v) > 0 {
-			out[k] = v[0]
+		v := form[k]
+		if k != paramResource && len(v) > 1 {
+			v = v[:1]
+		}
+		for _, x := range v {
+			out = append(out, hiddenField{k, x})
 		}
 	}
 	return out

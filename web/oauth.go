@@ -14,8 +14,9 @@ import (
 
 // oauthForm reads the parameters of an OAuth request: the body of a POST
 // (which must be form-encoded) or the query of a GET. A parameter sent
-// twice is invalid_request (RFC 6749 §3.1, §3.2); a body over the route's
-// limit is returned as read, for handleError to answer 413.
+// twice is invalid_request (RFC 6749 §3.1, §3.2), except resource, which
+// may be repeated (RFC 8707 §2); a body over the route's limit is
+// returned as read, for handleError to answer 413.
 func oauthForm(c echo.Context) (url.Values, error) {
 	r := c.Request()
 	var vals url.Values
@@ -35,12 +36,15 @@ func oauthForm(c echo.Context) (url.Values, error) {
 		vals = r.PostForm
 	}
 	for k, v := range vals {
-		if len(v) > 1 {
+		if len(v) > 1 && k != paramResource {
 			return nil, engine.Errorf(engine.CodeInvalidRequest, "parameter %s is repeated", k)
 		}
 	}
 	return vals, nil
 }
+
+// paramResource is the resource indicator parameter (RFC 8707 §2).
+const paramResource = "resource"
 
 // credentials reads client credentials from the Authorization header and
 // the form (RFC 6749 §2.3.1, RFC 7523 §2.2).
@@ -116,7 +120,7 @@ func (s *Server) token(c echo.Context) error {
 		Username: form.Get("username"), Password: form.Get("password"),
 		RefreshToken: form.Get("refresh_token"), Code: form.Get("code"),
 		RedirectURI: form.Get("redirect_uri"), CodeVerifier: form.Get("code_verifier"),
-		Request: requestInfo(c, form),
+		Resources: form[paramResource], Request: requestInfo(c, form),
 	}
 	resp, err := s.eng.Token(c.Request().Context(), req)
 	if err != nil {
