@@ -34,6 +34,10 @@ const (
 	CodeLoginRequired          ErrorCode = "login_required"
 	CodeRequestNotSupported    ErrorCode = "request_not_supported"
 	CodeRequestURINotSupported ErrorCode = "request_uri_not_supported"
+	// CodeInvalidRequestURI answers a request_uri of a pushed
+	// authorization request that is unknown, expired, used or another
+	// client's (OIDC Core §3.1.2.6, RFC 9126 §4).
+	CodeInvalidRequestURI ErrorCode = "invalid_request_uri"
 )
 
 // Error is the one error type that reaches a client. Description is sent;

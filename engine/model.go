@@ -84,8 +84,11 @@ type Client struct {
 	// AllowedCORSOrigins are the browser origins (RFC 6454) that get
 	// CORS answers from the endpoints a browser app calls
 	// (docs/browser-flow.md).
-	AllowedCORSOrigins   []string
-	CreatedAt, UpdatedAt time.Time
+	AllowedCORSOrigins []string
+	// RequirePushedAuthorizationRequests makes the authorization
+	// endpoint take only pushed requests of this client (RFC 9126 §6).
+	RequirePushedAuthorizationRequests bool
+	CreatedAt, UpdatedAt               time.Time
 }
 
 // Public reports whether the client has no credentials of its own.
