@@ -247,7 +247,8 @@ func (e *Engine) Run(ctx context.Context) {
 	}
 }
 
-// Purge deletes expired tokens, codes, login sessions and assertion ids,
+// Purge deletes expired tokens, codes, login sessions, pushed
+// authorization requests and assertion ids,
 // and retired keys that no unexpired token needs any more.
 func (e *Engine) Purge(ctx context.Context) {
 	now := e.now()

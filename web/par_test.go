@@ -2,6 +2,9 @@ package web_test
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
 	"html"
@@ -12,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	jose "github.com/go-jose/go-jose/v4"
 	"golang.org/x/oauth2"
 
 	"github.com/keyhook/keyhook/engine"
@@ -663,4 +667,30 @@ func TestPARAcrossInstancesOnPostgres(t *testing.T) {
 		t.Fatal(err)
 	}
 	wantBadRequestURI(t, resp)
+}
+
+// TestPARWithPrivateKeyJWT: a private_key_jwt client pushes with an
+// assertion whose aud is the issuer, the token endpoint or the PAR
+// endpoint (RFC 9126 §2); a jti is used once, here as anywhere.
+func TestPARWithPrivateKeyJWT(t *testing.T) {
+	h := newHarness(t)
+	parSetup(t, h)
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	h.createClient(map[string]any{"client_id": "pkjwt", "token_endpoint_auth_method": "private_key_jwt",
+		"grant_types": []string{"authorization_code"}, "redirect_uris": []string{webRedirect},
+		"jwks": jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: key.Public(), KeyID: "k", Use: "sig"}}}})
+	req := url.Values{"response_type": {"code"}, "state": {"pk"}}
+	for _, aud := range []string{h.url, h.url + "/oauth2/token", h.url + parPath} {
+		a := signAssertion(t, key, jose.ES256, "k", assertionClaims("pkjwt", aud))
+		uri := mustPush(t, h.form(parPath, assertionValues(a, req), "", ""))
+		if aud == h.url+parPath {
+			c := browser()
+			if q := codeFrom(t, postLogin(t, c, h, formOf(t, c, authorizeURL(h, "pkjwt", uri, nil))), webRedirect); q.Get("state") != "pk" {
+				t.Fatalf("%v", q)
+			}
+		}
+		wantError(t, h.form(parPath, assertionValues(a, req), "", ""), http.StatusBadRequest, "invalid_client") // jti replayed
+	}
+	a := signAssertion(t, key, jose.ES256, "k", assertionClaims("pkjwt", h.url+"/oauth2/authorize"))
+	wantError(t, h.form(parPath, assertionValues(a, req), "", ""), http.StatusBadRequest, "invalid_client")
 }
