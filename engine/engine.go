@@ -248,8 +248,8 @@ func (e *Engine) Run(ctx context.Context) {
 }
 
 // Purge deletes expired tokens, codes, login sessions, pushed
-// authorization requests and assertion ids,
-// and retired keys that no unexpired token needs any more.
+// authorization requests and assertion ids, and retired keys that no
+// unexpired token needs any more.
 func (e *Engine) Purge(ctx context.Context) {
 	now := e.now()
 	n1, err1 := e.st.Tokens.PurgeTokens(ctx, now)
