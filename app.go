@@ -51,6 +51,9 @@ type options struct {
 	trustedProxies                    []netip.Prefix
 	// How long a login session lasts (docs/browser-flow.md).
 	loginSessionSeconds int
+	// Pushed authorization requests (docs/par.md).
+	parLifetimeSeconds, parMaxPerClient int
+	requirePAR                          bool
 	// jwks_uri fetches (docs/client-auth.md).
 	jwksURIAllowPrivate bool
 	// The Go heap's target (docs/performance.md); 0 leaves Go's defaults.
@@ -72,6 +75,8 @@ func defaultOptions() *options {
 		loginFailures: engine.DefaultThrottleFree, clientAuthFailures: engine.DefaultThrottleFree,
 		backoffMaxSeconds:   int(engine.DefaultThrottleMaxBackoff / time.Second),
 		loginSessionSeconds: int(engine.DefaultSessionLifetime / time.Second),
+		parLifetimeSeconds:  int(engine.DefaultPushedRequestLifetime / time.Second),
+		parMaxPerClient:     engine.DefaultMaxPushedRequestsPerClient,
 		memoryTargetMB:      defaultMemoryTargetMB,
 	}
 }
@@ -126,10 +131,13 @@ func withApp(ctx context.Context, o *options, kek []byte, log *slog.Logger, reg 
 	eng, err := engine.New(ctx, engine.Config{Issuer: o.issuer, Logger: log, Hooks: disp, MaxScriptMemoryMB: o.scriptMemoryMax,
 		KEK:                  kek,
 		PasswordHashMemoryMB: o.hashMemoryMB, PasswordHashWait: time.Duration(o.hashWaitMS) * time.Millisecond,
-		LoginThrottle:      throttle(o.loginFailures, o.backoffMaxSeconds),
-		ClientAuthThrottle: throttle(o.clientAuthFailures, o.backoffMaxSeconds),
-		JWKSURI:            engine.JWKSURIConfig{AllowPrivate: o.jwksURIAllowPrivate},
-		SessionLifetime:    time.Duration(o.loginSessionSeconds) * time.Second}, store.Stores())
+		LoginThrottle:                      throttle(o.loginFailures, o.backoffMaxSeconds),
+		ClientAuthThrottle:                 throttle(o.clientAuthFailures, o.backoffMaxSeconds),
+		JWKSURI:                            engine.JWKSURIConfig{AllowPrivate: o.jwksURIAllowPrivate},
+		SessionLifetime:                    time.Duration(o.loginSessionSeconds) * time.Second,
+		PushedRequestLifetime:              time.Duration(o.parLifetimeSeconds) * time.Second,
+		MaxPushedRequestsPerClient:         o.parMaxPerClient,
+		RequirePushedAuthorizationRequests: o.requirePAR}, store.Stores())
 	if err != nil {
 		return err
 	}

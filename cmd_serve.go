@@ -79,6 +79,12 @@ func serveFlags(fs *pflag.FlagSet, o *options) {
 		"longest back-off after failed authentications, seconds")
 	fs.IntVar(&o.loginSessionSeconds, "login-session-seconds", o.loginSessionSeconds,
 		"how long a login session spares the user the password, seconds (from the sign-in, never extended)")
+	fs.IntVar(&o.parLifetimeSeconds, "par-lifetime-seconds", o.parLifetimeSeconds,
+		"how long a request_uri of a pushed authorization request may be used, seconds")
+	fs.IntVar(&o.parMaxPerClient, "par-max-per-client", o.parMaxPerClient,
+		"unused, unexpired pushed authorization requests one client may hold")
+	fs.BoolVar(&o.requirePAR, "require-pushed-authorization-requests", false,
+		"take authorization requests only through the pushed authorization request endpoint, for every client")
 	fs.String("trusted-proxies", "",
 		"comma-separated CIDRs of proxies whose X-Forwarded-For is believed (default none: the TCP peer is the address)")
 	fs.BoolVar(&o.jwksURIAllowPrivate, "jwks-uri-allow-private", false,
@@ -119,6 +125,8 @@ func finishServeOptions(o *options, fs *pflag.FlagSet, env lookupEnv) error {
 		{"--client-auth-failures", o.clientAuthFailures, 0, 1000},
 		{"--auth-backoff-max-seconds", o.backoffMaxSeconds, 1, 86_400},
 		{"--login-session-seconds", o.loginSessionSeconds, 60, 30 * 86_400},
+		{"--par-lifetime-seconds", o.parLifetimeSeconds, 5, 600},
+		{"--par-max-per-client", o.parMaxPerClient, 1, 1_000_000},
 		{"--script-memory-max-mb", o.scriptMemoryMax, 1, 16 << 10},
 		{"--script-workers", o.scriptWorkers, 0, 256},
 	} {

@@ -84,3 +84,31 @@ func TestLoginSessionFlag(t *testing.T) {
 		}
 	}
 }
+
+// TestPARFlags: --par-lifetime-seconds, --par-max-per-client and
+// --require-pushed-authorization-requests (docs/par.md) default to the
+// engine's values, read their environment variables and refuse values
+// out of range.
+func TestPARFlags(t *testing.T) {
+	for _, c := range []struct {
+		args              []string
+		env               map[string]string
+		lifetime, perClnt int // 0: refused
+		require           bool
+	}{
+		{nil, nil, int(engine.DefaultPushedRequestLifetime / time.Second), engine.DefaultMaxPushedRequestsPerClient, false},
+		{[]string{"--par-lifetime-seconds", "90", "--par-max-per-client", "5", "--require-pushed-authorization-requests"}, nil, 90, 5, true},
+		{nil, map[string]string{"KEYHOOK_PAR_LIFETIME_SECONDS": "600", "KEYHOOK_REQUIRE_PUSHED_AUTHORIZATION_REQUESTS": "true"}, 600, 1000, true},
+		{[]string{"--par-lifetime-seconds", "4"}, nil, 0, 0, false},
+		{[]string{"--par-lifetime-seconds", "601"}, nil, 0, 0, false},
+		{[]string{"--par-max-per-client", "0"}, nil, 0, 0, false},
+	} {
+		o, err := parseServe(c.args, c.env)
+		switch {
+		case c.lifetime == 0 && err == nil:
+			t.Errorf("%v %v: accepted", c.args, c.env)
+		case c.lifetime != 0 && (err != nil || o.parLifetimeSeconds != c.lifetime || o.parMaxPerClient != c.perClnt || o.requirePAR != c.require):
+			t.Errorf("%v %v: %+v, %v", c.args, c.env, o, err)
+		}
+	}
+}

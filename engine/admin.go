@@ -57,6 +57,9 @@ type ClientDoc struct {
 	Attributes                  map[string]string `json:"attributes"`
 	AllowedCORSOrigins          []string          `json:"allowed_cors_origins"`
 	AllowedResources            []string          `json:"allowed_resources"`
+	// RequirePushedAuthorizationRequests is RFC 9126 §6's client
+	// metadata.
+	RequirePushedAuthorizationRequests bool `json:"require_pushed_authorization_requests"`
 	// JanssenRunIntrospection is Janssen's name for
 	// RunIntrospectionBeforeJWT, accepted on input.
 	JanssenRunIntrospection *bool `json:"run_introspection_script_before_access_token_as_jwt_creation_and_include_claims,omitempty"`
@@ -79,7 +82,8 @@ func (e *Engine) clientFromDoc(ctx context.Context, doc *ClientDoc) (*Client, er
 		IDTokenLifetime: doc.IDTokenLifetime, IntrospectionScripts: doc.IntrospectionScripts,
 		UpdateTokenScripts: doc.UpdateTokenScripts, Attributes: doc.Attributes,
 		RefreshTokenReuseInterval: doc.RefreshTokenReuseInterval, AllowedCORSOrigins: doc.AllowedCORSOrigins,
-		AllowedResources: doc.AllowedResources,
+		AllowedResources:                   doc.AllowedResources,
+		RequirePushedAuthorizationRequests: doc.RequirePushedAuthorizationRequests,
 	}
 	if doc.JanssenRunIntrospection != nil {
 		c.RunIntrospectionBeforeJWT = c.RunIntrospectionBeforeJWT || *doc.JanssenRunIntrospection
@@ -231,7 +235,8 @@ func ClientDocument(c *Client) *ClientDoc {
 		IDTokenLifetime: c.IDTokenLifetime, IntrospectionScripts: nonNil(c.IntrospectionScripts),
 		UpdateTokenScripts: nonNil(c.UpdateTokenScripts), Attributes: c.Attributes,
 		RefreshTokenReuseInterval: c.RefreshTokenReuseInterval, AllowedCORSOrigins: nonNil(c.AllowedCORSOrigins),
-		AllowedResources: nonNil(c.AllowedResources),
+		AllowedResources:                   nonNil(c.AllowedResources),
+		RequirePushedAuthorizationRequests: c.RequirePushedAuthorizationRequests,
 	}
 	if d.Attributes == nil {
 		d.Attributes = map[string]string{}

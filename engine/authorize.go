@@ -14,30 +14,34 @@ import (
 
 // AuthorizeRequest is an authorization request (RFC 6749 §4.1.1,
 // RFC 7636 §4.3, OIDC Core §3.1.2.1).
+//
+// The JSON names are the parameters' own: a pushed request is stored
+// this way (RFC 9126, engine/par.go).
 type AuthorizeRequest struct {
-	ResponseType        string
-	ClientID            string
-	RedirectURI         string
-	Scope               string
-	ScopeGiven          bool
-	State               string
-	CodeChallenge       string
-	CodeChallengeMethod string
-	Nonce               string
+	ResponseType        string `json:"response_type,omitempty"`
+	ClientID            string `json:"client_id,omitempty"`
+	RedirectURI         string `json:"redirect_uri,omitempty"`
+	Scope               string `json:"scope,omitempty"`
+	ScopeGiven          bool   `json:"scope_given,omitempty"`
+	State               string `json:"state,omitempty"`
+	CodeChallenge       string `json:"code_challenge,omitempty"`
+	CodeChallengeMethod string `json:"code_challenge_method,omitempty"`
+	Nonce               string `json:"nonce,omitempty"`
 	// Prompt, MaxAge and LoginHint are OIDC Core §3.1.2.1's, as sent
 	// (MaxAge "" when absent).
-	Prompt    string
-	MaxAge    string
-	LoginHint string
+	Prompt    string `json:"prompt,omitempty"`
+	MaxAge    string `json:"max_age,omitempty"`
+	LoginHint string `json:"login_hint,omitempty"`
 	// IDTokenHint is an ID token this server issued, naming the user the
 	// client expects (OIDC Core §3.1.2.1); expired ones count.
-	IDTokenHint string
-	// RequestObject and RequestURI are the request and request_uri
-	// parameters (OIDC Core §6), which keyhook refuses.
-	RequestObject string
-	RequestURI    string
+	IDTokenHint string `json:"id_token_hint,omitempty"`
+	// RequestObject is the request parameter (OIDC Core §6), which
+	// keyhook refuses. RequestURI is the request_uri parameter: one this
+	// server issued for a pushed request (RFC 9126 §4), else refused.
+	RequestObject string `json:"-"`
+	RequestURI    string `json:"-"`
 	// Resources are the resource parameters (RFC 8707 §2), as sent.
-	Resources []string
+	Resources []string `json:"resource,omitempty"`
 }
 
 // Authorization is a validated authorization request.
@@ -57,6 +61,12 @@ type Authorization struct {
 	MaxAge int64
 	// HintSubject is the sub of a valid id_token_hint, else "".
 	HintSubject string
+	// RequestURI is the request_uri of the pushed request this
+	// authorization is made from (RFC 9126 §4), else "": the login form
+	// carries it instead of the parameters.
+	RequestURI string
+	// pushedID is the stored pushed request, consumed with the code.
+	pushedID string
 }
 
 // Hint is the user this request names, by login_hint or else by
@@ -105,6 +115,9 @@ func withQuery(uri string, q url.Values) string {
 
 // Authorize validates an authorization request. The redirect URI must
 // match a registered one exactly before anything is sent back to it.
+// With a request_uri of a pushed request (RFC 9126 §4), the pushed
+// parameters are the request and the others sent along, but client_id,
+// are ignored; they are validated again, as the client may have changed.
 func (e *Engine) Authorize(ctx context.Context, req *AuthorizeRequest) (*Authorization, error) {
 	if req.ClientID == "" {
 		return nil, Errorf(CodeInvalidRequest, "client_id is missing")
@@ -116,6 +129,28 @@ func (e *Engine) Authorize(ctx context.Context, req *AuthorizeRequest) (*Authori
 	if err != nil {
 		return nil, storeFailure(err)
 	}
+	if !isPushedURI(req.RequestURI) {
+		return e.checkAuthorization(ctx, c, req, false)
+	}
+	p, err := e.pushedRequest(ctx, c, req.RequestURI)
+	if err != nil {
+		return nil, err
+	}
+	pushed := p.Request
+	pushed.ClientID = c.ID
+	a, err := e.checkAuthorization(ctx, c, &pushed, true)
+	if err != nil {
+		return nil, err
+	}
+	a.RequestURI, a.pushedID = req.RequestURI, p.ID
+	return a, nil
+}
+
+// checkAuthorization validates an authorization request of client c:
+// the one rule set of the authorization endpoint and of the pushed
+// authorization request endpoint (RFC 9126 §2.1). pushed tells a request
+// that is being or was pushed, which a client required to push needs.
+func (e *Engine) checkAuthorization(ctx context.Context, c *Client, req *AuthorizeRequest, pushed bool) (*Authorization, error) {
 	redirect := req.RedirectURI
 	switch {
 	case redirect == "" && len(c.RedirectURIs) == 1:
@@ -134,7 +169,13 @@ func (e *Engine) Authorize(ctx context.Context, req *AuthorizeRequest) (*Authori
 		return nil, fail(CodeRequestNotSupported, "the request parameter is not supported")
 	}
 	if req.RequestURI != "" {
+		// Only request_uri values of pushed requests are taken
+		// (RFC 9126 §4); none is fetched (OIDC Core §6.2).
 		return nil, fail(CodeRequestURINotSupported, "the request_uri parameter is not supported")
+	}
+	if !pushed && (e.cfg.RequirePushedAuthorizationRequests || c.RequirePushedAuthorizationRequests) {
+		// RFC 9126 §5, §6.
+		return nil, fail(CodeInvalidRequest, "this client must push its authorization requests to "+e.cfg.Issuer+PathPAR)
 	}
 	if req.ResponseType != "code" {
 		return nil, fail(CodeUnsupportedResponseType, "only response_type=code is supported")
@@ -280,6 +321,9 @@ func (e *Engine) Login(ctx context.Context, a *Authorization, username, password
 // iss (RFC 6749 §4.1.2, RFC 9207 §2).
 func (e *Engine) issueCode(ctx context.Context, a *Authorization, username string, authTime time.Time) (string, error) {
 	now := e.now()
+	if err := e.consumePushed(ctx, a, now); err != nil {
+		return "", err
+	}
 	value := randomToken()
 	code := &AuthCode{
 		ID: TokenHash(value), ClientID: a.Client.ID, Username: username, RedirectURI: a.RedirectURI, Scope: a.Scope,

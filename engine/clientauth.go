@@ -241,15 +241,17 @@ func (e *Engine) checkAssertionClaims(ctx context.Context, c *Client, cl *jwt.Cl
 }
 
 // assertionAudience reports whether aud names this server and nothing
-// else: the issuer or the token endpoint URL (RFC 7523 §3 item 3), as a
-// string or an array holding only those, on every endpoint that accepts
-// assertions. A value naming anyone else could be replayed by them.
+// else: the issuer or the token endpoint URL (RFC 7523 §3 item 3), or the
+// pushed authorization request endpoint URL, which RFC 9126 §2 says must
+// be accepted too, as a string or an array holding only those, on every
+// endpoint that accepts assertions. A value naming anyone else could be
+// replayed by them.
 func (e *Engine) assertionAudience(aud jwt.Audience) bool {
 	if len(aud) == 0 {
 		return false
 	}
 	for _, a := range aud {
-		if a != e.cfg.Issuer && a != e.cfg.Issuer+PathToken {
+		if a != e.cfg.Issuer && a != e.cfg.Issuer+PathToken && a != e.cfg.Issuer+PathPAR {
 			return false
 		}
 	}

@@ -62,6 +62,16 @@ type Config struct {
 	// SessionLifetime is how long a login session lasts from the
 	// sign-in (docs/browser-flow.md); default DefaultSessionLifetime.
 	SessionLifetime time.Duration
+	// PushedRequestLifetime is how long a request_uri from the pushed
+	// authorization request endpoint may be used (RFC 9126 §2.2,
+	// docs/par.md); default DefaultPushedRequestLifetime.
+	PushedRequestLifetime time.Duration
+	// RequirePushedAuthorizationRequests makes every client use pushed
+	// authorization requests (RFC 9126 §5, §6).
+	RequirePushedAuthorizationRequests bool
+	// MaxPushedRequestsPerClient bounds the unexpired pushed requests of
+	// one client; default DefaultMaxPushedRequestsPerClient.
+	MaxPushedRequestsPerClient int
 }
 
 // Engine implements keyhook's endpoints without their transport. It is
@@ -107,6 +117,7 @@ const (
 	PathRevoke        = "/oauth2/revoke"
 	PathAuthorize     = "/oauth2/authorize"
 	PathUserinfo      = "/oauth2/userinfo"
+	PathPAR           = "/oauth2/par"
 	PathJWKS          = "/oauth2/jwks"
 	AdminScope        = "keyhook:admin"
 	sealKeySecretName = "client-secret-seal-key"
@@ -236,25 +247,29 @@ func (e *Engine) Run(ctx context.Context) {
 	}
 }
 
-// Purge deletes expired tokens, codes, login sessions and assertion ids,
-// and retired keys that no unexpired token needs any more.
+// Purge deletes expired tokens, codes, login sessions, pushed
+// authorization requests and assertion ids, and retired keys that no
+// unexpired token needs any more.
 func (e *Engine) Purge(ctx context.Context) {
 	now := e.now()
 	n1, err1 := e.st.Tokens.PurgeTokens(ctx, now)
 	n2, err2 := e.st.JTIs.PurgeJTIs(ctx, now)
-	var n3, n4 int64
-	var err3, err4 error
+	var n3, n4, n5 int64
+	var err3, err4, err5 error
 	if e.st.Codes != nil {
 		n3, err3 = e.st.Codes.PurgeCodes(ctx, now)
 	}
 	if e.st.Sessions != nil {
 		n4, err4 = e.st.Sessions.PurgeSessions(ctx, now)
 	}
-	if err := errors.Join(err1, err2, err3, err4); err != nil {
+	if e.st.Pushed != nil {
+		n5, err5 = e.st.Pushed.PurgePushedRequests(ctx, now)
+	}
+	if err := errors.Join(err1, err2, err3, err4, err5); err != nil {
 		e.log.Warn("purge failed", "err", err)
 	}
-	if n1+n2+n3+n4 > 0 {
-		e.log.Info("purged expired records", "tokens", n1, "jtis", n2, "codes", n3, "sessions", n4)
+	if n1+n2+n3+n4+n5 > 0 {
+		e.log.Info("purged expired records", "tokens", n1, "jtis", n2, "codes", n3, "sessions", n4, "pushed_requests", n5)
 	}
 	// A retired key leaves the JWKS once no token it signed is unexpired
 	// and it has been retired for longer than the longest JWT answer lives.

@@ -37,6 +37,10 @@ const (
 	// CodeInvalidTarget answers a resource parameter that is malformed,
 	// unknown or not allowed (RFC 8707 §2; HTTP 400).
 	CodeInvalidTarget ErrorCode = "invalid_target"
+	// CodeInvalidRequestURI answers a request_uri of a pushed
+	// authorization request that is unknown, expired, used or another
+	// client's (OIDC Core §3.1.2.6, RFC 9126 §4).
+	CodeInvalidRequestURI ErrorCode = "invalid_request_uri"
 )
 
 // Error is the one error type that reaches a client. Description is sent;

@@ -87,8 +87,11 @@ type Client struct {
 	AllowedCORSOrigins []string
 	// AllowedResources are the resource indicators (RFC 8707) the client
 	// may ask tokens for (docs/resource-indicators.md).
-	AllowedResources     []string
-	CreatedAt, UpdatedAt time.Time
+	AllowedResources []string
+	// RequirePushedAuthorizationRequests makes the authorization
+	// endpoint take only pushed requests of this client (RFC 9126 §6).
+	RequirePushedAuthorizationRequests bool
+	CreatedAt, UpdatedAt               time.Time
 }
 
 // Public reports whether the client has no credentials of its own.

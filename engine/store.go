@@ -21,6 +21,9 @@ type Stores struct {
 	Codes      CodeStore
 	Secrets    SecretStore
 	Sessions   SessionStore
+	// Pushed keeps pushed authorization requests (RFC 9126); nil
+	// disables the endpoint.
+	Pushed PushedRequestStore
 	// ScriptVersions keeps the scripts' histories; nil keeps none.
 	ScriptVersions ScriptVersionStore
 }

@@ -205,6 +205,22 @@ var migrations = []migration{
 		`ALTER TABLE auth_codes ADD COLUMN resources TEXT NOT NULL DEFAULT ''`,
 		`ALTER TABLE tokens ADD COLUMN resources TEXT NOT NULL DEFAULT ''`,
 	}},
+	{version: 11, name: "pushed authorization requests", up: []string{
+		// RFC 9126 (docs/par.md): the client metadata, and the pushed
+		// requests by the SHA-256 of their request_uri; request is the
+		// authorization request as JSON. A deleted client's requests go
+		// with it.
+		`ALTER TABLE clients ADD COLUMN require_pushed_authorization_requests BOOLEAN NOT NULL DEFAULT FALSE`,
+		`CREATE TABLE pushed_requests (
+			id TEXT PRIMARY KEY,
+			client_id TEXT NOT NULL REFERENCES clients (id) ON DELETE CASCADE,
+			request TEXT NOT NULL DEFAULT '',
+			started BOOLEAN NOT NULL DEFAULT FALSE,
+			expires_at BIGINT NOT NULL DEFAULT 0
+		)`,
+		`CREATE INDEX pushed_requests_client_id_idx ON pushed_requests (client_id)`,
+		`CREATE INDEX pushed_requests_expires_at_idx ON pushed_requests (expires_at)`,
+	}},
 }
 
 // migrationLockID is the PostgreSQL advisory lock that serializes the

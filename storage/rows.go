@@ -37,6 +37,7 @@ type clientRow struct {
 	Attributes                string `gorm:"column:attributes"`
 	AllowedCORSOrigins        string `gorm:"column:allowed_cors_origins"`
 	AllowedResources          string `gorm:"column:allowed_resources"`
+	RequirePAR                bool   `gorm:"column:require_pushed_authorization_requests"`
 	CreatedAt                 int64  `gorm:"column:created_at;autoCreateTime:false"`
 	UpdatedAt                 int64  `gorm:"column:updated_at;autoUpdateTime:false"`
 }
@@ -60,6 +61,7 @@ func clientToRow(c *engine.Client) (*clientRow, error) {
 		RefreshTokenLifetime:      c.RefreshTokenLifetime,
 		IDTokenLifetime:           c.IDTokenLifetime,
 		RefreshTokenReuseInterval: c.RefreshTokenReuseInterval,
+		RequirePAR:                c.RequirePushedAuthorizationRequests,
 		CreatedAt:                 toNanos(c.CreatedAt),
 		UpdatedAt:                 toNanos(c.UpdatedAt),
 	}
@@ -85,23 +87,24 @@ func clientToRow(c *engine.Client) (*clientRow, error) {
 
 func (r *clientRow) toEngine() (*engine.Client, error) {
 	c := &engine.Client{
-		ID:                        r.ID,
-		Name:                      r.Name,
-		SecretHash:                r.SecretHash,
-		SecretSealed:              r.SecretSealed,
-		AuthMethod:                engine.AuthMethod(r.AuthMethod),
-		AuthSigningAlg:            r.AuthSigningAlg,
-		Scope:                     r.Scope,
-		JWKS:                      r.JWKS,
-		JWKSURI:                   r.JWKSURI,
-		AccessTokenAsJWT:          r.AccessTokenAsJWT,
-		RunIntrospectionBeforeJWT: r.RunIntrospectionBeforeJWT,
-		AccessTokenLifetime:       r.AccessTokenLifetime,
-		RefreshTokenLifetime:      r.RefreshTokenLifetime,
-		IDTokenLifetime:           r.IDTokenLifetime,
-		RefreshTokenReuseInterval: r.RefreshTokenReuseInterval,
-		CreatedAt:                 fromNanos(r.CreatedAt),
-		UpdatedAt:                 fromNanos(r.UpdatedAt),
+		ID:                                 r.ID,
+		Name:                               r.Name,
+		SecretHash:                         r.SecretHash,
+		SecretSealed:                       r.SecretSealed,
+		AuthMethod:                         engine.AuthMethod(r.AuthMethod),
+		AuthSigningAlg:                     r.AuthSigningAlg,
+		Scope:                              r.Scope,
+		JWKS:                               r.JWKS,
+		JWKSURI:                            r.JWKSURI,
+		AccessTokenAsJWT:                   r.AccessTokenAsJWT,
+		RunIntrospectionBeforeJWT:          r.RunIntrospectionBeforeJWT,
+		AccessTokenLifetime:                r.AccessTokenLifetime,
+		RefreshTokenLifetime:               r.RefreshTokenLifetime,
+		IDTokenLifetime:                    r.IDTokenLifetime,
+		RefreshTokenReuseInterval:          r.RefreshTokenReuseInterval,
+		CreatedAt:                          fromNanos(r.CreatedAt),
+		RequirePushedAuthorizationRequests: r.RequirePAR,
+		UpdatedAt:                          fromNanos(r.UpdatedAt),
 	}
 	for _, f := range []struct {
 		src string
@@ -511,6 +514,33 @@ func sessionToRow(s *engine.Session) *sessionRow {
 func (r *sessionRow) toEngine() *engine.Session {
 	return &engine.Session{ID: r.ID, Username: r.Username, AuthTime: fromNanos(r.AuthTime),
 		UserUpdatedAt: fromNanos(r.UserUpdatedAt), ExpiresAt: fromNanos(r.ExpiresAt)}
+}
+
+type pushedRequestRow struct {
+	ID        string `gorm:"column:id;primaryKey"`
+	ClientID  string `gorm:"column:client_id"`
+	Request   string `gorm:"column:request"`
+	Started   bool   `gorm:"column:started"`
+	ExpiresAt int64  `gorm:"column:expires_at"`
+}
+
+func (pushedRequestRow) TableName() string { return "pushed_requests" }
+
+func pushedToRow(p *engine.PushedRequest) (*pushedRequestRow, error) {
+	req, err := encodeJSON(&p.Request)
+	if err != nil {
+		return nil, err
+	}
+	return &pushedRequestRow{ID: p.ID, ClientID: p.ClientID, Request: req, Started: p.Started,
+		ExpiresAt: toNanos(p.ExpiresAt)}, nil
+}
+
+func (r *pushedRequestRow) toEngine() (*engine.PushedRequest, error) {
+	p := &engine.PushedRequest{ID: r.ID, ClientID: r.ClientID, Started: r.Started, ExpiresAt: fromNanos(r.ExpiresAt)}
+	if err := decodeJSON(r.Request, &p.Request); err != nil {
+		return nil, fmt.Errorf("storage: pushed request: %w", err)
+	}
+	return p, nil
 }
 
 type secretRow struct {

@@ -18,6 +18,7 @@ var routeAreas = map[string]string{
 	"POST /oauth2/introspect":                     "",
 	"GET /oauth2/introspect":                      "",
 	"POST /oauth2/revoke":                         "",
+	"POST /oauth2/par":                            "",
 	"GET /oauth2/jwks":                            "",
 	"GET /oauth2/authorize":                       "",
 	"POST /oauth2/authorize":                      "",

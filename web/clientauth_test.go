@@ -94,6 +94,7 @@ func TestAssertionAudience(t *testing.T) {
 		{"array of both", "/oauth2/token", []string{h.url, tokenURL}, true},
 		{"issuer at revocation", "/oauth2/revoke", h.url, true},
 		{"token endpoint at introspection", "/oauth2/introspect", tokenURL, true},
+		{"PAR endpoint (RFC 9126 §2)", "/oauth2/token", h.url + "/oauth2/par", true},
 		{"array with another audience", "/oauth2/token", []string{tokenURL, "https://rs.example"}, false},
 		{"another audience", "/oauth2/token", "https://rs.example", false},
 		{"empty array", "/oauth2/token", []string{}, false},

@@ -11,9 +11,13 @@ import (
 // corsMethods are the endpoints a browser app may call from its own
 // origin, with the methods each answers (docs/browser-flow.md). The
 // authorization endpoint is a page the browser navigates to, and the
-// admin API is for servers and tools: neither answers CORS.
+// admin API is for servers and tools: neither answers CORS. The pushed
+// authorization request endpoint does, as the token endpoint: a public
+// browser app pushes its request before it sends the user away
+// (docs/par.md).
 var corsMethods = map[string]string{
 	engine.PathToken:                          "POST",
+	engine.PathPAR:                            "POST",
 	engine.PathRevoke:                         "POST",
 	engine.PathIntrospect:                     "GET, POST",
 	engine.PathUserinfo:                       "GET, POST",

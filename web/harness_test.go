@@ -75,6 +75,13 @@ type harnessCfg struct {
 	isolation hooks.Isolation
 	// kek is the key-encryption key (nil: none, docs/keys.md).
 	kek []byte
+	// engine changes the engine's configuration last.
+	engine []func(*engine.Config)
+}
+
+// withEngine changes the engine's configuration before it starts.
+func withEngine(f func(*engine.Config)) harnessOpt {
+	return func(c *harnessCfg) { c.engine = append(c.engine, f) }
 }
 
 // withFetch configures scripts' context.fetch.
@@ -150,6 +157,9 @@ func newHarness(t testing.TB, opts ...harnessOpt) *harness {
 		PasswordHashMemoryMB: cfg.hashMB, PasswordHashWait: cfg.hashWait, KEK: cfg.kek}
 	if !cfg.throttles {
 		ecfg.LoginThrottle.Free, ecfg.ClientAuthThrottle.Free = -1, -1
+	}
+	for _, f := range cfg.engine {
+		f(&ecfg)
 	}
 	eng, err := engine.New(ctx, ecfg, store.Stores())
 	if err != nil {

@@ -28,7 +28,8 @@ const (
 )
 
 // authorizeParams are the authorization request parameters the login form
-// carries through as hidden fields.
+// carries through as hidden fields. A request made from a pushed one
+// carries only client_id and request_uri (formParams).
 var authorizeParams = []string{"response_type", "client_id", "redirect_uri", "scope", "state", "code_challenge",
 	"code_challenge_method", "nonce", "prompt", "max_age", "login_hint", "id_token_hint", paramResource}
 
@@ -147,7 +148,7 @@ func (s *Server) authorizeForm(c echo.Context) error {
 	token := csrfToken()
 	c.SetCookie(&http.Cookie{Name: csrfCookie, Value: token, Path: "/oauth2/", HttpOnly: true,
 		SameSite: http.SameSiteStrictMode, Secure: s.secureCookies(c)})
-	return s.renderLogin(c, http.StatusOK, loginView{ClientName: clientLabel(a.Client), Params: carry(form), CSRF: token,
+	return s.renderLogin(c, http.StatusOK, loginView{ClientName: clientLabel(a.Client), Params: formParams(a, form), CSRF: token,
 		Username: a.Hint()})
 }
 
@@ -169,14 +170,14 @@ func (s *Server) authorizeLogin(c echo.Context) error {
 	}
 	in, err := s.eng.Login(c.Request().Context(), a, form.Get("username"), form.Get("password"), sessionValue(c))
 	if errors.Is(err, engine.ErrLoginFailed) {
-		return s.renderLogin(c, http.StatusUnauthorized, loginView{ClientName: clientLabel(a.Client), Params: carry(form),
+		return s.renderLogin(c, http.StatusUnauthorized, loginView{ClientName: clientLabel(a.Client), Params: formParams(a, form),
 			CSRF: sent, Username: form.Get("username"), Error: "The username or password is wrong."})
 	}
 	if msg, oe := loginRefusal(err); msg != "" {
 		// Throttled or busy: the form again, with the same answer for
 		// every username (docs/auth-limits.md).
 		setRetryAfter(c, oe)
-		return s.renderLogin(c, statusOf(oe.Code), loginView{ClientName: clientLabel(a.Client), Params: carry(form),
+		return s.renderLogin(c, statusOf(oe.Code), loginView{ClientName: clientLabel(a.Client), Params: formParams(a, form),
 			CSRF: sent, Username: form.Get("username"), Error: msg})
 	}
 	if err != nil {
@@ -211,6 +212,17 @@ func loginRefusal(err error) (string, *engine.Error) {
 
 // hiddenField is one parameter the login form carries.
 type hiddenField struct{ Name, Value string }
+
+// formParams are the hidden fields of the login form for a: the
+// request_uri of a pushed request and the client_id (RFC 9126 §4: the
+// parameters stay on the server, where the browser cannot change them),
+// else the parameters as sent.
+func formParams(a *engine.Authorization, form url.Values) []hiddenField {
+	if a.RequestURI != "" {
+		return []hiddenField{{"client_id", a.Client.ID}, {"request_uri", a.RequestURI}}
+	}
+	return carry(form)
+}
 
 // carry is the authorization request's parameters as the login form's
 // hidden fields: the first value of each, and every resource (RFC 8707

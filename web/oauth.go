@@ -130,6 +130,25 @@ func (s *Server) token(c echo.Context) error {
 	return c.JSON(http.StatusOK, resp)
 }
 
+// par serves POST /oauth2/par, the pushed authorization request endpoint
+// (RFC 9126 §2): client authentication as at the token endpoint, the
+// authorization request validated as at the authorization endpoint, and
+// 201 with the request_uri (RFC 9126 §2.2). Errors are JSON, as the
+// token endpoint's (RFC 9126 §2.3).
+func (s *Server) par(c echo.Context) error {
+	form, cred, err := clientRequest(c)
+	if err != nil {
+		return err
+	}
+	resp, err := s.eng.PushAuthorization(c.Request().Context(),
+		&engine.PushedAuthorizationRequest{Credentials: cred, Request: authorizeRequest(form)})
+	if err != nil {
+		return err
+	}
+	noStore(c)
+	return c.JSON(http.StatusCreated, resp)
+}
+
 // Media type of RFC 9701 answers.
 const mediaIntrospectionJWT = "application/token-introspection+jwt"
 

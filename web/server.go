@@ -111,6 +111,7 @@ func New(cfg Config) *Server {
 	e.POST(engine.PathIntrospect, s.introspect, limit)
 	e.GET(engine.PathIntrospect, s.introspect)
 	e.POST(engine.PathRevoke, s.revoke, limit)
+	e.POST(engine.PathPAR, s.par, limit)
 	e.GET(engine.PathJWKS, s.jwks)
 	e.GET("/.well-known/openid-configuration", s.discovery)
 	e.GET("/.well-known/oauth-authorization-server", s.discovery)
