@@ -21,6 +21,9 @@ type Stores struct {
 	Codes      CodeStore
 	Secrets    SecretStore
 	Sessions   SessionStore
+	// Devices keeps device authorizations (RFC 8628); nil turns the
+	// device flow off.
+	Devices DeviceStore
 	// ScriptVersions keeps the scripts' histories; nil keeps none.
 	ScriptVersions ScriptVersionStore
 }

@@ -34,6 +34,7 @@ type TokenRequest struct {
 	Code         string
 	RedirectURI  string
 	CodeVerifier string
+	DeviceCode   string
 	Request      RequestInfo
 }
 
@@ -61,6 +62,8 @@ type grant struct {
 	rotating *Token
 	// redeeming is the authorization code being exchanged, if any.
 	redeeming *AuthCode
+	// device is the approved device authorization being redeemed, if any.
+	device *DeviceGrant
 	// reused is the answer given again to a refresh token presented
 	// within its reuse interval (docs/refresh.md); nothing is issued.
 	reused *TokenResponse
@@ -88,8 +91,8 @@ func (e *Engine) Token(ctx context.Context, req *TokenRequest) (*TokenResponse, 
 	if !client.HasGrant(req.GrantType) {
 		return nil, Errorf(CodeUnauthorizedClient, "the client may not use grant_type %s", req.GrantType)
 	}
-	if client.Public() && req.GrantType != GrantAuthorizationCode && req.GrantType != GrantRefreshToken {
-		return nil, Errorf(CodeUnauthorizedClient, "a public client may only use the authorization_code and refresh_token grants")
+	if client.Public() && req.GrantType != GrantAuthorizationCode && req.GrantType != GrantRefreshToken && req.GrantType != GrantDeviceCode {
+		return nil, Errorf(CodeUnauthorizedClient, "a public client may only use the authorization_code, device_code and refresh_token grants")
 	}
 	var g *grant
 	switch req.GrantType {
@@ -101,6 +104,8 @@ func (e *Engine) Token(ctx context.Context, req *TokenRequest) (*TokenResponse, 
 		g, err = e.refreshGrant(ctx, client, req)
 	case GrantAuthorizationCode:
 		g, err = e.codeGrant(ctx, client, req)
+	case GrantDeviceCode:
+		g, err = e.deviceGrant(ctx, client, req)
 	}
 	var resp *TokenResponse
 	switch {

@@ -245,6 +245,7 @@ func (s *Store) Stores() engine.Stores {
 		Codes:      s,
 		Secrets:    s,
 		Sessions:   s,
+		Devices:    s,
 
 		ScriptVersions: s,
 	}
