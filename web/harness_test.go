@@ -75,6 +75,13 @@ type harnessCfg struct {
 	isolation hooks.Isolation
 	// kek is the key-encryption key (nil: none, docs/keys.md).
 	kek []byte
+	// deviceLifetime, deviceInterval: the device flow's (0: defaults).
+	deviceLifetime, deviceInterval time.Duration
+}
+
+// withDeviceFlow sets the device code lifetime and poll interval.
+func withDeviceFlow(lifetime, interval time.Duration) harnessOpt {
+	return func(c *harnessCfg) { c.deviceLifetime, c.deviceInterval = lifetime, interval }
 }
 
 // withFetch configures scripts' context.fetch.
@@ -147,7 +154,8 @@ func newHarness(t testing.TB, opts ...harnessOpt) *harness {
 		disp.Breaker.Threshold = -1
 	}
 	ecfg := engine.Config{Issuer: base, Logger: log, Now: clk.now, Hooks: disp, ScriptBudget: cfg.budget,
-		PasswordHashMemoryMB: cfg.hashMB, PasswordHashWait: cfg.hashWait, KEK: cfg.kek}
+		PasswordHashMemoryMB: cfg.hashMB, PasswordHashWait: cfg.hashWait, KEK: cfg.kek,
+		DeviceCodeLifetime: cfg.deviceLifetime, DevicePollInterval: cfg.deviceInterval}
 	if !cfg.throttles {
 		ecfg.LoginThrottle.Free, ecfg.ClientAuthThrottle.Free = -1, -1
 	}
