@@ -51,6 +51,9 @@ type options struct {
 	trustedProxies                    []netip.Prefix
 	// How long a login session lasts (docs/browser-flow.md).
 	loginSessionSeconds int
+	// deviceCodeSeconds, devicePollSeconds: the device flow's
+	// (docs/device-flow.md).
+	deviceCodeSeconds, devicePollSeconds int
 	// jwks_uri fetches (docs/client-auth.md).
 	jwksURIAllowPrivate bool
 	// The Go heap's target (docs/performance.md); 0 leaves Go's defaults.
@@ -72,6 +75,8 @@ func defaultOptions() *options {
 		loginFailures: engine.DefaultThrottleFree, clientAuthFailures: engine.DefaultThrottleFree,
 		backoffMaxSeconds:   int(engine.DefaultThrottleMaxBackoff / time.Second),
 		loginSessionSeconds: int(engine.DefaultSessionLifetime / time.Second),
+		deviceCodeSeconds:   int(engine.DefaultDeviceCodeLifetime / time.Second),
+		devicePollSeconds:   int(engine.DefaultDevicePollInterval / time.Second),
 		memoryTargetMB:      defaultMemoryTargetMB,
 	}
 }
@@ -129,7 +134,9 @@ func withApp(ctx context.Context, o *options, kek []byte, log *slog.Logger, reg 
 		LoginThrottle:      throttle(o.loginFailures, o.backoffMaxSeconds),
 		ClientAuthThrottle: throttle(o.clientAuthFailures, o.backoffMaxSeconds),
 		JWKSURI:            engine.JWKSURIConfig{AllowPrivate: o.jwksURIAllowPrivate},
-		SessionLifetime:    time.Duration(o.loginSessionSeconds) * time.Second}, store.Stores())
+		SessionLifetime:    time.Duration(o.loginSessionSeconds) * time.Second,
+		DeviceCodeLifetime: time.Duration(o.deviceCodeSeconds) * time.Second,
+		DevicePollInterval: time.Duration(o.devicePollSeconds) * time.Second}, store.Stores())
 	if err != nil {
 		return err
 	}

@@ -79,6 +79,10 @@ func serveFlags(fs *pflag.FlagSet, o *options) {
 		"longest back-off after failed authentications, seconds")
 	fs.IntVar(&o.loginSessionSeconds, "login-session-seconds", o.loginSessionSeconds,
 		"how long a login session spares the user the password, seconds (from the sign-in, never extended)")
+	fs.IntVar(&o.deviceCodeSeconds, "device-code-seconds", o.deviceCodeSeconds,
+		"how long a device code and its user code live (RFC 8628 expires_in), seconds")
+	fs.IntVar(&o.devicePollSeconds, "device-poll-interval-seconds", o.devicePollSeconds,
+		"least time a device waits between two polls of the token endpoint (RFC 8628 interval), seconds")
 	fs.String("trusted-proxies", "",
 		"comma-separated CIDRs of proxies whose X-Forwarded-For is believed (default none: the TCP peer is the address)")
 	fs.BoolVar(&o.jwksURIAllowPrivate, "jwks-uri-allow-private", false,
@@ -119,6 +123,8 @@ func finishServeOptions(o *options, fs *pflag.FlagSet, env lookupEnv) error {
 		{"--client-auth-failures", o.clientAuthFailures, 0, 1000},
 		{"--auth-backoff-max-seconds", o.backoffMaxSeconds, 1, 86_400},
 		{"--login-session-seconds", o.loginSessionSeconds, 60, 30 * 86_400},
+		{"--device-code-seconds", o.deviceCodeSeconds, 60, 3600},
+		{"--device-poll-interval-seconds", o.devicePollSeconds, 1, 60},
 		{"--script-memory-max-mb", o.scriptMemoryMax, 1, 16 << 10},
 		{"--script-workers", o.scriptWorkers, 0, 256},
 	} {
