@@ -62,6 +62,7 @@ Allow only if your device shows this code.</p>
 <input type="hidden" name="csrf_token" value="{{.CSRF}}"><input type="hidden" name="user_code" value="{{.UserCode}}">
 <button type="submit" name="step" value="approve" id="approve">Allow</button>
 <button type="submit" name="step" value="deny" id="deny" class="secondary">Deny</button>
+<button type="submit" name="step" value="switch" id="switch" class="secondary">Not {{.Username}}? Sign in as someone else</button>
 </form>
 {{else if eq .Mode "done"}}<h1>{{if .Approved}}Device connected{{else}}Access denied{{end}}</h1>
 <p id="done">{{if .Approved}}You may return to your device.{{else}}The device was not given access. You may close this page.{{end}}</p>
@@ -112,7 +113,8 @@ func (s *Server) deviceForm(c echo.Context) error {
 }
 
 // deviceSubmit serves the POSTs of the verification page: step=code
-// checks the code, step=login signs in, step=approve or deny decides.
+// checks the code, step=login signs in (step=switch shows the form to
+// sign in as another user), step=approve or deny decides.
 func (s *Server) deviceSubmit(c echo.Context) error {
 	if err := c.Request().ParseForm(); err != nil {
 		if bodyTooLarge(err) {
@@ -144,6 +146,12 @@ func (s *Server) deviceSubmit(c echo.Context) error {
 			return s.deviceLogin(c, http.StatusOK, dr, csrf, "", "")
 		}
 		return s.renderDevice(c, http.StatusOK, confirmView(dr, csrf, user))
+	case "switch":
+		dr, err := s.eng.DeviceLookup(ctx, typed, csrf)
+		if err != nil {
+			return s.deviceCodeErr(c, csrf, typed, err)
+		}
+		return s.deviceLogin(c, http.StatusOK, dr, csrf, "", "")
 	case "login":
 		username := form.Get("username")
 		dr, in, err := s.eng.DeviceLogin(ctx, typed, csrf, username, form.Get("password"), sessionValue(c))

@@ -277,6 +277,23 @@ func TestDeviceFlow(t *testing.T) {
 	if s := b.enter(codes2.user); s != 200 || !b.has("approve") || b.has("password") {
 		t.Fatalf("with a session: %d %s", s, b.page)
 	}
+	// Another user of the same browser signs in instead and allows it.
+	if r := h.admin(http.MethodPost, "/users", map[string]any{"username": "bob", "password": "bob-pw"}); r.status != 201 {
+		t.Fatalf("user: %d %s", r.status, r.body)
+	}
+	if s := b.submit(url.Values{"step": {"switch"}}); s != 200 || !b.has("password") {
+		t.Fatalf("switch: %d %s", s, b.page)
+	}
+	if s := b.submit(url.Values{"username": {"bob"}, "password": {"bob-pw"}}); s != 200 || !strings.Contains(b.page, `id="username">bob<`) {
+		t.Fatalf("sign-in as bob: %d %s", s, b.page)
+	}
+	if s := b.submit(url.Values{"step": {"approve"}}); s != 200 || !b.has("done") {
+		t.Fatalf("approve as bob: %d %s", s, b.page)
+	}
+	h.clock.advance(5 * time.Second)
+	if in := h.introspect(h.mustDecodeToken(h.poll("tv", "", codes2.device)).AccessToken); in["sub"] != "bob" {
+		t.Fatalf("introspection %v", in)
+	}
 }
 
 // TestDeviceFlowWithOAuth2Client: golang.org/x/oauth2's device flow
