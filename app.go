@@ -54,6 +54,9 @@ type options struct {
 	// Pushed authorization requests (docs/par.md).
 	parLifetimeSeconds, parMaxPerClient int
 	requirePAR                          bool
+	// deviceCodeSeconds, devicePollSeconds: the device flow's
+	// (docs/device-flow.md).
+	deviceCodeSeconds, devicePollSeconds int
 	// jwks_uri fetches (docs/client-auth.md).
 	jwksURIAllowPrivate bool
 	// The Go heap's target (docs/performance.md); 0 leaves Go's defaults.
@@ -77,6 +80,8 @@ func defaultOptions() *options {
 		loginSessionSeconds: int(engine.DefaultSessionLifetime / time.Second),
 		parLifetimeSeconds:  int(engine.DefaultPushedRequestLifetime / time.Second),
 		parMaxPerClient:     engine.DefaultMaxPushedRequestsPerClient,
+		deviceCodeSeconds:   int(engine.DefaultDeviceCodeLifetime / time.Second),
+		devicePollSeconds:   int(engine.DefaultDevicePollInterval / time.Second),
 		memoryTargetMB:      defaultMemoryTargetMB,
 	}
 }
@@ -137,7 +142,9 @@ func withApp(ctx context.Context, o *options, kek []byte, log *slog.Logger, reg 
 		SessionLifetime:                    time.Duration(o.loginSessionSeconds) * time.Second,
 		PushedRequestLifetime:              time.Duration(o.parLifetimeSeconds) * time.Second,
 		MaxPushedRequestsPerClient:         o.parMaxPerClient,
-		RequirePushedAuthorizationRequests: o.requirePAR}, store.Stores())
+		RequirePushedAuthorizationRequests: o.requirePAR,
+		DeviceCodeLifetime:                 time.Duration(o.deviceCodeSeconds) * time.Second,
+		DevicePollInterval:                 time.Duration(o.devicePollSeconds) * time.Second}, store.Stores())
 	if err != nil {
 		return err
 	}

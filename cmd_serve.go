@@ -85,6 +85,10 @@ func serveFlags(fs *pflag.FlagSet, o *options) {
 		"unused, unexpired pushed authorization requests one client may hold")
 	fs.BoolVar(&o.requirePAR, "require-pushed-authorization-requests", false,
 		"take authorization requests only through the pushed authorization request endpoint, for every client")
+	fs.IntVar(&o.deviceCodeSeconds, "device-code-seconds", o.deviceCodeSeconds,
+		"how long a device code and its user code live (RFC 8628 expires_in), seconds")
+	fs.IntVar(&o.devicePollSeconds, "device-poll-interval-seconds", o.devicePollSeconds,
+		"least time a device waits between two polls of the token endpoint (RFC 8628 interval), seconds")
 	fs.String("trusted-proxies", "",
 		"comma-separated CIDRs of proxies whose X-Forwarded-For is believed (default none: the TCP peer is the address)")
 	fs.BoolVar(&o.jwksURIAllowPrivate, "jwks-uri-allow-private", false,
@@ -127,6 +131,8 @@ func finishServeOptions(o *options, fs *pflag.FlagSet, env lookupEnv) error {
 		{"--login-session-seconds", o.loginSessionSeconds, 60, 30 * 86_400},
 		{"--par-lifetime-seconds", o.parLifetimeSeconds, 5, 600},
 		{"--par-max-per-client", o.parMaxPerClient, 1, 1_000_000},
+		{"--device-code-seconds", o.deviceCodeSeconds, 60, 3600},
+		{"--device-poll-interval-seconds", o.devicePollSeconds, 1, 60},
 		{"--script-memory-max-mb", o.scriptMemoryMax, 1, 16 << 10},
 		{"--script-workers", o.scriptWorkers, 0, 256},
 	} {

@@ -58,6 +58,34 @@ func TestAuthLimitFlags(t *testing.T) {
 	}
 }
 
+// TestDeviceFlowFlags: --device-code-seconds and
+// --device-poll-interval-seconds (docs/device-flow.md) default to the
+// engine's 600 s and 5 s, read their environment variables, and refuse
+// values out of range.
+func TestDeviceFlowFlags(t *testing.T) {
+	for _, c := range []struct {
+		args         []string
+		env          map[string]string
+		life, period int // 0: refused
+	}{
+		{nil, nil, 600, 5},
+		{[]string{"--device-code-seconds", "900", "--device-poll-interval-seconds", "2"}, nil, 900, 2},
+		{nil, map[string]string{"KEYHOOK_DEVICE_CODE_SECONDS": "120", "KEYHOOK_DEVICE_POLL_INTERVAL_SECONDS": "10"}, 120, 10},
+		{[]string{"--device-code-seconds", "59"}, nil, 0, 0},
+		{[]string{"--device-code-seconds", "3601"}, nil, 0, 0},
+		{[]string{"--device-poll-interval-seconds", "0"}, nil, 0, 0},
+		{[]string{"--device-poll-interval-seconds", "61"}, nil, 0, 0},
+	} {
+		o, err := parseServe(c.args, c.env)
+		switch {
+		case c.life == 0 && err == nil:
+			t.Errorf("%v %v: accepted", c.args, c.env)
+		case c.life != 0 && (err != nil || o.deviceCodeSeconds != c.life || o.devicePollSeconds != c.period):
+			t.Errorf("%v %v: %v, %v; want %d %d", c.args, c.env, o, err, c.life, c.period)
+		}
+	}
+}
+
 // TestLoginSessionFlag: --login-session-seconds (docs/browser-flow.md)
 // defaults to the engine's 12 hours, reads its environment variable, and
 // refuses values outside 60 s to 30 days.

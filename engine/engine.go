@@ -72,6 +72,13 @@ type Config struct {
 	// MaxPushedRequestsPerClient bounds the unexpired pushed requests of
 	// one client; default DefaultMaxPushedRequestsPerClient.
 	MaxPushedRequestsPerClient int
+	// DeviceCodeLifetime is how long a device code and its user code
+	// live (RFC 8628 §3.2 expires_in); default DefaultDeviceCodeLifetime.
+	DeviceCodeLifetime time.Duration
+	// DevicePollInterval is the least time between two polls of a
+	// device code (RFC 8628 §3.2 interval), in whole seconds; default
+	// DefaultDevicePollInterval.
+	DevicePollInterval time.Duration
 }
 
 // Engine implements keyhook's endpoints without their transport. It is
@@ -108,6 +115,10 @@ type Engine struct {
 	logins      *guard
 	clientAuths *guard
 	authCounts  authCounters
+	// userCodes and userCodesAll bound the guessing of user codes per
+	// browser and address, and over the instance (device.go).
+	userCodes    *guard
+	userCodesAll *throttle
 }
 
 // Paths of the endpoints, relative to the issuer (RFC 8414 §2).
@@ -147,6 +158,10 @@ func New(ctx context.Context, cfg Config, st Stores) (*Engine, error) {
 	e.hashes = newHashBudget(cfg.PasswordHashMemoryMB, cfg.PasswordHashWait)
 	e.logins = newGuard(cfg.LoginThrottle, cfg.Now)
 	e.clientAuths = newGuard(cfg.ClientAuthThrottle, cfg.Now)
+	e.userCodes = newGuard(cfg.LoginThrottle, cfg.Now)
+	if t := cfg.LoginThrottle.withDefaults(); t.Free > 0 {
+		e.userCodesAll = newThrottle(t.Free*userCodeOverallFactor, false, t.MaxBackoff, 1, cfg.Now)
+	}
 	e.clients = newClientCache(cfg.RefreshInterval)
 	e.verified, _ = lru.New[[32]byte, verifiedJWT](verifiedJWTs)
 	e.props.Store(DefaultProperties())
@@ -248,14 +263,14 @@ func (e *Engine) Run(ctx context.Context) {
 }
 
 // Purge deletes expired tokens, codes, login sessions, pushed
-// authorization requests and assertion ids, and retired keys that no
-// unexpired token needs any more.
+// authorization requests, device codes and assertion ids, and retired
+// keys that no unexpired token needs any more.
 func (e *Engine) Purge(ctx context.Context) {
 	now := e.now()
 	n1, err1 := e.st.Tokens.PurgeTokens(ctx, now)
 	n2, err2 := e.st.JTIs.PurgeJTIs(ctx, now)
-	var n3, n4, n5 int64
-	var err3, err4, err5 error
+	var n3, n4, n5, n6 int64
+	var err3, err4, err5, err6 error
 	if e.st.Codes != nil {
 		n3, err3 = e.st.Codes.PurgeCodes(ctx, now)
 	}
@@ -265,11 +280,14 @@ func (e *Engine) Purge(ctx context.Context) {
 	if e.st.Pushed != nil {
 		n5, err5 = e.st.Pushed.PurgePushedRequests(ctx, now)
 	}
-	if err := errors.Join(err1, err2, err3, err4, err5); err != nil {
+	if e.st.Devices != nil {
+		n6, err6 = e.st.Devices.PurgeDeviceGrants(ctx, now)
+	}
+	if err := errors.Join(err1, err2, err3, err4, err5, err6); err != nil {
 		e.log.Warn("purge failed", "err", err)
 	}
-	if n1+n2+n3+n4+n5 > 0 {
-		e.log.Info("purged expired records", "tokens", n1, "jtis", n2, "codes", n3, "sessions", n4, "pushed_requests", n5)
+	if n1+n2+n3+n4+n5+n6 > 0 {
+		e.log.Info("purged expired records", "tokens", n1, "jtis", n2, "codes", n3, "sessions", n4, "pushed_requests", n5, "device_codes", n6)
 	}
 	// A retired key leaves the JWKS once no token it signed is unexpired
 	// and it has been retired for longer than the longest JWT answer lives.

@@ -231,6 +231,21 @@ func (e *Engine) issue(ctx context.Context, g *grant, req *RequestInfo) (*TokenR
 			e.log.Warn("authorization code redeemed concurrently; grant family revoked", "client_id", c.ID, "family", g.familyID)
 			return nil, Errorf(CodeInvalidGrant, "the code was already used")
 		}
+	case g.device != nil:
+		ok, err := e.st.Devices.RedeemDeviceGrant(ctx, g.device.ID, e.now(), tokens...)
+		if err != nil {
+			return nil, storeFailure(err)
+		}
+		if !ok {
+			// Lost a race with another redemption of the same device
+			// code: as for an authorization code, the winner's tokens
+			// are revoked.
+			if err := e.st.Tokens.RevokeFamily(ctx, g.familyID); err != nil {
+				return nil, storeFailure(err)
+			}
+			e.log.Warn("device code redeemed concurrently; grant family revoked", "client_id", c.ID, "family", g.familyID)
+			return nil, Errorf(CodeInvalidGrant, "the device_code was already used")
+		}
 	default:
 		if err := e.st.Tokens.CreateTokens(ctx, tokens...); err != nil {
 			return nil, storeFailure(err)

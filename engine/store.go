@@ -24,6 +24,9 @@ type Stores struct {
 	// Pushed keeps pushed authorization requests (RFC 9126); nil
 	// disables the endpoint.
 	Pushed PushedRequestStore
+	// Devices keeps device authorizations (RFC 8628); nil turns the
+	// device flow off.
+	Devices DeviceStore
 	// ScriptVersions keeps the scripts' histories; nil keeps none.
 	ScriptVersions ScriptVersionStore
 }

@@ -35,8 +35,9 @@ type TokenRequest struct {
 	RedirectURI  string
 	CodeVerifier string
 	// Resources are the resource parameters (RFC 8707 §2), as sent.
-	Resources []string
-	Request   RequestInfo
+	Resources  []string
+	DeviceCode string
+	Request    RequestInfo
 }
 
 // TokenResponse is the successful answer of RFC 6749 §5.1.
@@ -66,6 +67,8 @@ type grant struct {
 	rotating *Token
 	// redeeming is the authorization code being exchanged, if any.
 	redeeming *AuthCode
+	// device is the approved device authorization being redeemed, if any.
+	device *DeviceGrant
 	// reused is the answer given again to a refresh token presented
 	// within its reuse interval (docs/refresh.md); nothing is issued.
 	reused *TokenResponse
@@ -93,8 +96,8 @@ func (e *Engine) Token(ctx context.Context, req *TokenRequest) (*TokenResponse, 
 	if !client.HasGrant(req.GrantType) {
 		return nil, Errorf(CodeUnauthorizedClient, "the client may not use grant_type %s", req.GrantType)
 	}
-	if client.Public() && req.GrantType != GrantAuthorizationCode && req.GrantType != GrantRefreshToken {
-		return nil, Errorf(CodeUnauthorizedClient, "a public client may only use the authorization_code and refresh_token grants")
+	if client.Public() && req.GrantType != GrantAuthorizationCode && req.GrantType != GrantRefreshToken && req.GrantType != GrantDeviceCode {
+		return nil, Errorf(CodeUnauthorizedClient, "a public client may only use the authorization_code, device_code and refresh_token grants")
 	}
 	var g *grant
 	switch req.GrantType {
@@ -106,6 +109,8 @@ func (e *Engine) Token(ctx context.Context, req *TokenRequest) (*TokenResponse, 
 		g, err = e.refreshGrant(ctx, client, req)
 	case GrantAuthorizationCode:
 		g, err = e.codeGrant(ctx, client, req)
+	case GrantDeviceCode:
+		g, err = e.deviceGrant(ctx, client, req)
 	}
 	var resp *TokenResponse
 	switch {

@@ -10,6 +10,7 @@ import (
 	"reflect"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -802,6 +803,91 @@ func runContract(t *testing.T, open func(t *testing.T) *Store) {
 			noErr(t, "DeleteUser", st.DeleteUser(ctx, "alice"))
 			_, err = st.SessionByID(ctx, "s2")
 			isErr(t, "SessionByID of a deleted user", err, engine.ErrNotFound)
+		}},
+
+		{"device grants", func(t *testing.T, st *Store) {
+			noErr(t, "CreateClient", st.CreateClient(ctx, testClient("c")))
+			g := &engine.DeviceGrant{ID: "d1", UserCodeID: "u1", ClientID: "c", Scope: "api", Status: engine.DevicePending,
+				FamilyID: "fam", Interval: 5, CreatedAt: ts(100), ExpiresAt: ts(700)}
+			noErr(t, "CreateDeviceGrant", st.CreateDeviceGrant(ctx, g))
+			isErr(t, "CreateDeviceGrant same id", st.CreateDeviceGrant(ctx, g), engine.ErrConflict)
+			other := *g
+			other.ID = "d2"
+			isErr(t, "CreateDeviceGrant same user code", st.CreateDeviceGrant(ctx, &other), engine.ErrConflict)
+			if err := st.CreateDeviceGrant(ctx, &engine.DeviceGrant{ID: "d3", UserCodeID: "u3", ClientID: "ghost"}); err == nil {
+				t.Error("CreateDeviceGrant for a client that does not exist succeeded")
+			}
+			got, err := st.DeviceGrantByID(ctx, "d1")
+			noErr(t, "DeviceGrantByID", err)
+			equal(t, "round trip", got, g)
+			got, err = st.DeviceGrantByUserCode(ctx, "u1")
+			noErr(t, "DeviceGrantByUserCode", err)
+			equal(t, "by user code", got, g)
+			_, err = st.DeviceGrantByUserCode(ctx, "absent")
+			isErr(t, "DeviceGrantByUserCode absent", err, engine.ErrNotFound)
+
+			// Polls: the first passes, one 2 s later is too soon and adds
+			// 5 s to the interval, the next must wait 10 s from then.
+			for _, p := range []struct {
+				at       int64
+				ok       bool
+				interval int64
+			}{{110, true, 5}, {112, false, 10}, {121, false, 15}, {136, true, 15}, {150, false, 20}} {
+				ok, err := st.PollDeviceGrant(ctx, "d1", ts(p.at), 5*time.Second)
+				noErr(t, "PollDeviceGrant", err)
+				got, _ := st.DeviceGrantByID(ctx, "d1")
+				if ok != p.ok || got.Interval != p.interval || !got.LastPolledAt.Equal(ts(p.at)) {
+					t.Errorf("poll at %d: ok %v interval %d last %v, want %v %d", p.at, ok, got.Interval, got.LastPolledAt, p.ok, p.interval)
+				}
+			}
+			// Concurrent polls within one interval: one passes.
+			var wg sync.WaitGroup
+			var passed atomic.Int32
+			for range 4 {
+				wg.Go(func() {
+					if ok, err := st.PollDeviceGrant(ctx, "d1", ts(400), 5*time.Second); err == nil && ok {
+						passed.Add(1)
+					}
+				})
+			}
+			wg.Wait()
+			equal(t, "concurrent polls passed", passed.Load(), int32(1))
+
+			ok, err := st.DecideDeviceGrant(ctx, "d1", engine.DeviceApproved, "alice", ts(300), ts(800))
+			noErr(t, "DecideDeviceGrant expired", err)
+			equal(t, "decision after expiry", ok, false)
+			ok, err = st.DecideDeviceGrant(ctx, "d1", engine.DeviceApproved, "alice", ts(300), ts(310))
+			noErr(t, "DecideDeviceGrant", err)
+			equal(t, "decision", ok, true)
+			ok, _ = st.DecideDeviceGrant(ctx, "d1", engine.DeviceDenied, "mallory", ts(300), ts(311))
+			equal(t, "second decision", ok, false)
+			got, _ = st.DeviceGrantByID(ctx, "d1")
+			equal(t, "decided", []any{got.Status, got.Username, got.AuthTime}, []any{engine.DeviceApproved, "alice", ts(300)})
+
+			ok, err = st.RedeemDeviceGrant(ctx, "d1", ts(320), testToken("from-d1", "c", engine.KindAccess, "fam", ts(3000)))
+			noErr(t, "RedeemDeviceGrant", err)
+			equal(t, "first redemption", ok, true)
+			ok, err = st.RedeemDeviceGrant(ctx, "d1", ts(321), testToken("again-d1", "c", engine.KindAccess, "fam", ts(3000)))
+			noErr(t, "RedeemDeviceGrant again", err)
+			equal(t, "second redemption", ok, false)
+			_, err = st.TokenByID(ctx, "from-d1")
+			noErr(t, "token stored with the redemption", err)
+			_, err = st.TokenByID(ctx, "again-d1")
+			isErr(t, "token of a lost redemption", err, engine.ErrNotFound)
+			got, _ = st.DeviceGrantByID(ctx, "d1")
+			equal(t, "used at", got.UsedAt, ts(320))
+
+			other.UserCodeID = "u2"
+			other.ExpiresAt = ts(2000)
+			noErr(t, "CreateDeviceGrant", st.CreateDeviceGrant(ctx, &other))
+			n, err := st.PurgeDeviceGrants(ctx, ts(1000))
+			noErr(t, "PurgeDeviceGrants", err)
+			equal(t, "purged", n, int64(1))
+			_, err = st.DeviceGrantByID(ctx, "d2")
+			noErr(t, "unexpired grant kept", err)
+			noErr(t, "DeleteClient", st.DeleteClient(ctx, "c"))
+			_, err = st.DeviceGrantByID(ctx, "d2")
+			isErr(t, "grant of a deleted client", err, engine.ErrNotFound)
 		}},
 
 		{"login sessions trimmed per user", func(t *testing.T, st *Store) {

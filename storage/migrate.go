@@ -221,6 +221,28 @@ var migrations = []migration{
 		`CREATE INDEX pushed_requests_client_id_idx ON pushed_requests (client_id)`,
 		`CREATE INDEX pushed_requests_expires_at_idx ON pushed_requests (expires_at)`,
 	}},
+	{version: 12, name: "device authorization", up: []string{
+		// Device authorizations (RFC 8628, docs/device-flow.md): the
+		// SHA-256 of the device code and of the user code, never either
+		// code; a deleted client's go with it.
+		`CREATE TABLE device_grants (
+			id TEXT PRIMARY KEY,
+			user_code_id TEXT NOT NULL UNIQUE,
+			client_id TEXT NOT NULL REFERENCES clients (id) ON DELETE CASCADE,
+			scope TEXT NOT NULL DEFAULT '',
+			status TEXT NOT NULL DEFAULT '',
+			username TEXT NOT NULL DEFAULT '',
+			auth_time BIGINT NOT NULL DEFAULT 0,
+			family_id TEXT NOT NULL DEFAULT '',
+			poll_interval BIGINT NOT NULL DEFAULT 0,
+			last_polled_at BIGINT NOT NULL DEFAULT 0,
+			created_at BIGINT NOT NULL DEFAULT 0,
+			expires_at BIGINT NOT NULL DEFAULT 0,
+			used_at BIGINT NOT NULL DEFAULT 0
+		)`,
+		`CREATE INDEX device_grants_client_id_idx ON device_grants (client_id)`,
+		`CREATE INDEX device_grants_expires_at_idx ON device_grants (expires_at)`,
+	}},
 }
 
 // migrationLockID is the PostgreSQL advisory lock that serializes the

@@ -246,6 +246,7 @@ func (s *Store) Stores() engine.Stores {
 		Secrets:    s,
 		Sessions:   s,
 		Pushed:     s,
+		Devices:    s,
 
 		ScriptVersions: s,
 	}

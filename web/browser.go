@@ -19,6 +19,8 @@ func (s *Server) browserRoutes(e *echo.Echo) {
 	limit := middleware.BodyLimit("64K")
 	e.GET(engine.PathAuthorize, s.authorizeForm)
 	e.POST(engine.PathAuthorize, s.authorizeLogin, limit)
+	e.GET(engine.PathDevice, s.deviceForm)
+	e.POST(engine.PathDevice, s.deviceSubmit, limit)
 	e.GET(engine.PathUserinfo, s.userinfo)
 	e.POST(engine.PathUserinfo, s.userinfo)
 }

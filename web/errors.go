@@ -100,6 +100,12 @@ func (s *Server) handleError(err error, c echo.Context) {
 		oe = engine.Wrap(engine.CodeServerError, err, "internal error")
 	}
 	status := statusOf(oe.Code)
+	if c.Path() == engine.PathToken && oe.RetryAfter == 0 && (oe.Code == engine.CodeSlowDown || oe.Code == engine.CodeAccessDenied) {
+		// A device's polling errors are RFC 6749 §5.2 errors (RFC 8628
+		// §3.5): 400. The failure throttle's slow_down, with Retry-After,
+		// stays 429 (docs/auth-limits.md).
+		status = http.StatusBadRequest
+	}
 	// A server fault is an ERROR; a client's mistake is INFO when its
 	// cause is worth a line (say, a jwks_uri that cannot be read), else
 	// only the request line records it: what clients send never raises

@@ -77,11 +77,18 @@ type harnessCfg struct {
 	kek []byte
 	// engine changes the engine's configuration last.
 	engine []func(*engine.Config)
+	// deviceLifetime, deviceInterval: the device flow's (0: defaults).
+	deviceLifetime, deviceInterval time.Duration
 }
 
 // withEngine changes the engine's configuration before it starts.
 func withEngine(f func(*engine.Config)) harnessOpt {
 	return func(c *harnessCfg) { c.engine = append(c.engine, f) }
+}
+
+// withDeviceFlow sets the device code lifetime and poll interval.
+func withDeviceFlow(lifetime, interval time.Duration) harnessOpt {
+	return func(c *harnessCfg) { c.deviceLifetime, c.deviceInterval = lifetime, interval }
 }
 
 // withFetch configures scripts' context.fetch.
@@ -154,7 +161,8 @@ func newHarness(t testing.TB, opts ...harnessOpt) *harness {
 		disp.Breaker.Threshold = -1
 	}
 	ecfg := engine.Config{Issuer: base, Logger: log, Now: clk.now, Hooks: disp, ScriptBudget: cfg.budget,
-		PasswordHashMemoryMB: cfg.hashMB, PasswordHashWait: cfg.hashWait, KEK: cfg.kek}
+		PasswordHashMemoryMB: cfg.hashMB, PasswordHashWait: cfg.hashWait, KEK: cfg.kek,
+		DeviceCodeLifetime: cfg.deviceLifetime, DevicePollInterval: cfg.deviceInterval}
 	if !cfg.throttles {
 		ecfg.LoginThrottle.Free, ecfg.ClientAuthThrottle.Free = -1, -1
 	}

@@ -49,7 +49,7 @@ button{margin-top:1.2rem;width:100%;padding:.6rem;border:0;border-radius:4px;bac
 {{else}}<h1>Sign in</h1>
 <p class="client">to continue to <strong>{{.ClientName}}</strong></p>
 {{if .Error}}<p class="error" id="error">{{.Error}}</p>{{end}}
-<form method="post" action="authorize">
+<form method="post" action="{{.Action}}">
 {{range .Params}}<input type="hidden" name="{{.Name}}" value="{{.Value}}">
 {{end}}<input type="hidden" name="csrf_token" value="{{.CSRF}}">
 <label for="username">Username</label><input type="text" id="username" name="username" autocomplete="username" required autofocus value="{{.Username}}">
@@ -60,6 +60,9 @@ button{margin-top:1.2rem;width:100%;padding:.6rem;border:0;border-radius:4px;bac
 `))
 
 type loginView struct {
+	// Action is where the form posts, relative to /oauth2/: "authorize"
+	// when empty, "device" at the verification page (docs/device-flow.md).
+	Action     string
 	Fatal      bool
 	Error      string
 	ClientName string
@@ -69,14 +72,40 @@ type loginView struct {
 }
 
 func (s *Server) renderLogin(c echo.Context, status int, v loginView) error {
+	if v.Action == "" {
+		v.Action = "authorize"
+	}
+	strictPageHeaders(c)
+	c.Response().WriteHeader(status)
+	return loginPage.Execute(c.Response(), v)
+}
+
+// strictPageHeaders are the headers of every page keyhook shows a user:
+// never cached, never framed (clickjacking), no script, no referrer.
+func strictPageHeaders(c echo.Context) {
 	h := c.Response().Header()
 	h.Set("Cache-Control", "no-store")
 	h.Set("X-Frame-Options", "DENY")
 	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'")
 	h.Set("Referrer-Policy", "no-referrer")
 	h.Set(echo.HeaderContentType, echo.MIMETextHTMLCharsetUTF8)
-	c.Response().WriteHeader(status)
-	return loginPage.Execute(c.Response(), v)
+}
+
+// setCSRFCookie sets a fresh double-submit token for the forms under
+// /oauth2/ and returns it.
+func (s *Server) setCSRFCookie(c echo.Context) string {
+	token := csrfToken()
+	c.SetCookie(&http.Cookie{Name: csrfCookie, Value: token, Path: "/oauth2/", HttpOnly: true,
+		SameSite: http.SameSiteStrictMode, Secure: s.secureCookies(c)})
+	return token
+}
+
+// checkCSRF reports whether the form's csrf_token matches the cookie,
+// and returns it.
+func checkCSRF(c echo.Context, form url.Values) (string, bool) {
+	cookie, cerr := c.Cookie(csrfCookie)
+	sent := form.Get("csrf_token")
+	return sent, cerr == nil && sent != "" && subtle.ConstantTimeCompare([]byte(cookie.Value), []byte(sent)) == 1
 }
 
 func authorizeRequest(form url.Values) *engine.AuthorizeRequest {
@@ -145,9 +174,7 @@ func (s *Server) authorizeForm(c echo.Context) error {
 	if !errors.Is(err, engine.ErrLoginNeeded) {
 		return s.authorizeErr(c, err)
 	}
-	token := csrfToken()
-	c.SetCookie(&http.Cookie{Name: csrfCookie, Value: token, Path: "/oauth2/", HttpOnly: true,
-		SameSite: http.SameSiteStrictMode, Secure: s.secureCookies(c)})
+	token := s.setCSRFCookie(c)
 	return s.renderLogin(c, http.StatusOK, loginView{ClientName: clientLabel(a.Client), Params: formParams(a, form), CSRF: token,
 		Username: a.Hint()})
 }
@@ -162,9 +189,8 @@ func (s *Server) authorizeLogin(c echo.Context) error {
 	if err != nil {
 		return s.authorizeErr(c, err)
 	}
-	cookie, cerr := c.Cookie(csrfCookie)
-	sent := form.Get("csrf_token")
-	if cerr != nil || sent == "" || subtle.ConstantTimeCompare([]byte(cookie.Value), []byte(sent)) != 1 {
+	sent, ok := checkCSRF(c, form)
+	if !ok {
 		return s.renderLogin(c, http.StatusForbidden, loginView{Fatal: true,
 			Error: "The sign-in form expired or did not come from this server. Go back to the application and try again."})
 	}

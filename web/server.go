@@ -108,6 +108,7 @@ func New(cfg Config) *Server {
 	// unmatched path and turn 405s into 404s.
 	limit := middleware.BodyLimit(strconv.FormatInt(cfg.MaxFormBytes, 10) + "B")
 	e.POST(engine.PathToken, s.token, limit)
+	e.POST(engine.PathDeviceAuthorization, s.deviceAuthorization, limit)
 	e.POST(engine.PathIntrospect, s.introspect, limit)
 	e.GET(engine.PathIntrospect, s.introspect)
 	e.POST(engine.PathRevoke, s.revoke, limit)

@@ -1,0 +1,285 @@
+package engine_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"regexp"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/keyhook/keyhook/engine"
+	"github.com/keyhook/keyhook/storage"
+)
+
+// faultyDevices is a device store whose calls can be made to fail, or
+// to lose their race, one method at a time.
+type faultyDevices struct {
+	engine.DeviceStore
+	conflicts  atomic.Int32 // CreateDeviceGrant answers ErrConflict this many more times
+	pollFails  atomic.Bool
+	lookupFail atomic.Bool
+	// raced: RedeemDeviceGrant lets a concurrent redemption win first.
+	raced atomic.Bool
+}
+
+var errDown = errors.New("database down")
+
+func (s *faultyDevices) CreateDeviceGrant(ctx context.Context, g *engine.DeviceGrant) error {
+	if s.conflicts.Add(-1) >= 0 {
+		return engine.ErrConflict
+	}
+	return s.DeviceStore.CreateDeviceGrant(ctx, g)
+}
+
+func (s *faultyDevices) PollDeviceGrant(ctx context.Context, id string, now time.Time, step time.Duration) (bool, error) {
+	if s.pollFails.Load() {
+		return false, errDown
+	}
+	return s.DeviceStore.PollDeviceGrant(ctx, id, now, step)
+}
+
+func (s *faultyDevices) DeviceGrantByUserCode(ctx context.Context, id string) (*engine.DeviceGrant, error) {
+	if s.lookupFail.Load() {
+		return nil, errDown
+	}
+	return s.DeviceStore.DeviceGrantByUserCode(ctx, id)
+}
+
+func (s *faultyDevices) RedeemDeviceGrant(ctx context.Context, id string, now time.Time, tokens ...*engine.Token) (bool, error) {
+	if s.raced.Load() {
+		if _, err := s.DeviceStore.RedeemDeviceGrant(ctx, id, now); err != nil {
+			return false, err
+		}
+	}
+	return s.DeviceStore.RedeemDeviceGrant(ctx, id, now, tokens...)
+}
+
+// familyWatch records the families revoked.
+type familyWatch struct {
+	engine.TokenStore
+	revoked atomic.Int32
+}
+
+func (s *familyWatch) RevokeFamily(ctx context.Context, id string) error {
+	s.revoked.Add(1)
+	return s.TokenStore.RevokeFamily(ctx, id)
+}
+
+type deviceFixture struct {
+	e       *engine.Engine
+	devices *faultyDevices
+	tokens  *familyWatch
+	clock   *testClock
+}
+
+func newDeviceFixture(t *testing.T, throttle engine.Throttle) *deviceFixture {
+	t.Helper()
+	ctx := context.Background()
+	store, err := storage.Open(ctx, "sqlite:"+filepath.Join(t.TempDir(), "k.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	st := store.Stores()
+	f := &deviceFixture{devices: &faultyDevices{DeviceStore: st.Devices}, tokens: &familyWatch{TokenStore: st.Tokens},
+		clock: &testClock{t: time.Now()}}
+	st.Devices, st.Tokens = f.devices, f.tokens
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	f.e, err = engine.New(ctx, engine.Config{Issuer: "http://keyhook.test", Logger: log, Now: f.clock.now,
+		LoginThrottle: throttle, ClientAuthThrottle: engine.Throttle{Free: -1}}, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.e.CreateUser(ctx, &engine.UserDoc{Username: "alice", Password: "alice-pw"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.e.CreateClient(ctx, &engine.ClientDoc{ClientID: "tv", TokenEndpointAuthMethod: "none",
+		GrantTypes: []string{string(engine.GrantDeviceCode)}, Scope: "api"}); err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+func (f *deviceFixture) authorize(t *testing.T) *engine.DeviceAuthorizationResponse {
+	t.Helper()
+	r, err := f.e.DeviceAuthorization(context.Background(), &engine.DeviceAuthorizationRequest{
+		Credentials: engine.ClientCredentials{ClientID: "tv"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func (f *deviceFixture) poll(code string) (*engine.TokenResponse, error) {
+	return f.e.Token(context.Background(), &engine.TokenRequest{GrantType: engine.GrantDeviceCode, DeviceCode: code,
+		Credentials: engine.ClientCredentials{ClientID: "tv"}})
+}
+
+// approve signs alice in at the page and allows the device.
+func (f *deviceFixture) approve(t *testing.T, userCode string) {
+	t.Helper()
+	ctx := context.Background()
+	_, in, err := f.e.DeviceLogin(ctx, userCode, "browser", "alice", "alice-pw", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.e.DeviceDecide(ctx, userCode, "browser", in.SessionValue, true); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestNormalizeUserCode(t *testing.T) {
+	for _, tc := range []struct {
+		in, want string
+		ok       bool
+	}{
+		{"WDJB-MJHT", "WDJBMJHT", true},
+		{"wdjb-mjht", "WDJBMJHT", true},
+		{" wdjb mjht ", "WDJBMJHT", true},
+		{"W-D-J-B-M-J-H-T", "WDJBMJHT", true},
+		{"WDJB-MJH", "", false},
+		{"WDJB-MJHTX", "", false},
+		{"WDJB-MJHA", "", false}, // a vowel
+		{"WDJB-MJH1", "", false},
+		{"ＷDJB-MJHT", "", false}, // full-width
+		{"WDJB\x00MJHT", "", false},
+		{"", "", false},
+		{string(make([]byte, 65)), "", false},
+	} {
+		got, ok := engine.NormalizeUserCode(tc.in)
+		if got != tc.want || ok != tc.ok {
+			t.Errorf("NormalizeUserCode(%q) = %q %v, want %q %v", tc.in, got, ok, tc.want, tc.ok)
+		}
+	}
+}
+
+// TestDeviceCodes: the codes' shape, their uniqueness, and the retry on
+// a user code that collides.
+func TestDeviceCodes(t *testing.T) {
+	f := newDeviceFixture(t, engine.Throttle{Free: -1})
+	shape := regexp.MustCompile(`^[BCDFGHJKLMNPQRSTVWXZ]{4}-[BCDFGHJKLMNPQRSTVWXZ]{4}$`)
+	seen := map[string]bool{}
+	letters := map[rune]bool{}
+	for range 200 {
+		r := f.authorize(t)
+		if !shape.MatchString(r.UserCode) || len(r.DeviceCode) != 43 || seen[r.UserCode] || seen[r.DeviceCode] {
+			t.Fatalf("codes %+v", r)
+		}
+		seen[r.UserCode], seen[r.DeviceCode] = true, true
+		for _, c := range r.UserCode {
+			letters[c] = true
+		}
+	}
+	if len(letters) != 21 { // 20 letters and the dash
+		t.Fatalf("user codes drew %d distinct characters", len(letters))
+	}
+	f.devices.conflicts.Store(2)
+	f.authorize(t)
+	f.devices.conflicts.Store(5)
+	_, err := f.e.DeviceAuthorization(context.Background(), &engine.DeviceAuthorizationRequest{
+		Credentials: engine.ClientCredentials{ClientID: "tv"}})
+	wantCode(t, err, engine.CodeTemporarilyUnavailable)
+}
+
+// TestDeviceGrantFailures: a store that fails or a redemption that loses
+// its race.
+func TestDeviceGrantFailures(t *testing.T) {
+	ctx := context.Background()
+	t.Run("poll fails", func(t *testing.T) {
+		f := newDeviceFixture(t, engine.Throttle{Free: -1})
+		r := f.authorize(t)
+		f.devices.pollFails.Store(true)
+		_, err := f.poll(r.DeviceCode)
+		wantCode(t, err, engine.CodeTemporarilyUnavailable)
+	})
+
+	t.Run("lookup fails: not a wrong code", func(t *testing.T) {
+		f := newDeviceFixture(t, engine.Throttle{Free: 1})
+		r := f.authorize(t)
+		f.devices.lookupFail.Store(true)
+		for range 5 {
+			_, err := f.e.DeviceLookup(ctx, r.UserCode, "browser")
+			wantCode(t, err, engine.CodeTemporarilyUnavailable)
+		}
+		f.devices.lookupFail.Store(false)
+		if _, err := f.e.DeviceLookup(ctx, r.UserCode, "browser"); err != nil {
+			t.Fatalf("after the store came back: %v", err)
+		}
+	})
+
+	t.Run("redemption raced", func(t *testing.T) {
+		f := newDeviceFixture(t, engine.Throttle{Free: -1})
+		r := f.authorize(t)
+		f.approve(t, r.UserCode)
+		f.devices.raced.Store(true)
+		_, err := f.poll(r.DeviceCode)
+		wantInvalidGrant(t, err)
+		if f.tokens.revoked.Load() != 1 {
+			t.Fatalf("family revoked %d times", f.tokens.revoked.Load())
+		}
+	})
+
+	t.Run("decided codes are no longer valid", func(t *testing.T) {
+		f := newDeviceFixture(t, engine.Throttle{Free: -1})
+		r := f.authorize(t)
+		f.approve(t, r.UserCode)
+		if _, err := f.e.DeviceLookup(ctx, r.UserCode, "browser"); !errors.Is(err, engine.ErrUserCodeInvalid) {
+			t.Fatalf("lookup of an allowed code: %v", err)
+		}
+		_, _, err := f.e.DeviceLogin(ctx, r.UserCode, "browser", "alice", "alice-pw", "")
+		if !errors.Is(err, engine.ErrUserCodeInvalid) {
+			t.Fatalf("sign-in with an allowed code: %v", err)
+		}
+	})
+
+	t.Run("decision without a session", func(t *testing.T) {
+		f := newDeviceFixture(t, engine.Throttle{Free: -1})
+		r := f.authorize(t)
+		for _, s := range []string{"", "forged-session"} {
+			if _, err := f.e.DeviceDecide(ctx, r.UserCode, "browser", s, true); !errors.Is(err, engine.ErrLoginNeeded) {
+				t.Fatalf("decision with session %q: %v", s, err)
+			}
+		}
+		_, err := f.poll(r.DeviceCode)
+		wantCode(t, err, engine.CodeAuthorizationPending)
+	})
+}
+
+// TestDeviceUserCodeThrottle: wrong codes count per browser; a throttled
+// lookup is refused unchecked and a right code forgives nothing.
+func TestDeviceUserCodeThrottle(t *testing.T) {
+	ctx := context.Background()
+	f := newDeviceFixture(t, engine.Throttle{Free: 2, MaxBackoff: time.Minute})
+	r := f.authorize(t)
+	for i := range 3 {
+		if _, err := f.e.DeviceLookup(ctx, "BBBB-BBBB", "b1"); !errors.Is(err, engine.ErrUserCodeInvalid) {
+			t.Fatalf("wrong code %d: %v", i, err)
+		}
+	}
+	_, err := f.e.DeviceLookup(ctx, r.UserCode, "b1")
+	wantCode(t, err, engine.CodeSlowDown)
+	var oe *engine.Error
+	if errors.As(err, &oe); oe.RetryAfter != time.Second {
+		t.Fatalf("Retry-After %v", oe.RetryAfter)
+	}
+	// Another browser is not held back.
+	if _, err := f.e.DeviceLookup(ctx, r.UserCode, "b2"); err != nil {
+		t.Fatalf("another browser: %v", err)
+	}
+	f.clock.advance(time.Second)
+	if _, err := f.e.DeviceLookup(ctx, r.UserCode, "b1"); err != nil {
+		t.Fatalf("after the back-off: %v", err)
+	}
+	// The right code forgave nothing: the next wrong one locks again, longer.
+	if _, err := f.e.DeviceLookup(ctx, "BBBB-BBBB", "b1"); !errors.Is(err, engine.ErrUserCodeInvalid) {
+		t.Fatal(err)
+	}
+	_, err = f.e.DeviceLookup(ctx, r.UserCode, "b1")
+	if errors.As(err, &oe); oe == nil || oe.RetryAfter != 2*time.Second {
+		t.Fatalf("second lock-out: %v", err)
+	}
+}
