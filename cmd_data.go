@@ -58,13 +58,25 @@ func withData(c *cobra.Command, o *options, env lookupEnv, stderr io.Writer, fn 
 
 func newImportCommand(env lookupEnv, stdout, stderr io.Writer) *cobra.Command {
 	o := defaultOptions()
+	var b bundleFlags
 	cmd := &cobra.Command{
-		Use:   "import [--db DSN] FILE",
-		Short: "Import clients, scripts, users and config from a YAML file (all or nothing)",
+		Use:   "import [--db DSN] FILE | import --bundle DIR [--dry-run] [--prune]",
+		Short: "Import clients, scripts, users and config from a YAML file or a bundle (all or nothing)",
 		Long: "Import clients, scripts, users and config from a YAML file: what exists is\n" +
-			"replaced, what does not is created, in one transaction (an error changes nothing).",
-		Args: oneArg("FILE"),
+			"replaced, what does not is created, in one transaction (an error changes nothing).\n" +
+			"With --bundle, import a directory written by export --bundle, after running its\n" +
+			"scripts' fixtures, and print what changed.",
+		Args: cobra.ArbitraryArgs,
 		RunE: func(c *cobra.Command, args []string) error {
+			if err := applyEnv(c.Flags(), env); err != nil {
+				return err
+			}
+			if err := b.check(c, args); err != nil {
+				return err
+			}
+			if b.dir != "" {
+				return importBundle(c, o, &b, env, stdout, stderr)
+			}
 			seed, err := readSeed(args[0])
 			if err != nil {
 				return err
@@ -80,16 +92,26 @@ func newImportCommand(env lookupEnv, stdout, stderr io.Writer) *cobra.Command {
 		},
 	}
 	dataFlags(cmd.Flags(), o)
+	cmd.Flags().StringVar(&b.dir, "bundle", "", "import the bundle in DIR (keyhook.yaml and scripts/) instead of a FILE")
+	cmd.Flags().BoolVar(&b.dryRun, "dry-run", false, "with --bundle: print what the import would change, and change nothing")
+	cmd.Flags().BoolVar(&b.prune, "prune", false, "with --bundle: delete the scripts and clients the bundle does not name")
 	return cmd
 }
 
 func newExportCommand(env lookupEnv, stdout, stderr io.Writer) *cobra.Command {
 	o := defaultOptions()
+	var dir string
 	cmd := &cobra.Command{
-		Use:   "export [--db DSN]",
-		Short: "Write clients, scripts, users and config as YAML (secrets left out)",
+		Use:   "export [--db DSN] [--bundle DIR]",
+		Short: "Write clients, scripts, users and config as YAML, or a bundle directory (secrets left out)",
 		Args:  noArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
+			if err := applyEnv(c.Flags(), env); err != nil {
+				return err
+			}
+			if dir != "" {
+				return exportBundle(c, o, dir, env, stdout, stderr)
+			}
 			return withData(c, o, env, stderr, func(a *app) error {
 				seed, err := a.eng.Export(c.Context())
 				if err != nil {
@@ -100,6 +122,7 @@ func newExportCommand(env lookupEnv, stdout, stderr io.Writer) *cobra.Command {
 		},
 	}
 	dataFlags(cmd.Flags(), o)
+	cmd.Flags().StringVar(&dir, "bundle", "", "write a bundle into DIR (keyhook.yaml and scripts/NAME.js) instead of YAML on stdout")
 	return cmd
 }
 
@@ -121,6 +144,18 @@ func readSeed(path string) (*seedFile, error) {
 	if err != nil {
 		return nil, err // names the file
 	}
+	return parseSeed(path, raw, func(file string) (string, error) {
+		if !filepath.IsAbs(file) {
+			file = filepath.Join(filepath.Dir(path), file)
+		}
+		src, err := os.ReadFile(file)
+		return string(src), err
+	})
+}
+
+// parseSeed parses raw, the seed file at path, reading scripts'
+// source_file paths with source.
+func parseSeed(path string, raw []byte, source func(file string) (string, error)) (*seedFile, error) {
 	f := &seedFile{path: path, sections: map[string]*yaml.Node{}, seed: &engine.Seed{}}
 	var doc yaml.Node
 	if err := yaml.Unmarshal(raw, &doc); err != nil {
@@ -166,16 +201,12 @@ func readSeed(path string) (*seedFile, error) {
 		if s.SourceFile == "" {
 			continue
 		}
-		p := s.SourceFile
-		if !filepath.IsAbs(p) {
-			p = filepath.Join(filepath.Dir(path), p)
-		}
-		src, err := os.ReadFile(p)
+		src, err := source(s.SourceFile)
 		if err != nil {
 			item := f.sections["scripts"].Content[i]
 			return nil, f.errorAt(fieldNode(item, "source_file"), fmt.Sprintf("scripts[%d].source_file", i), err.Error())
 		}
-		s.Source = string(src)
+		s.Source = src
 	}
 	return f, nil
 }
