@@ -8,6 +8,8 @@ package main
 // offline").
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -83,12 +85,11 @@ func exportBundle(c *cobra.Command, o *options, dir string, env lookupEnv, stdou
 				return err
 			}
 		}
-		var doc strings.Builder
-		doc.WriteString(bundleYAMLHeader)
-		if err := writeYAML(&doc, out); err != nil {
+		doc, err := bundleYAML(out)
+		if err != nil {
 			return err
 		}
-		if err := writeFileAtomic(filepath.Join(dir, bundleFile), []byte(doc.String())); err != nil {
+		if err := writeFileAtomic(filepath.Join(dir, bundleFile), doc); err != nil {
 			return err
 		}
 		for _, s := range out.Scripts {
@@ -131,6 +132,36 @@ func bundleSeed(seed *engine.Seed) *engine.Seed {
 	}
 	slices.SortFunc(out.Clients, func(a, b *engine.ClientDoc) int { return strings.Compare(a.ClientID, b.ClientID) })
 	return out
+}
+
+// bundleYAML is keyhook.yaml: its sections in the order they import
+// (config, scripts, clients), without the empty source of the scripts
+// whose source is in a file.
+func bundleYAML(s *engine.Seed) ([]byte, error) {
+	var doc map[string]any
+	raw, err := json.Marshal(s)
+	if err != nil {
+		return nil, err
+	}
+	if err := json.Unmarshal(raw, &doc); err != nil {
+		return nil, err
+	}
+	list, _ := doc["scripts"].([]any)
+	for _, sc := range list {
+		if m, ok := sc.(map[string]any); ok && m["source_file"] != nil {
+			delete(m, "source")
+		}
+	}
+	var b bytes.Buffer
+	b.WriteString(bundleYAMLHeader)
+	for _, section := range []string{"config", "scripts", "clients"} {
+		if v, ok := doc[section]; ok {
+			if err := writeYAML(&b, map[string]any{section: v}); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return b.Bytes(), nil
 }
 
 // writeFileAtomic replaces path with data, mode 0644, through a
