@@ -495,3 +495,35 @@ func TestBundleCommandLine(t *testing.T) {
 		})
 	}
 }
+
+// TestBundleScriptSecrets: a script's secret values never reach the
+// bundle, only their names; importing it where the values are stored
+// keeps them, and where they are not is refused, naming the secret.
+func TestBundleScriptSecrets(t *testing.T) {
+	dir := t.TempDir()
+	_ = os.WriteFile(filepath.Join(dir, "a.js"), []byte("function modifyResponse(r, c) { return true; }\n"), 0o644)
+	seed := filepath.Join(dir, "seed.yaml")
+	_ = os.WriteFile(seed, []byte("scripts:\n  - name: sec\n    type: introspection\n    source_file: a.js\n    secrets:\n      API_KEY: hunter2-value\n"), 0o644)
+	dsn := "sqlite:" + filepath.Join(dir, "keyhook.db")
+	if code, _, stderr := runCLI(t, nil, "import", "--db", dsn, seed); code != 0 {
+		t.Fatal(stderr)
+	}
+	b := filepath.Join(dir, "bundle")
+	exportBundleTo(t, dsn, b)
+	for name, content := range readTree(t, b) {
+		if strings.Contains(content, "hunter2") {
+			t.Errorf("%s holds the secret's value", name)
+		}
+	}
+	if yml := readTree(t, b)["keyhook.yaml"]; !strings.Contains(yml, "secrets:\n      API_KEY: (set)\n") {
+		t.Errorf("keyhook.yaml does not name the secret:\n%s", yml)
+	}
+	code, stdout, stderr := runCLI(t, nil, "import", "--db", dsn, "--bundle", b)
+	if code != 0 || !strings.Contains(stdout, "script sec: unchanged\n") {
+		t.Fatalf("import where the secret is stored: exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	code, _, stderr = runCLI(t, nil, "import", "--db", "sqlite:"+filepath.Join(dir, "new.db"), "--bundle", b)
+	if code != 1 || !strings.Contains(lastLine(stderr), "scripts[0]: secrets.API_KEY: is (set), a reference to a stored value, and none is stored") {
+		t.Fatalf("import where no secret is stored: exit %d\n%s", code, stderr)
+	}
+}
