@@ -239,6 +239,15 @@ func TestBundlePlan(t *testing.T) {
 	}
 	dir := filepath.Join(t.TempDir(), "bundle")
 	exportBundleTo(t, dsn, dir)
+	// A file of a script the database no longer has is left alone, and said.
+	old := filepath.Join(dir, "scripts", "old.js")
+	_ = os.WriteFile(old, []byte("// old\n"), 0o644)
+	if out := exportBundleTo(t, dsn, dir); !strings.Contains(out, "scripts/old.js: no such script in the database (left alone)\n") {
+		t.Errorf("export --bundle printed:\n%s", out)
+	}
+	if b, _ := os.ReadFile(old); string(b) != "// old\n" {
+		t.Errorf("scripts/old.js: %q", b)
+	}
 	yml := filepath.Join(dir, "keyhook.yaml")
 	editFile(t, filepath.Join(dir, "scripts", "liberty-fields.js"), `"Bearer"`, `"bearer"`)
 	editFile(t, yml, "introspection_required_scope: \"\"", "introspection_required_scope: introspect")
