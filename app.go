@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/netip"
 	"net/url"
@@ -12,6 +13,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/keyhook/keyhook/engine"
 	"github.com/keyhook/keyhook/hooks"
@@ -200,4 +203,40 @@ func warnUnencryptedKeys(log *slog.Logger, k engine.KeyEncryption) {
 			"signing_keys", strings.Join(k.PlainSigningKeys, " "), "sealing_key", k.PlainSealKey,
 			"script_secrets", strings.Join(k.PlainScriptSecrets, " "))
 	}
+}
+
+// dataFlags are the flags of the commands that work on a database
+// offline (import, export, admin reset-secret): the database and the
+// key-encryption key that opens its keys, with the environment variables
+// keyhook serve reads.
+func dataFlags(fs *pflag.FlagSet, o *options) {
+	fs.StringVar(&o.db, "db", o.db, "database: sqlite:PATH or postgres://…")
+	fs.StringVar(&o.kekFile, "kek-file", "", "file holding the base64 key-encryption key of the database (or set KEYHOOK_KEK)")
+}
+
+// finishDataOptions applies the environment and checks the DSN.
+func finishDataOptions(o *options, fs *pflag.FlagSet, env lookupEnv) error {
+	if err := applyEnv(fs, env); err != nil {
+		return err
+	}
+	o.kekEnv, _ = env("KEYHOOK_KEK")
+	if err := storage.CheckDSN(o.db); err != nil {
+		return fmt.Errorf("--db: %w", err)
+	}
+	return nil
+}
+
+// withData runs fn on the database of a data command (import, export,
+// admin reset-secret): the environment and the DSN's form first, then the
+// key-encryption key, then the store, logging warnings only.
+func withData(c *cobra.Command, o *options, env lookupEnv, stderr io.Writer, fn func(*app) error) error {
+	if err := finishDataOptions(o, c.Flags(), env); err != nil {
+		return err
+	}
+	kek, err := loadKEK(o)
+	if err != nil {
+		return err
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	return withApp(c.Context(), o, kek, log, nil, fn)
 }

@@ -99,12 +99,7 @@ func (e *Engine) importSeed(ctx context.Context, s *Seed, onlyEmpty bool) (st Im
 	if err = a.Atomically(ctx, apply); err != nil {
 		// What this instance cached from the rolled-back writes goes.
 		imported = false
-		for _, c := range s.Clients {
-			e.forgetClient(c.ClientID)
-		}
-		if rerr := e.reloadProperties(ctx); rerr != nil {
-			e.log.Warn("import: reloading properties after a failed import", "err", rerr)
-		}
+		e.rolledBack(ctx, s, nil)
 	}
 	return st, imported, err
 }

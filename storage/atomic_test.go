@@ -58,6 +58,17 @@ func TestAtomically(t *testing.T) {
 					}))
 					return boom
 				}, boom, nil, []string{"nested"}},
+				{"a client's deletion rolls back too", func(ctx context.Context, st *Store) error {
+					noErr(t, "DeleteClient", st.DeleteClient(ctx, "committed"))
+					if _, ok := st.tokenCache.gen.snapshot(); ok {
+						t.Error("the token cache counts no change under way before the transaction ends")
+					}
+					return boom
+				}, boom, []string{"committed"}, nil},
+				{"a client's deletion commits with the rest", func(ctx context.Context, st *Store) error {
+					noErr(t, "DeleteClient", st.DeleteClient(ctx, "committed"))
+					return st.CreateClient(ctx, testClient("after-delete"))
+				}, nil, []string{"after-delete"}, []string{"committed"}},
 				{"a conflict leaves the transaction usable", func(ctx context.Context, st *Store) error {
 					isErr(t, "CreateClient of a taken id", st.CreateClient(ctx, testClient("committed")), engine.ErrConflict)
 					isErr(t, "CreateUser of a taken name", st.CreateUser(ctx, &engine.User{Username: "taken"}), engine.ErrConflict)
@@ -67,7 +78,7 @@ func TestAtomically(t *testing.T) {
 				t.Run(tc.name, func(t *testing.T) {
 					st := db.open(t)
 					noErr(t, "CreateUser", st.CreateUser(ctx, &engine.User{Username: "taken"}))
-					if tc.name == "a conflict leaves the transaction usable" {
+					if tc.name != "nil commits" {
 						noErr(t, "CreateClient", st.CreateClient(ctx, testClient("committed")))
 					}
 					if err := st.Atomically(ctx, func(ctx context.Context) error { return tc.fn(ctx, st) }); !errors.Is(err, tc.wantErr) {

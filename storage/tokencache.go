@@ -98,11 +98,14 @@ func (s *Store) LookupToken(ctx context.Context, id string) (*engine.Token, erro
 }
 
 // changeTokens runs fn, a transaction that changes or deletes existing
-// token rows, as a change the token cache must see (see above).
+// token rows, as a change the token cache must see (see above). Inside
+// Atomically it runs in Atomically's transaction (under a savepoint), and
+// the change stays under way until that transaction ends: a token read
+// meanwhile, before the commit, is not cached.
 func (s *Store) changeTokens(ctx context.Context, fn func(tx *gorm.DB) error) error {
 	s.tokenCache.gen.begin()
-	defer s.tokenCache.gen.end()
-	return s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+	defer s.afterTx(ctx, s.tokenCache.gen.end)
+	return s.conn(ctx).Transaction(func(tx *gorm.DB) error {
 		if err := fn(tx); err != nil {
 			return err
 		}
