@@ -6,7 +6,6 @@ import (
 
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
-
 )
 
 // consoleFiles are the admin console's page, script and style
@@ -88,4 +87,3 @@ func (s *Server) scriptSample(c echo.Context) error {
 	noStore(c)
 	return answer(c, out, err)
 }
-
