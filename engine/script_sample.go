@@ -8,11 +8,6 @@ import (
 	"github.com/keyhook/keyhook/hooks"
 )
 
-// MaxCheckedSource is the longest source CheckScriptSource compiles, in
-// bytes: the admin API's body limit (1 MiB) with room for the JSON around
-// it.
-const MaxCheckedSource = 1000 << 10
-
 // SourceProblem is one reason a script's source does not compile, at its
 // line and column (1-based, as the runtime reports them).
 type SourceProblem struct {
@@ -23,18 +18,16 @@ type SourceProblem struct {
 
 // CheckScriptSource compiles src as a script's source, without running
 // any of it, and returns why it does not compile: no problems when it
-// does (docs/console.md). It is what every write of a script checks.
+// does (docs/console.md). It is what every write of a script checks; a
+// source over the runtime's size limit is a 400, as it is there.
 func (e *Engine) CheckScriptSource(src string) ([]SourceProblem, error) {
 	if e.hooks == nil {
 		return nil, Errorf(CodeServerError, "scripts are not enabled")
 	}
-	if len(src) > MaxCheckedSource {
-		return nil, fieldError("source", "is longer than %d bytes", MaxCheckedSource)
-	}
 	if src == "" {
 		return nil, fieldError("source", "is required")
 	}
-	err := e.hooks.Runtime().Check("check"+hooks.DryRunSuffix, src)
+	err := e.hooks.Runtime().Check("source", src)
 	if err == nil {
 		return []SourceProblem{}, nil
 	}
@@ -42,7 +35,7 @@ func (e *Engine) CheckScriptSource(src string) ([]SourceProblem, error) {
 	if errors.As(err, &se) {
 		return []SourceProblem{{Line: se.Line, Column: se.Column, Message: se.Message}}, nil
 	}
-	return []SourceProblem{{Line: 1, Column: 1, Message: err.Error()}}, nil
+	return nil, fieldError("source", "%v", err)
 }
 
 // ScriptSample is an input for a dry run (DryRunRequest's function, args
