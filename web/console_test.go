@@ -301,9 +301,9 @@ func TestConsoleScriptStats(t *testing.T) {
 		t.Fatalf("scripts %v", names)
 	}
 	for _, tc := range []struct {
-		name                     string
+		name                    string
 		calls, errors, timeouts uint64
-		timed                    bool
+		timed                   bool
 	}{
 		{"tag", 3, 0, 0, true}, {"boom", 3, 3, 0, true}, {"spin", 3, 3, 3, false}, {"idle", 0, 0, 0, false},
 	} {
