@@ -108,7 +108,8 @@
   function signOut(msg) {
     session = null;
     sessionStorage.removeItem(TOKEN_KEY);
-    $("client-secret").value = "";
+    $("signin-form").reset();
+    current = null;
     show("signin-view");
     say(msg || "", !!msg);
   }
