@@ -321,6 +321,21 @@ func TestConsoleScriptStats(t *testing.T) {
 	if r := h.adminAs(h.delegatedToken("stats-clients", "keyhook:clients.read"), http.MethodGet, "/script-stats", nil); r.status != 403 {
 		t.Fatalf("clients.read token: %d %s", r.status, r.body)
 	}
+
+	// Scripts named like the console's routes are scripts like any other:
+	// the routes are outside /scripts/.
+	for _, name := range []string{"stats", "check", "script-stats", "script-check"} {
+		h.createScript(introspectionScript(name, `return true;`, map[string]any{"timeout_ms": 5000}))
+		if r := h.admin(http.MethodGet, "/scripts/"+name, nil); r.status != 200 || r.str("name") != name {
+			t.Fatalf("GET /scripts/%s: %d %s", name, r.status, r.body)
+		}
+		if r := h.admin(http.MethodPost, "/scripts/"+name+"/test", map[string]any{"args": []any{map[string]any{}}}); r.status != 200 || r.json["result"] != true {
+			t.Fatalf("POST /scripts/%s/test: %d %s", name, r.status, r.body)
+		}
+	}
+	if r := h.admin(http.MethodGet, "/script-stats", nil); r.status != 200 || !strings.Contains(string(r.body), `"name":"script-stats"`) {
+		t.Fatalf("stats with a script called script-stats: %d %s", r.status, r.body)
+	}
 }
 
 // TestConsoleSchemas: the OpenAPI schemas of the console's routes have
