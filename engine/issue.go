@@ -355,6 +355,14 @@ func (e *Engine) applyAccessClaims(at *Token, claims map[string]any) {
 	}
 }
 
+// refreshClaims are the claims modifyRefreshToken sees of rt.
+func refreshClaims(rt *Token) map[string]any {
+	return map[string]any{
+		"client_id": rt.ClientID, "sub": rt.Subject, "scope": rt.Scope,
+		"iat": rt.IssuedAt.Unix(), "exp": rt.ExpiresAt.Unix(),
+	}
+}
+
 func (e *Engine) refreshToken(ctx context.Context, sc *scriptCall, g *grant, at *Token, now time.Time, lifetime int64, scripts []*hooks.Script) (*Token, string, error) {
 	scope := at.Scope
 	if g.rotating != nil {
@@ -370,10 +378,7 @@ func (e *Engine) refreshToken(ctx context.Context, sc *scriptCall, g *grant, at 
 		IssuedAt:  now, ExpiresAt: now.Add(time.Duration(lifetime) * time.Second), AuthTime: g.authTime,
 	}
 	if len(scripts) > 0 {
-		claims := map[string]any{
-			"client_id": rt.ClientID, "sub": rt.Subject, "scope": rt.Scope,
-			"iat": rt.IssuedAt.Unix(), "exp": rt.ExpiresAt.Unix(),
-		}
+		claims := refreshClaims(rt)
 		out, err := e.hooks.Run(ctx, scripts, hooks.FnModifyRefreshToken, tokenArg(nil, claims),
 			sc.context(hooks.PhaseToken, rt), hooks.StopOnFalse)
 		if err != nil {

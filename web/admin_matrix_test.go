@@ -67,6 +67,16 @@ var routeAreas = map[string]string{
 
 	// Replay of recorded inputs (docs/scripts.md, "Replay").
 	"POST /admin/v1/scripts/:name/replay": "scripts",
+
+	// The admin console (docs/console.md): its files need no token, its
+	// routes an area's scope like the others.
+	"GET /admin":                       "",
+	"GET /admin/":                      "",
+	"GET /admin/console.js":            "",
+	"GET /admin/console.css":           "",
+	"POST /admin/v1/script-check":      "scripts",
+	"GET /admin/v1/script-stats":       "scripts",
+	"GET /admin/v1/clients/:id/sample": "clients",
 }
 
 // TestAdminScopeMatrix calls every registered route with no token, a

@@ -124,6 +124,7 @@ func New(cfg Config) *Server {
 	e.GET("/metrics", echo.WrapHandler(s.MetricsHandler()), s.requireScope("metrics"))
 	s.adminRoutes(e)
 	s.browserRoutes(e)
+	s.consoleRoutes(e)
 	return s
 }
 

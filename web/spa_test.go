@@ -16,6 +16,12 @@ import (
 // profile and returns a tab's context, ended with the test.
 func headless(t *testing.T) context.Context {
 	t.Helper()
+	return headlessFor(t, 60*time.Second)
+}
+
+// headlessFor is headless with a context that ends after d.
+func headlessFor(t *testing.T, d time.Duration) context.Context {
+	t.Helper()
 	exe := chromium(t)
 	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(exe), chromedp.NoSandbox, chromedp.DisableGPU,
 		chromedp.Flag("disable-background-networking", true), chromedp.Flag("disable-component-update", true),
@@ -24,7 +30,7 @@ func headless(t *testing.T) context.Context {
 	t.Cleanup(cancelAlloc)
 	ctx, cancel := chromedp.NewContext(allocCtx)
 	t.Cleanup(cancel)
-	ctx, cancelT := context.WithTimeout(ctx, 60*time.Second)
+	ctx, cancelT := context.WithTimeout(ctx, d)
 	t.Cleanup(cancelT)
 	return ctx
 }
