@@ -7,10 +7,8 @@ BENCH_PG ?= $(KEYHOOK_TEST_PG)
 
 .PHONY: run build test vet bench clean fuzz soak script-test
 
-# -trimpath: the binary holds no path of the machine that built it, and a
-# copy of the checkout (the README tests build in one) reuses the build cache.
 build:
-	$(GO) build -trimpath -o keyhook .
+	$(GO) build -o keyhook .
 
 # Build and start the server on the embedded SQLite file, seeded with
 # examples/ when the database is new (a restart keeps what admins changed).

@@ -5,6 +5,7 @@ package main
 // (docs/admin-api.md, "Scripts" and "Versions and rollback").
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -51,6 +52,23 @@ func newScriptRemoteCommands(env lookupEnv, stdout io.Writer) []*cobra.Command {
 		simple("disable", "Disable a script", http.MethodPatch, "", map[string]any{"enabled": false}),
 		simple("versions", "List a script's versions, newest first", http.MethodGet, "/versions", nil,
 			"number", "author", "created_at", "sha256"),
+		remoteCommand(env, stdout, &cobra.Command{Use: "stats", Short: "Calls, errors, timeouts and latency of each script on the instance that answers", Args: noArgs},
+			func(c *cobra.Command, r *remote, args []string) error {
+				b, err := r.call(c.Context(), http.MethodGet, "/script-stats", nil)
+				if err != nil {
+					return err
+				}
+				if r.output == "text" { // a table of the list
+					var m struct {
+						Scripts json.RawMessage `json:"scripts"`
+					}
+					if err := jsonUnmarshal(b, &m); err != nil {
+						return err
+					}
+					b = m.Scripts
+				}
+				return r.print(b, "name", "calls", "errors", "timeouts", "mean_ms", "p50_ms", "p99_ms")
+			}),
 		remoteCommand(env, stdout, &cobra.Command{Use: "rollback NAME VERSION", Short: "Make a version live again, as a new version", Args: func(c *cobra.Command, args []string) error {
 			if len(args) != 2 {
 				return &usageError{c, fmt.Errorf("%s wants a script name and a version number, got %d arguments", c.CommandPath(), len(args))}

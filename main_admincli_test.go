@@ -46,6 +46,8 @@ func TestAdminCLI(t *testing.T) {
 		{args: []string{"script", "enable", "tag"}, stdout: []string{"true"}},
 		{args: []string{"script", "versions", "tag"}, stdout: []string{"NUMBER", "AUTHOR", "keyhook-admin"}},
 		{args: []string{"script", "rollback", "tag", "1"}, stdout: []string{"'one'"}},
+		{args: []string{"script", "stats"}, stdout: []string{"NAME", "CALLS", "P99_MS", "tag"}},
+		{args: []string{"script", "stats", "-o", "json"}, stdout: []string{`"name": "tag"`, `"calls": 0`}},
 		{args: []string{"client", "bind", "svc", "tag"}, stdout: []string{"introspection_scripts:", "tag"}},
 		{args: []string{"client", "get", "svc", "-o", "json"}, stdout: []string{`"introspection_scripts": [`, `"tag"`}},
 		{args: []string{"client", "unbind", "svc", "tag"}, stdout: []string{"introspection_scripts:"}},

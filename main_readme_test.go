@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -13,87 +14,98 @@ import (
 	"time"
 )
 
-// TestReadmeWalkthrough runs the shell blocks of README "Try it" as
-// printed, on a copy of the repository (so make run builds there and
-// keyhook.db, keyhook.log and the binary land there), and checks what they
-// answer. The one change made to them is the address: the test's own free
-// port for 127.0.0.1:8080, given to make run through KEYHOOK_ADDR as the
-// README says.
-func TestReadmeWalkthrough(t *testing.T) {
-	got := runReadmeSection(t, "Try it")
-	for _, want := range []string{
-		`"token_type":"Bearer"`,      // tokens
-		`"scope":"api.read"`,         // the first request's scope
-		`"realmName":"BasicRealm"`,   // liberty-fields in introspection
-		"\n200\n",                    // revocation
-		`{"active":false}`,           // the revoked token
-		`"id_token":`,                // password grant with openid
-		`"client_id":"demo-service"`, // the admin API read with $ADMIN
-		`"access_token_lifetime":60`, // the PATCH answer
-		`"expires_in":60`,            // and the next token
-	} {
-		if !strings.Contains(got, want) {
-			t.Errorf("the walkthrough's output lacks %s:\n%s", want, got)
-		}
-	}
-	if !strings.Contains(got, "\neyJ") {
-		t.Errorf("no JWT introspection answer (eyJ...) in the output:\n%s", got)
-	}
-	if strings.Contains(got, `"error"`) {
-		t.Errorf("the walkthrough's output has an error answer:\n%s", got)
-	}
-}
-
-// TestReadmeScriptWorkflow runs README "Script workflow" as printed, as
-// TestReadmeWalkthrough does "Try it": a script written, tested offline,
-// stored and bound with the CLI, its effect on a real introspection
-// answer, and where to watch it.
-func TestReadmeScriptWorkflow(t *testing.T) {
-	got := runReadmeSection(t, "Script workflow")
-	for _, want := range []string{
-		"PASS my-scripts/permissions.test.json", // the offline test
-		"1 passed",
-		"introspection_scripts:",     // client bind's answer
-		`"permissions":["api:read"]`, // the real introspection answer
-		`"realmName":"BasicRealm"`,   // beside what liberty-fields adds
-		"NUMBER", "keyhook-admin",    // script versions
-	} {
-		if !strings.Contains(got, want) {
-			t.Errorf("the workflow's output lacks %s:\n%s", want, got)
-		}
-	}
-	if strings.Contains(got, `"error"`) || strings.Contains(got, "keyhook: ") {
-		t.Errorf("the workflow's output has an error:\n%s", got)
-	}
-}
-
-// runReadmeSection runs the shell blocks of README section title as
-// printed, on a copy of the repository (so make run builds there and
-// keyhook.db, keyhook.log and the binary land there), and answers their
-// output. The one change made to them is the address: the test's own free
-// port for 127.0.0.1:8080, given to make run through KEYHOOK_ADDR as the
-// README says. The CLI's token cache is kept in the copy.
-func runReadmeSection(t *testing.T, title string) string {
-	t.Helper()
+// TestReadme runs the shell blocks of the README sections "Try it" and
+// "Script workflow" as printed, each as on a fresh checkout, and checks
+// what they answer. They run in one copy of the repository (so make run
+// builds there, once, and keyhook.db, keyhook.log and the binary land
+// there), which loses its database, log and CLI token cache between the
+// sections. The one change made to the blocks is the address: the test's
+// own free port for 127.0.0.1:8080, given to make run through
+// KEYHOOK_ADDR as the README says.
+func TestReadme(t *testing.T) {
 	for _, tool := range []string{"bash", "curl", "make", "git", "go"} {
 		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("the README walkthrough needs %s on PATH", tool)
+			t.Skipf("the README walkthroughs need %s on PATH", tool)
 		}
 	}
 	readme, err := os.ReadFile("README.md")
 	if err != nil {
 		t.Fatal(err)
 	}
-	script := walkthrough(t, string(readme), title)
-	if !strings.Contains(script, "make run") {
-		t.Fatalf("README %q no longer starts the server:\n%s", title, script)
-	}
-	addr := freeAddr(t)
-	script = strings.ReplaceAll(script, "127.0.0.1:8080", addr)
-
 	dir := t.TempDir()
 	copyRepository(t, dir)
 	t.Cleanup(func() { killIn(dir) })
+
+	t.Run("Try it", func(t *testing.T) {
+		got := runReadmeSection(t, dir, string(readme), "Try it")
+		for _, want := range []string{
+			`"token_type":"Bearer"`,      // tokens
+			`"scope":"api.read"`,         // the first request's scope
+			`"realmName":"BasicRealm"`,   // liberty-fields in introspection
+			"\n200\n",                    // revocation
+			`{"active":false}`,           // the revoked token
+			`"id_token":`,                // password grant with openid
+			`"client_id":"demo-service"`, // the admin API read with $ADMIN
+			`"access_token_lifetime":60`, // the PATCH answer
+			`"expires_in":60`,            // and the next token
+		} {
+			if !strings.Contains(got, want) {
+				t.Errorf("the walkthrough's output lacks %s:\n%s", want, got)
+			}
+		}
+		if !strings.Contains(got, "\neyJ") {
+			t.Errorf("no JWT introspection answer (eyJ...) in the output:\n%s", got)
+		}
+		if strings.Contains(got, `"error"`) {
+			t.Errorf("the walkthrough's output has an error answer:\n%s", got)
+		}
+	})
+
+	// A script written, tested offline, stored and bound with the CLI,
+	// its effect on a real introspection answer, and where to watch it.
+	t.Run("Script workflow", func(t *testing.T) {
+		got := runReadmeSection(t, dir, string(readme), "Script workflow")
+		for _, want := range []string{
+			"PASS my-scripts/permissions.test.json", // the offline test
+			"1 passed",
+			"introspection_scripts:",     // client bind's answer
+			`"permissions":["api:read"]`, // the real introspection answer
+			`"realmName":"BasicRealm"`,   // beside what liberty-fields adds
+			"NUMBER", "keyhook-admin",    // script versions
+			"P99_MS",       // script stats
+			"console: 200", // the console answers
+		} {
+			if !strings.Contains(got, want) {
+				t.Errorf("the workflow's output lacks %s:\n%s", want, got)
+			}
+		}
+		// The one introspection called the script once, without error.
+		if !regexp.MustCompile(`(?m)^permissions\s+1\s+0\s+0\s`).MatchString(got) {
+			t.Errorf("script stats do not show permissions' one call:\n%s", got)
+		}
+		if strings.Contains(got, `"error"`) || strings.Contains(got, "keyhook: ") {
+			t.Errorf("the workflow's output has an error:\n%s", got)
+		}
+	})
+}
+
+// runReadmeSection runs the shell blocks of README section title as
+// printed in dir, a copy of the repository, as on a fresh checkout: no
+// database, log or CLI token cache from an earlier section. It answers
+// their output.
+func runReadmeSection(t *testing.T, dir, readme, title string) string {
+	t.Helper()
+	script := walkthrough(t, readme, title)
+	if !strings.Contains(script, "make run") {
+		t.Fatalf("README %q no longer starts the server:\n%s", title, script)
+	}
+	for _, f := range []string{"keyhook.db", "keyhook.db-wal", "keyhook.db-shm", "keyhook.db-keyhook-tokens", "keyhook.log", ".cache"} {
+		if err := os.RemoveAll(filepath.Join(dir, f)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	addr := freeAddr(t)
+	script = strings.ReplaceAll(script, "127.0.0.1:8080", addr)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
@@ -105,7 +117,7 @@ func runReadmeSection(t *testing.T, title string) string {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
-	err = cmd.Run()
+	err := cmd.Run()
 	log, _ := os.ReadFile(filepath.Join(dir, "keyhook.log"))
 	if err != nil {
 		t.Fatalf("README %q failed: %v\noutput:\n%s\nkeyhook.log:\n%s", title, err, out.String(), log)
