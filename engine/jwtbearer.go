@@ -74,6 +74,11 @@ func (e *Engine) jwtBearerGrant(ctx context.Context, c *Client, req *TokenReques
 	return &grant{client: c, grantType: GrantJWTBearer, sub: sub, scope: scope, audience: res, familyID: randomID()}, nil
 }
 
+// assertionArg is the argument of validateAssertion (hooks.AssertionArg).
+func assertionArg(ti *TrustedIssuer, fj *ForeignJWT) map[string]any {
+	return map[string]any{"header": orEmpty(fj.Header), "claims": orEmpty(fj.Claims), "subject": fj.Subject, "trusted_issuer": ti.Name}
+}
+
 // validateAssertion calls validateAssertion(assertion, context) of the
 // client's update_token scripts (docs/scripts.md): each may set
 // assertion.subject, the subject the token is for, or return false to
@@ -89,8 +94,7 @@ func (e *Engine) validateAssertion(ctx context.Context, c *Client, ti *TrustedIs
 	}
 	ctx = hooks.WithScriptBudget(ctx, e.cfg.ScriptBudget)
 	sc := &scriptCall{e: e, client: c, req: req}
-	arg := map[string]any{"header": fj.Header, "claims": fj.Claims, "subject": fj.Subject, "trusted_issuer": ti.Name}
-	out, err := e.hooks.Run(ctx, scripts, hooks.FnValidateAssertion, arg, sc.context(hooks.PhaseToken, nil), hooks.StopOnFalse)
+	out, err := e.hooks.Run(ctx, scripts, hooks.FnValidateAssertion, assertionArg(ti, fj), sc.context(hooks.PhaseToken, nil), hooks.StopOnFalse)
 	if err != nil {
 		return "", scriptDenied(err)
 	}
