@@ -395,3 +395,30 @@ func TestTrustedIssuersAdmin(t *testing.T) {
 		t.Fatalf("deleted: %d %s", r.status, r.body)
 	}
 }
+
+// TestJWTBearerTwoInstancesPostgres: on one PostgreSQL database, a
+// trusted issuer created on one instance serves on the other, and an
+// assertion used on one is a replay on the other.
+func TestJWTBearerTwoInstancesPostgres(t *testing.T) {
+	dsn := pgDSN(t)
+	a := newBearerFixture(t, withDSN(dsn))
+	b := &bearerFixture{harness: newHarness(t, withDSN(dsn)), rsaKey: a.rsaKey, ecKey: a.ecKey, tokenURL: a.tokenURL}
+	// b's issuer URL differs (another listener): assertions name a's
+	// token endpoint and b's issuer both.
+	aud := []string{a.tokenURL, b.url}
+	used := a.partner(t, "alice", func(c map[string]any) { c["aud"] = aud })
+	a.mustDecodeToken(a.grant(used, "", "app", "app-secret"))
+	r := b.grant(used, "", "app", "app-secret")
+	wantError(t, r, 400, "invalid_grant")
+	if !strings.Contains(r.str("error_description"), "jti was used before") {
+		t.Fatalf("replay on the other instance: %s", r.body)
+	}
+	tok := b.mustDecodeToken(b.grant(a.partner(t, "bob", func(c map[string]any) { c["aud"] = aud }), "read", "app", "app-secret"))
+	if in := a.introspect(tok.AccessToken); in["sub"] != "bob" || in["grant_type"] != grantJWTBearer {
+		t.Fatalf("token of B introspected on A: %v", in)
+	}
+	if r := b.admin(http.MethodPost, "/trusted-issuers", map[string]any{"name": "dup", "issuer": "https://idp.example",
+		"jwks_uri": "https://idp.example/jwks"}); r.status != http.StatusConflict || !strings.HasPrefix(r.str("error_description"), "issuer:") {
+		t.Fatalf("same issuer on PostgreSQL: %d %s", r.status, r.body)
+	}
+}
