@@ -7,6 +7,7 @@ import (
 	"crypto/rsa"
 	"crypto/x509"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -420,5 +421,48 @@ func TestJWTBearerTwoInstancesPostgres(t *testing.T) {
 	if r := b.admin(http.MethodPost, "/trusted-issuers", map[string]any{"name": "dup", "issuer": "https://idp.example",
 		"jwks_uri": "https://idp.example/jwks"}); r.status != http.StatusConflict || !strings.HasPrefix(r.str("error_description"), "issuer:") {
 		t.Fatalf("same issuer on PostgreSQL: %d %s", r.status, r.body)
+	}
+}
+
+// TestTrustedIssuersSeed: keyhook import and export carry trusted
+// issuers; an imported one serves the grant, and a bad one is refused
+// naming its entry.
+func TestTrustedIssuersSeed(t *testing.T) {
+	f := newBearerFixture(t)
+	ctx := t.Context()
+	seed, err := f.eng.Export(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(seed.TrustedIssuers) != 3 || seed.TrustedIssuers[1].Name == "" {
+		t.Fatalf("exported trusted issuers: %+v", seed.TrustedIssuers)
+	}
+	raw, _ := json.Marshal(seed)
+
+	g := &bearerFixture{harness: newHarness(t), rsaKey: f.rsaKey}
+	g.tokenURL = g.url + "/oauth2/token"
+	var again engine.Seed
+	if err := json.Unmarshal(raw, &again); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range again.Clients {
+		if c.ClientID == "app" {
+			c.ClientSecret = "app-secret"
+		}
+	}
+	if _, err := g.eng.Import(ctx, &again); err != nil {
+		t.Fatalf("import: %v", err)
+	}
+	g.mustDecodeToken(g.grant(g.partner(t, "alice", nil), "", "app", "app-secret"))
+	// Importing again replaces, idempotently.
+	if st, err := g.eng.Import(ctx, &engine.Seed{TrustedIssuers: again.TrustedIssuers}); err != nil || st.Replaced != 3 {
+		t.Fatalf("second import: %+v %v", st, err)
+	}
+
+	bad := &engine.Seed{TrustedIssuers: []*engine.TrustedIssuerDoc{{Name: "bad", Issuer: "https://bad.example"}}}
+	_, err = g.eng.Import(ctx, bad)
+	var ie *engine.ImportError
+	if !errors.As(err, &ie) || ie.Section != "trusted_issuers" || !strings.Contains(err.Error(), "jwks") {
+		t.Fatalf("bad trusted issuer imported: %v", err)
 	}
 }
