@@ -52,7 +52,7 @@ func foreignJTIKey(iss string) string { return "iss/" + iss }
 // shared store, so across instances). Who may present it and which
 // subjects it may name are the caller's to check (TrustedIssuer's
 // AllowsClient and AllowsSubject). Errors are *Error with invalid_grant
-// (RFC 7523 §3.1), or server_error for a store failure.
+// (RFC 7523 §3.1), or temporarily_unavailable when the store fails.
 func (e *Engine) VerifyForeignJWT(ctx context.Context, raw string, audiences []string) (*ForeignJWT, *TrustedIssuer, error) {
 	fj, ti, err := e.verifyForeignJWT(ctx, raw, audiences)
 	if err != nil {
