@@ -12,6 +12,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -464,5 +465,47 @@ func TestTrustedIssuersSeed(t *testing.T) {
 	var ie *engine.ImportError
 	if !errors.As(err, &ie) || ie.Section != "trusted_issuers" || !strings.Contains(err.Error(), "jwks") {
 		t.Fatalf("bad trusted issuer imported: %v", err)
+	}
+}
+
+// TestJWTBearerJWKSURIOverTLS: a trusted issuer's https jwks_uri is
+// fetched with the configured roots; one that cannot be read refuses
+// the assertion (invalid_grant), never a server error.
+func TestJWTBearerJWKSURIOverTLS(t *testing.T) {
+	ecKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	var fail atomic.Bool
+	keys := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if fail.Load() {
+			http.Error(w, "gone", http.StatusNotFound)
+			return
+		}
+		_ = json.NewEncoder(w).Encode(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: ecKey.Public(), KeyID: "t1"}}})
+	}))
+	defer keys.Close()
+	pool := x509.NewCertPool()
+	pool.AddCert(keys.Certificate())
+	h := newHarness(t, withEngine(func(c *engine.Config) { c.JWKSURI.RootCAs = pool }))
+	h.createClient(map[string]any{"client_id": "app", "client_secret": "app-secret", "scope": "read",
+		"grant_types": []string{grantJWTBearer}})
+	for _, ti := range []map[string]any{
+		{"name": "tls", "issuer": "https://tls.example", "jwks_uri": keys.URL + "/jwks",
+			"allowed_subjects": []string{"*"}, "allowed_scopes": []string{"read"}, "allowed_clients": []string{"app"}},
+		{"name": "broken", "issuer": "https://broken.example", "jwks_uri": keys.URL + "/missing",
+			"allowed_subjects": []string{"*"}, "allowed_scopes": []string{"read"}, "allowed_clients": []string{"app"}},
+	} {
+		if r := h.admin(http.MethodPost, "/trusted-issuers", ti); r.status != http.StatusCreated {
+			t.Fatalf("create %v: %d %s", ti["name"], r.status, r.body)
+		}
+	}
+	f := &bearerFixture{harness: h, tokenURL: h.url + "/oauth2/token"}
+	tok := f.mustDecodeToken(f.grant(signAssertion(t, ecKey, jose.ES256, "t1", f.claims("https://tls.example", "svc-7", nil)), "", "app", "app-secret"))
+	if in := h.introspect(tok.AccessToken); in["sub"] != "svc-7" {
+		t.Fatalf("introspection: %v", in)
+	}
+	fail.Store(true)
+	r := f.grant(signAssertion(t, ecKey, jose.ES256, "t1", f.claims("https://broken.example", "svc-7", nil)), "", "app", "app-secret")
+	wantError(t, r, 400, "invalid_grant")
+	if !strings.Contains(r.str("error_description"), "cannot be fetched") {
+		t.Fatalf("unreadable jwks_uri: %s", r.body)
 	}
 }
