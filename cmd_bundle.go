@@ -235,6 +235,9 @@ func readBundle(dir string) (*bundle, error) {
 	if n := f.sections["users"]; n != nil {
 		return nil, f.errorAt(n, "users", "users are not part of a bundle (import them with keyhook import FILE)")
 	}
+	if n := f.sections["trusted_issuers"]; n != nil {
+		return nil, f.errorAt(n, "trusted_issuers", "trusted issuers are not part of a bundle (import them with keyhook import FILE)")
+	}
 	i := 0
 	for _, s := range f.seed.Scripts {
 		if s.SourceFile != "" {

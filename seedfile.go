@@ -24,7 +24,8 @@ import (
 // which place an error at the line of the entry and field it is about.
 type seedFile struct {
 	path string
-	// sections are the nodes of config, scripts, clients and users.
+	// sections are the nodes of config, scripts, clients, users and
+	// trusted_issuers.
 	sections map[string]*yaml.Node
 	seed     *engine.Seed
 }
@@ -82,8 +83,12 @@ func parseSeed(path string, raw []byte, source func(file string) (string, error)
 			if err := decodeList(f, key, val, &f.seed.Users); err != nil {
 				return nil, err
 			}
+		case "trusted_issuers":
+			if err := decodeList(f, key, val, &f.seed.TrustedIssuers); err != nil {
+				return nil, err
+			}
 		default:
-			return nil, f.errorAt(key, key.Value, "unknown section (want config, scripts, clients or users)")
+			return nil, f.errorAt(key, key.Value, "unknown section (want config, scripts, clients, users or trusted_issuers)")
 		}
 	}
 	for i, c := range f.seed.Clients {

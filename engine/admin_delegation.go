@@ -23,6 +23,9 @@ import (
 //     access tokens are created (run_introspection_script_before_jwt_creation
 //     with access_token_as_jwt): both decide which code runs for the
 //     client's tokens;
+//   - trusted issuers (engine/trustedissuer.go) cannot be written at
+//     all: an issuer whose keys one holds mints tokens for any subject it
+//     allows;
 //   - a script cannot be written with isolation inline: inline scripts
 //     run in the server's own process, which only keyhook:admin may
 //     trust code with (docs/sandbox.md); a delegated token may rewrite

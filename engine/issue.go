@@ -179,7 +179,7 @@ func (e *Engine) issue(ctx context.Context, g *grant, req *RequestInfo) (*TokenR
 	}
 	tokens := []*Token{at}
 
-	if c.HasGrant(GrantRefreshToken) && g.grantType != GrantClientCredentials {
+	if c.HasGrant(GrantRefreshToken) && g.grantType != GrantClientCredentials && g.grantType != GrantJWTBearer {
 		rt, value, err := e.refreshToken(ctx, sc, g, at, now, lt.refresh, updateScripts)
 		if err != nil {
 			return nil, err

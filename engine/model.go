@@ -20,7 +20,7 @@ const (
 // KnownGrant reports whether g is a grant keyhook implements.
 func KnownGrant(g GrantType) bool {
 	switch g {
-	case GrantClientCredentials, GrantPassword, GrantRefreshToken, GrantAuthorizationCode, GrantDeviceCode:
+	case GrantClientCredentials, GrantPassword, GrantRefreshToken, GrantAuthorizationCode, GrantDeviceCode, GrantJWTBearer:
 		return true
 	}
 	return false

@@ -87,6 +87,7 @@ func TestScriptAPIMatchesMaps(t *testing.T) {
 		{"bare introspection response", mapKeys(e.introspectionFields(bare)), hooks.IntrospectionResponse{}, true},
 		{"access and ID token argument", mapKeys(tokenArg(map[string]any{}, map[string]any{})), hooks.TokenArg{}, false},
 		{"refresh token argument", mapKeys(tokenArg(nil, map[string]any{})), hooks.TokenArg{}, true},
+		{"assertion argument", mapKeys(assertionArg(&TrustedIssuer{Name: "t"}, &ForeignJWT{Subject: "s"})), hooks.AssertionArg{}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			want := jsonFields(reflect.TypeOf(tc.typ), tc.required)

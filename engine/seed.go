@@ -14,6 +14,9 @@ type Seed struct {
 	Scripts []*SeedScript              `json:"scripts,omitempty"`
 	Clients []*ClientDoc               `json:"clients,omitempty"`
 	Users   []*UserDoc                 `json:"users,omitempty"`
+	// TrustedIssuers are the issuers of JWT bearer grants
+	// (docs/jwt-bearer.md).
+	TrustedIssuers []*TrustedIssuerDoc `json:"trusted_issuers,omitempty"`
 }
 
 // SeedScript is a script of a seed file; its source may live in a file
@@ -41,7 +44,7 @@ type Atomic interface {
 }
 
 // ImportError is a seed entry Import refused: Section is "config",
-// "scripts", "clients" or "users" and Index the entry's position in it
+// "scripts", "clients", "users" or "trusted_issuers" and Index the entry's position in it
 // (0 for config), so that a caller can point at the entry in its file.
 type ImportError struct {
 	Section string
@@ -184,6 +187,19 @@ func (e *Engine) apply(ctx context.Context, s *Seed, st *ImportStats) error {
 		}
 		count(created)
 	}
+	for i, ti := range s.TrustedIssuers {
+		doc := *ti
+		_, err := e.ReplaceTrustedIssuer(ctx, doc.Name, &doc)
+		created := errors.Is(err, CodeNotFound)
+		if created {
+			doc = *ti
+			_, err = e.CreateTrustedIssuer(ctx, &doc)
+		}
+		if err != nil {
+			return &ImportError{Section: "trusted_issuers", Index: i, Err: err}
+		}
+		count(created)
+	}
 	return nil
 }
 
@@ -212,6 +228,11 @@ func (e *Engine) Export(ctx context.Context) (*Seed, error) {
 	}
 	if s.Users, err = e.UserDocs(ctx); err != nil {
 		return nil, err
+	}
+	if e.st.TrustedIssuers != nil {
+		if s.TrustedIssuers, err = e.TrustedIssuerDocs(ctx); err != nil {
+			return nil, err
+		}
 	}
 	return s, nil
 }

@@ -29,6 +29,9 @@ type Stores struct {
 	Devices DeviceStore
 	// ScriptVersions keeps the scripts' histories; nil keeps none.
 	ScriptVersions ScriptVersionStore
+	// TrustedIssuers keeps the issuers of JWT bearer grants (RFC 7523);
+	// nil turns the grant off.
+	TrustedIssuers TrustedIssuerStore
 }
 
 // ClientStore keeps registered clients.

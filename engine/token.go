@@ -37,7 +37,9 @@ type TokenRequest struct {
 	// Resources are the resource parameters (RFC 8707 §2), as sent.
 	Resources  []string
 	DeviceCode string
-	Request    RequestInfo
+	// Assertion is the JWT of the JWT bearer grant (RFC 7523 §2.1).
+	Assertion string
+	Request   RequestInfo
 }
 
 // TokenResponse is the successful answer of RFC 6749 §5.1.
@@ -56,7 +58,10 @@ type grant struct {
 	client    *Client
 	grantType GrantType
 	user      *User
-	scope     string
+	// sub is the subject of a grant without a user (the JWT bearer
+	// grant's); else the user's name, or the client's id.
+	sub   string
+	scope string
 	// audience is the resources the access token is for (RFC 8707), and
 	// granted all that the grant covers, which its refresh token keeps.
 	audience, granted []string
@@ -75,6 +80,9 @@ type grant struct {
 }
 
 func (g *grant) subject() string {
+	if g.sub != "" {
+		return g.sub
+	}
 	if g.user != nil {
 		return g.user.Username
 	}
@@ -111,6 +119,8 @@ func (e *Engine) Token(ctx context.Context, req *TokenRequest) (*TokenResponse, 
 		g, err = e.codeGrant(ctx, client, req)
 	case GrantDeviceCode:
 		g, err = e.deviceGrant(ctx, client, req)
+	case GrantJWTBearer:
+		g, err = e.jwtBearerGrant(ctx, client, req)
 	}
 	var resp *TokenResponse
 	switch {

@@ -130,6 +130,9 @@ const (
 	FnAccessTokenLifetime  Function = "getAccessTokenLifetimeInSeconds"
 	FnIDTokenLifetime      Function = "getIdTokenLifetimeInSeconds"
 	FnRefreshTokenLifetime Function = "getRefreshTokenLifetimeInSeconds"
+	// FnValidateAssertion maps or refuses the subject of a JWT bearer
+	// grant's assertion (RFC 7523, docs/jwt-bearer.md).
+	FnValidateAssertion Function = "validateAssertion"
 )
 
 // Call is one invocation of a function a script may define.

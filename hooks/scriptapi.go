@@ -158,3 +158,19 @@ type TokenArg struct {
 	// changed.
 	Claims map[string]any `json:"claims"`
 }
+
+// AssertionArg is the assertion argument of validateAssertion: the JWT
+// of a JWT bearer grant (RFC 7523 §2.1), verified, and the subject the
+// token will be for (docs/jwt-bearer.md).
+type AssertionArg struct {
+	// The JWS header, for reading: edits are ignored.
+	Header map[string]any `json:"header"`
+	// The JWT's claims (iss, sub, aud, exp, jti and the issuer's own),
+	// for reading: edits are ignored.
+	Claims map[string]any `json:"claims"`
+	// The subject the token is for: the JWT's sub until a script sets
+	// another (a string of 1 to 1024 characters).
+	Subject string `json:"subject"`
+	// The name of the trusted issuer that signed the JWT.
+	TrustedIssuer string `json:"trusted_issuer"`
+}

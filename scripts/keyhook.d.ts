@@ -184,6 +184,28 @@ interface TokenArg {
   claims: Record<string, unknown>;
 }
 
+/**
+ * AssertionArg is the assertion argument of validateAssertion: the JWT
+ * of a JWT bearer grant (RFC 7523 §2.1), verified, and the subject the
+ * token will be for (docs/jwt-bearer.md).
+ */
+interface AssertionArg {
+  /** The JWS header, for reading: edits are ignored. */
+  header: Record<string, unknown>;
+  /**
+   * The JWT's claims (iss, sub, aud, exp, jti and the issuer's own),
+   * for reading: edits are ignored.
+   */
+  claims: Record<string, unknown>;
+  /**
+   * The subject the token is for: the JWT's sub until a script sets
+   * another (a string of 1 to 1024 characters).
+   */
+  subject: string;
+  /** The name of the trusted issuer that signed the JWT. */
+  trusted_issuer: string;
+}
+
 // The hook functions keyhook calls when a script defines them.
 
 /** Edits the introspection answer of an active token in place; true keeps the edits, false discards them. */
@@ -206,3 +228,6 @@ declare function getIdTokenLifetimeInSeconds(context: ScriptContext): number;
 
 /** A positive whole number of seconds (at most 10 years) overrides the refresh token's lifetime; anything else keeps it. */
 declare function getRefreshTokenLifetimeInSeconds(context: ScriptContext): number;
+
+/** Checks the assertion of a JWT bearer grant and may set assertion.subject; true accepts it, false refuses it (400 invalid_grant). */
+declare function validateAssertion(assertion: AssertionArg, context: ScriptContext): boolean;

@@ -890,6 +890,50 @@ func runContract(t *testing.T, open func(t *testing.T) *Store) {
 			isErr(t, "grant of a deleted client", err, engine.ErrNotFound)
 		}},
 
+		{"trusted issuers", func(t *testing.T, st *Store) {
+			ti := &engine.TrustedIssuer{Name: "partner", Issuer: "https://idp.example", JWKS: `{"keys":[]}`,
+				AllowedSubjects: []string{"alice", "*"}, AllowedScopes: []string{"read"}, AllowedClients: []string{"app"},
+				MaxLifetime: 300, Enabled: true, CreatedAt: ts(100), UpdatedAt: ts(200)}
+			noErr(t, "CreateTrustedIssuer", st.CreateTrustedIssuer(ctx, ti))
+			got, err := st.TrustedIssuerByName(ctx, "partner")
+			noErr(t, "TrustedIssuerByName", err)
+			equal(t, "round trip", got, ti)
+			got, err = st.TrustedIssuerByIssuer(ctx, "https://idp.example")
+			noErr(t, "TrustedIssuerByIssuer", err)
+			equal(t, "by issuer", got.Name, "partner")
+			_, err = st.TrustedIssuerByIssuer(ctx, "https://IDP.example")
+			isErr(t, "issuer compared exactly", err, engine.ErrNotFound)
+
+			dupName := *ti
+			dupName.Issuer = "https://other.example"
+			isErr(t, "same name", st.CreateTrustedIssuer(ctx, &dupName), engine.ErrConflict)
+			dupIss := *ti
+			dupIss.Name = "again"
+			isErr(t, "same issuer", st.CreateTrustedIssuer(ctx, &dupIss), engine.ErrConflict)
+
+			second := &engine.TrustedIssuer{Name: "b-second", Issuer: "https://second.example", JWKSURI: "https://second.example/jwks"}
+			noErr(t, "CreateTrustedIssuer second", st.CreateTrustedIssuer(ctx, second))
+			taking := *second
+			taking.Issuer = "https://idp.example"
+			isErr(t, "update taking another's issuer", st.UpdateTrustedIssuer(ctx, &taking), engine.ErrConflict)
+			changed := *ti
+			changed.Enabled, changed.AllowedClients, changed.UpdatedAt = false, nil, ts(300)
+			noErr(t, "UpdateTrustedIssuer", st.UpdateTrustedIssuer(ctx, &changed))
+			got, _ = st.TrustedIssuerByName(ctx, "partner")
+			equal(t, "updated", got, &changed)
+			missing := *ti
+			missing.Name = "missing"
+			isErr(t, "update missing", st.UpdateTrustedIssuer(ctx, &missing), engine.ErrNotFound)
+
+			all, err := st.TrustedIssuers(ctx)
+			noErr(t, "TrustedIssuers", err)
+			equal(t, "listed by name", []string{all[0].Name, all[1].Name}, []string{"b-second", "partner"})
+			noErr(t, "DeleteTrustedIssuer", st.DeleteTrustedIssuer(ctx, "partner"))
+			isErr(t, "delete again", st.DeleteTrustedIssuer(ctx, "partner"), engine.ErrNotFound)
+			_, err = st.TrustedIssuerByName(ctx, "partner")
+			isErr(t, "deleted", err, engine.ErrNotFound)
+		}},
+
 		{"login sessions trimmed per user", func(t *testing.T, st *Store) {
 			for _, u := range []string{"alice", "bob"} {
 				noErr(t, "CreateUser", st.CreateUser(ctx, &engine.User{Username: u}))

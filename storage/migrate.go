@@ -243,6 +243,25 @@ var migrations = []migration{
 		`CREATE INDEX device_grants_client_id_idx ON device_grants (client_id)`,
 		`CREATE INDEX device_grants_expires_at_idx ON device_grants (expires_at)`,
 	}},
+	{version: 13, name: "trusted issuers", up: []string{
+		// The issuers of JWT bearer grants (RFC 7523, docs/jwt-bearer.md);
+		// issuer is the exact iss, one trusted issuer per iss. The lists
+		// are JSON arrays. Their assertions' jti values are kept in
+		// used_jtis under "iss/" + issuer.
+		`CREATE TABLE trusted_issuers (
+			name TEXT PRIMARY KEY,
+			issuer TEXT NOT NULL UNIQUE,
+			jwks TEXT NOT NULL DEFAULT '',
+			jwks_uri TEXT NOT NULL DEFAULT '',
+			allowed_subjects TEXT NOT NULL DEFAULT '',
+			allowed_scopes TEXT NOT NULL DEFAULT '',
+			allowed_clients TEXT NOT NULL DEFAULT '',
+			max_lifetime BIGINT NOT NULL DEFAULT 0,
+			enabled BOOLEAN NOT NULL DEFAULT FALSE,
+			created_at BIGINT NOT NULL DEFAULT 0,
+			updated_at BIGINT NOT NULL DEFAULT 0
+		)`,
+	}},
 }
 
 // migrationLockID is the PostgreSQL advisory lock that serializes the

@@ -249,6 +249,7 @@ func (s *Store) Stores() engine.Stores {
 		Devices:    s,
 
 		ScriptVersions: s,
+		TrustedIssuers: s,
 	}
 }
 

@@ -60,6 +60,8 @@ func (s *Server) adminRoutes(e *echo.Echo) {
 
 	route(http.MethodPost, "/keys/rotate", "keys", s.rotateKey)
 
+	s.trustedIssuerRoutes(route)
+
 	e.GET("/admin/v1/openapi.json", s.openAPI)
 	// A static route: echo tries it before /scripts/:name, and no script
 	// can be called api.d.ts (names are [a-z0-9_-]).
@@ -85,6 +87,9 @@ func (s *Server) requireScope(area string) echo.MiddlewareFunc {
 			if c.Request().Method == http.MethodGet {
 				need = "keyhook:" + area + ".read"
 			}
+			if area == areaAdminOnly {
+				need = engine.AdminScope
+			}
 			for _, sc := range strings.Fields(t.Scope) {
 				if sc == engine.AdminScope || sc == need {
 					// The engine limits what a delegated token may do
@@ -94,6 +99,9 @@ func (s *Server) requireScope(area string) echo.MiddlewareFunc {
 					c.SetRequest(c.Request().WithContext(engine.WithAdminClient(ctx, t.ClientID)))
 					return next(c)
 				}
+			}
+			if need == engine.AdminScope {
+				return engine.Errorf(engine.CodeInsufficientScope, "this needs scope %s", engine.AdminScope)
 			}
 			return engine.Errorf(engine.CodeInsufficientScope, "this needs scope %s or %s", engine.AdminScope, need)
 		}

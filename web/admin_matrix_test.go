@@ -77,6 +77,14 @@ var routeAreas = map[string]string{
 	"POST /admin/v1/script-check":      "scripts",
 	"GET /admin/v1/script-stats":       "scripts",
 	"GET /admin/v1/clients/:id/sample": "clients",
+	// Trusted issuers (docs/jwt-bearer.md): read with their area's
+	// .read scope, written only with keyhook:admin ("admin").
+	"POST /admin/v1/trusted-issuers":         "admin",
+	"GET /admin/v1/trusted-issuers":          "trusted_issuers",
+	"GET /admin/v1/trusted-issuers/:name":    "trusted_issuers",
+	"PUT /admin/v1/trusted-issuers/:name":    "admin",
+	"PATCH /admin/v1/trusted-issuers/:name":  "admin",
+	"DELETE /admin/v1/trusted-issuers/:name": "admin",
 }
 
 // TestAdminScopeMatrix calls every registered route with no token, a
@@ -84,10 +92,11 @@ var routeAreas = map[string]string{
 // keyhook:<area>.read and .write: a route of an area answers 401 without
 // a token, 403 insufficient_scope without its scope (GET needs .read,
 // anything else .write; neither implies the other), and is served with
-// it or with keyhook:admin.
+// it or with keyhook:admin. A route of the area "admin" is served with
+// keyhook:admin only.
 func TestAdminScopeMatrix(t *testing.T) {
 	h := newHarness(t)
-	areas := []string{"clients", "scripts", "users", "config", "keys", "metrics"}
+	areas := []string{"clients", "scripts", "users", "config", "keys", "metrics", "trusted_issuers"}
 	scopes := []string{"", "api", "keyhook:admin"}
 	for _, a := range areas {
 		scopes = append(scopes, "keyhook:"+a+".read", "keyhook:"+a+".write")
@@ -127,6 +136,9 @@ func TestAdminScopeMatrix(t *testing.T) {
 				need := "keyhook:" + area + ".write"
 				if rt.Method == http.MethodGet {
 					need = "keyhook:" + area + ".read"
+				}
+				if area == "admin" {
+					need = "keyhook:admin"
 				}
 				switch {
 				case sc == "":

@@ -120,7 +120,8 @@ func (s *Server) token(c echo.Context) error {
 		Username: form.Get("username"), Password: form.Get("password"),
 		RefreshToken: form.Get("refresh_token"), Code: form.Get("code"),
 		RedirectURI: form.Get("redirect_uri"), CodeVerifier: form.Get("code_verifier"),
-		Resources: form[paramResource], DeviceCode: form.Get("device_code"), Request: requestInfo(c, form),
+		Resources: form[paramResource], DeviceCode: form.Get("device_code"), Assertion: form.Get("assertion"),
+		Request: requestInfo(c, form),
 	}
 	resp, err := s.eng.Token(c.Request().Context(), req)
 	if err != nil {

@@ -52,6 +52,7 @@ var shapes = []shape{
 	{reflect.TypeFor[hooks.FetchResponse](), false},
 	{reflect.TypeFor[hooks.IntrospectionResponse](), false},
 	{reflect.TypeFor[hooks.TokenArg](), false},
+	{reflect.TypeFor[hooks.AssertionArg](), false},
 }
 
 // hookFunction is a function a script may define (hooks.Function).
@@ -78,6 +79,8 @@ var hookFunctions = []hookFunction{
 		"A positive whole number of seconds (at most 10 years) overrides the ID token's lifetime; anything else keeps it."},
 	{hooks.FnRefreshTokenLifetime, "", nil, "number",
 		"A positive whole number of seconds (at most 10 years) overrides the refresh token's lifetime; anything else keeps it."},
+	{hooks.FnValidateAssertion, "assertion", reflect.TypeFor[hooks.AssertionArg](), "boolean",
+		"Checks the assertion of a JWT bearer grant and may set assertion.subject; true accepts it, false refuses it (400 invalid_grant)."},
 }
 
 // docs holds the doc comments of package hooks: by type name, and by
