@@ -412,6 +412,13 @@ func (e *Engine) deviceGrant(ctx context.Context, c *Client, req *TokenRequest) 
 	if !now.Before(g.ExpiresAt) {
 		return nil, Errorf(CodeExpiredToken, "the device_code has expired")
 	}
+	// RFC 8707 §2: the token request names the resources the token is
+	// for, each allowed for the client, as for the password grant; the
+	// refresh token covers them. Refused before the poll counts.
+	res, err := requestedResources(c, req.Resources)
+	if err != nil {
+		return nil, err
+	}
 	ok, err := e.st.Devices.PollDeviceGrant(ctx, g.ID, now, deviceSlowDownStep)
 	if err != nil {
 		return nil, storeFailure(err)
@@ -432,6 +439,6 @@ func (e *Engine) deviceGrant(ctx context.Context, c *Client, req *TokenRequest) 
 	if err != nil {
 		return nil, err
 	}
-	return &grant{client: c, grantType: GrantDeviceCode, user: u, scope: g.Scope, familyID: g.FamilyID,
-		authTime: g.AuthTime, device: g}, nil
+	return &grant{client: c, grantType: GrantDeviceCode, user: u, scope: g.Scope, audience: res, granted: res,
+		familyID: g.FamilyID, authTime: g.AuthTime, device: g}, nil
 }
