@@ -79,6 +79,9 @@ type Config struct {
 	// device code (RFC 8628 §3.2 interval), in whole seconds; default
 	// DefaultDevicePollInterval.
 	DevicePollInterval time.Duration
+	// MaxDeviceGrantsPerClient bounds the unexpired device codes of one
+	// client; default DefaultMaxDeviceGrantsPerClient.
+	MaxDeviceGrantsPerClient int
 }
 
 // Engine implements keyhook's endpoints without their transport. It is

@@ -1,10 +1,13 @@
 package web_test
 
 import (
+	"net/http"
 	"net/url"
 	"reflect"
 	"testing"
 	"time"
+
+	"github.com/keyhook/keyhook/engine"
 )
 
 // TestReviewDeviceResource: a device asking at the token endpoint for a
@@ -75,4 +78,31 @@ func TestReviewDeviceResource(t *testing.T) {
 	if in := h.introspect(tok.AccessToken); !reflect.DeepEqual(audOf(in["aud"]), []string{"https://files.example/"}) {
 		t.Fatalf("introspection %v", in)
 	}
+}
+
+// TestReviewDeviceAuthorizationBounded: a client holds at most
+// MaxDeviceGrantsPerClient unexpired device codes. A public client is
+// authenticated by its client_id alone, so without a bound anyone could
+// fill the database with device authorizations (as PAR bounds pushed
+// requests, docs/par.md).
+func TestReviewDeviceAuthorizationBounded(t *testing.T) {
+	h := newHarness(t, withDeviceFlow(30*time.Second, time.Second), withEngine(func(c *engine.Config) {
+		c.MaxDeviceGrantsPerClient = 3
+	}))
+	h.clock.freeze()
+	deviceSetup(t, h)
+	for range 3 {
+		h.mustDeviceAuth("tv", "", "api")
+	}
+	r := h.deviceAuth("tv", "", url.Values{"scope": {"api"}})
+	wantError(t, r, http.StatusTooManyRequests, "slow_down")
+	if r.header.Get("Retry-After") == "" {
+		t.Fatal("no Retry-After")
+	}
+	// Another client has its own allowance.
+	h.mustDeviceAuth("box", "box-secret", "api")
+	// Once they expire, the client may ask again.
+	h.clock.advance(31 * time.Second)
+	h.renewAdminToken()
+	h.mustDeviceAuth("tv", "", "api")
 }
