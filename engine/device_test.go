@@ -367,3 +367,41 @@ func TestReviewDeviceUserCodeBursts(t *testing.T) {
 		})
 	}
 }
+
+// TestReviewDeviceUserCodeTyposDoNotAddUp: the instance-wide limit on
+// wrong user codes is per 15 minutes (docs/device-flow.md): honest typos
+// spread over days, a few an hour, never lock the page for everyone. The
+// count was kept as long as no 15 minutes passed without a wrong code,
+// so on a busy instance it grew without end, and past the free ones
+// every typo locked every user out for up to the longest back-off.
+func TestReviewDeviceUserCodeTyposDoNotAddUp(t *testing.T) {
+	f := newDeviceFixture(t, engine.Throttle{Free: 1, MaxBackoff: 5 * time.Minute}) // 100 free for the instance
+	for i := range 150 {
+		f.clock.advance(10 * time.Minute)
+		ctx := engine.WithClientAddress(context.Background(), fmt.Sprintf("2001:db8:%x::1", i))
+		if _, err := f.e.DeviceLookup(ctx, "BBBB-BBBB", fmt.Sprintf("typo-%d", i)); !errors.Is(err, engine.ErrUserCodeInvalid) {
+			t.Fatalf("typo %d, 10 minutes after the last: %v", i, err)
+		}
+	}
+	// Right after the latest typo, someone else types a right code.
+	r := f.authorize(t)
+	ctx := engine.WithClientAddress(context.Background(), "198.51.100.9")
+	if _, err := f.e.DeviceLookup(ctx, r.UserCode, "honest"); err != nil {
+		t.Fatalf("a right code after typos spread over a day: %v", err)
+	}
+	// A burst of wrong codes within the window is still held back.
+	for i := 0; ; i++ {
+		ctx := engine.WithClientAddress(context.Background(), fmt.Sprintf("2001:db8:1:%x::1", i))
+		_, err := f.e.DeviceLookup(ctx, "BBBB-BBBB", fmt.Sprintf("burst-%d", i))
+		if err != nil && !errors.Is(err, engine.ErrUserCodeInvalid) {
+			wantCode(t, err, engine.CodeSlowDown)
+			if i < 99 || i > 101 {
+				t.Fatalf("held back after %d wrong codes, want about 100", i)
+			}
+			break
+		}
+		if i > 200 {
+			t.Fatal("never held back")
+		}
+	}
+}

@@ -171,6 +171,7 @@ func New(ctx context.Context, cfg Config, st Stores) (*Engine, error) {
 	}
 	if t := cfg.LoginThrottle.withDefaults(); t.Free > 0 {
 		e.userCodesAll = newThrottle(t.Free*userCodeOverallFactor, true, t.MaxBackoff, 1, cfg.Now)
+		e.userCodesAll.window = true
 	}
 	e.clients = newClientCache(cfg.RefreshInterval)
 	e.verified, _ = lru.New[[32]byte, verifiedJWT](verifiedJWTs)
