@@ -5,7 +5,6 @@ import (
 	"errors"
 	"strings"
 	"time"
-	"unicode/utf8"
 )
 
 // RequestURIPrefix starts every request_uri the pushed authorization
@@ -121,12 +120,6 @@ func (e *Engine) PushAuthorization(ctx context.Context, req *PushedAuthorization
 		return nil, Errorf(CodeInvalidRequest, "client_id does not match the authenticated client")
 	}
 	ar.ClientID = c.ID
-	if !utf8Request(&ar) {
-		// The request is stored as JSON, which would turn such bytes
-		// into U+FFFD: the state or nonce given back would not be the
-		// one sent.
-		return nil, Errorf(CodeInvalidRequest, "the parameters of a pushed request must be UTF-8")
-	}
 	if _, err := e.checkAuthorization(ctx, c, &ar, true); err != nil {
 		var re *RedirectError
 		if errors.As(err, &re) {
@@ -154,22 +147,6 @@ func (e *Engine) PushAuthorization(ctx context.Context, req *PushedAuthorization
 		return nil, storeFailure(err)
 	}
 	return &PushedAuthorizationResponse{RequestURI: value, ExpiresIn: int64(lifetime / time.Second)}, nil
-}
-
-// utf8Request reports whether every parameter of ar is valid UTF-8.
-func utf8Request(ar *AuthorizeRequest) bool {
-	for _, v := range []string{ar.ResponseType, ar.ClientID, ar.RedirectURI, ar.Scope, ar.State, ar.CodeChallenge,
-		ar.CodeChallengeMethod, ar.Nonce, ar.Prompt, ar.MaxAge, ar.LoginHint, ar.IDTokenHint} {
-		if !utf8.ValidString(v) {
-			return false
-		}
-	}
-	for _, v := range ar.Resources {
-		if !utf8.ValidString(v) {
-			return false
-		}
-	}
-	return true
 }
 
 // errBadRequestURI is the one answer for a request_uri that is unknown,

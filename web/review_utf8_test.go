@@ -76,4 +76,21 @@ func notUTF8Identifiers(t *testing.T, h *harness) {
 			t.Fatalf("sign-in: %d %s", s, b.page)
 		}
 	})
+	t.Run("authorization endpoint, nonce", func(t *testing.T) {
+		// The nonce is stored with the code: PostgreSQL refused it at
+		// the sign-in (503 after the password). It is refused before,
+		// at the client's redirect URI, as a malformed parameter.
+		u := h.url + "/oauth2/authorize?" + url.Values{"response_type": {"code"}, "client_id": {"app"},
+			"redirect_uri": {resRedir}, "scope": {"openid read"}, "state": {"s"}, "nonce": {"n\xff"}}.Encode()
+		resp, err := browser().Get(u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		readAll(resp)
+		loc, _ := url.Parse(resp.Header.Get("Location"))
+		if resp.StatusCode != http.StatusSeeOther || loc == nil || loc.Query().Get("error") != "invalid_request" ||
+			loc.Query().Get("state") != "s" {
+			t.Fatalf("%d %s", resp.StatusCode, loc)
+		}
+	})
 }
