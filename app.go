@@ -60,6 +60,8 @@ type options struct {
 	// deviceCodeSeconds, devicePollSeconds: the device flow's
 	// (docs/device-flow.md).
 	deviceCodeSeconds, devicePollSeconds int
+	// deviceMaxPerClient bounds one client's unexpired device codes.
+	deviceMaxPerClient int
 	// jwks_uri fetches (docs/client-auth.md).
 	jwksURIAllowPrivate bool
 	// The Go heap's target (docs/performance.md); 0 leaves Go's defaults.
@@ -85,6 +87,7 @@ func defaultOptions() *options {
 		parMaxPerClient:     engine.DefaultMaxPushedRequestsPerClient,
 		deviceCodeSeconds:   int(engine.DefaultDeviceCodeLifetime / time.Second),
 		devicePollSeconds:   int(engine.DefaultDevicePollInterval / time.Second),
+		deviceMaxPerClient:  engine.DefaultMaxDeviceGrantsPerClient,
 		memoryTargetMB:      defaultMemoryTargetMB,
 	}
 }
@@ -147,7 +150,8 @@ func withApp(ctx context.Context, o *options, kek []byte, log *slog.Logger, reg 
 		MaxPushedRequestsPerClient:         o.parMaxPerClient,
 		RequirePushedAuthorizationRequests: o.requirePAR,
 		DeviceCodeLifetime:                 time.Duration(o.deviceCodeSeconds) * time.Second,
-		DevicePollInterval:                 time.Duration(o.devicePollSeconds) * time.Second}, store.Stores())
+		DevicePollInterval:                 time.Duration(o.devicePollSeconds) * time.Second,
+		MaxDeviceGrantsPerClient:           o.deviceMaxPerClient}, store.Stores())
 	if err != nil {
 		return err
 	}

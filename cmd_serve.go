@@ -89,6 +89,8 @@ func serveFlags(fs *pflag.FlagSet, o *options) {
 		"how long a device code and its user code live (RFC 8628 expires_in), seconds")
 	fs.IntVar(&o.devicePollSeconds, "device-poll-interval-seconds", o.devicePollSeconds,
 		"least time a device waits between two polls of the token endpoint (RFC 8628 interval), seconds")
+	fs.IntVar(&o.deviceMaxPerClient, "device-max-per-client", o.deviceMaxPerClient,
+		"unexpired device codes one client may hold")
 	fs.String("trusted-proxies", "",
 		"comma-separated CIDRs of proxies whose X-Forwarded-For is believed (default none: the TCP peer is the address)")
 	fs.BoolVar(&o.jwksURIAllowPrivate, "jwks-uri-allow-private", false,
@@ -133,6 +135,7 @@ func finishServeOptions(o *options, fs *pflag.FlagSet, env lookupEnv) error {
 		{"--par-max-per-client", o.parMaxPerClient, 1, 1_000_000},
 		{"--device-code-seconds", o.deviceCodeSeconds, 60, 3600},
 		{"--device-poll-interval-seconds", o.devicePollSeconds, 1, 60},
+		{"--device-max-per-client", o.deviceMaxPerClient, 1, 1_000_000},
 		{"--script-memory-max-mb", o.scriptMemoryMax, 1, 16 << 10},
 		{"--script-workers", o.scriptWorkers, 0, 256},
 	} {

@@ -86,6 +86,31 @@ func TestDeviceFlowFlags(t *testing.T) {
 	}
 }
 
+// TestDeviceMaxPerClientFlag: --device-max-per-client (docs/device-flow.md)
+// defaults to the engine's 1000, reads its environment variable, and
+// refuses values out of range.
+func TestDeviceMaxPerClientFlag(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		env  map[string]string
+		want int // 0: refused
+	}{
+		{nil, nil, engine.DefaultMaxDeviceGrantsPerClient},
+		{[]string{"--device-max-per-client", "5000"}, nil, 5000},
+		{nil, map[string]string{"KEYHOOK_DEVICE_MAX_PER_CLIENT": "7"}, 7},
+		{[]string{"--device-max-per-client", "0"}, nil, 0},
+		{[]string{"--device-max-per-client", "1000001"}, nil, 0},
+	} {
+		o, err := parseServe(c.args, c.env)
+		switch {
+		case c.want == 0 && err == nil:
+			t.Errorf("%v %v: accepted", c.args, c.env)
+		case c.want != 0 && (err != nil || o.deviceMaxPerClient != c.want):
+			t.Errorf("%v %v: %v, %v; want %d", c.args, c.env, o, err, c.want)
+		}
+	}
+}
+
 // TestLoginSessionFlag: --login-session-seconds (docs/browser-flow.md)
 // defaults to the engine's 12 hours, reads its environment variable, and
 // refuses values outside 60 s to 30 days.

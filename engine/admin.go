@@ -439,5 +439,26 @@ func (e *Engine) BearerToken(ctx context.Context, value string) (*Token, error) 
 	if t == nil || t.Kind != KindAccess || !t.Active(e.now()) {
 		return nil, Errorf(CodeInvalidToken, "the access token is not active")
 	}
+	if !e.forThisServer(t) {
+		// RFC 8707 §2: a token asked for resources is for them; the
+		// resource server it was handed to must not be able to use it
+		// here (userinfo, the admin API).
+		return nil, Errorf(CodeInvalidToken, "the access token is for other resources than this server")
+	}
 	return t, nil
+}
+
+// forThisServer reports whether keyhook's own bearer endpoints take t: a
+// token asked for no resource, or for one that names this server (its
+// issuer, or a URL under it; docs/resource-indicators.md).
+func (e *Engine) forThisServer(t *Token) bool {
+	if len(t.Resources) == 0 {
+		return true
+	}
+	for _, r := range t.Resources {
+		if r == e.cfg.Issuer || strings.HasPrefix(r, strings.TrimSuffix(e.cfg.Issuer, "/")+"/") {
+			return true
+		}
+	}
+	return false
 }

@@ -110,6 +110,11 @@ type throttle struct {
 	// are admitted one at a time (identities; not addresses, which carry
 	// many honest callers at once).
 	serial bool
+	// window: failures count within one forget period from the first
+	// of them, however close together, rather than until the key has
+	// been quiet that long (the instance-wide limit on user codes,
+	// whose honest typos never stop on a busy instance).
+	window bool
 	max    time.Duration
 	now    func() time.Time
 	mu     sync.Mutex
@@ -120,6 +125,7 @@ type failures struct {
 	key     [32]byte
 	count   int       // failures not yet forgiven
 	last    time.Time // the latest failure
+	since   time.Time // the first failure counted (window throttles)
 	until   time.Time // locked out until
 	pending int       // attempts admitted and not yet ended
 }
@@ -154,7 +160,8 @@ func (t *throttle) admit(key string) (*failures, time.Duration) {
 		return &failures{key: k, pending: 1}, 0
 	}
 	forget := max(throttleForget, 2*t.max)
-	if f.pending == 0 && !now.Before(f.until) && now.Sub(f.last) > forget {
+	if f.pending == 0 && !now.Before(f.until) && now.Sub(f.last) > forget ||
+		t.window && !now.Before(f.until) && now.Sub(f.since) > forget {
 		f.count, f.until = 0, time.Time{}
 	}
 	if now.Before(f.until) {
@@ -191,6 +198,12 @@ func (t *throttle) end(f *failures, failed, forgive bool) {
 	case forgive:
 		f.count, f.until = 0, time.Time{}
 	case failed:
+		if t.window && now.Sub(f.since) > max(throttleForget, 2*t.max) {
+			f.count = 0
+		}
+		if f.count == 0 {
+			f.since = now
+		}
 		f.count++
 		f.last = now
 		if over := f.count - t.free; over > 0 {

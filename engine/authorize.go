@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // AuthorizeRequest is an authorization request (RFC 6749 §4.1.1,
@@ -172,6 +173,13 @@ func (e *Engine) checkAuthorization(ctx context.Context, c *Client, req *Authori
 		// Only request_uri values of pushed requests are taken
 		// (RFC 9126 §4); none is fetched (OIDC Core §6.2).
 		return nil, fail(CodeRequestURINotSupported, "the request_uri parameter is not supported")
+	}
+	if !utf8Request(req) {
+		// RFC 6749 Appendix B: parameters are UTF-8. A pushed request is
+		// stored as JSON, which would turn other bytes into U+FFFD (the
+		// state or nonce given back would not be the one sent), and the
+		// nonce is stored with the code, which PostgreSQL would refuse.
+		return nil, fail(CodeInvalidRequest, "the parameters must be UTF-8")
 	}
 	if !pushed && (e.cfg.RequirePushedAuthorizationRequests || c.RequirePushedAuthorizationRequests) {
 		// RFC 9126 §5, §6.
@@ -342,4 +350,20 @@ func (e *Engine) issueCode(ctx context.Context, a *Authorization, username strin
 		q.Set("state", a.Request.State)
 	}
 	return withQuery(a.RedirectURI, q), nil
+}
+
+// utf8Request reports whether every parameter of ar is valid UTF-8.
+func utf8Request(ar *AuthorizeRequest) bool {
+	for _, v := range []string{ar.ResponseType, ar.ClientID, ar.RedirectURI, ar.Scope, ar.State, ar.CodeChallenge,
+		ar.CodeChallengeMethod, ar.Nonce, ar.Prompt, ar.MaxAge, ar.LoginHint, ar.IDTokenHint} {
+		if !utf8.ValidString(v) {
+			return false
+		}
+	}
+	for _, v := range ar.Resources {
+		if !utf8.ValidString(v) {
+			return false
+		}
+	}
+	return true
 }

@@ -50,6 +50,12 @@ const (
 	// instance together may fail this many times the per-browser free
 	// failures before every guess is held back.
 	userCodeOverallFactor = 100
+	// DefaultMaxDeviceGrantsPerClient bounds the unexpired device codes of
+	// one client when Config.MaxDeviceGrantsPerClient is not set: a
+	// public client is authenticated by its client_id alone, so anyone
+	// may ask on its behalf, and the bound protects the database (as
+	// DefaultMaxPushedRequestsPerClient does for pushed requests).
+	DefaultMaxDeviceGrantsPerClient = 1000
 )
 
 // DeviceStatus is where the user is with a device authorization.
@@ -106,6 +112,8 @@ type DeviceStore interface {
 	// RedeemDeviceGrant marks the grant used at now and stores tokens,
 	// atomically, if and only if it was unused; as CodeStore.RedeemCode.
 	RedeemDeviceGrant(ctx context.Context, id string, now time.Time, tokens ...*Token) (bool, error)
+	// CountDeviceGrants counts the client's grants unexpired at now.
+	CountDeviceGrants(ctx context.Context, clientID string, now time.Time) (int64, error)
 	// PurgeDeviceGrants deletes grants that expired before t.
 	PurgeDeviceGrants(ctx context.Context, before time.Time) (int64, error)
 }
@@ -132,6 +140,13 @@ func (e *Engine) deviceCodeLifetime() time.Duration {
 		return e.cfg.DeviceCodeLifetime
 	}
 	return DefaultDeviceCodeLifetime
+}
+
+func (e *Engine) maxDeviceGrantsPerClient() int {
+	if e.cfg.MaxDeviceGrantsPerClient > 0 {
+		return e.cfg.MaxDeviceGrantsPerClient
+	}
+	return DefaultMaxDeviceGrantsPerClient
 }
 
 func (e *Engine) devicePollInterval() time.Duration {
@@ -162,6 +177,14 @@ func (e *Engine) DeviceAuthorization(ctx context.Context, req *DeviceAuthorizati
 	}
 	now := e.now()
 	lifetime, interval := e.deviceCodeLifetime(), e.devicePollInterval()
+	n, err := e.st.Devices.CountDeviceGrants(ctx, c.ID, now)
+	if err != nil {
+		return nil, storeFailure(err)
+	}
+	if n >= int64(e.maxDeviceGrantsPerClient()) {
+		return nil, &Error{Code: CodeSlowDown, RetryAfter: lifetime,
+			Description: "the client has too many unexpired device codes; use them or let them expire"}
+	}
 	deviceCode := randomToken()
 	g := &DeviceGrant{
 		ID: TokenHash(deviceCode), ClientID: c.ID, Scope: scope, Status: DevicePending, FamilyID: randomID(),
@@ -412,6 +435,13 @@ func (e *Engine) deviceGrant(ctx context.Context, c *Client, req *TokenRequest) 
 	if !now.Before(g.ExpiresAt) {
 		return nil, Errorf(CodeExpiredToken, "the device_code has expired")
 	}
+	// RFC 8707 §2: the token request names the resources the token is
+	// for, each allowed for the client, as for the password grant; the
+	// refresh token covers them. Refused before the poll counts.
+	res, err := requestedResources(c, req.Resources)
+	if err != nil {
+		return nil, err
+	}
 	ok, err := e.st.Devices.PollDeviceGrant(ctx, g.ID, now, deviceSlowDownStep)
 	if err != nil {
 		return nil, storeFailure(err)
@@ -432,6 +462,6 @@ func (e *Engine) deviceGrant(ctx context.Context, c *Client, req *TokenRequest) 
 	if err != nil {
 		return nil, err
 	}
-	return &grant{client: c, grantType: GrantDeviceCode, user: u, scope: g.Scope, familyID: g.FamilyID,
-		authTime: g.AuthTime, device: g}, nil
+	return &grant{client: c, grantType: GrantDeviceCode, user: u, scope: g.Scope, audience: res, granted: res,
+		familyID: g.FamilyID, authTime: g.AuthTime, device: g}, nil
 }

@@ -3,6 +3,7 @@ package engine_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"path/filepath"
@@ -24,6 +25,10 @@ type faultyDevices struct {
 	lookupFail atomic.Bool
 	// raced: RedeemDeviceGrant lets a concurrent redemption win first.
 	raced atomic.Bool
+	// gate, when set, holds every DeviceGrantByUserCode until it is
+	// closed; entered counts those held.
+	gate    chan struct{}
+	entered atomic.Int32
 }
 
 var errDown = errors.New("database down")
@@ -45,6 +50,10 @@ func (s *faultyDevices) PollDeviceGrant(ctx context.Context, id string, now time
 func (s *faultyDevices) DeviceGrantByUserCode(ctx context.Context, id string) (*engine.DeviceGrant, error) {
 	if s.lookupFail.Load() {
 		return nil, errDown
+	}
+	if s.gate != nil {
+		s.entered.Add(1)
+		<-s.gate
 	}
 	return s.DeviceStore.DeviceGrantByUserCode(ctx, id)
 }
@@ -281,5 +290,118 @@ func TestDeviceUserCodeThrottle(t *testing.T) {
 	_, err = f.e.DeviceLookup(ctx, r.UserCode, "b1")
 	if errors.As(err, &oe); oe == nil || oe.RetryAfter != 2*time.Second {
 		t.Fatalf("second lock-out: %v", err)
+	}
+}
+
+// TestReviewDeviceUserCodeBursts: once an address (or the instance) has
+// failed enough codes to be throttled, a burst of concurrent guesses
+// after the back-off is checked one at a time, not all at once. The
+// browser key is the attacker's to choose (a fresh CSRF cookie per
+// guess), so the address and the instance are the only bounds; were
+// they not serial, every back-off would end in a burst as large as the
+// attacker's concurrency (docs/device-flow.md, "Guessing user codes").
+func TestReviewDeviceUserCodeBursts(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		// addr: every guess from one address; else each from its own.
+		addr bool
+		free int
+	}{
+		{"one address", true, 2},
+		{"the instance", false, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newDeviceFixture(t, engine.Throttle{Free: tc.free, MaxBackoff: time.Minute})
+			f.authorize(t)
+			n := 0
+			ctx := func() context.Context {
+				n++
+				a := "198.51.100.7"
+				if !tc.addr {
+					a = fmt.Sprintf("2001:db8:%x::1", n)
+				}
+				return engine.WithClientAddress(context.Background(), a)
+			}
+			// Wrong codes, each from a fresh browser, until throttled.
+			for i := 0; ; i++ {
+				_, err := f.e.DeviceLookup(ctx(), "BBBB-BBBB", fmt.Sprintf("warm-%d", i))
+				if err != nil && !errors.Is(err, engine.ErrUserCodeInvalid) {
+					wantCode(t, err, engine.CodeSlowDown)
+					break
+				}
+				if i > 1000 {
+					t.Fatal("never throttled")
+				}
+			}
+			f.clock.advance(2 * time.Minute) // past the longest back-off
+
+			const burst = 8
+			f.devices.gate = make(chan struct{})
+			var returned atomic.Int32
+			done := make(chan struct{})
+			for i := range burst {
+				c := ctx()
+				go func() {
+					_, _ = f.e.DeviceLookup(c, "CCCC-CCCC", fmt.Sprintf("burst-%d", i))
+					returned.Add(1)
+					done <- struct{}{}
+				}()
+			}
+			// Every guess is either held in the store (checked) or has
+			// returned refused unchecked.
+			deadline := time.Now().Add(10 * time.Second)
+			for int(f.devices.entered.Load()+returned.Load()) < burst {
+				if time.Now().After(deadline) {
+					t.Fatalf("%d entered, %d returned", f.devices.entered.Load(), returned.Load())
+				}
+				time.Sleep(time.Millisecond)
+			}
+			checked := f.devices.entered.Load()
+			close(f.devices.gate)
+			for range burst {
+				<-done
+			}
+			if checked != 1 {
+				t.Fatalf("%d of %d concurrent guesses were checked after the back-off, want 1", checked, burst)
+			}
+		})
+	}
+}
+
+// TestReviewDeviceUserCodeTyposDoNotAddUp: the instance-wide limit on
+// wrong user codes is per 15 minutes (docs/device-flow.md): honest typos
+// spread over days, a few an hour, never lock the page for everyone. The
+// count was kept as long as no 15 minutes passed without a wrong code,
+// so on a busy instance it grew without end, and past the free ones
+// every typo locked every user out for up to the longest back-off.
+func TestReviewDeviceUserCodeTyposDoNotAddUp(t *testing.T) {
+	f := newDeviceFixture(t, engine.Throttle{Free: 1, MaxBackoff: 5 * time.Minute}) // 100 free for the instance
+	for i := range 150 {
+		f.clock.advance(10 * time.Minute)
+		ctx := engine.WithClientAddress(context.Background(), fmt.Sprintf("2001:db8:%x::1", i))
+		if _, err := f.e.DeviceLookup(ctx, "BBBB-BBBB", fmt.Sprintf("typo-%d", i)); !errors.Is(err, engine.ErrUserCodeInvalid) {
+			t.Fatalf("typo %d, 10 minutes after the last: %v", i, err)
+		}
+	}
+	// Right after the latest typo, someone else types a right code.
+	r := f.authorize(t)
+	ctx := engine.WithClientAddress(context.Background(), "198.51.100.9")
+	if _, err := f.e.DeviceLookup(ctx, r.UserCode, "honest"); err != nil {
+		t.Fatalf("a right code after typos spread over a day: %v", err)
+	}
+	// A burst of wrong codes within the window is still held back.
+	for i := 0; ; i++ {
+		ctx := engine.WithClientAddress(context.Background(), fmt.Sprintf("2001:db8:1:%x::1", i))
+		_, err := f.e.DeviceLookup(ctx, "BBBB-BBBB", fmt.Sprintf("burst-%d", i))
+		if err != nil && !errors.Is(err, engine.ErrUserCodeInvalid) {
+			wantCode(t, err, engine.CodeSlowDown)
+			if i < 99 || i > 101 {
+				t.Fatalf("held back after %d wrong codes, want about 100", i)
+			}
+			break
+		}
+		if i > 200 {
+			t.Fatal("never held back")
+		}
 	}
 }

@@ -79,6 +79,9 @@ type Config struct {
 	// device code (RFC 8628 §3.2 interval), in whole seconds; default
 	// DefaultDevicePollInterval.
 	DevicePollInterval time.Duration
+	// MaxDeviceGrantsPerClient bounds the unexpired device codes of one
+	// client; default DefaultMaxDeviceGrantsPerClient.
+	MaxDeviceGrantsPerClient int
 }
 
 // Engine implements keyhook's endpoints without their transport. It is
@@ -158,9 +161,17 @@ func New(ctx context.Context, cfg Config, st Stores) (*Engine, error) {
 	e.hashes = newHashBudget(cfg.PasswordHashMemoryMB, cfg.PasswordHashWait)
 	e.logins = newGuard(cfg.LoginThrottle, cfg.Now)
 	e.clientAuths = newGuard(cfg.ClientAuthThrottle, cfg.Now)
+	// The browser key of a user-code guess is the guesser's to choose,
+	// so the address and the instance are the bounds that hold: serial,
+	// so that a back-off does not end in a burst of concurrent guesses
+	// (device.go).
 	e.userCodes = newGuard(cfg.LoginThrottle, cfg.Now)
+	if e.userCodes.addr != nil {
+		e.userCodes.addr.serial = true
+	}
 	if t := cfg.LoginThrottle.withDefaults(); t.Free > 0 {
-		e.userCodesAll = newThrottle(t.Free*userCodeOverallFactor, false, t.MaxBackoff, 1, cfg.Now)
+		e.userCodesAll = newThrottle(t.Free*userCodeOverallFactor, true, t.MaxBackoff, 1, cfg.Now)
+		e.userCodesAll.window = true
 	}
 	e.clients = newClientCache(cfg.RefreshInterval)
 	e.verified, _ = lru.New[[32]byte, verifiedJWT](verifiedJWTs)

@@ -2,6 +2,7 @@ package storage
 
 import (
 	"context"
+	"unicode/utf8"
 
 	"gorm.io/gorm"
 
@@ -10,6 +11,9 @@ import (
 
 // ClientByID returns the client with id or engine.ErrNotFound.
 func (s *Store) ClientByID(ctx context.Context, id string) (*engine.Client, error) {
+	if !utf8.ValidString(id) {
+		return nil, engine.ErrNotFound // as UserByName: no stored id is, and PostgreSQL would refuse the query
+	}
 	var r clientRow
 	if err := s.conn(ctx).Where("id = ?", id).Take(&r).Error; err != nil {
 		return nil, translate(err)

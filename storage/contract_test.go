@@ -825,6 +825,17 @@ func runContract(t *testing.T, open func(t *testing.T) *Store) {
 			equal(t, "by user code", got, g)
 			_, err = st.DeviceGrantByUserCode(ctx, "absent")
 			isErr(t, "DeviceGrantByUserCode absent", err, engine.ErrNotFound)
+			for _, c := range []struct {
+				client string
+				at     int64
+				want   int64
+			}{{"c", 699, 1}, {"c", 700, 0}, {"other", 100, 0}} {
+				n, err := st.CountDeviceGrants(ctx, c.client, ts(c.at))
+				noErr(t, "CountDeviceGrants", err)
+				if n != c.want {
+					t.Errorf("CountDeviceGrants(%s, %d) = %d, want %d", c.client, c.at, n, c.want)
+				}
+			}
 
 			// Polls: the first passes, one 2 s later is too soon and adds
 			// 5 s to the interval, the next must wait 10 s from then.

@@ -145,6 +145,15 @@ func (s *Store) RedeemDeviceGrant(ctx context.Context, id string, now time.Time,
 	return true, nil
 }
 
+// CountDeviceGrants counts the device authorizations of clientID that
+// have not expired at now.
+func (s *Store) CountDeviceGrants(ctx context.Context, clientID string, now time.Time) (int64, error) {
+	var n int64
+	err := s.conn(ctx).Model(&deviceGrantRow{}).Where("client_id = ? AND expires_at > ?", clientID, nowNanos(now)).
+		Count(&n).Error
+	return n, translate(err)
+}
+
 // PurgeDeviceGrants deletes device authorizations that expired before t.
 func (s *Store) PurgeDeviceGrants(ctx context.Context, before time.Time) (int64, error) {
 	res := s.conn(ctx).Where("expires_at < ?", toNanos(before)).Delete(&deviceGrantRow{})

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"time"
+	"unicode/utf8"
 
 	"gorm.io/gorm"
 
@@ -12,6 +13,12 @@ import (
 
 // UserByName returns the user or engine.ErrNotFound.
 func (s *Store) UserByName(ctx context.Context, username string) (*engine.User, error) {
+	if !utf8.ValidString(username) {
+		// No stored username is: PostgreSQL's text is UTF-8, and would
+		// refuse the query rather than find nothing (a 503 for what a
+		// client typed).
+		return nil, engine.ErrNotFound
+	}
 	var r userRow
 	if err := s.conn(ctx).Where("username = ?", username).Take(&r).Error; err != nil {
 		return nil, translate(err)
