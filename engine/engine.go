@@ -79,6 +79,9 @@ type Config struct {
 	// device code (RFC 8628 §3.2 interval), in whole seconds; default
 	// DefaultDevicePollInterval.
 	DevicePollInterval time.Duration
+	// ForeignTokens verifies JWTs of other issuers presented for token
+	// exchange (exchange.go); nil refuses them all.
+	ForeignTokens ForeignTokenVerifier
 }
 
 // Engine implements keyhook's endpoints without their transport. It is

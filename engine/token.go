@@ -37,7 +37,12 @@ type TokenRequest struct {
 	// Resources are the resource parameters (RFC 8707 §2), as sent.
 	Resources  []string
 	DeviceCode string
-	Request    RequestInfo
+	// Token exchange parameters (RFC 8693 §2.1); Audiences may repeat.
+	SubjectToken, SubjectTokenType string
+	ActorToken, ActorTokenType     string
+	RequestedTokenType             string
+	Audiences                      []string
+	Request                        RequestInfo
 }
 
 // TokenResponse is the successful answer of RFC 6749 §5.1.
@@ -48,6 +53,8 @@ type TokenResponse struct {
 	Scope        string `json:"scope"`
 	RefreshToken string `json:"refresh_token,omitempty"`
 	IDToken      string `json:"id_token,omitempty"`
+	// IssuedTokenType answers a token exchange (RFC 8693 §2.2.1).
+	IssuedTokenType string `json:"issued_token_type,omitempty"`
 }
 
 // grant is what a grant handler established: who gets a token, for which
@@ -72,9 +79,20 @@ type grant struct {
 	// reused is the answer given again to a refresh token presented
 	// within its reuse interval (docs/refresh.md); nothing is issued.
 	reused *TokenResponse
+	// Token exchange (exchange.go): the subject's sub, the act claim,
+	// the audience values beside the resources, the issued token type,
+	// and the time the token may not outlive.
+	sub             string
+	act             map[string]any
+	logicalAudience []string
+	issuedTokenType string
+	notAfter        time.Time
 }
 
 func (g *grant) subject() string {
+	if g.sub != "" {
+		return g.sub
+	}
 	if g.user != nil {
 		return g.user.Username
 	}
@@ -111,6 +129,8 @@ func (e *Engine) Token(ctx context.Context, req *TokenRequest) (*TokenResponse, 
 		g, err = e.codeGrant(ctx, client, req)
 	case GrantDeviceCode:
 		g, err = e.deviceGrant(ctx, client, req)
+	case GrantTokenExchange:
+		g, err = e.exchangeGrant(ctx, client, req)
 	}
 	var resp *TokenResponse
 	switch {

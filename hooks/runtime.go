@@ -130,6 +130,8 @@ const (
 	FnAccessTokenLifetime  Function = "getAccessTokenLifetimeInSeconds"
 	FnIDTokenLifetime      Function = "getIdTokenLifetimeInSeconds"
 	FnRefreshTokenLifetime Function = "getRefreshTokenLifetimeInSeconds"
+	// FnModifyTokenExchange decides a token exchange (RFC 8693).
+	FnModifyTokenExchange Function = "modifyTokenExchange"
 )
 
 // Call is one invocation of a function a script may define.

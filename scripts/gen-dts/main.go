@@ -52,6 +52,8 @@ var shapes = []shape{
 	{reflect.TypeFor[hooks.FetchResponse](), false},
 	{reflect.TypeFor[hooks.IntrospectionResponse](), false},
 	{reflect.TypeFor[hooks.TokenArg](), false},
+	{reflect.TypeFor[hooks.TokenExchangeRequest](), false},
+	{reflect.TypeFor[hooks.ExchangeParty](), true},
 }
 
 // hookFunction is a function a script may define (hooks.Function).
@@ -78,6 +80,8 @@ var hookFunctions = []hookFunction{
 		"A positive whole number of seconds (at most 10 years) overrides the ID token's lifetime; anything else keeps it."},
 	{hooks.FnRefreshTokenLifetime, "", nil, "number",
 		"A positive whole number of seconds (at most 10 years) overrides the refresh token's lifetime; anything else keeps it."},
+	{hooks.FnModifyTokenExchange, "request", reflect.TypeFor[hooks.TokenExchangeRequest](), "boolean",
+		"Decides a token exchange (RFC 8693): true allows it as edited (scope, audience and resource may narrow), false refuses it (400 invalid_request)."},
 }
 
 // docs holds the doc comments of package hooks: by type name, and by
