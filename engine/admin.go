@@ -62,7 +62,7 @@ type ClientDoc struct {
 	RequirePushedAuthorizationRequests bool `json:"require_pushed_authorization_requests"`
 	// TokenExchange is which tokens the client may exchange (RFC 8693;
 	// docs/token-exchange.md); null is the default policy.
-	TokenExchange *TokenExchangePolicy `json:"token_exchange"`
+	TokenExchange *TokenExchangePolicy `json:"token_exchange,omitempty"`
 	// JanssenRunIntrospection is Janssen's name for
 	// RunIntrospectionBeforeJWT, accepted on input.
 	JanssenRunIntrospection *bool `json:"run_introspection_script_before_access_token_as_jwt_creation_and_include_claims,omitempty"`
@@ -140,6 +140,9 @@ func (e *Engine) clientFromDoc(ctx context.Context, doc *ClientDoc) (*Client, er
 	}
 	if err := checkTokenExchangePolicy(c.TokenExchange); err != nil {
 		return nil, fieldError("token_exchange", "%v", err)
+	}
+	if p := c.TokenExchange; p != nil {
+		p.SubjectClients, p.ActorClients, p.Audiences = nonNil(p.SubjectClients), nonNil(p.ActorClients), nonNil(p.Audiences)
 	}
 	if c.HasGrant(GrantAuthorizationCode) && len(c.RedirectURIs) == 0 {
 		return nil, fieldError("redirect_uris", "the authorization_code grant needs at least one redirect URI")

@@ -399,7 +399,7 @@ func TestTokenExchangeAdminPolicy(t *testing.T) {
 	h := newHarness(t)
 	exchangeSetup(t, h)
 	got := h.admin(http.MethodGet, "/clients/gateway", nil)
-	want := map[string]any{"subject_clients": []any{"frontend"}, "actor_clients": nil, "allow_impersonation": true,
+	want := map[string]any{"subject_clients": []any{"frontend"}, "actor_clients": []any{}, "allow_impersonation": true,
 		"allow_delegation": true, "audiences": []any{"orders", "refuse", "widen", "sneak"}}
 	if !reflect.DeepEqual(got.json["token_exchange"], want) {
 		t.Fatalf("token_exchange %v", got.json["token_exchange"])
