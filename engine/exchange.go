@@ -478,6 +478,19 @@ func exchangeParty(x *ExchangeToken) map[string]any {
 	return m
 }
 
+// exchangeArg is the request argument of modifyTokenExchange
+// (hooks.TokenExchangeRequest).
+func exchangeArg(sub, actor *ExchangeToken, issuedType, scope string, audiences, resources []string) map[string]any {
+	arg := map[string]any{
+		"subject": exchangeParty(sub), "actor": nil, "requested_token_type": issuedType,
+		"audience": anyList(audiences), "resource": anyList(resources), "scope": scope,
+	}
+	if actor != nil {
+		arg["actor"] = exchangeParty(actor)
+	}
+	return arg
+}
+
 func anyList(l []string) []any {
 	out := make([]any, len(l))
 	for i, s := range l {
@@ -504,13 +517,7 @@ func (e *Engine) runExchangeScripts(ctx context.Context, sc *scriptCall, c *Clie
 	if sub.Record != nil {
 		ctx = hooks.WithRolloutKey(ctx, sub.Record.ID)
 	}
-	arg := map[string]any{
-		"subject": exchangeParty(sub), "actor": nil, "requested_token_type": issuedType,
-		"audience": anyList(audiences), "resource": anyList(resources), "scope": scope,
-	}
-	if actor != nil {
-		arg["actor"] = exchangeParty(actor)
-	}
+	arg := exchangeArg(sub, actor, issuedType, scope, audiences, resources)
 	out, err := e.hooks.Run(ctx, scripts, hooks.FnModifyTokenExchange, arg, sc.context(hooks.PhaseToken, sub.Record), hooks.StopOnFalse)
 	if err != nil {
 		return "", nil, nil, scriptDenied(err)

@@ -391,8 +391,24 @@ function modifyTokenExchange(request, context) {
 	}
 	wantError(t, exchangeAs(h, "gateway", "gw-secret", alice, url.Values{"audience": {"widen"}}), 400, "invalid_scope")
 	wantError(t, exchangeAs(h, "gateway", "gw-secret", alice, url.Values{"audience": {"sneak"}}), 400, "invalid_target")
-	// A script that throws under on_error: deny refuses as a server error;
-	// the default (continue) goes on without it.
+
+	// A script that throws under on_error: deny refuses the exchange as a
+	// server error (docs/sandbox.md); under the default it is skipped.
+	for _, onError := range []string{"deny", "skip"} {
+		h.createScript(map[string]any{"name": "boom-" + onError, "type": "update_token", "timeout_ms": 5000, "on_error": onError,
+			"source": `function modifyTokenExchange(request, context) { if (request.scope === "write") throw new Error("no"); return true; }`})
+	}
+	bind := func(names ...string) {
+		if r := h.admin(http.MethodPatch, "/clients/gateway", map[string]any{"update_token_scripts": names}); r.status != 200 {
+			t.Fatalf("bind: %d %s", r.status, r.body)
+		}
+	}
+	bind("boom-deny")
+	wantError(t, exchangeAs(h, "gateway", "gw-secret", alice, url.Values{"scope": {"write"}}), 500, "server_error")
+	bind("boom-skip")
+	if r := exchangeAs(h, "gateway", "gw-secret", alice, url.Values{"scope": {"write"}}); r.status != 200 || r.str("scope") != "write" {
+		t.Fatalf("on_error skip: %d %s", r.status, r.body)
+	}
 }
 
 func TestTokenExchangeAdminPolicy(t *testing.T) {
