@@ -130,6 +130,8 @@ func (e *Engine) Token(ctx context.Context, req *TokenRequest) (*TokenResponse, 
 	case GrantDeviceCode:
 		g, err = e.deviceGrant(ctx, client, req)
 	case GrantTokenExchange:
+		// modifyTokenExchange and the issuance's scripts share one budget.
+		ctx = hooks.WithScriptBudget(ctx, e.cfg.ScriptBudget)
 		g, err = e.exchangeGrant(ctx, client, req)
 	}
 	var resp *TokenResponse
