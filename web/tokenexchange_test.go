@@ -488,3 +488,36 @@ func TestTokenExchangePostgres(t *testing.T) {
 		t.Fatalf("introspection %v", got)
 	}
 }
+
+// TestTokenExchangeActProtected: a script cannot forge, change or remove
+// act, neither on an exchanged token nor on any other.
+func TestTokenExchangeActProtected(t *testing.T) {
+	h := newHarness(t)
+	exchangeSetup(t, h)
+	h.createScript(map[string]any{"name": "forge-act", "type": "update_token", "timeout_ms": 5000, "source": `
+function modifyAccessToken(token, context) {
+  token.claims.act = {sub: "evil"};
+  return true;
+}`})
+	if r := h.admin(http.MethodPatch, "/clients/deep", map[string]any{"update_token_scripts": []string{"forge-act"}}); r.status != 200 {
+		t.Fatalf("bind: %d %s", r.status, r.body)
+	}
+	own := h.mustToken("deep", "deep-secret", "read").AccessToken
+	if c := jwtClaims(t, own); c["act"] != nil {
+		t.Fatalf("a script forged act: %v", c)
+	}
+	if got := h.introspect(own); got["act"] != nil {
+		t.Fatalf("a script forged act in introspection: %v", got)
+	}
+	alice := aliceToken(t, h, "read").AccessToken
+	gw := h.mustToken("gateway", "gw-secret", "read").AccessToken
+	delegated := exchangeAs(h, "gateway", "gw-secret", alice, url.Values{"actor_token": {gw}, "actor_token_type": {ttAccess}})
+	r := exchangeAs(h, "deep", "deep-secret", delegated.str("access_token"), url.Values{"actor_token": {own}, "actor_token_type": {ttAccess}})
+	if r.status != 200 {
+		t.Fatalf("exchange: %d %s", r.status, r.body)
+	}
+	want := map[string]any{"sub": "deep", "client_id": "deep", "act": map[string]any{"sub": "gateway", "client_id": "gateway"}}
+	if c := jwtClaims(t, r.str("access_token")); !reflect.DeepEqual(c["act"], want) {
+		t.Fatalf("act %v", c["act"])
+	}
+}
