@@ -60,6 +60,9 @@ type ClientDoc struct {
 	// RequirePushedAuthorizationRequests is RFC 9126 §6's client
 	// metadata.
 	RequirePushedAuthorizationRequests bool `json:"require_pushed_authorization_requests"`
+	// TokenExchange is which tokens the client may exchange (RFC 8693;
+	// docs/token-exchange.md); null is the default policy.
+	TokenExchange *TokenExchangePolicy `json:"token_exchange,omitempty"`
 	// JanssenRunIntrospection is Janssen's name for
 	// RunIntrospectionBeforeJWT, accepted on input.
 	JanssenRunIntrospection *bool `json:"run_introspection_script_before_access_token_as_jwt_creation_and_include_claims,omitempty"`
@@ -84,6 +87,7 @@ func (e *Engine) clientFromDoc(ctx context.Context, doc *ClientDoc) (*Client, er
 		RefreshTokenReuseInterval: doc.RefreshTokenReuseInterval, AllowedCORSOrigins: doc.AllowedCORSOrigins,
 		AllowedResources:                   doc.AllowedResources,
 		RequirePushedAuthorizationRequests: doc.RequirePushedAuthorizationRequests,
+		TokenExchange:                      doc.TokenExchange,
 	}
 	if doc.JanssenRunIntrospection != nil {
 		c.RunIntrospectionBeforeJWT = c.RunIntrospectionBeforeJWT || *doc.JanssenRunIntrospection
@@ -133,6 +137,12 @@ func (e *Engine) clientFromDoc(ctx context.Context, doc *ClientDoc) (*Client, er
 	}
 	if err := checkAllowedResources(c.AllowedResources); err != nil {
 		return nil, fieldError("allowed_resources", "%v", err)
+	}
+	if err := checkTokenExchangePolicy(c.TokenExchange); err != nil {
+		return nil, fieldError("token_exchange", "%v", err)
+	}
+	if p := c.TokenExchange; p != nil {
+		p.SubjectClients, p.ActorClients, p.Audiences = nonNil(p.SubjectClients), nonNil(p.ActorClients), nonNil(p.Audiences)
 	}
 	if c.HasGrant(GrantAuthorizationCode) && len(c.RedirectURIs) == 0 {
 		return nil, fieldError("redirect_uris", "the authorization_code grant needs at least one redirect URI")
@@ -237,6 +247,7 @@ func ClientDocument(c *Client) *ClientDoc {
 		RefreshTokenReuseInterval: c.RefreshTokenReuseInterval, AllowedCORSOrigins: nonNil(c.AllowedCORSOrigins),
 		AllowedResources:                   nonNil(c.AllowedResources),
 		RequirePushedAuthorizationRequests: c.RequirePushedAuthorizationRequests,
+		TokenExchange:                      c.TokenExchange,
 	}
 	if d.Attributes == nil {
 		d.Attributes = map[string]string{}

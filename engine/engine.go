@@ -82,6 +82,9 @@ type Config struct {
 	// MaxDeviceGrantsPerClient bounds the unexpired device codes of one
 	// client; default DefaultMaxDeviceGrantsPerClient.
 	MaxDeviceGrantsPerClient int
+	// ForeignTokens verifies JWTs of other issuers presented for token
+	// exchange (exchange.go); nil refuses them all.
+	ForeignTokens ForeignTokenVerifier
 }
 
 // Engine implements keyhook's endpoints without their transport. It is

@@ -202,6 +202,10 @@ func (e *Engine) introspectionFields(t *Token) map[string]any {
 	if t.Username != "" {
 		m["username"] = t.Username
 	}
+	if t.Actor != nil {
+		// RFC 8693 §4.1: act belongs in the introspection answer too.
+		m["act"] = t.Actor
+	}
 	return m
 }
 

@@ -11,7 +11,9 @@ import (
 )
 
 // protectedClaims are the claims scripts may not change (docs/sandbox.md).
-var protectedClaims = []string{"iss", "jti", "iat", "nbf", "exp", "client_id"}
+// act is the token exchange's (RFC 8693 §4.1): only the server says who
+// acts for whom.
+var protectedClaims = []string{"iss", "jti", "iat", "nbf", "exp", "client_id", "act"}
 
 // protectedHeaderNames are the JWS header fields scripts may not set or
 // change: those that choose the key or algorithm a verifier uses (alg,
@@ -87,7 +89,7 @@ func (e *Engine) dropAddedReservedScopes(fields map[string]any, granted string, 
 // standardAccessClaims are kept in Token fields rather than Token.Claims.
 var standardAccessClaims = map[string]bool{
 	"iss": true, "sub": true, "aud": true, "exp": true, "iat": true, "nbf": true,
-	"jti": true, "client_id": true, "scope": true,
+	"jti": true, "client_id": true, "scope": true, "act": true,
 }
 
 // JWT types (RFC 9068 §2.1, RFC 9701 §5).
@@ -119,8 +121,13 @@ func (e *Engine) issue(ctx context.Context, g *grant, req *RequestInfo) (*TokenR
 		// RFC 8707 §2: the token is for the resources asked.
 		at.Audience, at.Resources = slices.Clone(g.audience), slices.Clone(g.audience)
 	}
+	if len(g.logicalAudience) > 0 {
+		// RFC 8693 §2.1: and for the audience values asked.
+		at.Audience = append(slices.Clone(g.logicalAudience), g.audience...)
+	}
+	at.Actor = g.act
 	var opaque string
-	if c.AccessTokenAsJWT {
+	if c.AccessTokenAsJWT || g.issuedTokenType == TokenTypeJWT {
 		at.Format, at.ID = FormatJWT, randomID()
 	} else {
 		// Made before the scripts run: its hash picks the version of a
@@ -142,6 +149,11 @@ func (e *Engine) issue(ctx context.Context, g *grant, req *RequestInfo) (*TokenR
 		return nil, scriptDenied(err)
 	}
 	at.ExpiresAt = now.Add(time.Duration(lt.access) * time.Second)
+	if !g.notAfter.IsZero() && at.ExpiresAt.After(g.notAfter) {
+		// An exchanged token does not outlive the tokens it came from.
+		at.ExpiresAt = g.notAfter
+		lt.access = max(int64(g.notAfter.Sub(now)/time.Second), 0)
+	}
 
 	claims := e.accessClaims(at)
 	header := map[string]any{}
@@ -149,7 +161,7 @@ func (e *Engine) issue(ctx context.Context, g *grant, req *RequestInfo) (*TokenR
 		if k := e.currentKey(); k != nil {
 			header = map[string]any{"alg": string(k.alg), "kid": k.kid, "typ": typAccessToken}
 		}
-		if c.RunIntrospectionBeforeJWT {
+		if c.AccessTokenAsJWT && c.RunIntrospectionBeforeJWT {
 			if claims, err = e.introspectionClaims(ctx, sc, at, claims); err != nil {
 				return nil, err
 			}
@@ -169,7 +181,7 @@ func (e *Engine) issue(ctx context.Context, g *grant, req *RequestInfo) (*TokenR
 	}
 	e.applyAccessClaims(at, claims)
 
-	resp := &TokenResponse{TokenType: "Bearer", ExpiresIn: lt.access, Scope: at.Scope}
+	resp := &TokenResponse{TokenType: "Bearer", ExpiresIn: lt.access, Scope: at.Scope, IssuedTokenType: g.issuedTokenType}
 	if at.Format == FormatJWT {
 		if resp.AccessToken, at.KeyID, err = e.signJWT(typAccessToken, header, claims); err != nil {
 			return nil, Wrap(CodeServerError, err, "the access token could not be signed")
@@ -179,7 +191,10 @@ func (e *Engine) issue(ctx context.Context, g *grant, req *RequestInfo) (*TokenR
 	}
 	tokens := []*Token{at}
 
-	if c.HasGrant(GrantRefreshToken) && g.grantType != GrantClientCredentials && g.grantType != GrantJWTBearer {
+	// Token exchange issues the access token alone: a refresh token or
+	// an ID token would outlive or widen what was presented.
+	exchange := g.grantType == GrantTokenExchange
+	if c.HasGrant(GrantRefreshToken) && g.grantType != GrantClientCredentials && g.grantType != GrantJWTBearer && !exchange {
 		rt, value, err := e.refreshToken(ctx, sc, g, at, now, lt.refresh, updateScripts)
 		if err != nil {
 			return nil, err
@@ -189,7 +204,7 @@ func (e *Engine) issue(ctx context.Context, g *grant, req *RequestInfo) (*TokenR
 			resp.RefreshToken = value
 		}
 	}
-	if g.user != nil && hasScope(at.Scope, "openid") {
+	if g.user != nil && hasScope(at.Scope, "openid") && !exchange {
 		if resp.IDToken, err = e.idToken(ctx, sc, g, at, now, lt.id, updateScripts); err != nil {
 			return nil, err
 		}
@@ -275,6 +290,9 @@ func (e *Engine) accessClaims(at *Token) map[string]any {
 	}
 	for k, v := range at.Claims {
 		claims[k] = v
+	}
+	if at.Actor != nil {
+		claims["act"] = at.Actor
 	}
 	return claims
 }

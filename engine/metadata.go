@@ -152,7 +152,7 @@ func (e *Engine) buildMetadata(clients []*Client) map[string]any {
 		"require_pushed_authorization_requests":                    e.cfg.RequirePushedAuthorizationRequests,
 		"jwks_uri":                                                 iss + PathJWKS,
 		"device_authorization_endpoint":                            iss + PathDeviceAuthorization,
-		"grant_types_supported":                                    []string{"authorization_code", "client_credentials", "password", "refresh_token", string(GrantDeviceCode), string(GrantJWTBearer)},
+		"grant_types_supported":                                    []string{"authorization_code", "client_credentials", "password", "refresh_token", string(GrantDeviceCode), string(GrantJWTBearer), string(GrantTokenExchange)},
 		"response_types_supported":                                 []string{"code"},
 		"response_modes_supported":                                 []string{"query"},
 		"subject_types_supported":                                  []string{"public"},

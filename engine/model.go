@@ -20,7 +20,7 @@ const (
 // KnownGrant reports whether g is a grant keyhook implements.
 func KnownGrant(g GrantType) bool {
 	switch g {
-	case GrantClientCredentials, GrantPassword, GrantRefreshToken, GrantAuthorizationCode, GrantDeviceCode, GrantJWTBearer:
+	case GrantClientCredentials, GrantPassword, GrantRefreshToken, GrantAuthorizationCode, GrantDeviceCode, GrantJWTBearer, GrantTokenExchange:
 		return true
 	}
 	return false
@@ -91,7 +91,10 @@ type Client struct {
 	// RequirePushedAuthorizationRequests makes the authorization
 	// endpoint take only pushed requests of this client (RFC 9126 §6).
 	RequirePushedAuthorizationRequests bool
-	CreatedAt, UpdatedAt               time.Time
+	// TokenExchange is which tokens the client may exchange (RFC 8693,
+	// docs/token-exchange.md); nil is the zero policy.
+	TokenExchange        *TokenExchangePolicy
+	CreatedAt, UpdatedAt time.Time
 }
 
 // Public reports whether the client has no credentials of its own.
@@ -139,6 +142,9 @@ type Token struct {
 	Resources []string
 	// KeyID is the kid of the key that signed a JWT.
 	KeyID string
+	// Actor is the act claim of a token issued by token exchange
+	// (RFC 8693 §4.1): who acts for the subject; nil for others.
+	Actor map[string]any
 	// Claims are the claims beyond the standard ones, as scripts left them.
 	Claims    map[string]any
 	IssuedAt  time.Time

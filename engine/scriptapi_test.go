@@ -60,6 +60,8 @@ func TestScriptAPIMatchesMaps(t *testing.T) {
 		req: &RequestInfo{Method: "POST", Header: map[string][]string{"Accept": {"*/*"}}},
 	}
 	e := &Engine{}
+	fullParty := &ExchangeToken{Issuer: "https://other.example", Subject: "s", ClientID: "c1", Username: "u", Scope: "read",
+		ExpiresAt: now, Act: map[string]any{"sub": "a"}}
 
 	// config and secrets are the script's own, added by the dispatcher
 	// (hooks.withConfig); log and fetch by the runtime.
@@ -88,6 +90,9 @@ func TestScriptAPIMatchesMaps(t *testing.T) {
 		{"access and ID token argument", mapKeys(tokenArg(map[string]any{}, map[string]any{})), hooks.TokenArg{}, false},
 		{"refresh token argument", mapKeys(tokenArg(nil, map[string]any{})), hooks.TokenArg{}, true},
 		{"assertion argument", mapKeys(assertionArg(&TrustedIssuer{Name: "t"}, &ForeignJWT{Subject: "s"})), hooks.AssertionArg{}, false},
+		{"token exchange request", mapKeys(exchangeArg(fullParty, nil, TokenTypeAccessToken, "read", nil, nil)), hooks.TokenExchangeRequest{}, false},
+		{"exchange party", mapKeys(exchangeParty(fullParty)), hooks.ExchangeParty{}, false},
+		{"bare exchange party", mapKeys(exchangeParty(&ExchangeToken{})), hooks.ExchangeParty{}, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			want := jsonFields(reflect.TypeOf(tc.typ), tc.required)

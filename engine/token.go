@@ -39,7 +39,12 @@ type TokenRequest struct {
 	DeviceCode string
 	// Assertion is the JWT of the JWT bearer grant (RFC 7523 §2.1).
 	Assertion string
-	Request   RequestInfo
+	// Token exchange parameters (RFC 8693 §2.1); Audiences may repeat.
+	SubjectToken, SubjectTokenType string
+	ActorToken, ActorTokenType     string
+	RequestedTokenType             string
+	Audiences                      []string
+	Request                        RequestInfo
 }
 
 // TokenResponse is the successful answer of RFC 6749 §5.1.
@@ -50,6 +55,8 @@ type TokenResponse struct {
 	Scope        string `json:"scope"`
 	RefreshToken string `json:"refresh_token,omitempty"`
 	IDToken      string `json:"id_token,omitempty"`
+	// IssuedTokenType answers a token exchange (RFC 8693 §2.2.1).
+	IssuedTokenType string `json:"issued_token_type,omitempty"`
 }
 
 // grant is what a grant handler established: who gets a token, for which
@@ -58,8 +65,9 @@ type grant struct {
 	client    *Client
 	grantType GrantType
 	user      *User
-	// sub is the subject of a grant without a user (the JWT bearer
-	// grant's); else the user's name, or the client's id.
+	// sub is the subject when it is neither the user's name nor the
+	// client's id: the JWT bearer grant's (mapped) assertion subject, or
+	// the subject token's sub of a token exchange.
 	sub   string
 	scope string
 	// audience is the resources the access token is for (RFC 8707), and
@@ -77,6 +85,13 @@ type grant struct {
 	// reused is the answer given again to a refresh token presented
 	// within its reuse interval (docs/refresh.md); nothing is issued.
 	reused *TokenResponse
+	// Token exchange (exchange.go): the act claim, the audience values
+	// beside the resources, the issued token type, and the time the
+	// token may not outlive.
+	act             map[string]any
+	logicalAudience []string
+	issuedTokenType string
+	notAfter        time.Time
 }
 
 func (g *grant) subject() string {
@@ -121,6 +136,10 @@ func (e *Engine) Token(ctx context.Context, req *TokenRequest) (*TokenResponse, 
 		g, err = e.deviceGrant(ctx, client, req)
 	case GrantJWTBearer:
 		g, err = e.jwtBearerGrant(ctx, client, req)
+	case GrantTokenExchange:
+		// modifyTokenExchange and the issuance's scripts share one budget.
+		ctx = hooks.WithScriptBudget(ctx, e.cfg.ScriptBudget)
+		g, err = e.exchangeGrant(ctx, client, req)
 	}
 	var resp *TokenResponse
 	switch {

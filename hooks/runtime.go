@@ -133,6 +133,8 @@ const (
 	// FnValidateAssertion maps or refuses the subject of a JWT bearer
 	// grant's assertion (RFC 7523, docs/jwt-bearer.md).
 	FnValidateAssertion Function = "validateAssertion"
+	// FnModifyTokenExchange decides a token exchange (RFC 8693).
+	FnModifyTokenExchange Function = "modifyTokenExchange"
 )
 
 // Call is one invocation of a function a script may define.

@@ -174,3 +174,41 @@ type AssertionArg struct {
 	// The name of the trusted issuer that signed the JWT.
 	TrustedIssuer string `json:"trusted_issuer"`
 }
+
+// TokenExchangeRequest is the request argument of modifyTokenExchange: a
+// token exchange (RFC 8693 §2.1) the policy of the requesting client
+// already allows (docs/token-exchange.md). Edit scope, audience and
+// resource to narrow it; what is left is checked against the policy
+// again, so nothing widens past it.
+type TokenExchangeRequest struct {
+	// The subject_token: whom the new token stands for.
+	Subject ExchangeParty `json:"subject"`
+	// The actor_token, for delegation; null for impersonation.
+	Actor *ExchangeParty `json:"actor"`
+	// The token type to issue: urn:ietf:params:oauth:token-type:access_token
+	// or urn:ietf:params:oauth:token-type:jwt.
+	RequestedTokenType string `json:"requested_token_type"`
+	// The audience values asked for.
+	Audience []string `json:"audience"`
+	// The resource indicators (RFC 8707) asked for.
+	Resource []string `json:"resource"`
+	// Space-separated scopes the new token will have.
+	Scope string `json:"scope"`
+}
+
+// ExchangeParty is a token presented for token exchange, as verified.
+type ExchangeParty struct {
+	Sub string `json:"sub"`
+	// The client the token was issued to.
+	ClientID string `json:"client_id"`
+	// Space-separated scopes of the token.
+	Scope string `json:"scope"`
+	// Seconds since the Unix epoch.
+	Exp int64 `json:"exp"`
+	// The issuer of a foreign JWT; absent for this server's tokens.
+	Iss string `json:"iss,omitempty"`
+	// The token's user, if it has one.
+	Username string `json:"username,omitempty"`
+	// The token's own act claim: the actors it already names.
+	Act map[string]any `json:"act,omitempty"`
+}

@@ -206,6 +206,48 @@ interface AssertionArg {
   trusted_issuer: string;
 }
 
+/**
+ * TokenExchangeRequest is the request argument of modifyTokenExchange: a
+ * token exchange (RFC 8693 §2.1) the policy of the requesting client
+ * already allows (docs/token-exchange.md). Edit scope, audience and
+ * resource to narrow it; what is left is checked against the policy
+ * again, so nothing widens past it.
+ */
+interface TokenExchangeRequest {
+  /** The subject_token: whom the new token stands for. */
+  subject: ExchangeParty;
+  /** The actor_token, for delegation; null for impersonation. */
+  actor: ExchangeParty | null;
+  /**
+   * The token type to issue: urn:ietf:params:oauth:token-type:access_token
+   * or urn:ietf:params:oauth:token-type:jwt.
+   */
+  requested_token_type: string;
+  /** The audience values asked for. */
+  audience: string[];
+  /** The resource indicators (RFC 8707) asked for. */
+  resource: string[];
+  /** Space-separated scopes the new token will have. */
+  scope: string;
+}
+
+/** ExchangeParty is a token presented for token exchange, as verified. */
+interface ExchangeParty {
+  readonly sub: string;
+  /** The client the token was issued to. */
+  readonly client_id: string;
+  /** Space-separated scopes of the token. */
+  readonly scope: string;
+  /** Seconds since the Unix epoch. */
+  readonly exp: number;
+  /** The issuer of a foreign JWT; absent for this server's tokens. */
+  readonly iss?: string;
+  /** The token's user, if it has one. */
+  readonly username?: string;
+  /** The token's own act claim: the actors it already names. */
+  readonly act?: Readonly<Record<string, unknown>>;
+}
+
 // The hook functions keyhook calls when a script defines them.
 
 /** Edits the introspection answer of an active token in place; true keeps the edits, false discards them. */
@@ -231,3 +273,6 @@ declare function getRefreshTokenLifetimeInSeconds(context: ScriptContext): numbe
 
 /** Checks the assertion of a JWT bearer grant and may set assertion.subject; true accepts it, false refuses it (400 invalid_grant). */
 declare function validateAssertion(assertion: AssertionArg, context: ScriptContext): boolean;
+
+/** Decides a token exchange (RFC 8693): true allows it as edited (scope, audience and resource may narrow), false refuses it (400 invalid_request). */
+declare function modifyTokenExchange(request: TokenExchangeRequest, context: ScriptContext): boolean;

@@ -262,6 +262,13 @@ var migrations = []migration{
 			updated_at BIGINT NOT NULL DEFAULT 0
 		)`,
 	}},
+	{version: 14, name: "token exchange", up: []string{
+		// RFC 8693 (docs/token-exchange.md): a client's token_exchange
+		// policy, a JSON object ("" when none), and the act claim of an
+		// exchanged token, a JSON object ("" when none).
+		`ALTER TABLE clients ADD COLUMN token_exchange TEXT NOT NULL DEFAULT ''`,
+		`ALTER TABLE tokens ADD COLUMN act TEXT NOT NULL DEFAULT ''`,
+	}},
 }
 
 // migrationLockID is the PostgreSQL advisory lock that serializes the

@@ -38,8 +38,10 @@ type clientRow struct {
 	AllowedCORSOrigins        string `gorm:"column:allowed_cors_origins"`
 	AllowedResources          string `gorm:"column:allowed_resources"`
 	RequirePAR                bool   `gorm:"column:require_pushed_authorization_requests"`
-	CreatedAt                 int64  `gorm:"column:created_at;autoCreateTime:false"`
-	UpdatedAt                 int64  `gorm:"column:updated_at;autoUpdateTime:false"`
+	// TokenExchange holds Client.TokenExchange as JSON ("" when none).
+	TokenExchange string `gorm:"column:token_exchange"`
+	CreatedAt     int64  `gorm:"column:created_at;autoCreateTime:false"`
+	UpdatedAt     int64  `gorm:"column:updated_at;autoUpdateTime:false"`
 }
 
 func (clientRow) TableName() string { return "clients" }
@@ -82,6 +84,11 @@ func clientToRow(c *engine.Client) (*clientRow, error) {
 			return nil, fmt.Errorf("storage: client %s: %w", c.ID, err)
 		}
 	}
+	if c.TokenExchange != nil {
+		if r.TokenExchange, err = encodeJSON(c.TokenExchange); err != nil {
+			return nil, fmt.Errorf("storage: client %s: %w", c.ID, err)
+		}
+	}
 	return r, nil
 }
 
@@ -117,6 +124,7 @@ func (r *clientRow) toEngine() (*engine.Client, error) {
 		{r.Attributes, &c.Attributes},
 		{r.AllowedCORSOrigins, &c.AllowedCORSOrigins},
 		{r.AllowedResources, &c.AllowedResources},
+		{r.TokenExchange, &c.TokenExchange},
 	} {
 		if err := decodeJSON(f.src, f.dst); err != nil {
 			return nil, fmt.Errorf("storage: client %s: %w", r.ID, err)
@@ -148,6 +156,8 @@ type tokenRow struct {
 	SuccessorUntil int64  `gorm:"column:successor_until"`
 	// Resources holds Token.Resources, a JSON list ("" when none).
 	Resources string `gorm:"column:resources"`
+	// Act holds Token.Actor, a JSON object ("" when none).
+	Act string `gorm:"column:act"`
 }
 
 func (tokenRow) TableName() string { return "tokens" }
@@ -184,6 +194,11 @@ func tokenToRow(t *engine.Token) (*tokenRow, error) {
 	if t.Successor != nil {
 		r.Successor, r.SuccessorUntil = t.Successor.Sealed, toNanos(t.Successor.Until)
 	}
+	if t.Actor != nil {
+		if r.Act, err = encodeJSON(t.Actor); err != nil {
+			return nil, fmt.Errorf("storage: token act: %w", err)
+		}
+	}
 	return r, nil
 }
 
@@ -219,6 +234,9 @@ func (r *tokenRow) toEngine() (*engine.Token, error) {
 		return nil, fmt.Errorf("storage: token claims: %w", err)
 	}
 	t.Claims = claims
+	if t.Actor, err = decodeObject(r.Act); err != nil {
+		return nil, fmt.Errorf("storage: token act: %w", err)
+	}
 	return t, nil
 }
 

@@ -14,8 +14,8 @@ import (
 
 // oauthForm reads the parameters of an OAuth request: the body of a POST
 // (which must be form-encoded) or the query of a GET. A parameter sent
-// twice is invalid_request (RFC 6749 §3.1, §3.2), except resource, which
-// may be repeated (RFC 8707 §2); a body over the route's limit is
+// twice is invalid_request (RFC 6749 §3.1, §3.2), except resource and
+// audience, which may be repeated (RFC 8707 §2, RFC 8693 §2.1); a body over the route's limit is
 // returned as read, for handleError to answer 413.
 func oauthForm(c echo.Context) (url.Values, error) {
 	r := c.Request()
@@ -36,7 +36,7 @@ func oauthForm(c echo.Context) (url.Values, error) {
 		vals = r.PostForm
 	}
 	for k, v := range vals {
-		if len(v) > 1 && k != paramResource {
+		if len(v) > 1 && k != paramResource && k != paramAudience {
 			return nil, engine.Errorf(engine.CodeInvalidRequest, "parameter %s is repeated", k)
 		}
 	}
@@ -45,6 +45,9 @@ func oauthForm(c echo.Context) (url.Values, error) {
 
 // paramResource is the resource indicator parameter (RFC 8707 §2).
 const paramResource = "resource"
+
+// paramAudience is token exchange's audience parameter (RFC 8693 §2.1).
+const paramAudience = "audience"
 
 // credentials reads client credentials from the Authorization header and
 // the form (RFC 6749 §2.3.1, RFC 7523 §2.2).
@@ -121,7 +124,10 @@ func (s *Server) token(c echo.Context) error {
 		RefreshToken: form.Get("refresh_token"), Code: form.Get("code"),
 		RedirectURI: form.Get("redirect_uri"), CodeVerifier: form.Get("code_verifier"),
 		Resources: form[paramResource], DeviceCode: form.Get("device_code"), Assertion: form.Get("assertion"),
-		Request: requestInfo(c, form),
+		Request:      requestInfo(c, form),
+		SubjectToken: form.Get("subject_token"), SubjectTokenType: form.Get("subject_token_type"),
+		ActorToken: form.Get("actor_token"), ActorTokenType: form.Get("actor_token_type"),
+		RequestedTokenType: form.Get("requested_token_type"), Audiences: form[paramAudience],
 	}
 	resp, err := s.eng.Token(c.Request().Context(), req)
 	if err != nil {

@@ -53,6 +53,8 @@ var shapes = []shape{
 	{reflect.TypeFor[hooks.IntrospectionResponse](), false},
 	{reflect.TypeFor[hooks.TokenArg](), false},
 	{reflect.TypeFor[hooks.AssertionArg](), false},
+	{reflect.TypeFor[hooks.TokenExchangeRequest](), false},
+	{reflect.TypeFor[hooks.ExchangeParty](), true},
 }
 
 // hookFunction is a function a script may define (hooks.Function).
@@ -81,6 +83,8 @@ var hookFunctions = []hookFunction{
 		"A positive whole number of seconds (at most 10 years) overrides the refresh token's lifetime; anything else keeps it."},
 	{hooks.FnValidateAssertion, "assertion", reflect.TypeFor[hooks.AssertionArg](), "boolean",
 		"Checks the assertion of a JWT bearer grant and may set assertion.subject; true accepts it, false refuses it (400 invalid_grant)."},
+	{hooks.FnModifyTokenExchange, "request", reflect.TypeFor[hooks.TokenExchangeRequest](), "boolean",
+		"Decides a token exchange (RFC 8693): true allows it as edited (scope, audience and resource may narrow), false refuses it (400 invalid_request)."},
 }
 
 // docs holds the doc comments of package hooks: by type name, and by
