@@ -60,6 +60,8 @@ type ClientDoc struct {
 	// RequirePushedAuthorizationRequests is RFC 9126 §6's client
 	// metadata.
 	RequirePushedAuthorizationRequests bool `json:"require_pushed_authorization_requests"`
+	// DPoPBoundAccessTokens is RFC 9449 §5.2's client metadata.
+	DPoPBoundAccessTokens bool `json:"dpop_bound_access_tokens"`
 	// JanssenRunIntrospection is Janssen's name for
 	// RunIntrospectionBeforeJWT, accepted on input.
 	JanssenRunIntrospection *bool `json:"run_introspection_script_before_access_token_as_jwt_creation_and_include_claims,omitempty"`
@@ -84,6 +86,7 @@ func (e *Engine) clientFromDoc(ctx context.Context, doc *ClientDoc) (*Client, er
 		RefreshTokenReuseInterval: doc.RefreshTokenReuseInterval, AllowedCORSOrigins: doc.AllowedCORSOrigins,
 		AllowedResources:                   doc.AllowedResources,
 		RequirePushedAuthorizationRequests: doc.RequirePushedAuthorizationRequests,
+		DPoPBoundAccessTokens:              doc.DPoPBoundAccessTokens,
 	}
 	if doc.JanssenRunIntrospection != nil {
 		c.RunIntrospectionBeforeJWT = c.RunIntrospectionBeforeJWT || *doc.JanssenRunIntrospection
@@ -237,6 +240,7 @@ func ClientDocument(c *Client) *ClientDoc {
 		RefreshTokenReuseInterval: c.RefreshTokenReuseInterval, AllowedCORSOrigins: nonNil(c.AllowedCORSOrigins),
 		AllowedResources:                   nonNil(c.AllowedResources),
 		RequirePushedAuthorizationRequests: c.RequirePushedAuthorizationRequests,
+		DPoPBoundAccessTokens:              c.DPoPBoundAccessTokens,
 	}
 	if d.Attributes == nil {
 		d.Attributes = map[string]string{}
@@ -430,14 +434,7 @@ func (e *Engine) UpdateProperties(ctx context.Context, patch map[string]json.Raw
 }
 
 // BearerToken finds the active access token a request presents as
-// Authorization: Bearer (admin API, userinfo).
+// Authorization: Bearer; a DPoP-bound token is refused (ResourceToken).
 func (e *Engine) BearerToken(ctx context.Context, value string) (*Token, error) {
-	t, err := e.lookupToken(ctx, value)
-	if err != nil {
-		return nil, err
-	}
-	if t == nil || t.Kind != KindAccess || !t.Active(e.now()) {
-		return nil, Errorf(CodeInvalidToken, "the access token is not active")
-	}
-	return t, nil
+	return e.ResourceToken(ctx, &ResourceAccess{Scheme: "Bearer", Token: value})
 }

@@ -79,6 +79,9 @@ type Config struct {
 	// device code (RFC 8628 §3.2 interval), in whole seconds; default
 	// DefaultDevicePollInterval.
 	DevicePollInterval time.Duration
+	// DPoPNonce makes DPoP proofs carry a server nonce (RFC 9449 §8,
+	// docs/dpop.md).
+	DPoPNonce bool
 }
 
 // Engine implements keyhook's endpoints without their transport. It is
@@ -91,6 +94,8 @@ type Engine struct {
 	props atomic.Pointer[Properties]
 	keys  keyRing
 	seal  *sealer
+	// nonceKey makes the DPoP server nonces (dpop.go).
+	nonceKey []byte
 	// kek seals keys at rest; nil without Config.KEK. sealKeyPlain is
 	// whether the sealing key was found stored in the clear.
 	kek          *sealer

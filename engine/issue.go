@@ -10,8 +10,10 @@ import (
 	"github.com/keyhook/keyhook/hooks"
 )
 
-// protectedClaims are the claims scripts may not change (docs/sandbox.md).
-var protectedClaims = []string{"iss", "jti", "iat", "nbf", "exp", "client_id"}
+// protectedClaims are the claims scripts may not change (docs/sandbox.md):
+// cnf is the DPoP key a token is bound to (RFC 9449 §6), which a script
+// may neither remove, change nor add.
+var protectedClaims = []string{"iss", "jti", "iat", "nbf", "exp", "client_id", "cnf"}
 
 // protectedHeaderNames are the JWS header fields scripts may not set or
 // change: those that choose the key or algorithm a verifier uses (alg,
@@ -87,7 +89,7 @@ func (e *Engine) dropAddedReservedScopes(fields map[string]any, granted string, 
 // standardAccessClaims are kept in Token fields rather than Token.Claims.
 var standardAccessClaims = map[string]bool{
 	"iss": true, "sub": true, "aud": true, "exp": true, "iat": true, "nbf": true,
-	"jti": true, "client_id": true, "scope": true,
+	"jti": true, "client_id": true, "scope": true, "cnf": true,
 }
 
 // JWT types (RFC 9068 §2.1, RFC 9701 §5).
@@ -114,6 +116,7 @@ func (e *Engine) issue(ctx context.Context, g *grant, req *RequestInfo) (*TokenR
 	at := &Token{
 		Kind: KindAccess, Format: FormatOpaque, ClientID: c.ID, Subject: g.subject(), Scope: g.scope,
 		GrantType: g.grantType, FamilyID: g.familyID, Audience: []string{c.ID}, IssuedAt: now, AuthTime: g.authTime,
+		JKT: g.jkt,
 	}
 	if len(g.audience) > 0 {
 		// RFC 8707 §2: the token is for the resources asked.
@@ -170,6 +173,9 @@ func (e *Engine) issue(ctx context.Context, g *grant, req *RequestInfo) (*TokenR
 	e.applyAccessClaims(at, claims)
 
 	resp := &TokenResponse{TokenType: "Bearer", ExpiresIn: lt.access, Scope: at.Scope}
+	if at.JKT != "" {
+		resp.TokenType = TokenTypeDPoP // RFC 9449 §5
+	}
 	if at.Format == FormatJWT {
 		if resp.AccessToken, at.KeyID, err = e.signJWT(typAccessToken, header, claims); err != nil {
 			return nil, Wrap(CodeServerError, err, "the access token could not be signed")
@@ -276,6 +282,10 @@ func (e *Engine) accessClaims(at *Token) map[string]any {
 	for k, v := range at.Claims {
 		claims[k] = v
 	}
+	delete(claims, "cnf")
+	if at.JKT != "" {
+		claims["cnf"] = cnfClaim(at.JKT) // RFC 9449 §6.1
+	}
 	return claims
 }
 
@@ -368,6 +378,12 @@ func (e *Engine) refreshToken(ctx context.Context, sc *scriptCall, g *grant, at 
 		Scope: scope, GrantType: g.grantType, FamilyID: g.familyID, Audience: []string{g.client.ID},
 		Resources: slices.Clone(g.granted),
 		IssuedAt:  now, ExpiresAt: now.Add(time.Duration(lifetime) * time.Second), AuthTime: g.authTime,
+	}
+	if g.client.Public() {
+		// RFC 9449 §5: a public client's refresh token is bound to the
+		// DPoP key too; a confidential client's is not, since the client
+		// authenticates when it refreshes.
+		rt.JKT = g.jkt
 	}
 	if len(scripts) > 0 {
 		claims := map[string]any{

@@ -91,7 +91,10 @@ type Client struct {
 	// RequirePushedAuthorizationRequests makes the authorization
 	// endpoint take only pushed requests of this client (RFC 9126 §6).
 	RequirePushedAuthorizationRequests bool
-	CreatedAt, UpdatedAt               time.Time
+	// DPoPBoundAccessTokens makes the token endpoint take only requests
+	// of this client with a DPoP proof (RFC 9449 §5.2).
+	DPoPBoundAccessTokens bool
+	CreatedAt, UpdatedAt  time.Time
 }
 
 // Public reports whether the client has no credentials of its own.
@@ -139,6 +142,9 @@ type Token struct {
 	Resources []string
 	// KeyID is the kid of the key that signed a JWT.
 	KeyID string
+	// JKT is the RFC 7638 thumbprint of the DPoP key the token is bound
+	// to (cnf.jkt, RFC 9449 §6), "" for a bearer token.
+	JKT string
 	// Claims are the claims beyond the standard ones, as scripts left them.
 	Claims    map[string]any
 	IssuedAt  time.Time

@@ -243,6 +243,13 @@ var migrations = []migration{
 		`CREATE INDEX device_grants_client_id_idx ON device_grants (client_id)`,
 		`CREATE INDEX device_grants_expires_at_idx ON device_grants (expires_at)`,
 	}},
+	{version: 15, name: "dpop", up: []string{
+		// DPoP (RFC 9449, docs/dpop.md): the thumbprint of the key a token
+		// is bound to ('' for a bearer token), and the client metadata
+		// dpop_bound_access_tokens (RFC 9449 §5.2).
+		`ALTER TABLE tokens ADD COLUMN jkt TEXT NOT NULL DEFAULT ''`,
+		`ALTER TABLE clients ADD COLUMN dpop_bound_access_tokens BOOLEAN NOT NULL DEFAULT FALSE`,
+	}},
 }
 
 // migrationLockID is the PostgreSQL advisory lock that serializes the

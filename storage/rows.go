@@ -38,6 +38,7 @@ type clientRow struct {
 	AllowedCORSOrigins        string `gorm:"column:allowed_cors_origins"`
 	AllowedResources          string `gorm:"column:allowed_resources"`
 	RequirePAR                bool   `gorm:"column:require_pushed_authorization_requests"`
+	DPoPBoundAccessTokens     bool   `gorm:"column:dpop_bound_access_tokens"`
 	CreatedAt                 int64  `gorm:"column:created_at;autoCreateTime:false"`
 	UpdatedAt                 int64  `gorm:"column:updated_at;autoUpdateTime:false"`
 }
@@ -62,6 +63,7 @@ func clientToRow(c *engine.Client) (*clientRow, error) {
 		IDTokenLifetime:           c.IDTokenLifetime,
 		RefreshTokenReuseInterval: c.RefreshTokenReuseInterval,
 		RequirePAR:                c.RequirePushedAuthorizationRequests,
+		DPoPBoundAccessTokens:     c.DPoPBoundAccessTokens,
 		CreatedAt:                 toNanos(c.CreatedAt),
 		UpdatedAt:                 toNanos(c.UpdatedAt),
 	}
@@ -104,6 +106,7 @@ func (r *clientRow) toEngine() (*engine.Client, error) {
 		RefreshTokenReuseInterval:          r.RefreshTokenReuseInterval,
 		CreatedAt:                          fromNanos(r.CreatedAt),
 		RequirePushedAuthorizationRequests: r.RequirePAR,
+		DPoPBoundAccessTokens:              r.DPoPBoundAccessTokens,
 		UpdatedAt:                          fromNanos(r.UpdatedAt),
 	}
 	for _, f := range []struct {
@@ -148,6 +151,8 @@ type tokenRow struct {
 	SuccessorUntil int64  `gorm:"column:successor_until"`
 	// Resources holds Token.Resources, a JSON list ("" when none).
 	Resources string `gorm:"column:resources"`
+	// JKT holds Token.JKT, the DPoP key's thumbprint ("" when unbound).
+	JKT string `gorm:"column:jkt"`
 }
 
 func (tokenRow) TableName() string { return "tokens" }
@@ -163,6 +168,7 @@ func tokenToRow(t *engine.Token) (*tokenRow, error) {
 	}
 	r := &tokenRow{
 		Resources: listJSON(t.Resources),
+		JKT:       t.JKT,
 		ID:        t.ID,
 		Kind:      string(t.Kind),
 		Format:    string(t.Format),
@@ -199,6 +205,7 @@ func (r *tokenRow) toEngine() (*engine.Token, error) {
 		GrantType: engine.GrantType(r.GrantType),
 		FamilyID:  r.FamilyID,
 		KeyID:     r.KeyID,
+		JKT:       r.JKT,
 		IssuedAt:  fromNanos(r.IssuedAt),
 		ExpiresAt: fromNanos(r.ExpiresAt),
 		AuthTime:  fromNanos(r.AuthTime),

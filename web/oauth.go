@@ -94,6 +94,24 @@ func bearer(c echo.Context) (string, bool) {
 	return strings.TrimSpace(value), true
 }
 
+// resourceAccess reads the access token of Authorization: Bearer (RFC
+// 6750 §2.1) or DPoP (RFC 9449 §7.1), with the request's DPoP proofs;
+// false when the request uses neither scheme.
+func resourceAccess(c echo.Context) (*engine.ResourceAccess, bool) {
+	scheme, value, _ := strings.Cut(c.Request().Header.Get("Authorization"), " ")
+	if !strings.EqualFold(scheme, "Bearer") && !strings.EqualFold(scheme, engine.TokenTypeDPoP) {
+		return nil, false
+	}
+	return &engine.ResourceAccess{Scheme: scheme, Token: strings.TrimSpace(value), DPoP: dpopProof(c)}, true
+}
+
+// dpopProof is the request's DPoP headers (RFC 9449 §4.1), method and
+// path; the engine puts its issuer in front of the path.
+func dpopProof(c echo.Context) engine.DPoPProof {
+	r := c.Request()
+	return engine.DPoPProof{Headers: r.Header.Values("DPoP"), Method: r.Method, Path: r.URL.EscapedPath()}
+}
+
 // requestInfo is the request as scripts may see it; the engine filters
 // out credentials, and only when a script runs.
 func requestInfo(c echo.Context, form url.Values) engine.RequestInfo {
@@ -121,12 +139,16 @@ func (s *Server) token(c echo.Context) error {
 		RefreshToken: form.Get("refresh_token"), Code: form.Get("code"),
 		RedirectURI: form.Get("redirect_uri"), CodeVerifier: form.Get("code_verifier"),
 		Resources: form[paramResource], DeviceCode: form.Get("device_code"), Request: requestInfo(c, form),
+		DPoP: dpopProof(c),
 	}
 	resp, err := s.eng.Token(c.Request().Context(), req)
 	if err != nil {
 		return err
 	}
 	noStore(c)
+	if n := s.eng.DPoPNonce(); n != "" {
+		c.Response().Header().Set("DPoP-Nonce", n) // RFC 9449 §8.2
+	}
 	return c.JSON(http.StatusOK, resp)
 }
 
@@ -161,8 +183,8 @@ func (s *Server) introspect(c echo.Context) error {
 	req := &engine.IntrospectionRequest{
 		Token: form.Get("token"), TokenTypeHint: form.Get("token_type_hint"), Request: requestInfo(c, form),
 	}
-	if tok, ok := bearer(c); ok {
-		req.Bearer, req.BearerGiven = tok, true
+	if ra, ok := resourceAccess(c); ok {
+		req.Bearer, req.BearerGiven, req.Scheme, req.DPoP = ra.Token, true, ra.Scheme, ra.DPoP
 	} else if req.Credentials, err = credentials(c, form); err != nil {
 		return err
 	}
