@@ -204,6 +204,9 @@ type AuthCode struct {
 	// Resources are the resource indicators (RFC 8707) of the
 	// authorization request: what the grant covers.
 	Resources []string
+	// DPoPJKT is the thumbprint of the DPoP key the code is bound to
+	// (dpop_jkt, RFC 9449 §10), "" when none.
+	DPoPJKT   string
 	FamilyID  string
 	AuthTime  time.Time
 	ExpiresAt time.Time

@@ -390,6 +390,11 @@ func (e *Engine) codeGrant(ctx context.Context, c *Client, req *TokenRequest) (*
 			return nil, Errorf(CodeInvalidGrant, "code_verifier does not match the code_challenge")
 		}
 	}
+	if code.DPoPJKT != "" && code.DPoPJKT != req.dpopJKT {
+		// RFC 9449 §10: a code bound by dpop_jkt is redeemed only with a
+		// proof by that key; the code stays for the rightful client.
+		return nil, Errorf(CodeInvalidGrant, "the code is bound to a DPoP key (dpop_jkt): send a proof by that key")
+	}
 	aud, err := narrowResources(c, code.Resources, req.Resources)
 	if err != nil {
 		return nil, err

@@ -574,7 +574,7 @@ func runContract(t *testing.T, open func(t *testing.T) *Store) {
 				ID: "h1", ClientID: "c", Username: "alice", RedirectURI: "https://a.example/cb",
 				Scope: "openid", CodeChallenge: "chal", CodeChallengeMethod: "S256", Nonce: "n",
 				FamilyID: "fam", AuthTime: ts(50), ExpiresAt: ts(200),
-				Resources: []string{"https://api.example", "https://files.example/v1"},
+				Resources: []string{"https://api.example", "https://files.example/v1"}, DPoPJKT: "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I",
 			}
 			noErr(t, "CreateCode", st.CreateCode(ctx, code))
 			isErr(t, "CreateCode dup", st.CreateCode(ctx, code), engine.ErrConflict)

@@ -245,10 +245,12 @@ var migrations = []migration{
 	}},
 	{version: 15, name: "dpop", up: []string{
 		// DPoP (RFC 9449, docs/dpop.md): the thumbprint of the key a token
-		// is bound to ('' for a bearer token), and the client metadata
+		// or code is bound to ('' for a bearer token), and the client metadata
 		// dpop_bound_access_tokens (RFC 9449 §5.2).
 		`ALTER TABLE tokens ADD COLUMN jkt TEXT NOT NULL DEFAULT ''`,
 		`ALTER TABLE clients ADD COLUMN dpop_bound_access_tokens BOOLEAN NOT NULL DEFAULT FALSE`,
+		// dpop_jkt of the authorization request (RFC 9449 §10).
+		`ALTER TABLE auth_codes ADD COLUMN dpop_jkt TEXT NOT NULL DEFAULT ''`,
 	}},
 }
 

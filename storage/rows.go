@@ -457,6 +457,7 @@ type authCodeRow struct {
 	UsedAt              int64  `gorm:"column:used_at"`
 	// Resources holds AuthCode.Resources, a JSON list ("" when none).
 	Resources string `gorm:"column:resources"`
+	DPoPJKT   string `gorm:"column:dpop_jkt"`
 }
 
 func (authCodeRow) TableName() string { return "auth_codes" }
@@ -476,6 +477,7 @@ func authCodeToRow(c *engine.AuthCode) *authCodeRow {
 		ExpiresAt:           toNanos(c.ExpiresAt),
 		UsedAt:              toNanos(c.UsedAt),
 		Resources:           listJSON(c.Resources),
+		DPoPJKT:             c.DPoPJKT,
 	}
 }
 
@@ -488,6 +490,7 @@ func (r *authCodeRow) toEngine() *engine.AuthCode {
 	}
 	return &engine.AuthCode{
 		Resources:           res,
+		DPoPJKT:             r.DPoPJKT,
 		ID:                  r.ID,
 		ClientID:            r.ClientID,
 		Username:            r.Username,

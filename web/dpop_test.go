@@ -721,3 +721,71 @@ func TestDPoPReplayAcrossInstances(t *testing.T) {
 		nb.mustDecodeToken(nb.dpopForm("/oauth2/token", ccGrant, "app", "app-secret", k.sign(t, header, claims)))
 	})
 }
+
+// TestDPoPAuthorizationCodeBinding: dpop_jkt in the authorization
+// request, or a proof at the pushed authorization request endpoint,
+// binds the code to a key (RFC 9449 §10): it is redeemed only with a
+// proof by that key, and a refused redemption leaves it to the client.
+func TestDPoPAuthorizationCodeBinding(t *testing.T) {
+	h := newHarness(t)
+	spa, web := parSetup(t, h)
+	k := newDPoPKey(t, "ES256")
+	tokenURL := h.url + "/oauth2/token"
+	redeem := func(cfg *oauth2.Config, code, verifier string, key *dpopKey) *response {
+		vals := url.Values{"grant_type": {"authorization_code"}, "code": {code}, "redirect_uri": {cfg.RedirectURL}}
+		id, secret := cfg.ClientID, cfg.ClientSecret
+		if verifier != "" {
+			vals.Set("code_verifier", verifier)
+		}
+		if secret == "" {
+			vals.Set("client_id", id)
+			id = ""
+		}
+		if key == nil {
+			return h.form("/oauth2/token", vals, id, secret)
+		}
+		return h.dpopForm("/oauth2/token", vals, id, secret, key.proof(t, h, "POST", tokenURL, ""))
+	}
+
+	t.Run("dpop_jkt at the authorization endpoint", func(t *testing.T) {
+		v := oauth2.GenerateVerifier()
+		u := spa.AuthCodeURL("s", oauth2.S256ChallengeOption(v), oauth2.SetAuthURLParam("dpop_jkt", k.thumbprint(t)))
+		resp := login(t, browser(), u, "alice", "alice-pw")
+		code := codeFrom(t, resp, spa.RedirectURL).Get("code")
+		wantError(t, redeem(spa, code, v, nil), http.StatusBadRequest, "invalid_grant")
+		wantError(t, redeem(spa, code, v, newDPoPKey(t, "ES256")), http.StatusBadRequest, "invalid_grant")
+		tok := h.mustDecodeToken(redeem(spa, code, v, k))
+		if tok.TokenType != "DPoP" {
+			t.Fatalf("token_type %q", tok.TokenType)
+		}
+	})
+	t.Run("a malformed dpop_jkt", func(t *testing.T) {
+		u := spa.AuthCodeURL("s", oauth2.S256ChallengeOption(oauth2.GenerateVerifier()), oauth2.SetAuthURLParam("dpop_jkt", "short"))
+		resp, err := browser().Get(u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		readAll(resp)
+		loc, _ := url.Parse(resp.Header.Get("Location"))
+		if loc == nil || loc.Query().Get("error") != "invalid_request" || !strings.Contains(loc.Query().Get("error_description"), "dpop_jkt") {
+			t.Fatalf("want invalid_request for dpop_jkt, got %d %s", resp.StatusCode, resp.Header.Get("Location"))
+		}
+	})
+	t.Run("a proof at the pushed authorization request endpoint", func(t *testing.T) {
+		vals := url.Values{"response_type": {"code"}, "redirect_uri": {webRedirect}, "scope": {"openid email"}, "state": {"s"}}
+		uri := mustPush(t, h.dpopForm(parPath, vals, "web", webSecret, k.proof(t, h, "POST", h.url+parPath, "")))
+		c := browser()
+		code := codeFrom(t, postLogin(t, c, h, formOf(t, c, authorizeURL(h, "web", uri, nil))), webRedirect).Get("code")
+		wantError(t, redeem(web, code, "", nil), http.StatusBadRequest, "invalid_grant")
+		if tok := h.mustDecodeToken(redeem(web, code, "", k)); tok.TokenType != "DPoP" {
+			t.Fatalf("token_type %q", tok.TokenType)
+		}
+	})
+	t.Run("pushed errors", func(t *testing.T) {
+		vals := url.Values{"response_type": {"code"}, "redirect_uri": {webRedirect}, "scope": {"openid"},
+			"dpop_jkt": {newDPoPKey(t, "ES256").thumbprint(t)}}
+		wantError(t, h.dpopForm(parPath, vals, "web", webSecret, k.proof(t, h, "POST", h.url+parPath, "")), http.StatusBadRequest, "invalid_dpop_proof")
+		vals.Del("dpop_jkt")
+		wantError(t, h.dpopForm(parPath, vals, "web", webSecret, k.proof(t, h, "POST", tokenURL, "")), http.StatusBadRequest, "invalid_dpop_proof")
+	})
+}

@@ -163,7 +163,7 @@ func (s *Server) par(c echo.Context) error {
 		return err
 	}
 	resp, err := s.eng.PushAuthorization(c.Request().Context(),
-		&engine.PushedAuthorizationRequest{Credentials: cred, Request: authorizeRequest(form)})
+		&engine.PushedAuthorizationRequest{Credentials: cred, Request: authorizeRequest(form), DPoP: dpopProof(c)})
 	if err != nil {
 		return err
 	}
