@@ -625,6 +625,12 @@ func TestDPoPResources(t *testing.T) {
 		if r.status != http.StatusOK {
 			t.Fatalf("admin API with DPoP: %d %s", r.status, r.body)
 		}
+		// A token without openid at userinfo: 403, challenged as DPoP.
+		r = h.resource(http.MethodGet, "/oauth2/userinfo", "DPoP", admin.AccessToken, ak.proof(t, h, "GET", ui, admin.AccessToken))
+		wantError(t, r, http.StatusForbidden, "insufficient_scope")
+		if ch := r.header.Get("WWW-Authenticate"); !strings.HasPrefix(ch, "DPoP ") {
+			t.Fatalf("WWW-Authenticate %q", ch)
+		}
 	})
 
 	t.Run("introspection caller", func(t *testing.T) {

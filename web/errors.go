@@ -140,7 +140,7 @@ func (s *Server) handleError(err error, c echo.Context) {
 			status = http.StatusBadRequest
 		}
 	case engine.CodeInvalidToken, engine.CodeInsufficientScope:
-		if oe.DPoP {
+		if oe.DPoP || usedDPoP(c.Request()) {
 			h.Set("WWW-Authenticate", dpopChallenge(oe))
 		} else {
 			h.Set("WWW-Authenticate", fmt.Sprintf(`Bearer realm="keyhook", error=%s, error_description=%s`,
@@ -155,6 +155,13 @@ func (s *Server) handleError(err error, c echo.Context) {
 func dpopChallenge(oe *engine.Error) string {
 	return fmt.Sprintf(`DPoP realm="keyhook", error=%s, error_description=%s, algs=%s`,
 		challenge(string(oe.Code)), challenge(oe.Description), challenge(strings.Join(engine.DPoPSigningAlgs, " ")))
+}
+
+// usedDPoP reports whether r presents its access token as
+// Authorization: DPoP (RFC 9449 §7.1), whose errors get a DPoP challenge.
+func usedDPoP(r *http.Request) bool {
+	scheme, _, _ := strings.Cut(strings.TrimSpace(r.Header.Get("Authorization")), " ")
+	return strings.EqualFold(scheme, engine.TokenTypeDPoP)
 }
 
 // triedBasic reports whether r carries HTTP Basic credentials (RFC 7617
