@@ -85,15 +85,6 @@ func clientRequest(c echo.Context) (url.Values, engine.ClientCredentials, error)
 	return form, cred, err
 }
 
-// bearer returns the token of Authorization: Bearer (RFC 6750 §2.1).
-func bearer(c echo.Context) (string, bool) {
-	scheme, value, _ := strings.Cut(c.Request().Header.Get("Authorization"), " ")
-	if !strings.EqualFold(scheme, "Bearer") {
-		return "", false
-	}
-	return strings.TrimSpace(value), true
-}
-
 // resourceAccess reads the access token of Authorization: Bearer (RFC
 // 6750 §2.1) or DPoP (RFC 9449 §7.1), with the request's DPoP proofs;
 // false when the request uses neither scheme.
