@@ -436,6 +436,11 @@ func h2iat(t *testing.T, c map[string]any) int64 {
 func TestDPoPNonce(t *testing.T) {
 	h := newHarness(t, withEngine(func(c *engine.Config) { c.DPoPNonce = true }))
 	h.createClient(map[string]any{"client_id": "app", "client_secret": "app-secret"})
+	// Stopped at the start of a five-minute nonce window, so that the
+	// steps below land in known windows.
+	h.clock.freeze()
+	now := h.clock.now()
+	h.clock.advance(time.Unix(now.Unix()-now.Unix()%300+300, 0).Sub(now))
 	k := newDPoPKey(t, "ES256")
 	htu := h.url + "/oauth2/token"
 
@@ -458,6 +463,24 @@ func TestDPoPNonce(t *testing.T) {
 	if r.header.Get("DPoP-Nonce") == "" {
 		t.Fatal("a successful answer without DPoP-Nonce")
 	}
+	t.Run("at a protected resource", func(t *testing.T) {
+		admin := h.mustDecodeToken(h.dpopForm("/oauth2/token", ccGrant, engine.BootstrapAdminID, adminSecret, func() string {
+			header, claims := k.proofParts(t, "POST", htu, h.clock.now())
+			claims["nonce"] = nonce
+			return k.sign(t, header, claims)
+		}()))
+		clients := h.url + "/admin/v1/clients"
+		r := h.resource(http.MethodGet, "/admin/v1/clients", "DPoP", admin.AccessToken, k.proof(t, h, "GET", clients, admin.AccessToken))
+		wantError(t, r, http.StatusUnauthorized, "use_dpop_nonce")
+		if ch := r.header.Get("WWW-Authenticate"); !strings.HasPrefix(ch, "DPoP ") || !strings.Contains(ch, `error="use_dpop_nonce"`) || r.header.Get("DPoP-Nonce") == "" {
+			t.Fatalf("WWW-Authenticate %q, DPoP-Nonce %q", ch, r.header.Get("DPoP-Nonce"))
+		}
+		header, claims := k.proofParts(t, "GET", clients, h.clock.now())
+		claims["ath"], claims["nonce"] = athOf(admin.AccessToken), r.header.Get("DPoP-Nonce")
+		if r := h.resource(http.MethodGet, "/admin/v1/clients", "DPoP", admin.AccessToken, k.sign(t, header, claims)); r.status != http.StatusOK {
+			t.Fatalf("with the nonce: %d %s", r.status, r.body)
+		}
+	})
 	// A nonce lasts its window and the next, no longer.
 	h.clock.advance(6 * time.Minute)
 	h.mustDecodeToken(h.dpopForm("/oauth2/token", ccGrant, "app", "app-secret", withNonce(nonce)))
