@@ -57,6 +57,7 @@ type options struct {
 	// Pushed authorization requests (docs/par.md).
 	parLifetimeSeconds, parMaxPerClient int
 	requirePAR                          bool
+	dpopNonce                           bool
 	// deviceCodeSeconds, devicePollSeconds: the device flow's
 	// (docs/device-flow.md).
 	deviceCodeSeconds, devicePollSeconds int
@@ -149,6 +150,7 @@ func withApp(ctx context.Context, o *options, kek []byte, log *slog.Logger, reg 
 		PushedRequestLifetime:              time.Duration(o.parLifetimeSeconds) * time.Second,
 		MaxPushedRequestsPerClient:         o.parMaxPerClient,
 		RequirePushedAuthorizationRequests: o.requirePAR,
+		DPoPNonce:                          o.dpopNonce,
 		DeviceCodeLifetime:                 time.Duration(o.deviceCodeSeconds) * time.Second,
 		DevicePollInterval:                 time.Duration(o.devicePollSeconds) * time.Second,
 		MaxDeviceGrantsPerClient:           o.deviceMaxPerClient}, store.Stores())

@@ -85,6 +85,8 @@ func serveFlags(fs *pflag.FlagSet, o *options) {
 		"unused, unexpired pushed authorization requests one client may hold")
 	fs.BoolVar(&o.requirePAR, "require-pushed-authorization-requests", false,
 		"take authorization requests only through the pushed authorization request endpoint, for every client")
+	fs.BoolVar(&o.dpopNonce, "dpop-nonce", false,
+		"make DPoP proofs carry a server nonce (RFC 9449 section 8), answered use_dpop_nonce with a DPoP-Nonce header")
 	fs.IntVar(&o.deviceCodeSeconds, "device-code-seconds", o.deviceCodeSeconds,
 		"how long a device code and its user code live (RFC 8628 expires_in), seconds")
 	fs.IntVar(&o.devicePollSeconds, "device-poll-interval-seconds", o.devicePollSeconds,

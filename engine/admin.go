@@ -63,6 +63,8 @@ type ClientDoc struct {
 	// TokenExchange is which tokens the client may exchange (RFC 8693;
 	// docs/token-exchange.md); null is the default policy.
 	TokenExchange *TokenExchangePolicy `json:"token_exchange,omitempty"`
+	// DPoPBoundAccessTokens is RFC 9449 §5.2's client metadata.
+	DPoPBoundAccessTokens bool `json:"dpop_bound_access_tokens"`
 	// JanssenRunIntrospection is Janssen's name for
 	// RunIntrospectionBeforeJWT, accepted on input.
 	JanssenRunIntrospection *bool `json:"run_introspection_script_before_access_token_as_jwt_creation_and_include_claims,omitempty"`
@@ -88,6 +90,7 @@ func (e *Engine) clientFromDoc(ctx context.Context, doc *ClientDoc) (*Client, er
 		AllowedResources:                   doc.AllowedResources,
 		RequirePushedAuthorizationRequests: doc.RequirePushedAuthorizationRequests,
 		TokenExchange:                      doc.TokenExchange,
+		DPoPBoundAccessTokens:              doc.DPoPBoundAccessTokens,
 	}
 	if doc.JanssenRunIntrospection != nil {
 		c.RunIntrospectionBeforeJWT = c.RunIntrospectionBeforeJWT || *doc.JanssenRunIntrospection
@@ -248,6 +251,7 @@ func ClientDocument(c *Client) *ClientDoc {
 		AllowedResources:                   nonNil(c.AllowedResources),
 		RequirePushedAuthorizationRequests: c.RequirePushedAuthorizationRequests,
 		TokenExchange:                      c.TokenExchange,
+		DPoPBoundAccessTokens:              c.DPoPBoundAccessTokens,
 	}
 	if d.Attributes == nil {
 		d.Attributes = map[string]string{}
@@ -441,22 +445,9 @@ func (e *Engine) UpdateProperties(ctx context.Context, patch map[string]json.Raw
 }
 
 // BearerToken finds the active access token a request presents as
-// Authorization: Bearer (admin API, userinfo).
+// Authorization: Bearer; a DPoP-bound token is refused (ResourceToken).
 func (e *Engine) BearerToken(ctx context.Context, value string) (*Token, error) {
-	t, err := e.lookupToken(ctx, value)
-	if err != nil {
-		return nil, err
-	}
-	if t == nil || t.Kind != KindAccess || !t.Active(e.now()) {
-		return nil, Errorf(CodeInvalidToken, "the access token is not active")
-	}
-	if !e.forThisServer(t) {
-		// RFC 8707 §2: a token asked for resources is for them; the
-		// resource server it was handed to must not be able to use it
-		// here (userinfo, the admin API).
-		return nil, Errorf(CodeInvalidToken, "the access token is for other resources than this server")
-	}
-	return t, nil
+	return e.ResourceToken(ctx, &ResourceAccess{Scheme: "Bearer", Token: value})
 }
 
 // forThisServer reports whether keyhook's own bearer endpoints take t: a

@@ -43,6 +43,9 @@ type AuthorizeRequest struct {
 	RequestURI    string `json:"-"`
 	// Resources are the resource parameters (RFC 8707 §2), as sent.
 	Resources []string `json:"resource,omitempty"`
+	// DPoPJKT binds the code to a DPoP key by its thumbprint (RFC 9449
+	// §10): the code is redeemed only with a proof by that key.
+	DPoPJKT string `json:"dpop_jkt,omitempty"`
 }
 
 // Authorization is a validated authorization request.
@@ -203,6 +206,9 @@ func (e *Engine) checkAuthorization(ctx context.Context, c *Client, req *Authori
 	case req.CodeChallenge != "" && (len(req.CodeChallenge) != 43 || !base64URLChars(req.CodeChallenge)):
 		return nil, fail(CodeInvalidRequest, "code_challenge must be a base64url SHA-256 (43 characters)")
 	}
+	if req.DPoPJKT != "" && (len(req.DPoPJKT) != 43 || !base64URLChars(req.DPoPJKT)) {
+		return nil, fail(CodeInvalidRequest, "dpop_jkt must be a base64url SHA-256 JWK thumbprint (43 characters)")
+	}
 	scope, err := grantScope(req.Scope, req.ScopeGiven, c.Scope)
 	if err != nil {
 		var oe *Error
@@ -336,7 +342,7 @@ func (e *Engine) issueCode(ctx context.Context, a *Authorization, username strin
 	code := &AuthCode{
 		ID: TokenHash(value), ClientID: a.Client.ID, Username: username, RedirectURI: a.RedirectURI, Scope: a.Scope,
 		CodeChallenge: a.Request.CodeChallenge, CodeChallengeMethod: a.Request.CodeChallengeMethod, Nonce: a.Request.Nonce,
-		Resources: a.Resources, FamilyID: randomID(), AuthTime: authTime,
+		Resources: a.Resources, FamilyID: randomID(), AuthTime: authTime, DPoPJKT: a.Request.DPoPJKT,
 		ExpiresAt: now.Add(time.Duration(e.Properties().AuthorizationCodeLifetime) * time.Second),
 	}
 	if err := e.st.Codes.CreateCode(ctx, code); err != nil {

@@ -85,6 +85,9 @@ type Config struct {
 	// ForeignTokens verifies JWTs of other issuers presented for token
 	// exchange (exchange.go); nil refuses them all.
 	ForeignTokens ForeignTokenVerifier
+	// DPoPNonce makes DPoP proofs carry a server nonce (RFC 9449 §8,
+	// docs/dpop.md).
+	DPoPNonce bool
 }
 
 // Engine implements keyhook's endpoints without their transport. It is
@@ -97,6 +100,8 @@ type Engine struct {
 	props atomic.Pointer[Properties]
 	keys  keyRing
 	seal  *sealer
+	// nonceKey makes the DPoP server nonces (dpop.go).
+	nonceKey []byte
 	// kek seals keys at rest; nil without Config.KEK. sealKeyPlain is
 	// whether the sealing key was found stored in the clear.
 	kek          *sealer

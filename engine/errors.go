@@ -51,6 +51,11 @@ type Error struct {
 	Err         error
 	// RetryAfter, when set, is sent as Retry-After (RFC 9110 §10.2.3).
 	RetryAfter time.Duration
+	// DPoP marks an error about a DPoP proof or a DPoP-bound token: a
+	// protected resource answers it with a DPoP challenge (RFC 9449
+	// §7.1). DPoPNonce, when set, is sent as DPoP-Nonce (RFC 9449 §8).
+	DPoP      bool
+	DPoPNonce string
 }
 
 func (e *Error) Error() string {

@@ -11,9 +11,14 @@ import (
 // IntrospectionRequest is a parsed RFC 7662 §2.1 request.
 type IntrospectionRequest struct {
 	Credentials ClientCredentials
-	// Bearer is the access token of Authorization: Bearer, when sent.
-	Bearer        string
-	BearerGiven   bool
+	// Bearer is the access token of Authorization: Bearer, or of
+	// Authorization: DPoP when Scheme says so, when sent.
+	Bearer      string
+	BearerGiven bool
+	// Scheme is the Authorization scheme of Bearer ("" is Bearer); DPoP
+	// the request's proof (RFC 9449 §7).
+	Scheme        string
+	DPoP          DPoPProof
 	Token         string
 	TokenTypeHint string
 	Request       RequestInfo
@@ -83,6 +88,13 @@ func (e *Engine) Introspect(ctx context.Context, req *IntrospectionRequest) (*In
 		// Resource servers grant what the answer's scope says.
 		e.dropAddedReservedScopes(fields, t.Scope, scripts, hooks.FnModifyResponse, hooks.PhaseIntrospection, t.ClientID)
 		fields["active"] = true
+		// The binding is the server's (RFC 9449 §6.2): a resource server
+		// that reads an answer without cnf would take the token as a
+		// bearer token.
+		delete(fields, "cnf")
+		if t.JKT != "" {
+			fields["cnf"], fields["token_type"] = cnfClaim(t.JKT), TokenTypeDPoP
+		}
 		for k, v := range fields {
 			if v == nil {
 				delete(fields, k) // RFC 7662 §2.2: absent, never null
@@ -101,12 +113,13 @@ func (e *Engine) introspectionCaller(ctx context.Context, req *IntrospectionRequ
 		return "", nil
 	}
 	if req.BearerGiven {
-		t, err := e.lookupToken(ctx, req.Bearer)
+		scheme := req.Scheme
+		if scheme == "" {
+			scheme = "Bearer"
+		}
+		t, err := e.ResourceToken(ctx, &ResourceAccess{Scheme: scheme, Token: req.Bearer, DPoP: req.DPoP})
 		if err != nil {
 			return "", err
-		}
-		if t == nil || t.Kind != KindAccess || !t.Active(e.now()) {
-			return "", Errorf(CodeInvalidToken, "the bearer token is not active")
 		}
 		// The caller is a protected resource (RFC 7662 §2.1, §4), which
 		// keeps a secret: a token held by a public client (a browser, a
@@ -179,10 +192,17 @@ func (e *Engine) introspectionFields(t *Token) map[string]any {
 	m["exp"] = t.ExpiresAt.Unix()
 	m["iat"] = t.IssuedAt.Unix()
 	m["nbf"] = t.IssuedAt.Unix()
-	if t.Kind == KindRefresh {
+	delete(m, "cnf")
+	switch {
+	case t.Kind == KindRefresh:
 		m["token_type"] = "refresh_token"
-	} else {
+	case t.JKT != "":
+		m["token_type"] = TokenTypeDPoP // RFC 9449 §6.2
+	default:
 		m["token_type"] = "Bearer"
+	}
+	if t.JKT != "" {
+		m["cnf"] = cnfClaim(t.JKT)
 	}
 	if t.Scope != "" {
 		m["scope"] = t.Scope

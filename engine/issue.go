@@ -12,8 +12,9 @@ import (
 
 // protectedClaims are the claims scripts may not change (docs/sandbox.md).
 // act is the token exchange's (RFC 8693 §4.1): only the server says who
-// acts for whom.
-var protectedClaims = []string{"iss", "jti", "iat", "nbf", "exp", "client_id", "act"}
+// acts for whom. cnf is the DPoP key a token is bound to (RFC 9449 §6),
+// which a script may neither remove, change nor add.
+var protectedClaims = []string{"iss", "jti", "iat", "nbf", "exp", "client_id", "act", "cnf"}
 
 // protectedHeaderNames are the JWS header fields scripts may not set or
 // change: those that choose the key or algorithm a verifier uses (alg,
@@ -89,7 +90,7 @@ func (e *Engine) dropAddedReservedScopes(fields map[string]any, granted string, 
 // standardAccessClaims are kept in Token fields rather than Token.Claims.
 var standardAccessClaims = map[string]bool{
 	"iss": true, "sub": true, "aud": true, "exp": true, "iat": true, "nbf": true,
-	"jti": true, "client_id": true, "scope": true, "act": true,
+	"jti": true, "client_id": true, "scope": true, "act": true, "cnf": true,
 }
 
 // JWT types (RFC 9068 §2.1, RFC 9701 §5).
@@ -116,6 +117,7 @@ func (e *Engine) issue(ctx context.Context, g *grant, req *RequestInfo) (*TokenR
 	at := &Token{
 		Kind: KindAccess, Format: FormatOpaque, ClientID: c.ID, Subject: g.subject(), Scope: g.scope,
 		GrantType: g.grantType, FamilyID: g.familyID, Audience: []string{c.ID}, IssuedAt: now, AuthTime: g.authTime,
+		JKT: g.jkt,
 	}
 	if len(g.audience) > 0 {
 		// RFC 8707 §2: the token is for the resources asked.
@@ -182,6 +184,9 @@ func (e *Engine) issue(ctx context.Context, g *grant, req *RequestInfo) (*TokenR
 	e.applyAccessClaims(at, claims)
 
 	resp := &TokenResponse{TokenType: "Bearer", ExpiresIn: lt.access, Scope: at.Scope, IssuedTokenType: g.issuedTokenType}
+	if at.JKT != "" {
+		resp.TokenType = TokenTypeDPoP // RFC 9449 §5
+	}
 	if at.Format == FormatJWT {
 		if resp.AccessToken, at.KeyID, err = e.signJWT(typAccessToken, header, claims); err != nil {
 			return nil, Wrap(CodeServerError, err, "the access token could not be signed")
@@ -294,6 +299,10 @@ func (e *Engine) accessClaims(at *Token) map[string]any {
 	if at.Actor != nil {
 		claims["act"] = at.Actor
 	}
+	delete(claims, "cnf")
+	if at.JKT != "" {
+		claims["cnf"] = cnfClaim(at.JKT) // RFC 9449 §6.1
+	}
 	return claims
 }
 
@@ -394,6 +403,12 @@ func (e *Engine) refreshToken(ctx context.Context, sc *scriptCall, g *grant, at 
 		Scope: scope, GrantType: g.grantType, FamilyID: g.familyID, Audience: []string{g.client.ID},
 		Resources: slices.Clone(g.granted),
 		IssuedAt:  now, ExpiresAt: now.Add(time.Duration(lifetime) * time.Second), AuthTime: g.authTime,
+	}
+	if g.client.Public() {
+		// RFC 9449 §5: a public client's refresh token is bound to the
+		// DPoP key too; a confidential client's is not, since the client
+		// authenticates when it refreshes.
+		rt.JKT = g.jkt
 	}
 	if len(scripts) > 0 {
 		claims := refreshClaims(rt)

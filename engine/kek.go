@@ -95,6 +95,7 @@ func (e *Engine) loadSealKey(ctx context.Context) error {
 	if e.seal, err = newSealer(key); err != nil {
 		return fmt.Errorf("the client-secret sealing key: %w", err)
 	}
+	e.nonceKey = deriveNonceKey(key)
 	if !sealed && e.kek != nil {
 		if err := e.st.Secrets.ResealSecret(ctx, sealKeySecretName, stored, e.wrap(key)); err != nil {
 			e.log.Error("could not seal the client-secret sealing key under the key-encryption key", "err", err)

@@ -174,6 +174,7 @@ func (e *Engine) buildMetadata(clients []*Client) map[string]any {
 		"request_uri_parameter_supported":                          false,
 		"claims_parameter_supported":                               false,
 		"service_documentation":                                    serviceDocumentation,
+		"dpop_signing_alg_values_supported":                        DPoPSigningAlgs,
 	}
 	if len(resources) > 0 {
 		list := make([]string, 0, len(resources))

@@ -93,8 +93,11 @@ type Client struct {
 	RequirePushedAuthorizationRequests bool
 	// TokenExchange is which tokens the client may exchange (RFC 8693,
 	// docs/token-exchange.md); nil is the zero policy.
-	TokenExchange        *TokenExchangePolicy
-	CreatedAt, UpdatedAt time.Time
+	TokenExchange *TokenExchangePolicy
+	// DPoPBoundAccessTokens makes the token endpoint take only requests
+	// of this client with a DPoP proof (RFC 9449 §5.2).
+	DPoPBoundAccessTokens bool
+	CreatedAt, UpdatedAt  time.Time
 }
 
 // Public reports whether the client has no credentials of its own.
@@ -145,6 +148,9 @@ type Token struct {
 	// Actor is the act claim of a token issued by token exchange
 	// (RFC 8693 §4.1): who acts for the subject; nil for others.
 	Actor map[string]any
+	// JKT is the RFC 7638 thumbprint of the DPoP key the token is bound
+	// to (cnf.jkt, RFC 9449 §6), "" for a bearer token.
+	JKT string
 	// Claims are the claims beyond the standard ones, as scripts left them.
 	Claims    map[string]any
 	IssuedAt  time.Time
@@ -204,6 +210,9 @@ type AuthCode struct {
 	// Resources are the resource indicators (RFC 8707) of the
 	// authorization request: what the grant covers.
 	Resources []string
+	// DPoPJKT is the thumbprint of the DPoP key the code is bound to
+	// (dpop_jkt, RFC 9449 §10), "" when none.
+	DPoPJKT   string
 	FamilyID  string
 	AuthTime  time.Time
 	ExpiresAt time.Time

@@ -67,6 +67,9 @@ type PushedRequestStore interface {
 type PushedAuthorizationRequest struct {
 	Credentials ClientCredentials
 	Request     *AuthorizeRequest
+	// DPoP is the request's DPoP proof, if any: its key binds the code
+	// as dpop_jkt would (RFC 9449 §10.1).
+	DPoP DPoPProof
 }
 
 // PushedAuthorizationResponse is the answer of RFC 9126 §2.2.
@@ -120,6 +123,19 @@ func (e *Engine) PushAuthorization(ctx context.Context, req *PushedAuthorization
 		return nil, Errorf(CodeInvalidRequest, "client_id does not match the authenticated client")
 	}
 	ar.ClientID = c.ID
+	if req.DPoP.Given() {
+		// RFC 9449 §10.1: a proof at the pushed authorization request
+		// endpoint binds the code to its key; with dpop_jkt, both must
+		// name the same key.
+		jkt, err := e.checkDPoP(ctx, &req.DPoP, "")
+		if err != nil {
+			return nil, err
+		}
+		if ar.DPoPJKT != "" && ar.DPoPJKT != jkt {
+			return nil, badProof("dpop_jkt is not the thumbprint of the DPoP proof's key")
+		}
+		ar.DPoPJKT = jkt
+	}
 	if _, err := e.checkAuthorization(ctx, c, &ar, true); err != nil {
 		var re *RedirectError
 		if errors.As(err, &re) {

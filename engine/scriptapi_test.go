@@ -51,7 +51,7 @@ func TestScriptAPIMatchesMaps(t *testing.T) {
 	full := &Token{
 		ID: "j1", Kind: KindAccess, Format: FormatJWT, ClientID: "c1", Subject: "s", Username: "u",
 		Scope: "read", GrantType: "password", IssuedAt: now, ExpiresAt: now.Add(time.Hour),
-		Audience: []string{"api"}, Claims: map[string]any{},
+		Audience: []string{"api"}, Claims: map[string]any{}, JKT: "thumbprint",
 	}
 	bare := &Token{Kind: KindAccess, Format: FormatOpaque, ClientID: "c1", IssuedAt: now}
 	sc := &scriptCall{

@@ -102,6 +102,9 @@ func tokenMap(t *Token) any {
 	if t.Format == FormatJWT {
 		tm["jti"] = t.ID
 	}
+	if t.JKT != "" {
+		tm["cnf"] = cnfClaim(t.JKT)
+	}
 	return tm
 }
 

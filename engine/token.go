@@ -44,7 +44,11 @@ type TokenRequest struct {
 	ActorToken, ActorTokenType     string
 	RequestedTokenType             string
 	Audiences                      []string
-	Request                        RequestInfo
+	// DPoP is the request's DPoP proof, if any (RFC 9449 §5).
+	DPoP    DPoPProof
+	Request RequestInfo
+	// dpopJKT is the thumbprint of the checked proof's key.
+	dpopJKT string
 }
 
 // TokenResponse is the successful answer of RFC 6749 §5.1.
@@ -82,6 +86,8 @@ type grant struct {
 	redeeming *AuthCode
 	// device is the approved device authorization being redeemed, if any.
 	device *DeviceGrant
+	// jkt is the DPoP key the tokens are bound to (RFC 9449 §5).
+	jkt string
 	// reused is the answer given again to a refresh token presented
 	// within its reuse interval (docs/refresh.md); nothing is issued.
 	reused *TokenResponse
@@ -122,6 +128,9 @@ func (e *Engine) Token(ctx context.Context, req *TokenRequest) (*TokenResponse, 
 	if client.Public() && req.GrantType != GrantAuthorizationCode && req.GrantType != GrantRefreshToken && req.GrantType != GrantDeviceCode {
 		return nil, Errorf(CodeUnauthorizedClient, "a public client may only use the authorization_code, device_code and refresh_token grants")
 	}
+	if req.dpopJKT, err = e.tokenDPoP(ctx, client, req); err != nil {
+		return nil, err
+	}
 	var g *grant
 	switch req.GrantType {
 	case GrantClientCredentials:
@@ -146,6 +155,7 @@ func (e *Engine) Token(ctx context.Context, req *TokenRequest) (*TokenResponse, 
 	case err == nil && g.reused != nil:
 		resp = g.reused
 	case err == nil:
+		g.jkt = req.dpopJKT
 		resp, err = e.issue(ctx, g, &req.Request)
 	}
 	if err != nil && e.clientGone(ctx, client.ID) {
@@ -301,6 +311,11 @@ func (e *Engine) refreshGrant(ctx context.Context, c *Client, req *TokenRequest)
 	if err != nil {
 		return nil, storeFailure(err)
 	}
+	if t.JKT != "" && t.JKT != req.dpopJKT {
+		// RFC 9449 §5: a public client's refresh token is bound to the
+		// key of the proof it was issued with.
+		return nil, Errorf(CodeInvalidGrant, "the refresh token is bound to a DPoP key: send a proof by that key")
+	}
 	now := e.now()
 	if !t.UsedAt.IsZero() {
 		// Within the client's reuse interval, the answer of the rotation
@@ -403,6 +418,11 @@ func (e *Engine) codeGrant(ctx context.Context, c *Client, req *TokenRequest) (*
 		if subtle.ConstantTimeCompare([]byte(base64.RawURLEncoding.EncodeToString(sum[:])), []byte(code.CodeChallenge)) != 1 {
 			return nil, Errorf(CodeInvalidGrant, "code_verifier does not match the code_challenge")
 		}
+	}
+	if code.DPoPJKT != "" && code.DPoPJKT != req.dpopJKT {
+		// RFC 9449 §10: a code bound by dpop_jkt is redeemed only with a
+		// proof by that key; the code stays for the rightful client.
+		return nil, Errorf(CodeInvalidGrant, "the code is bound to a DPoP key (dpop_jkt): send a proof by that key")
 	}
 	aud, err := narrowResources(c, code.Resources, req.Resources)
 	if err != nil {

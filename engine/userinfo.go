@@ -6,8 +6,9 @@ import (
 
 // UserInfo answers the claims of the user an access token was granted
 // for, as its scopes release them (OIDC Core §5.3).
-func (e *Engine) UserInfo(ctx context.Context, accessToken string) (map[string]any, error) {
-	t, err := e.BearerToken(ctx, accessToken)
+// The token comes as Authorization: Bearer or DPoP (ResourceToken).
+func (e *Engine) UserInfo(ctx context.Context, ra *ResourceAccess) (map[string]any, error) {
+	t, err := e.ResourceToken(ctx, ra)
 	if err != nil {
 		return nil, err
 	}

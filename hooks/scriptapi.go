@@ -83,8 +83,17 @@ type TokenInfo struct {
 	// decide it.
 	ExpiresAt int64 `json:"expires_at,omitempty"`
 	// The JWT ID, for tokens of format jwt.
-	JTI    string         `json:"jti,omitempty"`
+	JTI string `json:"jti,omitempty"`
+	// The DPoP key the token is bound to (RFC 9449 §6), for bound tokens
+	// only; scripts cannot change it (docs/dpop.md).
+	Cnf    *Confirmation  `json:"cnf,omitempty"`
 	Claims map[string]any `json:"claims"`
+}
+
+// Confirmation is the cnf of a DPoP-bound token (RFC 7800 §3.1).
+type Confirmation struct {
+	// The RFC 7638 SHA-256 thumbprint of the DPoP public key, base64url.
+	JKT string `json:"jkt"`
 }
 
 // UserInfo is context.user.
@@ -144,6 +153,9 @@ type IntrospectionResponse struct {
 	Jti       string `json:"jti,omitempty"`
 	GrantType string `json:"grant_type,omitempty"`
 	Username  string `json:"username,omitempty"`
+	// The DPoP key a bound token is bound to (RFC 9449 §6.2); scripts
+	// cannot change it, and token_type stays "DPoP" (docs/dpop.md).
+	Cnf *Confirmation `json:"cnf,omitempty"`
 	// Any other field: the token's claims, or what a script adds.
 	Other map[string]any `json:"-" ts:"index"`
 }

@@ -93,7 +93,18 @@ interface TokenInfo {
   readonly expires_at?: number;
   /** The JWT ID, for tokens of format jwt. */
   readonly jti?: string;
+  /**
+   * The DPoP key the token is bound to (RFC 9449 §6), for bound tokens
+   * only; scripts cannot change it (docs/dpop.md).
+   */
+  readonly cnf?: Confirmation;
   readonly claims: Readonly<Record<string, unknown>>;
+}
+
+/** Confirmation is the cnf of a DPoP-bound token (RFC 7800 §3.1). */
+interface Confirmation {
+  /** The RFC 7638 SHA-256 thumbprint of the DPoP public key, base64url. */
+  readonly jkt: string;
 }
 
 /** UserInfo is context.user. */
@@ -163,6 +174,11 @@ interface IntrospectionResponse {
   jti?: string;
   grant_type?: string;
   username?: string;
+  /**
+   * The DPoP key a bound token is bound to (RFC 9449 §6.2); scripts
+   * cannot change it, and token_type stays "DPoP" (docs/dpop.md).
+   */
+  cnf?: Confirmation;
   /** Any other field: the token's claims, or what a script adds. */
   [name: string]: unknown;
 }

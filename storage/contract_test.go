@@ -73,6 +73,7 @@ func testClient(id string) *engine.Client {
 		Attributes:                map[string]string{"tier": "gold"},
 		AllowedCORSOrigins:        []string{"https://a.example", "http://localhost:3000"},
 		AllowedResources:          []string{"https://api.example", "urn:example:ledger"},
+		DPoPBoundAccessTokens:     true,
 		CreatedAt:                 ts(1000),
 		UpdatedAt:                 ts(2000),
 	}
@@ -92,6 +93,7 @@ func testToken(id, clientID string, kind engine.TokenKind, family string, expire
 		Audience:  []string{"api"},
 		Resources: []string{"https://api.example", "urn:example:ledger"},
 		KeyID:     "kid1",
+		JKT:       "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I",
 		Claims:    map[string]any{"n": int64(7)},
 		IssuedAt:  ts(100),
 		ExpiresAt: expires,
@@ -572,7 +574,7 @@ func runContract(t *testing.T, open func(t *testing.T) *Store) {
 				ID: "h1", ClientID: "c", Username: "alice", RedirectURI: "https://a.example/cb",
 				Scope: "openid", CodeChallenge: "chal", CodeChallengeMethod: "S256", Nonce: "n",
 				FamilyID: "fam", AuthTime: ts(50), ExpiresAt: ts(200),
-				Resources: []string{"https://api.example", "https://files.example/v1"},
+				Resources: []string{"https://api.example", "https://files.example/v1"}, DPoPJKT: "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I",
 			}
 			noErr(t, "CreateCode", st.CreateCode(ctx, code))
 			isErr(t, "CreateCode dup", st.CreateCode(ctx, code), engine.ErrConflict)

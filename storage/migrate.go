@@ -269,6 +269,15 @@ var migrations = []migration{
 		`ALTER TABLE clients ADD COLUMN token_exchange TEXT NOT NULL DEFAULT ''`,
 		`ALTER TABLE tokens ADD COLUMN act TEXT NOT NULL DEFAULT ''`,
 	}},
+	{version: 15, name: "dpop", up: []string{
+		// DPoP (RFC 9449, docs/dpop.md): the thumbprint of the key a token
+		// or code is bound to ('' for a bearer token), and the client metadata
+		// dpop_bound_access_tokens (RFC 9449 §5.2).
+		`ALTER TABLE tokens ADD COLUMN jkt TEXT NOT NULL DEFAULT ''`,
+		`ALTER TABLE clients ADD COLUMN dpop_bound_access_tokens BOOLEAN NOT NULL DEFAULT FALSE`,
+		// dpop_jkt of the authorization request (RFC 9449 §10).
+		`ALTER TABLE auth_codes ADD COLUMN dpop_jkt TEXT NOT NULL DEFAULT ''`,
+	}},
 }
 
 // migrationLockID is the PostgreSQL advisory lock that serializes the

@@ -39,9 +39,10 @@ type clientRow struct {
 	AllowedResources          string `gorm:"column:allowed_resources"`
 	RequirePAR                bool   `gorm:"column:require_pushed_authorization_requests"`
 	// TokenExchange holds Client.TokenExchange as JSON ("" when none).
-	TokenExchange string `gorm:"column:token_exchange"`
-	CreatedAt     int64  `gorm:"column:created_at;autoCreateTime:false"`
-	UpdatedAt     int64  `gorm:"column:updated_at;autoUpdateTime:false"`
+	TokenExchange         string `gorm:"column:token_exchange"`
+	DPoPBoundAccessTokens bool   `gorm:"column:dpop_bound_access_tokens"`
+	CreatedAt             int64  `gorm:"column:created_at;autoCreateTime:false"`
+	UpdatedAt             int64  `gorm:"column:updated_at;autoUpdateTime:false"`
 }
 
 func (clientRow) TableName() string { return "clients" }
@@ -64,6 +65,7 @@ func clientToRow(c *engine.Client) (*clientRow, error) {
 		IDTokenLifetime:           c.IDTokenLifetime,
 		RefreshTokenReuseInterval: c.RefreshTokenReuseInterval,
 		RequirePAR:                c.RequirePushedAuthorizationRequests,
+		DPoPBoundAccessTokens:     c.DPoPBoundAccessTokens,
 		CreatedAt:                 toNanos(c.CreatedAt),
 		UpdatedAt:                 toNanos(c.UpdatedAt),
 	}
@@ -111,6 +113,7 @@ func (r *clientRow) toEngine() (*engine.Client, error) {
 		RefreshTokenReuseInterval:          r.RefreshTokenReuseInterval,
 		CreatedAt:                          fromNanos(r.CreatedAt),
 		RequirePushedAuthorizationRequests: r.RequirePAR,
+		DPoPBoundAccessTokens:              r.DPoPBoundAccessTokens,
 		UpdatedAt:                          fromNanos(r.UpdatedAt),
 	}
 	for _, f := range []struct {
@@ -158,6 +161,8 @@ type tokenRow struct {
 	Resources string `gorm:"column:resources"`
 	// Act holds Token.Actor, a JSON object ("" when none).
 	Act string `gorm:"column:act"`
+	// JKT holds Token.JKT, the DPoP key's thumbprint ("" when unbound).
+	JKT string `gorm:"column:jkt"`
 }
 
 func (tokenRow) TableName() string { return "tokens" }
@@ -173,6 +178,7 @@ func tokenToRow(t *engine.Token) (*tokenRow, error) {
 	}
 	r := &tokenRow{
 		Resources: listJSON(t.Resources),
+		JKT:       t.JKT,
 		ID:        t.ID,
 		Kind:      string(t.Kind),
 		Format:    string(t.Format),
@@ -214,6 +220,7 @@ func (r *tokenRow) toEngine() (*engine.Token, error) {
 		GrantType: engine.GrantType(r.GrantType),
 		FamilyID:  r.FamilyID,
 		KeyID:     r.KeyID,
+		JKT:       r.JKT,
 		IssuedAt:  fromNanos(r.IssuedAt),
 		ExpiresAt: fromNanos(r.ExpiresAt),
 		AuthTime:  fromNanos(r.AuthTime),
@@ -468,6 +475,7 @@ type authCodeRow struct {
 	UsedAt              int64  `gorm:"column:used_at"`
 	// Resources holds AuthCode.Resources, a JSON list ("" when none).
 	Resources string `gorm:"column:resources"`
+	DPoPJKT   string `gorm:"column:dpop_jkt"`
 }
 
 func (authCodeRow) TableName() string { return "auth_codes" }
@@ -487,6 +495,7 @@ func authCodeToRow(c *engine.AuthCode) *authCodeRow {
 		ExpiresAt:           toNanos(c.ExpiresAt),
 		UsedAt:              toNanos(c.UsedAt),
 		Resources:           listJSON(c.Resources),
+		DPoPJKT:             c.DPoPJKT,
 	}
 }
 
@@ -499,6 +508,7 @@ func (r *authCodeRow) toEngine() *engine.AuthCode {
 	}
 	return &engine.AuthCode{
 		Resources:           res,
+		DPoPJKT:             r.DPoPJKT,
 		ID:                  r.ID,
 		ClientID:            r.ClientID,
 		Username:            r.Username,

@@ -120,8 +120,8 @@ func (s *Store) changeTokens(ctx context.Context, fn func(tx *gorm.DB) error) er
 // tokenRow's order.
 const (
 	tokenColumns = `id, kind, format, client_id, subject, username, scope, grant_type, family_id, audience,
-	key_id, claims, issued_at, expires_at, auth_time, revoked, used_at, successor, successor_until, resources, act`
-	tokenColumnCount = 21
+	key_id, claims, issued_at, expires_at, auth_time, revoked, used_at, successor, successor_until, resources, act, jkt`
+	tokenColumnCount = 22
 )
 
 // readToken reads one token with a prepared statement: the hot read skips
@@ -130,7 +130,7 @@ func (s *Store) readToken(ctx context.Context, id string) (*engine.Token, error)
 	var r tokenRow
 	err := s.stmts.tokenByID.QueryRowContext(ctx, id).Scan(&r.ID, &r.Kind, &r.Format, &r.ClientID, &r.Subject,
 		&r.Username, &r.Scope, &r.GrantType, &r.FamilyID, &r.Audience, &r.KeyID, &r.Claims, &r.IssuedAt,
-		&r.ExpiresAt, &r.AuthTime, &r.Revoked, &r.UsedAt, &r.Successor, &r.SuccessorUntil, &r.Resources, &r.Act)
+		&r.ExpiresAt, &r.AuthTime, &r.Revoked, &r.UsedAt, &r.Successor, &r.SuccessorUntil, &r.Resources, &r.Act, &r.JKT)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, engine.ErrNotFound
 	}

@@ -169,7 +169,7 @@ func (s *Store) insertRows(ctx context.Context, tx *sql.Tx, rows []*tokenRow) er
 func (r *tokenRow) values() []any {
 	return []any{r.ID, r.Kind, r.Format, r.ClientID, r.Subject, r.Username, r.Scope, r.GrantType, r.FamilyID,
 		r.Audience, r.KeyID, r.Claims, r.IssuedAt, r.ExpiresAt, r.AuthTime, r.Revoked, r.UsedAt, r.Successor,
-		r.SuccessorUntil, r.Resources, r.Act}
+		r.SuccessorUntil, r.Resources, r.Act, r.JKT}
 }
 
 // translateSQL maps a database/sql error onto the engine's sentinels, as

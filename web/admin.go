@@ -75,11 +75,11 @@ const ctxAdminScope = "keyhook.admin_scope"
 func (s *Server) requireScope(area string) echo.MiddlewareFunc {
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c echo.Context) error {
-			tok, ok := bearer(c)
-			if !ok || tok == "" {
+			ra, ok := resourceAccess(c)
+			if !ok || ra.Token == "" {
 				return engine.Errorf(engine.CodeInvalidToken, "a bearer access token is required")
 			}
-			t, err := s.eng.BearerToken(c.Request().Context(), tok)
+			t, err := s.eng.ResourceToken(c.Request().Context(), ra)
 			if err != nil {
 				return err
 			}

@@ -28,11 +28,11 @@ func (s *Server) browserRoutes(e *echo.Echo) {
 // userinfo serves OIDC Core §5.3: the user's claims for an access token
 // that was granted openid.
 func (s *Server) userinfo(c echo.Context) error {
-	tok, ok := bearer(c)
-	if !ok || tok == "" {
+	ra, ok := resourceAccess(c)
+	if !ok || ra.Token == "" {
 		return engine.Errorf(engine.CodeInvalidToken, "a bearer access token is required")
 	}
-	claims, err := s.eng.UserInfo(c.Request().Context(), tok)
+	claims, err := s.eng.UserInfo(c.Request().Context(), ra)
 	if err != nil {
 		return err
 	}

@@ -117,7 +117,17 @@ func (s *Server) handleError(err error, c echo.Context) {
 		s.logger(c).Info("request refused", "code", string(oe.Code), "status", status, "err", oe.Error())
 	}
 	h := c.Response().Header()
+	if oe.DPoPNonce != "" {
+		h.Set("DPoP-Nonce", oe.DPoPNonce) // RFC 9449 §8, §9
+	}
 	switch oe.Code {
+	case engine.CodeInvalidDPoPProof, engine.CodeUseDPoPNonce:
+		// 400 at the token endpoint (RFC 9449 §5, §8); a protected
+		// resource answers 401 with a DPoP challenge (RFC 9449 §7.1, §9).
+		if c.Path() != engine.PathToken && c.Path() != engine.PathPAR {
+			status = http.StatusUnauthorized
+			h.Set("WWW-Authenticate", dpopChallenge(oe))
+		}
 	case engine.CodeInvalidClient:
 		// 401 with a challenge when the client tried the Authorization
 		// header, 400 otherwise (RFC 6749 §5.2). Introspection is a
@@ -130,10 +140,28 @@ func (s *Server) handleError(err error, c echo.Context) {
 			status = http.StatusBadRequest
 		}
 	case engine.CodeInvalidToken, engine.CodeInsufficientScope:
-		h.Set("WWW-Authenticate", fmt.Sprintf(`Bearer realm="keyhook", error=%s, error_description=%s`,
-			challenge(string(oe.Code)), challenge(oe.Description)))
+		if oe.DPoP || usedDPoP(c.Request()) {
+			h.Set("WWW-Authenticate", dpopChallenge(oe))
+		} else {
+			h.Set("WWW-Authenticate", fmt.Sprintf(`Bearer realm="keyhook", error=%s, error_description=%s`,
+				challenge(string(oe.Code)), challenge(oe.Description)))
+		}
 	}
 	writeError(c, status, oe)
+}
+
+// dpopChallenge is RFC 9449 §7.1's challenge for an error at a protected
+// resource, with the algorithms a proof may use.
+func dpopChallenge(oe *engine.Error) string {
+	return fmt.Sprintf(`DPoP realm="keyhook", error=%s, error_description=%s, algs=%s`,
+		challenge(string(oe.Code)), challenge(oe.Description), challenge(strings.Join(engine.DPoPSigningAlgs, " ")))
+}
+
+// usedDPoP reports whether r presents its access token as
+// Authorization: DPoP (RFC 9449 §7.1), whose errors get a DPoP challenge.
+func usedDPoP(r *http.Request) bool {
+	scheme, _, _ := strings.Cut(strings.TrimSpace(r.Header.Get("Authorization")), " ")
+	return strings.EqualFold(scheme, engine.TokenTypeDPoP)
 }
 
 // triedBasic reports whether r carries HTTP Basic credentials (RFC 7617

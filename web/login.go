@@ -31,7 +31,7 @@ const (
 // carries through as hidden fields. A request made from a pushed one
 // carries only client_id and request_uri (formParams).
 var authorizeParams = []string{"response_type", "client_id", "redirect_uri", "scope", "state", "code_challenge",
-	"code_challenge_method", "nonce", "prompt", "max_age", "login_hint", "id_token_hint", paramResource}
+	"code_challenge_method", "nonce", "prompt", "max_age", "login_hint", "id_token_hint", paramResource, "dpop_jkt"}
 
 var loginPage = template.Must(template.New("login").Parse(`<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
@@ -117,7 +117,7 @@ func authorizeRequest(form url.Values) *engine.AuthorizeRequest {
 		Prompt: form.Get("prompt"), MaxAge: form.Get("max_age"), LoginHint: form.Get("login_hint"),
 		IDTokenHint:   form.Get("id_token_hint"),
 		RequestObject: form.Get("request"), RequestURI: form.Get("request_uri"),
-		Resources: form[paramResource],
+		Resources: form[paramResource], DPoPJKT: form.Get("dpop_jkt"),
 	}
 }
 

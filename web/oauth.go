@@ -88,13 +88,22 @@ func clientRequest(c echo.Context) (url.Values, engine.ClientCredentials, error)
 	return form, cred, err
 }
 
-// bearer returns the token of Authorization: Bearer (RFC 6750 §2.1).
-func bearer(c echo.Context) (string, bool) {
+// resourceAccess reads the access token of Authorization: Bearer (RFC
+// 6750 §2.1) or DPoP (RFC 9449 §7.1), with the request's DPoP proofs;
+// false when the request uses neither scheme.
+func resourceAccess(c echo.Context) (*engine.ResourceAccess, bool) {
 	scheme, value, _ := strings.Cut(c.Request().Header.Get("Authorization"), " ")
-	if !strings.EqualFold(scheme, "Bearer") {
-		return "", false
+	if !strings.EqualFold(scheme, "Bearer") && !strings.EqualFold(scheme, engine.TokenTypeDPoP) {
+		return nil, false
 	}
-	return strings.TrimSpace(value), true
+	return &engine.ResourceAccess{Scheme: scheme, Token: strings.TrimSpace(value), DPoP: dpopProof(c)}, true
+}
+
+// dpopProof is the request's DPoP headers (RFC 9449 §4.1), method and
+// path; the engine puts its issuer in front of the path.
+func dpopProof(c echo.Context) engine.DPoPProof {
+	r := c.Request()
+	return engine.DPoPProof{Headers: r.Header.Values("DPoP"), Method: r.Method, Path: r.URL.EscapedPath()}
 }
 
 // requestInfo is the request as scripts may see it; the engine filters
@@ -128,12 +137,16 @@ func (s *Server) token(c echo.Context) error {
 		SubjectToken: form.Get("subject_token"), SubjectTokenType: form.Get("subject_token_type"),
 		ActorToken: form.Get("actor_token"), ActorTokenType: form.Get("actor_token_type"),
 		RequestedTokenType: form.Get("requested_token_type"), Audiences: form[paramAudience],
+		DPoP: dpopProof(c),
 	}
 	resp, err := s.eng.Token(c.Request().Context(), req)
 	if err != nil {
 		return err
 	}
 	noStore(c)
+	if n := s.eng.DPoPNonce(); n != "" {
+		c.Response().Header().Set("DPoP-Nonce", n) // RFC 9449 §8.2
+	}
 	return c.JSON(http.StatusOK, resp)
 }
 
@@ -148,7 +161,7 @@ func (s *Server) par(c echo.Context) error {
 		return err
 	}
 	resp, err := s.eng.PushAuthorization(c.Request().Context(),
-		&engine.PushedAuthorizationRequest{Credentials: cred, Request: authorizeRequest(form)})
+		&engine.PushedAuthorizationRequest{Credentials: cred, Request: authorizeRequest(form), DPoP: dpopProof(c)})
 	if err != nil {
 		return err
 	}
@@ -168,8 +181,8 @@ func (s *Server) introspect(c echo.Context) error {
 	req := &engine.IntrospectionRequest{
 		Token: form.Get("token"), TokenTypeHint: form.Get("token_type_hint"), Request: requestInfo(c, form),
 	}
-	if tok, ok := bearer(c); ok {
-		req.Bearer, req.BearerGiven = tok, true
+	if ra, ok := resourceAccess(c); ok {
+		req.Bearer, req.BearerGiven, req.Scheme, req.DPoP = ra.Token, true, ra.Scheme, ra.DPoP
 	} else if req.Credentials, err = credentials(c, form); err != nil {
 		return err
 	}

@@ -91,6 +91,11 @@ function modifyAccessToken(token, context) { token.claims.seen_at_issue = JSON.s
 	} {
 		name := tc.header + tc.param
 		secret := value(name)
+		if tc.header == "DPoP" {
+			// The token endpoint checks a proof before any script runs:
+			// a real one, which scripts must not see either (RFC 9449).
+			secret = newDPoPKey(t, "ES256").proof(t, h, "POST", h.url+"/oauth2/token", "")
+		}
 		t.Run(name, func(t *testing.T) {
 			// Everything a request carries that no script may see.
 			never := []string{secret, basic, strings.TrimPrefix(basic, "Basic "), "leaky-secret", h.adminToken, adminSecret}

@@ -46,6 +46,7 @@ var shapes = []shape{
 	{reflect.TypeFor[hooks.ClientInfo](), true},
 	{reflect.TypeFor[hooks.CallerInfo](), true},
 	{reflect.TypeFor[hooks.TokenInfo](), true},
+	{reflect.TypeFor[hooks.Confirmation](), true},
 	{reflect.TypeFor[hooks.UserInfo](), true},
 	{reflect.TypeFor[hooks.HTTPRequestInfo](), true},
 	{reflect.TypeFor[hooks.FetchOptions](), false},
