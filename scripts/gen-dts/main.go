@@ -52,6 +52,8 @@ var shapes = []shape{
 	{reflect.TypeFor[hooks.FetchResponse](), false},
 	{reflect.TypeFor[hooks.IntrospectionResponse](), false},
 	{reflect.TypeFor[hooks.TokenArg](), false},
+	{reflect.TypeFor[hooks.RegistrationInfo](), true},
+	{reflect.TypeFor[hooks.ClientMetadata](), false},
 }
 
 // hookFunction is a function a script may define (hooks.Function).
@@ -78,6 +80,8 @@ var hookFunctions = []hookFunction{
 		"A positive whole number of seconds (at most 10 years) overrides the ID token's lifetime; anything else keeps it."},
 	{hooks.FnRefreshTokenLifetime, "", nil, "number",
 		"A positive whole number of seconds (at most 10 years) overrides the refresh token's lifetime; anything else keeps it."},
+	{hooks.FnValidateRegistration, "metadata", reflect.TypeFor[hooks.ClientMetadata](), "boolean",
+		"Decides a dynamic client registration (registration scripts): edits the metadata in place; true goes on, false refuses it (400 invalid_client_metadata)."},
 }
 
 // docs holds the doc comments of package hooks: by type name, and by
