@@ -57,6 +57,10 @@ type options struct {
 	// Pushed authorization requests (docs/par.md).
 	parLifetimeSeconds, parMaxPerClient int
 	requirePAR                          bool
+	// Open dynamic client registration (docs/registration.md).
+	openRegistration         bool
+	openRegistrationScope    string
+	openRegistrationsPerAddr int
 	// deviceCodeSeconds, devicePollSeconds: the device flow's
 	// (docs/device-flow.md).
 	deviceCodeSeconds, devicePollSeconds int
@@ -86,6 +90,8 @@ func defaultOptions() *options {
 		deviceCodeSeconds:   int(engine.DefaultDeviceCodeLifetime / time.Second),
 		devicePollSeconds:   int(engine.DefaultDevicePollInterval / time.Second),
 		memoryTargetMB:      defaultMemoryTargetMB,
+
+		openRegistrationsPerAddr: engine.DefaultOpenRegistrationsPerAddress,
 	}
 }
 
@@ -146,6 +152,9 @@ func withApp(ctx context.Context, o *options, kek []byte, log *slog.Logger, reg 
 		PushedRequestLifetime:              time.Duration(o.parLifetimeSeconds) * time.Second,
 		MaxPushedRequestsPerClient:         o.parMaxPerClient,
 		RequirePushedAuthorizationRequests: o.requirePAR,
+		OpenRegistration:                   o.openRegistration,
+		OpenRegistrationScope:              o.openRegistrationScope,
+		OpenRegistrationsPerAddress:        o.openRegistrationsPerAddr,
 		DeviceCodeLifetime:                 time.Duration(o.deviceCodeSeconds) * time.Second,
 		DevicePollInterval:                 time.Duration(o.devicePollSeconds) * time.Second}, store.Stores())
 	if err != nil {

@@ -91,7 +91,10 @@ type Client struct {
 	// RequirePushedAuthorizationRequests makes the authorization
 	// endpoint take only pushed requests of this client (RFC 9126 §6).
 	RequirePushedAuthorizationRequests bool
-	CreatedAt, UpdatedAt               time.Time
+	// Registration is set for clients registered dynamically (RFC 7591,
+	// docs/registration.md); nil for those the admin API created.
+	Registration         *ClientRegistration
+	CreatedAt, UpdatedAt time.Time
 }
 
 // Public reports whether the client has no credentials of its own.

@@ -56,7 +56,7 @@ func TestScriptAPIMatchesMaps(t *testing.T) {
 	bare := &Token{Kind: KindAccess, Format: FormatOpaque, ClientID: "c1", IssuedAt: now}
 	sc := &scriptCall{
 		client: &Client{ID: "c1", Name: "C", GrantTypes: []GrantType{"password"}},
-		caller: "rs", user: &User{Username: "u"},
+		caller: "rs", user: &User{Username: "u"}, registration: registrationMap("create", &ClientRegistration{}),
 		req: &RequestInfo{Method: "POST", Header: map[string][]string{"Accept": {"*/*"}}},
 	}
 	e := &Engine{}
@@ -87,6 +87,7 @@ func TestScriptAPIMatchesMaps(t *testing.T) {
 		{"bare introspection response", mapKeys(e.introspectionFields(bare)), hooks.IntrospectionResponse{}, true},
 		{"access and ID token argument", mapKeys(tokenArg(map[string]any{}, map[string]any{})), hooks.TokenArg{}, false},
 		{"refresh token argument", mapKeys(tokenArg(nil, map[string]any{})), hooks.TokenArg{}, true},
+		{"registration", mapKeys(registrationMap("update", &ClientRegistration{Label: "l"})), hooks.RegistrationInfo{}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			want := jsonFields(reflect.TypeOf(tc.typ), tc.required)

@@ -126,7 +126,7 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 				switch {
 				case p == "{number}":
 					return ":number"
-				case strings.HasPrefix(path, "/clients"):
+				case strings.HasPrefix(path, "/clients"), strings.HasPrefix(path, "/registration-tokens"):
 					return ":id"
 				}
 				return ":name"
@@ -259,6 +259,7 @@ func TestOpenAPISchemasMatchDocs(t *testing.T) {
 			map[string]any{"type": "introspection", "source": "function modifyResponse(r) { return true }"}},
 		{"User", reflect.TypeFor[engine.UserDoc](), "/users/probe", http.MethodPut, map[string]any{}},
 		{"Config", reflect.TypeFor[engine.Properties](), "/config", http.MethodPut, map[string]any{}},
+		{"RegistrationToken", reflect.TypeFor[engine.RegistrationTokenDoc](), "/registration-tokens", http.MethodPost, map[string]any{}},
 	} {
 		t.Run(tc.schema, func(t *testing.T) {
 			var inSchema []string
