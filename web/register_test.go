@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/url"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -488,4 +489,24 @@ func TestRegistrationScripts(t *testing.T) {
 		t.Fatalf("disable: %d %s", r.status, r.body)
 	}
 	h.mustRegister(iat, map[string]any{"client_name": "x", "grant_types": cc})
+}
+
+// TestRegistrationExampleScript runs examples/scripts/registration_policy.js
+// as a stored registration script behind a real registration endpoint.
+func TestRegistrationExampleScript(t *testing.T) {
+	src, err := os.ReadFile("../examples/scripts/registration_policy.js")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := newHarness(t)
+	h.createScript(map[string]any{"name": "registration-policy", "type": "registration", "source": string(src), "timeout_ms": 5000,
+		"config": map[string]any{"allowed_domains": "acme.example", "max_scope": "openid profile"}})
+	iat := h.initialToken(map[string]any{"label": "partner-acme", "max_uses": 3})
+	r := h.mustRegister(iat, map[string]any{"client_name": "Reports", "redirect_uris": []string{"https://app.acme.example/cb"},
+		"scope": "openid profile payroll"})
+	if r.str("client_name") != "partner-acme: Reports" || r.str("scope") != "openid profile" {
+		t.Fatalf("amended: %s", r.body)
+	}
+	wantError(t, h.registerCall(http.MethodPost, engine.PathRegister, iat, map[string]any{
+		"redirect_uris": []string{"https://acme.example.evil.test/cb"}}), http.StatusBadRequest, "invalid_client_metadata")
 }
