@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -509,4 +510,42 @@ func TestRegistrationExampleScript(t *testing.T) {
 	}
 	wantError(t, h.registerCall(http.MethodPost, engine.PathRegister, iat, map[string]any{
 		"redirect_uris": []string{"https://acme.example.evil.test/cb"}}), http.StatusBadRequest, "invalid_client_metadata")
+}
+
+// TestRegistrationTokenRace: concurrent registrations with a one-use
+// initial access token make exactly one client.
+func TestRegistrationTokenRace(t *testing.T) {
+	h := newHarness(t)
+	iat := h.initialToken(map[string]any{"max_uses": 1})
+	const n = 8
+	statuses := make(chan int, n)
+	var wg sync.WaitGroup
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			statuses <- h.registerCall(http.MethodPost, engine.PathRegister, iat, map[string]any{"grant_types": []string{"client_credentials"}}).status
+		}()
+	}
+	wg.Wait()
+	close(statuses)
+	created := 0
+	for s := range statuses {
+		switch s {
+		case http.StatusCreated:
+			created++
+		case http.StatusUnauthorized:
+		default:
+			t.Errorf("status %d", s)
+		}
+	}
+	if created != 1 {
+		t.Fatalf("%d clients registered with a one-use token", created)
+	}
+	all := h.admin(http.MethodGet, "/clients", nil)
+	var list []map[string]any
+	_ = json.Unmarshal(all.body, &list)
+	if len(list) != 2 { // keyhook-admin and the registered one
+		t.Fatalf("%d clients: %s", len(list), all.body)
+	}
 }
