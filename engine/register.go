@@ -441,6 +441,12 @@ func (e *Engine) registeredDoc(ctx context.Context, req *RegistrationRequest, re
 		m.GrantTypes = []string{string(GrantAuthorizationCode)} // RFC 7591 §2
 	}
 	for _, g := range m.GrantTypes {
+		if reg.Open && GrantType(g) == GrantClientCredentials {
+			// Anyone may register openly: a machine identity that gets
+			// tokens with no user behind them is left to clients an
+			// administrator let in with an initial access token.
+			return nil, Errorf(CodeInvalidClientMetadata, "grant_types: client_credentials cannot be registered without an initial access token")
+		}
 		if !slices.Contains(registrableGrants, GrantType(g)) {
 			return nil, Errorf(CodeInvalidClientMetadata, "grant_types: %q cannot be registered; use %s", g, "authorization_code, refresh_token, client_credentials or "+string(GrantDeviceCode))
 		}

@@ -403,6 +403,9 @@ func TestOpenRegistration(t *testing.T) {
 	// A refused registration does not count.
 	wantError(t, h.registerCall(http.MethodPost, engine.PathRegister, "", map[string]any{"redirect_uris": []string{"https://app.example/cb"}, "scope": "email"}),
 		http.StatusBadRequest, "invalid_client_metadata")
+	// No machine identities without an initial access token.
+	wantError(t, h.registerCall(http.MethodPost, engine.PathRegister, "", map[string]any{"grant_types": []string{"client_credentials"}}),
+		http.StatusBadRequest, "invalid_client_metadata")
 	// A wrong initial token is refused even so: it is not open registration.
 	wantError(t, h.registerCall(http.MethodPost, engine.PathRegister, "made-up", md), http.StatusUnauthorized, "invalid_token")
 	first := h.mustRegister("", md)
@@ -424,6 +427,8 @@ func TestOpenRegistration(t *testing.T) {
 		t.Fatalf("update: %d %s", r.status, r.body)
 	}
 	upd["scope"] = "profile email"
+	wantError(t, h.registerCall(http.MethodPut, path, rat, upd), http.StatusBadRequest, "invalid_client_metadata")
+	upd["scope"], upd["grant_types"] = "profile", []string{"authorization_code", "client_credentials"}
 	wantError(t, h.registerCall(http.MethodPut, path, rat, upd), http.StatusBadRequest, "invalid_client_metadata")
 	// Past the back-off, one more is admitted.
 	h.clock.advance(2 * time.Second)
