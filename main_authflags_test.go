@@ -140,3 +140,32 @@ func TestPARFlags(t *testing.T) {
 		}
 	}
 }
+
+// TestOpenRegistrationFlags: --open-registration is off by default; it,
+// --open-registration-scope and --open-registrations-per-address
+// (docs/registration.md) read their environment variables, and the
+// per-address count is bounded.
+func TestOpenRegistrationFlags(t *testing.T) {
+	for _, c := range []struct {
+		args    []string
+		env     map[string]string
+		open    bool
+		scope   string
+		perAddr int // 0: refused
+	}{
+		{nil, nil, false, "", engine.DefaultOpenRegistrationsPerAddress},
+		{[]string{"--open-registration", "--open-registration-scope", "openid profile", "--open-registrations-per-address", "3"}, nil, true, "openid profile", 3},
+		{nil, map[string]string{"KEYHOOK_OPEN_REGISTRATION": "true", "KEYHOOK_OPEN_REGISTRATION_SCOPE": "profile",
+			"KEYHOOK_OPEN_REGISTRATIONS_PER_ADDRESS": "7"}, true, "profile", 7},
+		{[]string{"--open-registrations-per-address", "0"}, nil, false, "", 0},
+	} {
+		o, err := parseServe(c.args, c.env)
+		switch {
+		case c.perAddr == 0 && err == nil:
+			t.Errorf("%v %v: accepted", c.args, c.env)
+		case c.perAddr != 0 && (err != nil || o.openRegistration != c.open || o.openRegistrationScope != c.scope ||
+			o.openRegistrationsPerAddr != c.perAddr):
+			t.Errorf("%v %v: %+v, %v", c.args, c.env, o, err)
+		}
+	}
+}
