@@ -132,7 +132,7 @@ type Engine struct {
 	userCodesAll *throttle
 	// openRegistrations limits open registrations per address
 	// (register.go).
-	openRegistrations *throttle
+	openRegistrations *admissionLimit
 }
 
 // Paths of the endpoints, relative to the issuer (RFC 8414 §2).
@@ -185,9 +185,7 @@ func New(ctx context.Context, cfg Config, st Stores) (*Engine, error) {
 			n = DefaultOpenRegistrationsPerAddress
 		}
 		t := cfg.LoginThrottle.withDefaults()
-		// The n-th registration is the first "failure" past n-1 free
-		// ones: the one after it waits.
-		e.openRegistrations = newThrottle(n-1, false, t.MaxBackoff, t.Keys, cfg.Now)
+		e.openRegistrations = newAdmissionLimit(n, t.MaxBackoff, t.Keys, cfg.Now)
 	}
 	e.clients = newClientCache(cfg.RefreshInterval)
 	e.verified, _ = lru.New[[32]byte, verifiedJWT](verifiedJWTs)

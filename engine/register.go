@@ -3,12 +3,16 @@ package engine
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"time"
+
+	"github.com/hashicorp/golang-lru/v2/simplelru"
 
 	"github.com/keyhook/keyhook/hooks"
 )
@@ -206,7 +210,7 @@ func (e *Engine) Register(ctx context.Context, req *RegistrationRequest) (*Clien
 	}
 	reg := &ClientRegistration{}
 	var tok *RegistrationToken
-	var open *failures
+	var release func()
 	switch {
 	case req.Token != "":
 		t, err := e.st.Registration.RegistrationTokenByHash(ctx, TokenHash(req.Token))
@@ -221,21 +225,21 @@ func (e *Engine) Register(ctx context.Context, req *RegistrationRequest) (*Clien
 		tok = t
 		reg.AllowedScopes, reg.Label = t.AllowedScopes, t.Label
 	case e.cfg.OpenRegistration:
-		f, wait := e.openRegistrations.admit(addressKey(clientAddress(ctx)))
+		r, wait := e.openRegistrations.admit(addressKey(clientAddress(ctx)))
 		if wait > 0 {
 			refusal := tooManyAttempts(wait)
 			refusal.Description = fmt.Sprintf("too many registrations from this address; retry after %d seconds", int64(refusal.RetryAfter.Seconds()))
 			return nil, refusal
 		}
-		open = f
+		release = r
 		reg.Open, reg.AllowedScopes = true, nonNil(splitScope(e.cfg.OpenRegistrationScope))
 	default:
 		return nil, Errorf(CodeInvalidToken, "an initial access token is required (RFC 7591 §3)")
 	}
 	finished := false
 	defer func() {
-		if !finished {
-			e.openRegistrations.end(open, false, false)
+		if release != nil && !finished {
+			release() // a refused registration does not count
 		}
 	}()
 	if _, ok := req.Metadata["client_id"]; ok {
@@ -271,9 +275,6 @@ func (e *Engine) Register(ctx context.Context, req *RegistrationRequest) (*Clien
 	if err := e.st.Clients.CreateClient(ctx, c); err != nil {
 		return nil, storeFailure(err)
 	}
-	// Every open registration counts against its address as a failure
-	// does: past the free ones, each waits longer (engine/authlimits.go).
-	e.openRegistrations.end(open, true, false)
 	finished = true
 	e.forgetClient(c.ID)
 	e.log.Info("client registered", "client_id", c.ID, "open", reg.Open, "initial_token", reg.Label)
@@ -561,4 +562,70 @@ func dedupe(l []string) []string {
 		}
 	}
 	return out
+}
+
+// admissionLimit admits n actions per key (an address), then one more
+// each time a back-off that doubles from 1 s up to max allows
+// (engine/authlimits.go's backoff); a key is forgotten after
+// throttleForget without actions. Unlike a failure throttle, it counts
+// an action when it is admitted, so a concurrent burst is bounded too;
+// an action that does not happen after all is released. Memory is
+// bounded by an LRU of fixed-size keys. It is safe for concurrent use,
+// and a nil *admissionLimit admits everything.
+type admissionLimit struct {
+	n    int
+	max  time.Duration
+	now  func() time.Time
+	mu   sync.Mutex
+	keys *simplelru.LRU[[32]byte, *admissions]
+}
+
+type admissions struct {
+	count int
+	last  time.Time
+}
+
+func newAdmissionLimit(n int, max time.Duration, size int, now func() time.Time) *admissionLimit {
+	keys, _ := simplelru.NewLRU[[32]byte, *admissions](size, nil)
+	return &admissionLimit{n: n, max: max, now: now, keys: keys}
+}
+
+// until is when the key's next action may be admitted.
+func (l *admissionLimit) until(a *admissions) time.Time {
+	if a.count < l.n {
+		return time.Time{}
+	}
+	return a.last.Add(backoff(a.count-l.n+1, l.max))
+}
+
+// admit counts an action of key and returns the func that releases it,
+// or how long to wait.
+func (l *admissionLimit) admit(key string) (func(), time.Duration) {
+	if l == nil {
+		return func() {}, 0
+	}
+	k := sha256.Sum256([]byte(key))
+	now := l.now()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	a, ok := l.keys.Get(k)
+	if ok && now.Sub(a.last) > max(throttleForget, 2*l.max) && !now.Before(l.until(a)) {
+		a.count = 0
+	}
+	if !ok {
+		a = &admissions{}
+		l.keys.Add(k, a)
+	}
+	if until := l.until(a); now.Before(until) {
+		return nil, until.Sub(now)
+	}
+	a.count++
+	a.last = now
+	return func() {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		if a.count > 0 {
+			a.count--
+		}
+	}, 0
 }

@@ -554,3 +554,35 @@ func TestRegistrationTokenRace(t *testing.T) {
 		t.Fatalf("%d clients: %s", len(list), all.body)
 	}
 }
+
+// TestOpenRegistrationBurst: concurrent open registrations from one
+// address are counted as they are admitted, so a burst gets no more
+// clients than the per-address limit.
+func TestOpenRegistrationBurst(t *testing.T) {
+	h := newHarness(t, withEngine(func(c *engine.Config) {
+		c.OpenRegistration, c.OpenRegistrationsPerAddress = true, 3
+	}))
+	// A slow registration script keeps every registration of the burst
+	// in flight together: none has finished when the others are admitted.
+	h.createScript(registrationScript("slow", `var t = Date.now(); while (Date.now() - t < 200) {} return true;`, nil))
+	const n = 12
+	statuses := make(chan int, n)
+	var wg sync.WaitGroup
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			statuses <- h.registerCall(http.MethodPost, engine.PathRegister, "",
+				map[string]any{"redirect_uris": []string{"https://app.example/cb"}, "token_endpoint_auth_method": "none"}).status
+		}()
+	}
+	wg.Wait()
+	close(statuses)
+	count := map[int]int{}
+	for s := range statuses {
+		count[s]++
+	}
+	if count[http.StatusCreated] != 3 || count[http.StatusTooManyRequests] != n-3 {
+		t.Fatalf("statuses %v, want 3 × 201 and %d × 429", count, n-3)
+	}
+}
