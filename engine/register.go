@@ -194,10 +194,6 @@ var registrableGrants = []GrantType{GrantAuthorizationCode, GrantRefreshToken, G
 // requests (it needs a registration token store).
 func (e *Engine) RegistrationEnabled() bool { return e.st.Registration != nil }
 
-// OpenRegistration reports whether clients may register without an
-// initial access token (Config.OpenRegistration).
-func (e *Engine) OpenRegistration() bool { return e.cfg.OpenRegistration }
-
 // registrationClientURI is the client configuration endpoint of id.
 func (e *Engine) registrationClientURI(id string) string {
 	return e.cfg.Issuer + PathRegister + "/" + id
@@ -356,7 +352,11 @@ func (e *Engine) UpdateRegistration(ctx context.Context, id string, req *Registr
 	}
 	secret, err := e.keepSecret(c, old, "")
 	if err != nil {
-		return nil, Errorf(CodeInvalidClientMetadata, "%s", err.(*Error).Description)
+		var oe *Error
+		if errors.As(err, &oe) && oe.Code == CodeInvalidRequest {
+			return nil, Errorf(CodeInvalidClientMetadata, "%s", oe.Description)
+		}
+		return nil, err
 	}
 	c.Registration = old.Registration
 	c.CreatedAt, c.UpdatedAt = old.CreatedAt, e.now()
