@@ -91,6 +91,8 @@ func serveFlags(fs *pflag.FlagSet, o *options) {
 		"space-separated scopes an openly registered client may have (default none)")
 	fs.IntVar(&o.openRegistrationsPerAddr, "open-registrations-per-address", o.openRegistrationsPerAddr,
 		"open registrations one address may make before each further one waits longer")
+	fs.StringVar(&o.softwareStatementJWKS, "software-statement-jwks", "",
+		"JWK Set file of the public keys whose software statements registration accepts (default none: refused)")
 	fs.IntVar(&o.deviceCodeSeconds, "device-code-seconds", o.deviceCodeSeconds,
 		"how long a device code and its user code live (RFC 8628 expires_in), seconds")
 	fs.IntVar(&o.devicePollSeconds, "device-poll-interval-seconds", o.devicePollSeconds,

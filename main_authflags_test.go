@@ -3,6 +3,7 @@ package main
 import (
 	"io"
 	"net/netip"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -166,6 +167,27 @@ func TestOpenRegistrationFlags(t *testing.T) {
 		case c.perAddr != 0 && (err != nil || o.openRegistration != c.open || o.openRegistrationScope != c.scope ||
 			o.openRegistrationsPerAddr != c.perAddr):
 			t.Errorf("%v %v: %+v, %v", c.args, c.env, o, err)
+		}
+	}
+}
+
+// TestSoftwareStatementKeys: --software-statement-jwks reads a JWK Set
+// and refuses a file that is missing or holds none.
+func TestSoftwareStatementKeys(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good.json")
+	writeFile(t, good, `{"keys":[{"kty":"EC","crv":"P-256","kid":"v1","x":"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU","y":"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"}]}`)
+	empty := filepath.Join(dir, "empty.json")
+	writeFile(t, empty, `{"keys":[]}`)
+	if set, err := loadStatementKeys(good); err != nil || len(set.Keys) != 1 || set.Keys[0].KeyID != "v1" {
+		t.Fatalf("good: %v, %v", set, err)
+	}
+	if set, err := loadStatementKeys(""); err != nil || set != nil {
+		t.Fatalf("none: %v, %v", set, err)
+	}
+	for _, p := range []string{empty, filepath.Join(dir, "missing.json")} {
+		if _, err := loadStatementKeys(p); err == nil {
+			t.Errorf("%s accepted", p)
 		}
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	jose "github.com/go-jose/go-jose/v4"
 	lru "github.com/hashicorp/golang-lru/v2"
 
 	"github.com/keyhook/keyhook/hooks"
@@ -90,6 +91,10 @@ type Config struct {
 	// LoginThrottle's MaxBackoff; default
 	// DefaultOpenRegistrationsPerAddress.
 	OpenRegistrationsPerAddress int
+	// SoftwareStatementKeys are the public keys whose software
+	// statements (RFC 7591 §2.3) registration accepts, by kid; none
+	// refuses every statement.
+	SoftwareStatementKeys *jose.JSONWebKeySet
 }
 
 // Engine implements keyhook's endpoints without their transport. It is
@@ -175,6 +180,13 @@ func New(ctx context.Context, cfg Config, st Stores) (*Engine, error) {
 	e.userCodes = newGuard(cfg.LoginThrottle, cfg.Now)
 	if t := cfg.LoginThrottle.withDefaults(); t.Free > 0 {
 		e.userCodesAll = newThrottle(t.Free*userCodeOverallFactor, false, t.MaxBackoff, 1, cfg.Now)
+	}
+	if ks := cfg.SoftwareStatementKeys; ks != nil {
+		for _, k := range ks.Keys {
+			if k.KeyID == "" || !k.Valid() || !k.IsPublic() {
+				return nil, fmt.Errorf("a software statement key must be a valid public JWK with a kid (%q)", k.KeyID)
+			}
+		}
 	}
 	if r := reservedScopes(cfg.OpenRegistrationScope); len(r) > 0 {
 		return nil, fmt.Errorf("the open registration scope cannot hold %s", strings.Join(r, " "))

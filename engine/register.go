@@ -394,6 +394,24 @@ func (e *Engine) registeredDoc(ctx context.Context, req *RegistrationRequest, re
 	if md == nil {
 		md = map[string]any{}
 	}
+	if raw, ok := md["software_statement"]; ok {
+		claims, err := e.softwareStatementClaims(raw)
+		if err != nil {
+			return nil, err
+		}
+		// RFC 7591 §2.3: the statement's values take precedence over
+		// the request's.
+		merged := make(map[string]any, len(md)+len(claims))
+		for k, v := range md {
+			if k != "software_statement" {
+				merged[k] = v
+			}
+		}
+		for k, v := range claims {
+			merged[k] = v
+		}
+		md = merged
+	}
 	if err := checkRegistrable(md); err != nil {
 		return nil, err
 	}
@@ -501,8 +519,9 @@ func (e *Engine) registeredClient(ctx context.Context, doc *ClientDoc) (*Client,
 // checkRegistrable refuses the members a registration may not set.
 func checkRegistrable(md map[string]any) error {
 	if _, ok := md["software_statement"]; ok {
-		// RFC 7591 §2.3: keyhook trusts no software statement issuer.
-		return Errorf(CodeInvalidSoftwareStatement, "software statements are not accepted")
+		// A statement is read before (registeredDoc); one inside a
+		// statement, or added by a script, is not.
+		return Errorf(CodeInvalidSoftwareStatement, "software_statement: one statement, at the top level of the request")
 	}
 	for _, name := range privilegedMetadata {
 		if _, ok := md[name]; ok {

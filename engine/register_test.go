@@ -2,12 +2,17 @@ package engine_test
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"errors"
 	"io"
 	"log/slog"
 	"path/filepath"
 	"testing"
 	"time"
+
+	jose "github.com/go-jose/go-jose/v4"
 
 	"github.com/keyhook/keyhook/engine"
 	"github.com/keyhook/keyhook/storage"
@@ -142,5 +147,30 @@ func TestOpenRegistrationScopeRefused(t *testing.T) {
 		OpenRegistrationScope: "profile keyhook:admin"}, store.Stores())
 	if err == nil {
 		t.Fatal("engine.New took keyhook:admin as the open registration scope")
+	}
+}
+
+// TestSoftwareStatementKeysMustBePublic: the server does not start with
+// a private key, or a key without kid, among the software statement keys.
+func TestSoftwareStatementKeysMustBePublic(t *testing.T) {
+	ctx := context.Background()
+	priv, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	for name, k := range map[string]jose.JSONWebKey{
+		"private":   {Key: priv, KeyID: "v1"},
+		"no kid":    {Key: &priv.PublicKey},
+		"not a key": {Key: "nope", KeyID: "v1"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			store, err := storage.Open(ctx, "sqlite:"+filepath.Join(t.TempDir(), "k.db"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer store.Close()
+			_, err = engine.New(ctx, engine.Config{Issuer: "http://keyhook.test",
+				SoftwareStatementKeys: &jose.JSONWebKeySet{Keys: []jose.JSONWebKey{k}}}, store.Stores())
+			if err == nil {
+				t.Fatal("engine.New took it")
+			}
+		})
 	}
 }
