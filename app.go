@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -12,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	jose "github.com/go-jose/go-jose/v4"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -58,6 +60,13 @@ type options struct {
 	parLifetimeSeconds, parMaxPerClient int
 	requirePAR                          bool
 	dpopNonce                           bool
+	// Open dynamic client registration (docs/registration.md).
+	openRegistration         bool
+	openRegistrationScope    string
+	openRegistrationsPerAddr int
+	// softwareStatementJWKS is the file of the keys whose software
+	// statements registration accepts.
+	softwareStatementJWKS string
 	// deviceCodeSeconds, devicePollSeconds: the device flow's
 	// (docs/device-flow.md).
 	deviceCodeSeconds, devicePollSeconds int
@@ -90,6 +99,8 @@ func defaultOptions() *options {
 		devicePollSeconds:   int(engine.DefaultDevicePollInterval / time.Second),
 		deviceMaxPerClient:  engine.DefaultMaxDeviceGrantsPerClient,
 		memoryTargetMB:      defaultMemoryTargetMB,
+
+		openRegistrationsPerAddr: engine.DefaultOpenRegistrationsPerAddress,
 	}
 }
 
@@ -140,6 +151,10 @@ func withApp(ctx context.Context, o *options, kek []byte, log *slog.Logger, reg 
 		disp.TraceCall = traceScripts(tp)
 	}
 	web.RegisterScriptMetrics(reg, disp)
+	statementKeys, err := loadStatementKeys(o.softwareStatementJWKS)
+	if err != nil {
+		return err
+	}
 	eng, err := engine.New(ctx, engine.Config{Issuer: o.issuer, Logger: log, Hooks: disp, MaxScriptMemoryMB: o.scriptMemoryMax,
 		KEK:                  kek,
 		PasswordHashMemoryMB: o.hashMemoryMB, PasswordHashWait: time.Duration(o.hashWaitMS) * time.Millisecond,
@@ -151,6 +166,10 @@ func withApp(ctx context.Context, o *options, kek []byte, log *slog.Logger, reg 
 		MaxPushedRequestsPerClient:         o.parMaxPerClient,
 		RequirePushedAuthorizationRequests: o.requirePAR,
 		DPoPNonce:                          o.dpopNonce,
+		OpenRegistration:                   o.openRegistration,
+		OpenRegistrationScope:              o.openRegistrationScope,
+		OpenRegistrationsPerAddress:        o.openRegistrationsPerAddr,
+		SoftwareStatementKeys:              statementKeys,
 		DeviceCodeLifetime:                 time.Duration(o.deviceCodeSeconds) * time.Second,
 		DevicePollInterval:                 time.Duration(o.devicePollSeconds) * time.Second,
 		MaxDeviceGrantsPerClient:           o.deviceMaxPerClient}, store.Stores())
@@ -168,6 +187,23 @@ func redactDSN(dsn string) string {
 		return "(unparsable DSN)"
 	}
 	return u.Redacted()
+}
+
+// loadStatementKeys reads the JWK Set of --software-statement-jwks (nil
+// without one; docs/registration.md).
+func loadStatementKeys(path string) (*jose.JSONWebKeySet, error) {
+	if path == "" {
+		return nil, nil
+	}
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("--software-statement-jwks: %w", err)
+	}
+	var set jose.JSONWebKeySet
+	if err := json.Unmarshal(raw, &set); err != nil || len(set.Keys) == 0 {
+		return nil, fmt.Errorf("--software-statement-jwks: %s is not a JWK Set with at least one key", path)
+	}
+	return &set, nil
 }
 
 // loadKEK reads the key-encryption key of --kek-file or KEYHOOK_KEK

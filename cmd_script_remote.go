@@ -100,8 +100,8 @@ func newScriptPutCommand(env lookupEnv, stdout io.Writer) *cobra.Command {
 		}
 		return nil
 	}}, func(c *cobra.Command, r *remote, args []string) error {
-		if typ != "" && typ != "introspection" && typ != "update_token" {
-			return badValue(c, "type", fmt.Errorf("%q is neither introspection nor update_token", typ))
+		if typ != "" && typ != "introspection" && typ != "update_token" && typ != "registration" {
+			return badValue(c, "type", fmt.Errorf("%q is not introspection, update_token or registration", typ))
 		}
 		src, err := os.ReadFile(args[1])
 		if err != nil {
@@ -138,7 +138,7 @@ func newScriptPutCommand(env lookupEnv, stdout io.Writer) *cobra.Command {
 		return r.print(b, scriptColumns...)
 	})
 	fl := cmd.Flags()
-	fl.StringVar(&typ, "type", "", "introspection or update_token (default on create: introspection)")
+	fl.StringVar(&typ, "type", "", "introspection, update_token or registration (default on create: introspection)")
 	fl.IntVar(&level, "level", 0, "run order, lower first (default on create: the server's)")
 	fl.IntVar(&timeout, "timeout-ms", 0, "time limit of a call (default on create: the server's)")
 	return cmd

@@ -87,6 +87,14 @@ func serveFlags(fs *pflag.FlagSet, o *options) {
 		"take authorization requests only through the pushed authorization request endpoint, for every client")
 	fs.BoolVar(&o.dpopNonce, "dpop-nonce", false,
 		"make DPoP proofs carry a server nonce (RFC 9449 section 8), answered use_dpop_nonce with a DPoP-Nonce header")
+	fs.BoolVar(&o.openRegistration, "open-registration", false,
+		"let clients register at /oauth2/register without an initial access token (RFC 7591)")
+	fs.StringVar(&o.openRegistrationScope, "open-registration-scope", "",
+		"space-separated scopes an openly registered client may have (default none)")
+	fs.IntVar(&o.openRegistrationsPerAddr, "open-registrations-per-address", o.openRegistrationsPerAddr,
+		"open registrations one address may make before each further one waits longer")
+	fs.StringVar(&o.softwareStatementJWKS, "software-statement-jwks", "",
+		"JWK Set file of the public keys whose software statements registration accepts (default none: refused)")
 	fs.IntVar(&o.deviceCodeSeconds, "device-code-seconds", o.deviceCodeSeconds,
 		"how long a device code and its user code live (RFC 8628 expires_in), seconds")
 	fs.IntVar(&o.devicePollSeconds, "device-poll-interval-seconds", o.devicePollSeconds,
@@ -136,6 +144,7 @@ func finishServeOptions(o *options, fs *pflag.FlagSet, env lookupEnv) error {
 		{"--par-lifetime-seconds", o.parLifetimeSeconds, 5, 600},
 		{"--par-max-per-client", o.parMaxPerClient, 1, 1_000_000},
 		{"--device-code-seconds", o.deviceCodeSeconds, 60, 3600},
+		{"--open-registrations-per-address", o.openRegistrationsPerAddr, 1, 1_000_000},
 		{"--device-poll-interval-seconds", o.devicePollSeconds, 1, 60},
 		{"--device-max-per-client", o.deviceMaxPerClient, 1, 1_000_000},
 		{"--script-memory-max-mb", o.scriptMemoryMax, 1, 16 << 10},

@@ -3,6 +3,7 @@ package main
 import (
 	"io"
 	"net/netip"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -162,6 +163,56 @@ func TestPARFlags(t *testing.T) {
 			t.Errorf("%v %v: accepted", c.args, c.env)
 		case c.lifetime != 0 && (err != nil || o.parLifetimeSeconds != c.lifetime || o.parMaxPerClient != c.perClnt || o.requirePAR != c.require):
 			t.Errorf("%v %v: %+v, %v", c.args, c.env, o, err)
+		}
+	}
+}
+
+// TestOpenRegistrationFlags: --open-registration is off by default; it,
+// --open-registration-scope and --open-registrations-per-address
+// (docs/registration.md) read their environment variables, and the
+// per-address count is bounded.
+func TestOpenRegistrationFlags(t *testing.T) {
+	for _, c := range []struct {
+		args    []string
+		env     map[string]string
+		open    bool
+		scope   string
+		perAddr int // 0: refused
+	}{
+		{nil, nil, false, "", engine.DefaultOpenRegistrationsPerAddress},
+		{[]string{"--open-registration", "--open-registration-scope", "openid profile", "--open-registrations-per-address", "3"}, nil, true, "openid profile", 3},
+		{nil, map[string]string{"KEYHOOK_OPEN_REGISTRATION": "true", "KEYHOOK_OPEN_REGISTRATION_SCOPE": "profile",
+			"KEYHOOK_OPEN_REGISTRATIONS_PER_ADDRESS": "7"}, true, "profile", 7},
+		{[]string{"--open-registrations-per-address", "0"}, nil, false, "", 0},
+	} {
+		o, err := parseServe(c.args, c.env)
+		switch {
+		case c.perAddr == 0 && err == nil:
+			t.Errorf("%v %v: accepted", c.args, c.env)
+		case c.perAddr != 0 && (err != nil || o.openRegistration != c.open || o.openRegistrationScope != c.scope ||
+			o.openRegistrationsPerAddr != c.perAddr):
+			t.Errorf("%v %v: %+v, %v", c.args, c.env, o, err)
+		}
+	}
+}
+
+// TestSoftwareStatementKeys: --software-statement-jwks reads a JWK Set
+// and refuses a file that is missing or holds none.
+func TestSoftwareStatementKeys(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good.json")
+	writeFile(t, good, `{"keys":[{"kty":"EC","crv":"P-256","kid":"v1","x":"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU","y":"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"}]}`)
+	empty := filepath.Join(dir, "empty.json")
+	writeFile(t, empty, `{"keys":[]}`)
+	if set, err := loadStatementKeys(good); err != nil || len(set.Keys) != 1 || set.Keys[0].KeyID != "v1" {
+		t.Fatalf("good: %v, %v", set, err)
+	}
+	if set, err := loadStatementKeys(""); err != nil || set != nil {
+		t.Fatalf("none: %v, %v", set, err)
+	}
+	for _, p := range []string{empty, filepath.Join(dir, "missing.json")} {
+		if _, err := loadStatementKeys(p); err == nil {
+			t.Errorf("%s accepted", p)
 		}
 	}
 }

@@ -161,7 +161,7 @@ func TestBundleRoundTrip(t *testing.T) {
 		src := seededDB(t, dsn)
 		a := filepath.Join(t.TempDir(), "bundle")
 		out := exportBundleTo(t, src, a)
-		if !strings.Contains(out, "exported bundle "+a+": config, 4 scripts, 5 clients (users and secrets left out)") ||
+		if !strings.Contains(out, "exported bundle "+a+": config, 5 scripts, 6 clients (users and secrets left out)") ||
 			!strings.Contains(out, "script liberty-fields: no fixtures") {
 			t.Fatalf("export --bundle printed:\n%s", out)
 		}
@@ -199,9 +199,9 @@ func TestBundleRoundTrip(t *testing.T) {
 
 		dst := "sqlite:" + filepath.Join(t.TempDir(), "copy.db")
 		code, stdout, stderr := runCLI(t, nil, "import", "--db", dst, "--bundle", a)
-		if code != 0 || !strings.Contains(stdout, "fixtures: 1 passed, 3 scripts without fixtures\n") ||
+		if code != 0 || !strings.Contains(stdout, "fixtures: 1 passed, 4 scripts without fixtures\n") ||
 			!strings.Contains(stdout, "script liberty-fields: created\n") ||
-			!strings.Contains(stdout, "bundle "+a+": 9 created, 0 updated, 0 deleted, 0 unchanged, 0 not in bundle\n") {
+			!strings.Contains(stdout, "bundle "+a+": 11 created, 0 updated, 0 deleted, 0 unchanged, 0 not in bundle\n") {
 			t.Fatalf("import --bundle: exit %d\n%s\n%s", code, stdout, stderr)
 		}
 		versions := scriptVersions(t, dst)
@@ -218,7 +218,7 @@ func TestBundleRoundTrip(t *testing.T) {
 		sameTree(t, "bundle of the imported database", first, readTree(t, b))
 
 		code, stdout, stderr = runCLI(t, nil, "import", "--db", dst, "--bundle", a)
-		if code != 0 || !strings.Contains(stdout, ": 0 created, 0 updated, 0 deleted, 9 unchanged, 0 not in bundle\n") ||
+		if code != 0 || !strings.Contains(stdout, ": 0 created, 0 updated, 0 deleted, 11 unchanged, 0 not in bundle\n") ||
 			!strings.Contains(stdout, "config: unchanged\n") {
 			t.Fatalf("second import: exit %d\n%s\n%s", code, stdout, stderr)
 		}
@@ -260,7 +260,9 @@ func TestBundlePlan(t *testing.T) {
 		"script janssen-jwt-claims: unchanged",
 		"script liberty-fields: updated (enabled, source)",
 		"script onewelcome-user-details: unchanged",
+		"script token-exchange-rules: unchanged",
 		"client demo-app: not in bundle (left alone)",
+		"client demo-gateway: unchanged",
 		"client demo-jwt: unchanged",
 		"client demo-password: unchanged",
 		"client demo-resource-server: unchanged",
@@ -270,8 +272,8 @@ func TestBundlePlan(t *testing.T) {
 	before := exportDB(t, dsn)
 	versions := scriptVersions(t, dsn)
 	code, stdout, stderr := runCLI(t, nil, "import", "--db", dsn, "--bundle", dir, "--dry-run")
-	wantDry := "fixtures: 0 passed, 4 scripts without fixtures\n" + strings.Join(want, "\n") + "\n" +
-		"bundle " + dir + ": 1 created, 1 updated, 0 deleted, 7 unchanged, 1 not in bundle (dry run: nothing written)\n"
+	wantDry := "fixtures: 0 passed, 5 scripts without fixtures\n" + strings.Join(want, "\n") + "\n" +
+		"bundle " + dir + ": 1 created, 1 updated, 0 deleted, 9 unchanged, 1 not in bundle (dry run: nothing written)\n"
 	if code != 0 || stdout != wantDry {
 		t.Fatalf("--dry-run: exit %d, stderr %s\ngot:\n%s\nwant:\n%s", code, stderr, stdout, wantDry)
 	}
@@ -307,7 +309,7 @@ func TestBundlePlan(t *testing.T) {
 		}
 		code, stdout, stderr = runCLI(t, nil, args...)
 		if code != 0 || !strings.Contains(stdout, "client demo-app: deleted (not in bundle)\n") ||
-			!strings.Contains(stdout, ": 0 created, 0 updated, 1 deleted, 9 unchanged, 0 not in bundle") ||
+			!strings.Contains(stdout, ": 0 created, 0 updated, 1 deleted, 11 unchanged, 0 not in bundle") ||
 			strings.Contains(stdout, "keyhook-admin") {
 			t.Fatalf("%v: exit %d\n%s\n%s", args, code, stdout, stderr)
 		}
@@ -333,7 +335,7 @@ func TestBundleAtomic(t *testing.T) {
 			editFile(t, filepath.Join(dir, "scripts", "liberty-fields.js"), `"Bearer"`, `"bearer"`)
 			editFile(t, filepath.Join(dir, "keyhook.yaml"), "      - client_credentials\n    introspection_scripts:\n      - liberty-fields",
 				"      - telepathy\n    introspection_scripts:\n      - liberty-fields")
-		}, "", regexp.MustCompile(`^keyhook: .*/keyhook\.yaml:\d+: clients\[4\]\.grant_types: unknown grant type "telepathy"\n$`)},
+		}, "", regexp.MustCompile(`^keyhook: .*/keyhook\.yaml:\d+: clients\[5\]\.grant_types: unknown grant type "telepathy"\n$`)},
 		{"failing fixture", func(t *testing.T, dir string) {
 			editFile(t, filepath.Join(dir, "scripts", "liberty-fields.js"), `"Bearer"`, `"bearer"`)
 			copyFile(t, "examples/scripts/liberty_fields.test.json", filepath.Join(dir, "scripts", "liberty-fields.test.json"))

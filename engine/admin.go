@@ -336,20 +336,13 @@ func (e *Engine) ReplaceClient(ctx context.Context, id string, doc *ClientDoc) (
 	if err := checkDelegatedClient(ctx, old, c); err != nil {
 		return nil, err
 	}
-	secret := ""
-	switch {
-	case doc.ClientSecret != "":
-		e.setSecret(c, doc.ClientSecret)
-	case c.AuthMethod.UsesSecret() && old.SecretHash != "" && (c.AuthMethod != AuthSecretJWT || old.SecretSealed != ""):
-		if kept, err := e.seal.open(old.SecretSealed); err == nil {
-			if err := checkHMACSecret(c, kept); err != nil {
-				return nil, err
-			}
-		}
-		c.SecretHash, c.SecretSealed = old.SecretHash, old.SecretSealed
-	default:
-		secret = e.setSecret(c, "")
+	secret, err := e.keepSecret(c, old, doc.ClientSecret)
+	if err != nil {
+		return nil, err
 	}
+	// A registered client stays manageable by its registration access
+	// token (RFC 7592) whatever the admin API changes.
+	c.Registration = old.Registration
 	c.CreatedAt, c.UpdatedAt = old.CreatedAt, e.now()
 	if err := e.st.Clients.UpdateClient(ctx, c); err != nil {
 		return nil, adminErr(err, "client", c.ID) // deleted meanwhile: 404
@@ -358,6 +351,26 @@ func (e *Engine) ReplaceClient(ctx context.Context, id string, doc *ClientDoc) (
 	out := ClientDocument(c)
 	out.ClientSecret = secret
 	return out, nil
+}
+
+// keepSecret gives c, which replaces old, the secret given, else old's
+// secret if c's method can use it, else a new one; it returns the secret
+// to show once (a generated one only).
+func (e *Engine) keepSecret(c, old *Client, given string) (string, error) {
+	switch {
+	case given != "":
+		e.setSecret(c, given)
+	case c.AuthMethod.UsesSecret() && old.SecretHash != "" && (c.AuthMethod != AuthSecretJWT || old.SecretSealed != ""):
+		if kept, err := e.seal.open(old.SecretSealed); err == nil {
+			if err := checkHMACSecret(c, kept); err != nil {
+				return "", err
+			}
+		}
+		c.SecretHash, c.SecretSealed = old.SecretHash, old.SecretSealed
+	default:
+		return e.setSecret(c, ""), nil
+	}
+	return "", nil
 }
 
 // ClientDoc reads one client.

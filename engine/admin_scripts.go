@@ -97,8 +97,8 @@ func (e *Engine) scriptFromDoc(doc *ScriptDoc, stored *hooks.Script) (*hooks.Scr
 	if !scriptNamePattern.MatchString(s.Name) {
 		return nil, fieldError("name", "must match [a-z0-9_-]{1,64}")
 	}
-	if s.Kind != hooks.KindIntrospection && s.Kind != hooks.KindUpdateToken {
-		return nil, fieldError("type", "must be introspection or update_token")
+	if s.Kind != hooks.KindIntrospection && s.Kind != hooks.KindUpdateToken && s.Kind != hooks.KindRegistration {
+		return nil, fieldError("type", "must be introspection, update_token or registration")
 	}
 	if doc.Enabled != nil {
 		s.Enabled = *doc.Enabled
@@ -348,8 +348,11 @@ func (e *Engine) TestScript(ctx context.Context, name string, req *DryRunRequest
 	fn := hooks.Function(req.Function)
 	if fn == "" {
 		fn = hooks.FnModifyResponse
-		if s.Kind == hooks.KindUpdateToken {
+		switch s.Kind {
+		case hooks.KindUpdateToken:
 			fn = hooks.FnModifyAccessToken
+		case hooks.KindRegistration:
+			fn = hooks.FnValidateRegistration
 		}
 	}
 	if !scriptFunctionPattern.MatchString(string(fn)) {

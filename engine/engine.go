@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	jose "github.com/go-jose/go-jose/v4"
 	lru "github.com/hashicorp/golang-lru/v2"
 
 	"github.com/keyhook/keyhook/hooks"
@@ -88,6 +89,21 @@ type Config struct {
 	// DPoPNonce makes DPoP proofs carry a server nonce (RFC 9449 §8,
 	// docs/dpop.md).
 	DPoPNonce bool
+	// OpenRegistration lets clients register without an initial access
+	// token (RFC 7591 §3, docs/registration.md); off by default.
+	OpenRegistration bool
+	// OpenRegistrationScope is the space-separated scopes an openly
+	// registered client may have; empty: none.
+	OpenRegistrationScope string
+	// OpenRegistrationsPerAddress is how many open registrations one
+	// address may make before each further one waits, doubling up to
+	// LoginThrottle's MaxBackoff; default
+	// DefaultOpenRegistrationsPerAddress.
+	OpenRegistrationsPerAddress int
+	// SoftwareStatementKeys are the public keys whose software
+	// statements (RFC 7591 §2.3) registration accepts, by kid; none
+	// refuses every statement.
+	SoftwareStatementKeys *jose.JSONWebKeySet
 }
 
 // Engine implements keyhook's endpoints without their transport. It is
@@ -130,6 +146,9 @@ type Engine struct {
 	// browser and address, and over the instance (device.go).
 	userCodes    *guard
 	userCodesAll *throttle
+	// openRegistrations limits open registrations per address
+	// (register.go).
+	openRegistrations *admissionLimit
 }
 
 // Paths of the endpoints, relative to the issuer (RFC 8414 §2).
@@ -180,6 +199,24 @@ func New(ctx context.Context, cfg Config, st Stores) (*Engine, error) {
 	if t := cfg.LoginThrottle.withDefaults(); t.Free > 0 {
 		e.userCodesAll = newThrottle(t.Free*userCodeOverallFactor, true, t.MaxBackoff, 1, cfg.Now)
 		e.userCodesAll.window = true
+	}
+	if ks := cfg.SoftwareStatementKeys; ks != nil {
+		for _, k := range ks.Keys {
+			if k.KeyID == "" || !k.Valid() || !k.IsPublic() {
+				return nil, fmt.Errorf("a software statement key must be a valid public JWK with a kid (%q)", k.KeyID)
+			}
+		}
+	}
+	if r := reservedScopes(cfg.OpenRegistrationScope); len(r) > 0 {
+		return nil, fmt.Errorf("the open registration scope cannot hold %s", strings.Join(r, " "))
+	}
+	if cfg.OpenRegistration {
+		n := cfg.OpenRegistrationsPerAddress
+		if n <= 0 {
+			n = DefaultOpenRegistrationsPerAddress
+		}
+		t := cfg.LoginThrottle.withDefaults()
+		e.openRegistrations = newAdmissionLimit(n, t.MaxBackoff, t.Keys, cfg.Now)
 	}
 	e.clients = newClientCache(cfg.RefreshInterval)
 	e.verified, _ = lru.New[[32]byte, verifiedJWT](verifiedJWTs)
@@ -282,14 +319,15 @@ func (e *Engine) Run(ctx context.Context) {
 }
 
 // Purge deletes expired tokens, codes, login sessions, pushed
-// authorization requests, device codes and assertion ids, and retired
+// authorization requests, device codes, initial access tokens and
+// assertion ids, and retired
 // keys that no unexpired token needs any more.
 func (e *Engine) Purge(ctx context.Context) {
 	now := e.now()
 	n1, err1 := e.st.Tokens.PurgeTokens(ctx, now)
 	n2, err2 := e.st.JTIs.PurgeJTIs(ctx, now)
-	var n3, n4, n5, n6 int64
-	var err3, err4, err5, err6 error
+	var n3, n4, n5, n6, n7 int64
+	var err3, err4, err5, err6, err7 error
 	if e.st.Codes != nil {
 		n3, err3 = e.st.Codes.PurgeCodes(ctx, now)
 	}
@@ -302,11 +340,14 @@ func (e *Engine) Purge(ctx context.Context) {
 	if e.st.Devices != nil {
 		n6, err6 = e.st.Devices.PurgeDeviceGrants(ctx, now)
 	}
-	if err := errors.Join(err1, err2, err3, err4, err5, err6); err != nil {
+	if e.st.Registration != nil {
+		n7, err7 = e.st.Registration.PurgeRegistrationTokens(ctx, now)
+	}
+	if err := errors.Join(err1, err2, err3, err4, err5, err6, err7); err != nil {
 		e.log.Warn("purge failed", "err", err)
 	}
-	if n1+n2+n3+n4+n5+n6 > 0 {
-		e.log.Info("purged expired records", "tokens", n1, "jtis", n2, "codes", n3, "sessions", n4, "pushed_requests", n5, "device_codes", n6)
+	if n1+n2+n3+n4+n5+n6+n7 > 0 {
+		e.log.Info("purged expired records", "tokens", n1, "jtis", n2, "codes", n3, "sessions", n4, "pushed_requests", n5, "device_codes", n6, "registration_tokens", n7)
 	}
 	// A retired key leaves the JWKS once no token it signed is unexpired
 	// and it has been retired for longer than the longest JWT answer lives.

@@ -184,5 +184,9 @@ func (e *Engine) buildMetadata(clients []*Client) map[string]any {
 		sort.Strings(list)
 		doc["protected_resources"] = list
 	}
+	if e.RegistrationEnabled() {
+		// RFC 8414 §2; RFC 7591 §3.
+		doc["registration_endpoint"] = iss + PathRegister
+	}
 	return doc
 }

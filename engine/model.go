@@ -97,7 +97,10 @@ type Client struct {
 	// DPoPBoundAccessTokens makes the token endpoint take only requests
 	// of this client with a DPoP proof (RFC 9449 §5.2).
 	DPoPBoundAccessTokens bool
-	CreatedAt, UpdatedAt  time.Time
+	// Registration is set for clients registered dynamically (RFC 7591,
+	// docs/registration.md); nil for those the admin API created.
+	Registration         *ClientRegistration
+	CreatedAt, UpdatedAt time.Time
 }
 
 // Public reports whether the client has no credentials of its own.

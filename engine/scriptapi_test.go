@@ -56,7 +56,7 @@ func TestScriptAPIMatchesMaps(t *testing.T) {
 	bare := &Token{Kind: KindAccess, Format: FormatOpaque, ClientID: "c1", IssuedAt: now}
 	sc := &scriptCall{
 		client: &Client{ID: "c1", Name: "C", GrantTypes: []GrantType{"password"}},
-		caller: "rs", user: &User{Username: "u"},
+		caller: "rs", user: &User{Username: "u"}, registration: registrationMap("create", &ClientRegistration{}),
 		req: &RequestInfo{Method: "POST", Header: map[string][]string{"Accept": {"*/*"}}},
 	}
 	e := &Engine{}
@@ -93,6 +93,7 @@ func TestScriptAPIMatchesMaps(t *testing.T) {
 		{"token exchange request", mapKeys(exchangeArg(fullParty, nil, TokenTypeAccessToken, "read", nil, nil)), hooks.TokenExchangeRequest{}, false},
 		{"exchange party", mapKeys(exchangeParty(fullParty)), hooks.ExchangeParty{}, false},
 		{"bare exchange party", mapKeys(exchangeParty(&ExchangeToken{})), hooks.ExchangeParty{}, true},
+		{"registration", mapKeys(registrationMap("update", &ClientRegistration{Label: "l"})), hooks.RegistrationInfo{}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			want := jsonFields(reflect.TypeOf(tc.typ), tc.required)

@@ -21,6 +21,9 @@ type scriptCall struct {
 	username   string
 	ctx        context.Context
 	userLoaded bool
+	// registration is context.registration, for validateRegistration
+	// (register.go); nil otherwise.
+	registration map[string]any
 }
 
 // context builds the read-only context argument (docs/scripts.md). It is
@@ -39,6 +42,9 @@ func (sc *scriptCall) context(phase hooks.Phase, t *Token) map[string]any {
 	}
 	if sc.caller != "" {
 		m["caller"] = map[string]any{"client_id": sc.caller}
+	}
+	if sc.registration != nil {
+		m["registration"] = sc.registration
 	}
 	if t != nil {
 		// Read during the calls this context is made for: issuance goes

@@ -27,6 +27,9 @@ type Stores struct {
 	// Devices keeps device authorizations (RFC 8628); nil turns the
 	// device flow off.
 	Devices DeviceStore
+	// Registration keeps initial access tokens (RFC 7591 §3); nil turns
+	// dynamic client registration off.
+	Registration RegistrationTokenStore
 	// ScriptVersions keeps the scripts' histories; nil keeps none.
 	ScriptVersions ScriptVersionStore
 	// TrustedIssuers keeps the issuers of JWT bearer grants (RFC 7523);

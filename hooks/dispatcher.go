@@ -204,6 +204,21 @@ func (d *Dispatcher) Select(kind Kind, bound []string, all bool) []*Script {
 	return out
 }
 
+// Enabled returns every enabled script of kind, in run order (level,
+// then name): the registration scripts, which no client binds.
+func (d *Dispatcher) Enabled(kind Kind) []*Script {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	var out []*Script
+	for _, s := range d.byName {
+		if s.Enabled && s.Kind == kind {
+			out = append(out, s)
+		}
+	}
+	sortScripts(out)
+	return out
+}
+
 // DeniedError reports a script whose failure refuses the token
 // (on_error: deny).
 type DeniedError struct {

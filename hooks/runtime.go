@@ -18,6 +18,11 @@ type Kind string
 const (
 	KindIntrospection Kind = "introspection"
 	KindUpdateToken   Kind = "update_token"
+	// KindRegistration scripts decide dynamic client registrations
+	// (RFC 7591, docs/registration.md): every enabled one runs, in level
+	// then name order, since the client they are about has no bindings
+	// yet.
+	KindRegistration Kind = "registration"
 )
 
 // OnError is what happens to a token when its script fails.
@@ -37,6 +42,7 @@ const (
 	PhaseIntrospection Phase = "introspection"
 	PhaseJWTCreation   Phase = "jwt_creation"
 	PhaseToken         Phase = "token"
+	PhaseRegistration  Phase = "registration"
 )
 
 // Isolation says where a script's calls run (docs/sandbox.md).
@@ -135,6 +141,9 @@ const (
 	FnValidateAssertion Function = "validateAssertion"
 	// FnModifyTokenExchange decides a token exchange (RFC 8693).
 	FnModifyTokenExchange Function = "modifyTokenExchange"
+	// FnValidateRegistration is called by registration scripts for a
+	// dynamic client registration or its update (RFC 7591, RFC 7592).
+	FnValidateRegistration Function = "validateRegistration"
 )
 
 // Call is one invocation of a function a script may define.

@@ -14,10 +14,15 @@ package hooks
 // ScriptContext is context, the last argument of every hook function: a
 // fresh read-only view per call (docs/scripts.md, "context").
 type ScriptContext struct {
-	// Why the script runs: "introspection", "jwt_creation" or "token".
-	Phase Phase `json:"phase" ts:"\"introspection\" | \"jwt_creation\" | \"token\""`
-	// The owning client: the client the token was issued to.
+	// Why the script runs: "introspection", "jwt_creation", "token" or
+	// "registration".
+	Phase Phase `json:"phase" ts:"\"introspection\" | \"jwt_creation\" | \"token\" | \"registration\""`
+	// The owning client: the client the token was issued to. For
+	// validateRegistration, the client as stored (an update) or only the
+	// client_id it is about to get (a registration).
 	Client ClientInfo `json:"client"`
+	// The registration validateRegistration decides.
+	Registration *RegistrationInfo `json:"registration,omitempty"`
 	// The client that called the introspection endpoint, when known.
 	Caller *CallerInfo `json:"caller,omitempty"`
 	// The token the call is about.
@@ -223,4 +228,36 @@ type ExchangeParty struct {
 	Username string `json:"username,omitempty"`
 	// The token's own act claim: the actors it already names.
 	Act map[string]any `json:"act,omitempty"`
+}
+
+// RegistrationInfo is context.registration, for validateRegistration
+// (docs/registration.md).
+type RegistrationInfo struct {
+	// "create" (POST /oauth2/register) or "update" (PUT
+	// /oauth2/register/{client_id}).
+	Operation string `json:"operation" ts:"\"create\" | \"update\""`
+	// The label of the initial access token the client registered with;
+	// empty for open registration.
+	InitialTokenLabel string `json:"initial_token_label"`
+	// Whether the client registered without an initial access token
+	// (--open-registration).
+	Open bool `json:"open"`
+}
+
+// ClientMetadata is the metadata argument of validateRegistration: the
+// client metadata of RFC 7591 §2 as the request gave it (members keyhook
+// does not keep are there too). A script may change, add or delete
+// members; the server checks the result as it checks a request.
+type ClientMetadata struct {
+	RedirectURIs            []string `json:"redirect_uris,omitempty"`
+	TokenEndpointAuthMethod string   `json:"token_endpoint_auth_method,omitempty"`
+	GrantTypes              []string `json:"grant_types,omitempty"`
+	ResponseTypes           []string `json:"response_types,omitempty"`
+	ClientName              string   `json:"client_name,omitempty"`
+	// Space-separated scopes.
+	Scope   string         `json:"scope,omitempty"`
+	JWKS    map[string]any `json:"jwks,omitempty"`
+	JWKSURI string         `json:"jwks_uri,omitempty"`
+	// Any other member of the request.
+	Other map[string]any `json:"-" ts:"index"`
 }

@@ -13,10 +13,19 @@
  * fresh read-only view per call (docs/scripts.md, "context").
  */
 interface ScriptContext {
-  /** Why the script runs: "introspection", "jwt_creation" or "token". */
-  readonly phase: "introspection" | "jwt_creation" | "token";
-  /** The owning client: the client the token was issued to. */
+  /**
+   * Why the script runs: "introspection", "jwt_creation", "token" or
+   * "registration".
+   */
+  readonly phase: "introspection" | "jwt_creation" | "token" | "registration";
+  /**
+   * The owning client: the client the token was issued to. For
+   * validateRegistration, the client as stored (an update) or only the
+   * client_id it is about to get (a registration).
+   */
   readonly client: ClientInfo;
+  /** The registration validateRegistration decides. */
+  readonly registration?: RegistrationInfo;
   /** The client that called the introspection endpoint, when known. */
   readonly caller?: CallerInfo;
   /** The token the call is about. */
@@ -264,6 +273,48 @@ interface ExchangeParty {
   readonly act?: Readonly<Record<string, unknown>>;
 }
 
+/**
+ * RegistrationInfo is context.registration, for validateRegistration
+ * (docs/registration.md).
+ */
+interface RegistrationInfo {
+  /**
+   * "create" (POST /oauth2/register) or "update" (PUT
+   * /oauth2/register/{client_id}).
+   */
+  readonly operation: "create" | "update";
+  /**
+   * The label of the initial access token the client registered with;
+   * empty for open registration.
+   */
+  readonly initial_token_label: string;
+  /**
+   * Whether the client registered without an initial access token
+   * (--open-registration).
+   */
+  readonly open: boolean;
+}
+
+/**
+ * ClientMetadata is the metadata argument of validateRegistration: the
+ * client metadata of RFC 7591 §2 as the request gave it (members keyhook
+ * does not keep are there too). A script may change, add or delete
+ * members; the server checks the result as it checks a request.
+ */
+interface ClientMetadata {
+  redirect_uris?: string[];
+  token_endpoint_auth_method?: string;
+  grant_types?: string[];
+  response_types?: string[];
+  client_name?: string;
+  /** Space-separated scopes. */
+  scope?: string;
+  jwks?: Record<string, unknown>;
+  jwks_uri?: string;
+  /** Any other member of the request. */
+  [name: string]: unknown;
+}
+
 // The hook functions keyhook calls when a script defines them.
 
 /** Edits the introspection answer of an active token in place; true keeps the edits, false discards them. */
@@ -292,3 +343,6 @@ declare function validateAssertion(assertion: AssertionArg, context: ScriptConte
 
 /** Decides a token exchange (RFC 8693): true allows it as edited (scope, audience and resource may narrow), false refuses it (400 invalid_request). */
 declare function modifyTokenExchange(request: TokenExchangeRequest, context: ScriptContext): boolean;
+
+/** Decides a dynamic client registration (registration scripts): edits the metadata in place; true goes on, false refuses it (400 invalid_client_metadata). */
+declare function validateRegistration(metadata: ClientMetadata, context: ScriptContext): boolean;

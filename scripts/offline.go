@@ -65,7 +65,7 @@ type Expectation struct {
 // (docs/scripts.md, "context"); secrets come from the fixture's own
 // secrets, log and fetch from the runtime.
 var contextFields = map[string]bool{
-	"phase": true, "client": true, "caller": true, "token": true, "user": true, "request": true, "config": true,
+	"phase": true, "client": true, "caller": true, "token": true, "user": true, "request": true, "config": true, "registration": true,
 }
 
 var functionName = regexp.MustCompile(`^[A-Za-z_$][A-Za-z0-9_$]{0,63}$`)

@@ -947,6 +947,69 @@ func runContract(t *testing.T, open func(t *testing.T) *Store) {
 			isErr(t, "deleted", err, engine.ErrNotFound)
 		}},
 
+		{"registration tokens and registered clients", func(t *testing.T, st *Store) {
+			// A registered client keeps its registration; nil and empty
+			// allowed scopes stay apart (any scope / none).
+			for _, tc := range []struct {
+				id  string
+				reg *engine.ClientRegistration
+			}{
+				{"reg-any", &engine.ClientRegistration{AccessTokenHash: "h1", Label: "partners"}},
+				{"reg-none", &engine.ClientRegistration{AccessTokenHash: "h2", AllowedScopes: []string{}, Open: true}},
+				{"reg-some", &engine.ClientRegistration{AccessTokenHash: "h3", AllowedScopes: []string{"a", "b"}}},
+			} {
+				c := testClient(tc.id)
+				c.Registration = tc.reg
+				noErr(t, "CreateClient", st.CreateClient(ctx, c))
+				got, err := st.ClientByID(ctx, tc.id)
+				noErr(t, "ClientByID", err)
+				equal(t, tc.id+" round trip", got, c)
+			}
+
+			_, err := st.RegistrationTokenByHash(ctx, "nope")
+			isErr(t, "by hash absent", err, engine.ErrNotFound)
+			_, err = st.RegistrationToken(ctx, "nope")
+			isErr(t, "by id absent", err, engine.ErrNotFound)
+			one := &engine.RegistrationToken{ID: "t1", TokenHash: "hash1", Label: "l", MaxUses: 1,
+				ExpiresAt: ts(1000), CreatedAt: ts(10), CreatedBy: "admin"}
+			two := &engine.RegistrationToken{ID: "t2", TokenHash: "hash2", AllowedScopes: []string{"read"}, MaxUses: 3,
+				ExpiresAt: ts(2000), CreatedAt: ts(20)}
+			noErr(t, "create", st.CreateRegistrationToken(ctx, one))
+			noErr(t, "create", st.CreateRegistrationToken(ctx, two))
+			isErr(t, "create dup hash", st.CreateRegistrationToken(ctx, &engine.RegistrationToken{ID: "t3", TokenHash: "hash1"}), engine.ErrConflict)
+			got, err := st.RegistrationTokenByHash(ctx, "hash2")
+			noErr(t, "by hash", err)
+			equal(t, "round trip", got, two)
+			all, err := st.RegistrationTokens(ctx)
+			noErr(t, "list", err)
+			equal(t, "newest first", all, []*engine.RegistrationToken{two, one})
+
+			// Of concurrent uses of a one-use token exactly one counts.
+			var wg sync.WaitGroup
+			var won atomic.Int32
+			for range 8 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					if ok, err := st.UseRegistrationToken(ctx, "t1", ts(500)); err == nil && ok {
+						won.Add(1)
+					}
+				}()
+			}
+			wg.Wait()
+			equal(t, "uses won", won.Load(), int32(1))
+			ok, err := st.UseRegistrationToken(ctx, "t2", ts(2000))
+			noErr(t, "use at expiry", err)
+			equal(t, "used at its expiry", ok, false)
+			got, _ = st.RegistrationToken(ctx, "t1")
+			equal(t, "uses", got.Uses, int64(1))
+
+			n, err := st.PurgeRegistrationTokens(ctx, ts(1500))
+			noErr(t, "purge", err)
+			equal(t, "purged", n, int64(1))
+			noErr(t, "delete", st.DeleteRegistrationToken(ctx, "t2"))
+			isErr(t, "delete again", st.DeleteRegistrationToken(ctx, "t2"), engine.ErrNotFound)
+		}},
 		{"login sessions trimmed per user", func(t *testing.T, st *Store) {
 			for _, u := range []string{"alice", "bob"} {
 				noErr(t, "CreateUser", st.CreateUser(ctx, &engine.User{Username: u}))

@@ -278,6 +278,29 @@ var migrations = []migration{
 		// dpop_jkt of the authorization request (RFC 9449 §10).
 		`ALTER TABLE auth_codes ADD COLUMN dpop_jkt TEXT NOT NULL DEFAULT ''`,
 	}},
+	{version: 16, name: "dynamic client registration", up: []string{
+		// RFC 7591 and RFC 7592 (docs/registration.md): a registered
+		// client's registration access token (a salted hash, '' for
+		// clients the admin API created), the scopes it may hold (a JSON
+		// list, '' or null for any) and how it registered; the initial
+		// access tokens by the SHA-256 of the token.
+		`ALTER TABLE clients ADD COLUMN registration_token_hash TEXT NOT NULL DEFAULT ''`,
+		`ALTER TABLE clients ADD COLUMN registration_allowed_scopes TEXT NOT NULL DEFAULT ''`,
+		`ALTER TABLE clients ADD COLUMN registration_label TEXT NOT NULL DEFAULT ''`,
+		`ALTER TABLE clients ADD COLUMN registration_open BOOLEAN NOT NULL DEFAULT FALSE`,
+		`CREATE TABLE registration_tokens (
+			id TEXT PRIMARY KEY,
+			token_hash TEXT NOT NULL UNIQUE,
+			label TEXT NOT NULL DEFAULT '',
+			allowed_scopes TEXT NOT NULL DEFAULT '',
+			max_uses BIGINT NOT NULL DEFAULT 0,
+			uses BIGINT NOT NULL DEFAULT 0,
+			expires_at BIGINT NOT NULL DEFAULT 0,
+			created_at BIGINT NOT NULL DEFAULT 0,
+			created_by TEXT NOT NULL DEFAULT ''
+		)`,
+		`CREATE INDEX registration_tokens_expires_at_idx ON registration_tokens (expires_at)`,
+	}},
 }
 
 // migrationLockID is the PostgreSQL advisory lock that serializes the

@@ -41,6 +41,10 @@ type clientRow struct {
 	// TokenExchange holds Client.TokenExchange as JSON ("" when none).
 	TokenExchange         string `gorm:"column:token_exchange"`
 	DPoPBoundAccessTokens bool   `gorm:"column:dpop_bound_access_tokens"`
+	RegistrationTokenHash string `gorm:"column:registration_token_hash"`
+	RegistrationScopes    string `gorm:"column:registration_allowed_scopes"`
+	RegistrationLabel     string `gorm:"column:registration_label"`
+	RegistrationOpen      bool   `gorm:"column:registration_open"`
 	CreatedAt             int64  `gorm:"column:created_at;autoCreateTime:false"`
 	UpdatedAt             int64  `gorm:"column:updated_at;autoUpdateTime:false"`
 }
@@ -91,6 +95,12 @@ func clientToRow(c *engine.Client) (*clientRow, error) {
 			return nil, fmt.Errorf("storage: client %s: %w", c.ID, err)
 		}
 	}
+	if reg := c.Registration; reg != nil {
+		r.RegistrationTokenHash, r.RegistrationLabel, r.RegistrationOpen = reg.AccessTokenHash, reg.Label, reg.Open
+		if r.RegistrationScopes, err = encodeJSON(reg.AllowedScopes); err != nil {
+			return nil, fmt.Errorf("storage: client %s: %w", c.ID, err)
+		}
+	}
 	return r, nil
 }
 
@@ -130,6 +140,13 @@ func (r *clientRow) toEngine() (*engine.Client, error) {
 		{r.TokenExchange, &c.TokenExchange},
 	} {
 		if err := decodeJSON(f.src, f.dst); err != nil {
+			return nil, fmt.Errorf("storage: client %s: %w", r.ID, err)
+		}
+	}
+	if r.RegistrationTokenHash != "" {
+		c.Registration = &engine.ClientRegistration{AccessTokenHash: r.RegistrationTokenHash,
+			Label: r.RegistrationLabel, Open: r.RegistrationOpen}
+		if err := decodeJSON(r.RegistrationScopes, &c.Registration.AllowedScopes); err != nil {
 			return nil, fmt.Errorf("storage: client %s: %w", r.ID, err)
 		}
 	}
@@ -691,4 +708,37 @@ func normalizeNumbers(v any) any {
 		return v
 	}
 	return v
+}
+
+type registrationTokenRow struct {
+	ID            string `gorm:"column:id;primaryKey"`
+	TokenHash     string `gorm:"column:token_hash"`
+	Label         string `gorm:"column:label"`
+	AllowedScopes string `gorm:"column:allowed_scopes"`
+	MaxUses       int64  `gorm:"column:max_uses"`
+	Uses          int64  `gorm:"column:uses"`
+	ExpiresAt     int64  `gorm:"column:expires_at"`
+	CreatedAt     int64  `gorm:"column:created_at;autoCreateTime:false"`
+	CreatedBy     string `gorm:"column:created_by"`
+}
+
+func (registrationTokenRow) TableName() string { return "registration_tokens" }
+
+func registrationTokenToRow(t *engine.RegistrationToken) (*registrationTokenRow, error) {
+	scopes, err := encodeJSON(t.AllowedScopes)
+	if err != nil {
+		return nil, err
+	}
+	return &registrationTokenRow{ID: t.ID, TokenHash: t.TokenHash, Label: t.Label, AllowedScopes: scopes,
+		MaxUses: t.MaxUses, Uses: t.Uses, ExpiresAt: toNanos(t.ExpiresAt), CreatedAt: toNanos(t.CreatedAt),
+		CreatedBy: t.CreatedBy}, nil
+}
+
+func (r *registrationTokenRow) toEngine() (*engine.RegistrationToken, error) {
+	t := &engine.RegistrationToken{ID: r.ID, TokenHash: r.TokenHash, Label: r.Label, MaxUses: r.MaxUses,
+		Uses: r.Uses, ExpiresAt: fromNanos(r.ExpiresAt), CreatedAt: fromNanos(r.CreatedAt), CreatedBy: r.CreatedBy}
+	if err := decodeJSON(r.AllowedScopes, &t.AllowedScopes); err != nil {
+		return nil, fmt.Errorf("storage: registration token %s: %w", r.ID, err)
+	}
+	return t, nil
 }

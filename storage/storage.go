@@ -248,6 +248,8 @@ func (s *Store) Stores() engine.Stores {
 		Pushed:     s,
 		Devices:    s,
 
+		Registration: s,
+
 		ScriptVersions: s,
 		TrustedIssuers: s,
 	}

@@ -34,6 +34,14 @@ func (s *Server) adminRoutes(e *echo.Echo) {
 	route(http.MethodDelete, "/clients/:id", "clients", s.deleteClient)
 	route(http.MethodPost, "/clients/:id/secret", "clients", s.rotateSecret)
 
+	// Initial access tokens of dynamic client registration
+	// (docs/registration.md): the clients area, since a registration
+	// gives no more than keyhook:clients.write may give itself.
+	route(http.MethodPost, "/registration-tokens", "clients", s.createRegistrationToken)
+	route(http.MethodGet, "/registration-tokens", "clients", s.listRegistrationTokens)
+	route(http.MethodGet, "/registration-tokens/:id", "clients", s.getRegistrationToken)
+	route(http.MethodDelete, "/registration-tokens/:id", "clients", s.deleteRegistrationToken)
+
 	route(http.MethodPost, "/scripts", "scripts", s.createScript)
 	route(http.MethodGet, "/scripts", "scripts", s.listScripts)
 	route(http.MethodGet, "/scripts/:name", "scripts", s.getScript)
@@ -213,6 +221,33 @@ func (s *Server) rotateSecret(c echo.Context) error {
 	out, err := s.eng.RotateClientSecret(c.Request().Context(), c.Param("id"))
 	noStore(c)
 	return answer(c, out, err)
+}
+
+func (s *Server) createRegistrationToken(c echo.Context) error {
+	var doc engine.RegistrationTokenDoc
+	if err := decodeJSON(c, &doc); err != nil {
+		return err
+	}
+	out, err := s.eng.CreateRegistrationToken(c.Request().Context(), &doc)
+	if err != nil {
+		return err
+	}
+	noStore(c)
+	return c.JSON(http.StatusCreated, out)
+}
+
+func (s *Server) listRegistrationTokens(c echo.Context) error {
+	out, err := s.eng.RegistrationTokenDocs(c.Request().Context())
+	return answer(c, out, err)
+}
+
+func (s *Server) getRegistrationToken(c echo.Context) error {
+	out, err := s.eng.RegistrationTokenDoc(c.Request().Context(), c.Param("id"))
+	return answer(c, out, err)
+}
+
+func (s *Server) deleteRegistrationToken(c echo.Context) error {
+	return noContent(c, s.eng.DeleteRegistrationToken(c.Request().Context(), c.Param("id")))
 }
 
 func (s *Server) createScript(c echo.Context) error {

@@ -85,6 +85,17 @@ var routeAreas = map[string]string{
 	"PUT /admin/v1/trusted-issuers/:name":    "admin",
 	"PATCH /admin/v1/trusted-issuers/:name":  "admin",
 	"DELETE /admin/v1/trusted-issuers/:name": "admin",
+	// Dynamic client registration (docs/registration.md): the endpoints
+	// check their own tokens; initial access tokens are the clients
+	// area's.
+	"POST /oauth2/register":                    "",
+	"GET /oauth2/register/:id":                 "",
+	"PUT /oauth2/register/:id":                 "",
+	"DELETE /oauth2/register/:id":              "",
+	"POST /admin/v1/registration-tokens":       "clients",
+	"GET /admin/v1/registration-tokens":        "clients",
+	"GET /admin/v1/registration-tokens/:id":    "clients",
+	"DELETE /admin/v1/registration-tokens/:id": "clients",
 }
 
 // TestAdminScopeMatrix calls every registered route with no token, a

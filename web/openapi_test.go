@@ -126,7 +126,7 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 				switch {
 				case p == "{number}":
 					return ":number"
-				case strings.HasPrefix(path, "/clients"):
+				case strings.HasPrefix(path, "/clients"), strings.HasPrefix(path, "/registration-tokens"):
 					return ":id"
 				}
 				return ":name"
@@ -265,6 +265,7 @@ func TestOpenAPISchemasMatchDocs(t *testing.T) {
 		{"TrustedIssuer", reflect.TypeFor[engine.TrustedIssuerDoc](), "/trusted-issuers/probe", http.MethodPut,
 			map[string]any{"issuer": "https://probe.example", "jwks_uri": "https://probe.example/jwks"}},
 		{"Config", reflect.TypeFor[engine.Properties](), "/config", http.MethodPut, map[string]any{}},
+		{"RegistrationToken", reflect.TypeFor[engine.RegistrationTokenDoc](), "/registration-tokens", http.MethodPost, map[string]any{}},
 	} {
 		t.Run(tc.schema, func(t *testing.T) {
 			var inSchema []string

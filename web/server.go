@@ -122,6 +122,7 @@ func New(cfg Config) *Server {
 	// keyhook:metrics.read; MetricsHandler serves it without a token on a
 	// listener of its own (keyhook serve --metrics-addr, docs/operations.md).
 	e.GET("/metrics", echo.WrapHandler(s.MetricsHandler()), s.requireScope("metrics"))
+	s.registrationRoutes(e)
 	s.adminRoutes(e)
 	s.browserRoutes(e)
 	s.consoleRoutes(e)

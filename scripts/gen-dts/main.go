@@ -56,6 +56,8 @@ var shapes = []shape{
 	{reflect.TypeFor[hooks.AssertionArg](), false},
 	{reflect.TypeFor[hooks.TokenExchangeRequest](), false},
 	{reflect.TypeFor[hooks.ExchangeParty](), true},
+	{reflect.TypeFor[hooks.RegistrationInfo](), true},
+	{reflect.TypeFor[hooks.ClientMetadata](), false},
 }
 
 // hookFunction is a function a script may define (hooks.Function).
@@ -86,6 +88,8 @@ var hookFunctions = []hookFunction{
 		"Checks the assertion of a JWT bearer grant and may set assertion.subject; true accepts it, false refuses it (400 invalid_grant)."},
 	{hooks.FnModifyTokenExchange, "request", reflect.TypeFor[hooks.TokenExchangeRequest](), "boolean",
 		"Decides a token exchange (RFC 8693): true allows it as edited (scope, audience and resource may narrow), false refuses it (400 invalid_request)."},
+	{hooks.FnValidateRegistration, "metadata", reflect.TypeFor[hooks.ClientMetadata](), "boolean",
+		"Decides a dynamic client registration (registration scripts): edits the metadata in place; true goes on, false refuses it (400 invalid_client_metadata)."},
 }
 
 // docs holds the doc comments of package hooks: by type name, and by
