@@ -145,7 +145,7 @@ func (e *Engine) clientFromDoc(ctx context.Context, doc *ClientDoc) (*Client, er
 		return nil, fieldError("token_exchange", "%v", err)
 	}
 	if p := c.TokenExchange; p != nil {
-		p.SubjectClients, p.ActorClients, p.Audiences = nonNil(p.SubjectClients), nonNil(p.ActorClients), nonNil(p.Audiences)
+		p.SubjectClients, p.ActorClients, p.Audiences, p.SubjectIssuers = nonNil(p.SubjectClients), nonNil(p.ActorClients), nonNil(p.Audiences), nonNil(p.SubjectIssuers)
 	}
 	if c.HasGrant(GrantAuthorizationCode) && len(c.RedirectURIs) == 0 {
 		return nil, fieldError("redirect_uris", "the authorization_code grant needs at least one redirect URI")

@@ -76,6 +76,12 @@ type TokenExchangePolicy struct {
 	// Audiences are the audience values (RFC 8693 §2.1) the client may
 	// ask for.
 	Audiences []string `json:"audiences"`
+	// SubjectIssuers are the trusted issuers (by name, or "*" for any;
+	// docs/jwt-bearer.md) whose JWTs this client may present as
+	// subject_token. Such a token names no client of this server, so it
+	// is exchanged as another client's is: with allow_impersonation, or
+	// with an actor_token and allow_delegation.
+	SubjectIssuers []string `json:"subject_issuers"`
 }
 
 // checkTokenExchangePolicy reports why p may not be registered, or nil.
@@ -101,6 +107,20 @@ func checkTokenExchangePolicy(p *TokenExchangePolicy) error {
 		if slices.Contains(l.list, "*") && len(l.list) > 1 {
 			return fmt.Errorf("%s: \"*\" stands alone", l.name)
 		}
+	}
+	if len(p.SubjectIssuers) > MaxExchangePolicyEntries {
+		return fmt.Errorf("subject_issuers: at most %d entries", MaxExchangePolicyEntries)
+	}
+	for i, n := range p.SubjectIssuers {
+		if n != "*" && !trustedIssuerNamePattern.MatchString(n) {
+			return fmt.Errorf("subject_issuers: %q is neither a trusted issuer's name nor \"*\"", n)
+		}
+		if slices.Contains(p.SubjectIssuers[:i], n) {
+			return fmt.Errorf("subject_issuers: %q is listed twice", n)
+		}
+	}
+	if slices.Contains(p.SubjectIssuers, "*") && len(p.SubjectIssuers) > 1 {
+		return fmt.Errorf("subject_issuers: \"*\" stands alone")
 	}
 	if len(p.ActorClients) > 0 && !p.AllowDelegation {
 		return fmt.Errorf("actor_clients needs allow_delegation")
@@ -146,9 +166,12 @@ func policyLists(list []string, id string) bool {
 // stands for and what it allows.
 type ExchangeToken struct {
 	// Issuer is the iss of a foreign JWT; empty for keyhook's own tokens.
-	Issuer   string
-	Subject  string
-	ClientID string
+	Issuer string
+	// TrustedIssuer is the name of the trusted issuer that verified a
+	// foreign JWT, when the trusted issuers did.
+	TrustedIssuer string
+	Subject       string
+	ClientID      string
 	// Username is the user of one of keyhook's own tokens, if any.
 	Username  string
 	Scope     string
@@ -207,16 +230,19 @@ func (e *Engine) exchangeGrant(ctx context.Context, c *Client, req *TokenRequest
 		return nil, Errorf(CodeInvalidRequest, "the client may not exchange tokens for delegation (actor_token)")
 	}
 
-	sub, err := e.exchangeToken(ctx, "subject_token", req.SubjectToken, req.SubjectTokenType)
+	sub, err := e.exchangeToken(ctx, c, "subject_token", req.SubjectToken, req.SubjectTokenType)
 	if err != nil {
 		return nil, err
 	}
-	if sub.Issuer != "" || (sub.ClientID != c.ID && !policyLists(policy.SubjectClients, sub.ClientID)) {
+	switch {
+	case sub.Issuer != "" && (sub.TrustedIssuer == "" || !policyLists(policy.SubjectIssuers, sub.TrustedIssuer)):
+		return nil, Errorf(CodeInvalidRequest, "the client may not exchange tokens of issuer %s", shortParam(sub.Issuer))
+	case sub.Issuer == "" && sub.ClientID != c.ID && !policyLists(policy.SubjectClients, sub.ClientID):
 		return nil, Errorf(CodeInvalidRequest, "the client may not exchange tokens issued to client %s", shortParam(sub.ClientID))
 	}
 	var actor *ExchangeToken
 	if req.ActorToken != "" {
-		if actor, err = e.exchangeToken(ctx, "actor_token", req.ActorToken, req.ActorTokenType); err != nil {
+		if actor, err = e.exchangeToken(ctx, c, "actor_token", req.ActorToken, req.ActorTokenType); err != nil {
 			return nil, err
 		}
 		if actor.Issuer != "" || (actor.ClientID != c.ID && !policyLists(policy.ActorClients, actor.ClientID)) {
@@ -226,7 +252,7 @@ func (e *Engine) exchangeGrant(ctx context.Context, c *Client, req *TokenRequest
 			// RFC 8693 §4.4: the subject token names who may act for it.
 			return nil, Errorf(CodeInvalidRequest, "the actor is not allowed to act for the subject (may_act)")
 		}
-	} else if sub.ClientID != c.ID && !policy.AllowImpersonation {
+	} else if (sub.Issuer != "" || sub.ClientID != c.ID) && !policy.AllowImpersonation {
 		return nil, Errorf(CodeInvalidRequest, "the client may not exchange another client's token without an actor_token")
 	}
 	act, err := exchangeAct(sub, actor)
@@ -314,7 +340,7 @@ func intersectScope(a, b string) string {
 
 // exchangeToken verifies a presented token of type typ. which names the
 // parameter, for the error descriptions.
-func (e *Engine) exchangeToken(ctx context.Context, which, value, typ string) (*ExchangeToken, error) {
+func (e *Engine) exchangeToken(ctx context.Context, c *Client, which, value, typ string) (*ExchangeToken, error) {
 	switch typ {
 	case TokenTypeAccessToken, TokenTypeJWT:
 	default:
@@ -334,7 +360,7 @@ func (e *Engine) exchangeToken(ctx context.Context, which, value, typ string) (*
 	}
 	if t == nil && isJWT {
 		if iss := unverifiedIssuer(value); iss != "" && iss != e.cfg.Issuer {
-			return e.foreignToken(ctx, which, value, typ, iss)
+			return e.foreignToken(ctx, c, which, value, typ, iss)
 		}
 	}
 	if t == nil || t.Kind != KindAccess || !t.Active(e.now()) {
@@ -351,7 +377,10 @@ func (e *Engine) exchangeToken(ctx context.Context, which, value, typ string) (*
 }
 
 // foreignToken verifies a JWT of issuer iss with the trusted issuers.
-func (e *Engine) foreignToken(ctx context.Context, which, value, typ, iss string) (*ExchangeToken, error) {
+func (e *Engine) foreignToken(ctx context.Context, c *Client, which, value, typ, iss string) (*ExchangeToken, error) {
+	if e.cfg.ForeignTokens == nil && e.st.TrustedIssuers != nil {
+		return e.trustedExchangeToken(ctx, c, which, value)
+	}
 	if e.cfg.ForeignTokens == nil {
 		return nil, Errorf(CodeInvalidRequest, "%s: no trusted issuer for %s", which, shortParam(iss))
 	}

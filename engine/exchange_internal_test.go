@@ -200,7 +200,7 @@ func TestForeignTokenVerifier(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := &Engine{cfg: Config{Issuer: "https://keyhook.example", ForeignTokens: tc.verifier}, now: func() time.Time { return now }}
-			x, err := e.foreignToken(context.Background(), "subject_token", jws(`{"iss":"`+tc.iss+`"}`), TokenTypeJWT, tc.iss)
+			x, err := e.foreignToken(context.Background(), nil, "subject_token", jws(`{"iss":"`+tc.iss+`"}`), TokenTypeJWT, tc.iss)
 			if tc.desc == "" {
 				if err != nil || x.Issuer != tc.iss || x.Subject != "bob" || x.Record != nil {
 					t.Fatalf("got %+v, %v", x, err)

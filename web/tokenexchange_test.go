@@ -247,7 +247,7 @@ func TestTokenExchangeRefusals(t *testing.T) {
 		{"id token type", "gateway", "gw-secret", alice.AccessToken, url.Values{"subject_token_type": {ttIDToken}}, 400, "invalid_request", "not supported"},
 		{"jwt type for an opaque token", "gateway", "gw-secret", alice.AccessToken, url.Values{"subject_token_type": {ttJWT}}, 400, "invalid_request", "not a JWT"},
 		{"unknown type", "gateway", "gw-secret", alice.AccessToken, url.Values{"subject_token_type": {"urn:x"}}, 400, "invalid_request", "not supported"},
-		{"foreign JWT", "gateway", "gw-secret", foreign, url.Values{"subject_token_type": {ttJWT}}, 400, "invalid_request", "no trusted issuer"},
+		{"foreign JWT", "gateway", "gw-secret", foreign, url.Values{"subject_token_type": {ttJWT}}, 400, "invalid_request", "issuer is not trusted"},
 		{"forged JWT of this issuer", "gateway", "gw-secret", forged, url.Values{"subject_token_type": {ttJWT}}, 400, "invalid_request", "not an active access token"},
 		{"oversized subject token", "gateway", "gw-secret", strings.Repeat("a", 17<<10), nil, 400, "invalid_request", "longer than"},
 		{"missing subject_token", "gateway", "gw-secret", "", nil, 400, "invalid_request", "required"},
@@ -416,7 +416,7 @@ func TestTokenExchangeAdminPolicy(t *testing.T) {
 	exchangeSetup(t, h)
 	got := h.admin(http.MethodGet, "/clients/gateway", nil)
 	want := map[string]any{"subject_clients": []any{"frontend"}, "actor_clients": []any{}, "allow_impersonation": true,
-		"allow_delegation": true, "audiences": []any{"orders", "refuse", "widen", "sneak"}}
+		"allow_delegation": true, "audiences": []any{"orders", "refuse", "widen", "sneak"}, "subject_issuers": []any{}}
 	if !reflect.DeepEqual(got.json["token_exchange"], want) {
 		t.Fatalf("token_exchange %v", got.json["token_exchange"])
 	}
