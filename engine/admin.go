@@ -158,19 +158,11 @@ func (e *Engine) clientFromDoc(ctx context.Context, doc *ClientDoc) (*Client, er
 	}
 	c.Scope = strings.Join(scopes, " ")
 	if len(doc.JWKS) > 0 && string(doc.JWKS) != "null" {
-		var set jose.JSONWebKeySet
-		if err := json.Unmarshal(doc.JWKS, &set); err != nil || len(set.Keys) == 0 {
-			return nil, fieldError("jwks", "must be a JWK Set with at least one key")
+		jwks, err := publicKeySet(doc.JWKS, nil)
+		if err != nil {
+			return nil, err
 		}
-		pub := jose.JSONWebKeySet{}
-		for _, k := range set.Keys {
-			if !k.Valid() {
-				return nil, fieldError("jwks", "key %q is not valid", k.KeyID)
-			}
-			pub.Keys = append(pub.Keys, k.Public())
-		}
-		raw, _ := json.Marshal(pub)
-		c.JWKS = string(raw)
+		c.JWKS = jwks
 	}
 	if c.JWKSURI != "" {
 		if err := jwksURIAllowed(c.JWKSURI, e.cfg.JWKSURI.AllowPrivate); err != nil {
@@ -476,4 +468,30 @@ func (e *Engine) forThisServer(t *Token) bool {
 		}
 	}
 	return false
+}
+
+// publicKeySet reads raw, the jwks member of a client or trusted issuer: a
+// JWK Set of at least one valid key, each passing check when there is
+// one. It answers the set as JSON with only the keys' public halves, so a
+// private key sent by mistake is never kept.
+func publicKeySet(raw json.RawMessage, check func(k *jose.JSONWebKey) error) (string, error) {
+	var set jose.JSONWebKeySet
+	if err := json.Unmarshal(raw, &set); err != nil || len(set.Keys) == 0 {
+		return "", fieldError("jwks", "must be a JWK Set with at least one key")
+	}
+	pub := jose.JSONWebKeySet{}
+	for i := range set.Keys {
+		k := &set.Keys[i]
+		if !k.Valid() {
+			return "", fieldError("jwks", "key %q is not valid", k.KeyID)
+		}
+		if check != nil {
+			if err := check(k); err != nil {
+				return "", err
+			}
+		}
+		pub.Keys = append(pub.Keys, k.Public())
+	}
+	out, err := json.Marshal(pub)
+	return string(out), err
 }

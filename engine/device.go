@@ -136,24 +136,15 @@ type DeviceAuthorizationResponse struct {
 }
 
 func (e *Engine) deviceCodeLifetime() time.Duration {
-	if e.cfg.DeviceCodeLifetime > 0 {
-		return e.cfg.DeviceCodeLifetime
-	}
-	return DefaultDeviceCodeLifetime
+	return positiveOr(e.cfg.DeviceCodeLifetime, DefaultDeviceCodeLifetime)
 }
 
 func (e *Engine) maxDeviceGrantsPerClient() int {
-	if e.cfg.MaxDeviceGrantsPerClient > 0 {
-		return e.cfg.MaxDeviceGrantsPerClient
-	}
-	return DefaultMaxDeviceGrantsPerClient
+	return positiveOr(e.cfg.MaxDeviceGrantsPerClient, DefaultMaxDeviceGrantsPerClient)
 }
 
 func (e *Engine) devicePollInterval() time.Duration {
-	if e.cfg.DevicePollInterval > 0 {
-		return e.cfg.DevicePollInterval
-	}
-	return DefaultDevicePollInterval
+	return positiveOr(e.cfg.DevicePollInterval, DefaultDevicePollInterval)
 }
 
 // DeviceAuthorization serves the device authorization endpoint (RFC 8628

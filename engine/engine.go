@@ -369,3 +369,12 @@ func (e *Engine) Purge(ctx context.Context) {
 		}
 	}
 }
+
+// positiveOr is v when it is set (above zero), else its default d: the
+// configured lifetimes and bounds of Config.
+func positiveOr[T int | int64 | time.Duration](v, d T) T {
+	if v > 0 {
+		return v
+	}
+	return d
+}

@@ -79,17 +79,11 @@ type PushedAuthorizationResponse struct {
 }
 
 func (e *Engine) pushedLifetime() time.Duration {
-	if e.cfg.PushedRequestLifetime > 0 {
-		return e.cfg.PushedRequestLifetime
-	}
-	return DefaultPushedRequestLifetime
+	return positiveOr(e.cfg.PushedRequestLifetime, DefaultPushedRequestLifetime)
 }
 
 func (e *Engine) maxPushedPerClient() int {
-	if e.cfg.MaxPushedRequestsPerClient > 0 {
-		return e.cfg.MaxPushedRequestsPerClient
-	}
-	return DefaultMaxPushedRequestsPerClient
+	return positiveOr(e.cfg.MaxPushedRequestsPerClient, DefaultMaxPushedRequestsPerClient)
 }
 
 // PushedAuthorizationRequired reports whether the server requires every

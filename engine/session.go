@@ -58,10 +58,7 @@ var ErrLoginNeeded = errors.New("the user must sign in")
 
 // sessionLifetime is the configured lifetime or the default.
 func (e *Engine) sessionLifetime() time.Duration {
-	if e.cfg.SessionLifetime > 0 {
-		return e.cfg.SessionLifetime
-	}
-	return DefaultSessionLifetime
+	return positiveOr(e.cfg.SessionLifetime, DefaultSessionLifetime)
 }
 
 // startSession stores a new session for u, who signed in at now, and

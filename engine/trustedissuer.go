@@ -151,25 +151,19 @@ func (e *Engine) trustedIssuerFromDoc(doc *TrustedIssuerDoc) (*TrustedIssuer, er
 		return nil, fieldError("jwks", "give either jwks or jwks_uri")
 	}
 	if hasJWKS {
-		var set jose.JSONWebKeySet
-		if err := json.Unmarshal(doc.JWKS, &set); err != nil || len(set.Keys) == 0 {
-			return nil, fieldError("jwks", "must be a JWK Set with at least one key")
-		}
-		pub := jose.JSONWebKeySet{}
-		for _, k := range set.Keys {
-			if !k.Valid() {
-				return nil, fieldError("jwks", "key %q is not valid", k.KeyID)
-			}
+		jwks, err := publicKeySet(doc.JWKS, func(k *jose.JSONWebKey) error {
 			if _, sym := k.Key.([]byte); sym {
-				return nil, fieldError("jwks", "key %q is a shared secret; a trusted issuer needs public keys", k.KeyID)
+				return fieldError("jwks", "key %q is a shared secret; a trusted issuer needs public keys", k.KeyID)
 			}
 			if k.Algorithm != "" && !slices.Contains(privateKeyAlgs, k.Algorithm) {
-				return nil, fieldError("jwks", "key %q has alg %s; use one of %s", k.KeyID, k.Algorithm, strings.Join(privateKeyAlgs, ", "))
+				return fieldError("jwks", "key %q has alg %s; use one of %s", k.KeyID, k.Algorithm, strings.Join(privateKeyAlgs, ", "))
 			}
-			pub.Keys = append(pub.Keys, k.Public())
+			return nil
+		})
+		if err != nil {
+			return nil, err
 		}
-		raw, _ := json.Marshal(pub)
-		t.JWKS = string(raw)
+		t.JWKS = jwks
 	}
 	if t.JWKSURI != "" {
 		if err := jwksURIAllowed(t.JWKSURI, e.cfg.JWKSURI.AllowPrivate); err != nil {
