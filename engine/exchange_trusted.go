@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 )
 
@@ -12,8 +13,9 @@ import (
 // the checks of a JWT bearer assertion (signature by the issuer's keys,
 // exp within max_assertion_lifetime, iat, nbf, a jti) except that its
 // jti is not spent, since a token a client holds may be exchanged more
-// than once (for several audiences) until it expires. Its aud must name
-// this server or the client that presents it (which received it as a
+// than once (for several audiences) until it expires, unless its aud
+// names this server: an assertion is used once. Its aud must name this
+// server or the client that presents it (which received it as a
 // resource server), the issuer must allow the client, and the subject
 // must be one the issuer may name. The token's scope is what its scope
 // claim and the issuer's allowed_scopes share. Every refusal is
@@ -22,18 +24,10 @@ func (e *Engine) trustedExchangeToken(ctx context.Context, c *Client, which, val
 	if c == nil {
 		return nil, Errorf(CodeInvalidRequest, "%s: no trusted issuer for it", which)
 	}
-	audiences := []string{e.cfg.Issuer, e.cfg.Issuer + PathToken, c.ID}
-	fj, ti, err := e.verifyForeignJWT(ctx, value, audiences)
+	ours := []string{e.cfg.Issuer, e.cfg.Issuer + PathToken}
+	fj, ti, err := e.verifyForeignJWT(ctx, value, append(ours, c.ID))
 	if err != nil {
-		var oe *Error
-		if errors.As(err, &oe) && oe.Code == CodeInvalidGrant {
-			desc := strings.ReplaceAll(oe.Description, "the assertion", "the token")
-			if strings.Contains(desc, "aud") {
-				desc = "the token's aud names neither this server nor the client"
-			}
-			return nil, Errorf(CodeInvalidRequest, "%s: %s", which, desc)
-		}
-		return nil, err // the store failed
+		return nil, asExchangeRefusal(which, err)
 	}
 	if !ti.AllowsClient(c.ID) {
 		// As for an unknown issuer: a client learns nothing of the
@@ -45,6 +39,15 @@ func (e *Engine) trustedExchangeToken(ctx context.Context, c *Client, which, val
 	}
 	if !fj.Expiry.After(e.now()) {
 		return nil, Errorf(CodeInvalidRequest, "%s has expired", which)
+	}
+	if slices.ContainsFunc(fj.Audience, func(a string) bool { return slices.Contains(ours, a) }) {
+		// A JWT addressed to this server is an assertion (RFC 7523):
+		// one use, here or at the JWT bearer grant, whichever comes
+		// first. One the client received as a resource server may be
+		// exchanged again until it expires.
+		if err := e.useForeignJTI(ctx, fj); err != nil {
+			return nil, asExchangeRefusal(which, err)
+		}
 	}
 	scope, _ := fj.Claims["scope"].(string)
 	x := &ExchangeToken{
@@ -59,4 +62,19 @@ func (e *Engine) trustedExchangeToken(ctx context.Context, c *Client, which, val
 	}
 	x.MayAct, x.HasMayAct = fj.Claims["may_act"]
 	return x, nil
+}
+
+// asExchangeRefusal is a trusted issuer's refusal of a JWT (invalid_grant,
+// as for an assertion) as token exchange answers it: invalid_request
+// naming the parameter (RFC 8693 §2.2.2). A store failure stays one.
+func asExchangeRefusal(which string, err error) error {
+	var oe *Error
+	if !errors.As(err, &oe) || oe.Code != CodeInvalidGrant {
+		return err
+	}
+	desc := strings.ReplaceAll(oe.Description, "the assertion", "the token")
+	if strings.Contains(desc, "aud") && !strings.Contains(desc, "jti") {
+		desc = "the token's aud names neither this server nor the client"
+	}
+	return Errorf(CodeInvalidRequest, "%s: %s", which, desc)
 }

@@ -13,7 +13,9 @@ import (
 // (docs/jwt-bearer.md) is a subject_token a client may exchange when its
 // token_exchange policy names the issuer in subject_issuers and allows
 // impersonation (RFC 8693 §1.1); the new token is for the JWT's subject,
-// within what the issuer may yield. Each refusal is invalid_request.
+// within what the issuer may yield. A JWT the client received may be
+// exchanged again; one addressed to this server (an assertion) only once,
+// here or at the JWT bearer grant. Each refusal is invalid_request.
 func TestTokenExchangeOfTrustedIssuerJWT(t *testing.T) {
 	f := newBearerFixture(t)
 	f.createClient(map[string]any{"client_id": "gw", "client_secret": "gw-secret", "scope": "read write",
@@ -62,6 +64,23 @@ func TestTokenExchangeOfTrustedIssuerJWT(t *testing.T) {
 	// less.
 	if r := exchange(tok, "gw", "gw-secret", "read"); r.status != http.StatusOK || r.str("scope") != "read" {
 		t.Fatalf("second exchange: %d %s", r.status, r.body)
+	}
+
+	// A JWT addressed to this server is an assertion: it is used once,
+	// here or at the JWT bearer grant.
+	assertion := idpToken("alice", func(c map[string]any) { c["aud"] = f.tokenURL })
+	if r := exchange(assertion, "gw", "gw-secret", ""); r.status != http.StatusOK {
+		t.Fatalf("exchange of an assertion: %d %s", r.status, r.body)
+	}
+	wantError(t, exchange(assertion, "gw", "gw-secret", ""), http.StatusBadRequest, "invalid_request")
+	used := f.partner(t, "alice", nil) // aud: the token endpoint
+	if r := f.grant(used, "read", "app", "app-secret"); r.status != http.StatusOK {
+		t.Fatalf("JWT bearer grant: %d %s", r.status, r.body)
+	}
+	r = exchange(used, "gw", "gw-secret", "")
+	wantError(t, r, http.StatusBadRequest, "invalid_request")
+	if !strings.Contains(r.str("error_description"), "jti was used before") {
+		t.Errorf("an assertion used at the JWT bearer grant, exchanged: %s", r.body)
 	}
 
 	for _, tc := range []struct {
