@@ -2,7 +2,10 @@ package engine
 
 import (
 	"context"
+	"crypto/hmac"
 	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"strings"
 	"time"
@@ -186,7 +189,7 @@ func (e *Engine) DeviceAuthorization(ctx context.Context, req *DeviceAuthorizati
 	// draw again.
 	for range 5 {
 		userCode = newUserCode()
-		g.UserCodeID = userCodeID(userCode)
+		g.UserCodeID = e.userCodeID(userCode)
 		if err = e.st.Devices.CreateDeviceGrant(ctx, g); !errors.Is(err, ErrConflict) {
 			break
 		}
@@ -255,8 +258,16 @@ func NormalizeUserCode(typed string) (string, bool) {
 	return b.String(), true
 }
 
-// userCodeID is what the store keeps of a normalized user code.
-func userCodeID(code string) string { return TokenHash("user_code:" + code) }
+// userCodeID is what the store keeps of a normalized user code: an HMAC
+// under a key derived from the client-secret sealing key. A user code has
+// about 35 bits, so a plain hash of it could be reversed from a copy of
+// the database while the code is live; the keyed one cannot without the
+// sealing key, which the key-encryption key protects (docs/keys.md).
+func (e *Engine) userCodeID(code string) string {
+	m := hmac.New(sha256.New, e.userCodeKey)
+	m.Write([]byte("user_code:" + code))
+	return hex.EncodeToString(m.Sum(nil))
+}
 
 // ErrUserCodeInvalid is the verification page's one answer to a user code
 // that is malformed, unknown, expired or already decided.
@@ -300,7 +311,7 @@ func (e *Engine) DeviceLookup(ctx context.Context, typed, browser string) (*Devi
 	var g *DeviceGrant
 	var err error
 	if ok {
-		g, err = e.st.Devices.DeviceGrantByUserCode(ctx, userCodeID(code))
+		g, err = e.st.Devices.DeviceGrantByUserCode(ctx, e.userCodeID(code))
 	}
 	if err != nil && !errors.Is(err, ErrNotFound) {
 		a.abandon()

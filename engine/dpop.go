@@ -255,9 +255,13 @@ func (e *Engine) DPoPNonce() string {
 }
 
 // deriveNonceKey is the key of the server nonces, from the sealing key.
-func deriveNonceKey(sealKey []byte) []byte {
+func deriveNonceKey(sealKey []byte) []byte { return deriveKey(sealKey, "keyhook dpop nonce key") }
+
+// deriveKey is a key for one purpose, derived from the client-secret
+// sealing key: HMAC-SHA256 of the purpose's name.
+func deriveKey(sealKey []byte, purpose string) []byte {
 	m := hmac.New(sha256.New, sealKey)
-	m.Write([]byte("keyhook dpop nonce key"))
+	m.Write([]byte(purpose))
 	return m.Sum(nil)
 }
 

@@ -118,6 +118,9 @@ type Engine struct {
 	seal  *sealer
 	// nonceKey makes the DPoP server nonces (dpop.go).
 	nonceKey []byte
+	// userCodeKey keys the stored hashes of device user codes
+	// (device.go).
+	userCodeKey []byte
 	// kek seals keys at rest; nil without Config.KEK. sealKeyPlain is
 	// whether the sealing key was found stored in the clear.
 	kek          *sealer

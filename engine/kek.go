@@ -96,6 +96,7 @@ func (e *Engine) loadSealKey(ctx context.Context) error {
 		return fmt.Errorf("the client-secret sealing key: %w", err)
 	}
 	e.nonceKey = deriveNonceKey(key)
+	e.userCodeKey = deriveKey(key, "keyhook device user code key")
 	if !sealed && e.kek != nil {
 		if err := e.st.Secrets.ResealSecret(ctx, sealKeySecretName, stored, e.wrap(key)); err != nil {
 			e.log.Error("could not seal the client-secret sealing key under the key-encryption key", "err", err)

@@ -223,8 +223,8 @@ var migrations = []migration{
 	}},
 	{version: 12, name: "device authorization", up: []string{
 		// Device authorizations (RFC 8628, docs/device-flow.md): the
-		// SHA-256 of the device code and of the user code, never either
-		// code; a deleted client's go with it.
+		// SHA-256 of the device code and a keyed hash of the user code,
+		// never either code; a deleted client's go with it.
 		`CREATE TABLE device_grants (
 			id TEXT PRIMARY KEY,
 			user_code_id TEXT NOT NULL UNIQUE,
