@@ -321,7 +321,7 @@ func (b *bundle) runFixtures(c *cobra.Command, stdout io.Writer) (passed, withou
 			iso = hooks.IsolationProcess
 		}
 		script := scripts.OfflineScript(file, s.Source, iso)
-		rep := scriptReport{Script: file, Fixtures: []*scripts.FixtureReport{}}
+		var fs []*scripts.Fixture
 		for _, p := range paths {
 			rel, _ := filepath.Rel(b.dir, p)
 			if _, err := readBundleFile(b.dir, filepath.ToSlash(rel), maxBundleFile); err != nil {
@@ -331,19 +331,14 @@ func (b *bundle) runFixtures(c *cobra.Command, stdout io.Writer) (passed, withou
 			if err != nil {
 				return 0, 0, err
 			}
-			r := scripts.RunFixture(c.Context(), rt, script, f)
-			rep.Fixtures = append(rep.Fixtures, r)
-			if r.Passed {
-				rep.Totals.Passed++
-			}
+			fs = append(fs, f)
 		}
-		rep.Totals.Fixtures = len(paths)
-		rep.Totals.Failed = rep.Totals.Fixtures - rep.Totals.Passed
+		rep := runFixtures(c.Context(), rt, script, file, fs)
 		passed += rep.Totals.Passed
 		if rep.Totals.Failed > 0 {
 			failed += rep.Totals.Failed
 			fmt.Fprintf(stdout, "script %s (%s):\n", s.Name, file)
-			printScriptReport(stdout, &rep)
+			printScriptReport(stdout, rep)
 		}
 	}
 	if failed > 0 {

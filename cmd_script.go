@@ -5,6 +5,7 @@ package main
 // scripts offline").
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -36,6 +37,23 @@ type scriptReport struct {
 		Passed   int `json:"passed"`
 		Failed   int `json:"failed"`
 	} `json:"totals"`
+}
+
+// runFixtures runs each fixture of s, the script of file, on rt and
+// totals them (keyhook script test; import --bundle).
+func runFixtures(ctx context.Context, rt hooks.Runtime, s *hooks.Script, file string, fs []*scripts.Fixture) *scriptReport {
+	rep := &scriptReport{Script: file, Fixtures: []*scripts.FixtureReport{}}
+	for _, f := range fs {
+		r := scripts.RunFixture(ctx, rt, s, f)
+		rep.Fixtures = append(rep.Fixtures, r)
+		if r.Passed {
+			rep.Totals.Passed++
+		}
+	}
+	rep.Totals.Fixtures = len(fs)
+	rep.Totals.Failed = rep.Totals.Fixtures - rep.Totals.Passed
+	rep.Passed = rep.Totals.Failed == 0
+	return rep
 }
 
 func newScriptTestCommand(env lookupEnv, stdout io.Writer) *cobra.Command {
@@ -91,17 +109,7 @@ func newScriptTestCommand(env lookupEnv, stdout io.Writer) *cobra.Command {
 				}
 				return fmt.Errorf("%s: %v", file, err)
 			}
-			rep := scriptReport{Script: file, Fixtures: []*scripts.FixtureReport{}}
-			for _, f := range fs {
-				r := scripts.RunFixture(c.Context(), rt, s, f)
-				rep.Fixtures = append(rep.Fixtures, r)
-				if r.Passed {
-					rep.Totals.Passed++
-				}
-			}
-			rep.Totals.Fixtures = len(fs)
-			rep.Totals.Failed = rep.Totals.Fixtures - rep.Totals.Passed
-			rep.Passed = rep.Totals.Failed == 0
+			rep := runFixtures(c.Context(), rt, s, file, fs)
 			if output == "json" {
 				enc := json.NewEncoder(stdout)
 				enc.SetIndent("", "  ")
@@ -109,7 +117,7 @@ func newScriptTestCommand(env lookupEnv, stdout io.Writer) *cobra.Command {
 					return err
 				}
 			} else {
-				printScriptReport(stdout, &rep)
+				printScriptReport(stdout, rep)
 			}
 			if !rep.Passed {
 				return fmt.Errorf("%s: %d of %d fixtures failed", file, rep.Totals.Failed, rep.Totals.Fixtures)

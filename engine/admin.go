@@ -462,8 +462,9 @@ func (e *Engine) forThisServer(t *Token) bool {
 	if len(t.Resources) == 0 {
 		return true
 	}
+	base := strings.TrimSuffix(e.cfg.Issuer, "/") + "/"
 	for _, r := range t.Resources {
-		if r == e.cfg.Issuer || strings.HasPrefix(r, strings.TrimSuffix(e.cfg.Issuer, "/")+"/") {
+		if r == e.cfg.Issuer || strings.HasPrefix(r, base) {
 			return true
 		}
 	}

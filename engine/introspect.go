@@ -91,10 +91,7 @@ func (e *Engine) Introspect(ctx context.Context, req *IntrospectionRequest) (*In
 		// The binding is the server's (RFC 9449 §6.2): a resource server
 		// that reads an answer without cnf would take the token as a
 		// bearer token.
-		delete(fields, "cnf")
-		if t.JKT != "" {
-			fields["cnf"], fields["token_type"] = cnfClaim(t.JKT), TokenTypeDPoP
-		}
+		setBinding(fields, t)
 		for k, v := range fields {
 			if v == nil {
 				delete(fields, k) // RFC 7662 §2.2: absent, never null
@@ -192,18 +189,11 @@ func (e *Engine) introspectionFields(t *Token) map[string]any {
 	m["exp"] = t.ExpiresAt.Unix()
 	m["iat"] = t.IssuedAt.Unix()
 	m["nbf"] = t.IssuedAt.Unix()
-	delete(m, "cnf")
-	switch {
-	case t.Kind == KindRefresh:
+	m["token_type"] = "Bearer"
+	if t.Kind == KindRefresh {
 		m["token_type"] = "refresh_token"
-	case t.JKT != "":
-		m["token_type"] = TokenTypeDPoP // RFC 9449 §6.2
-	default:
-		m["token_type"] = "Bearer"
 	}
-	if t.JKT != "" {
-		m["cnf"] = cnfClaim(t.JKT)
-	}
+	setBinding(m, t)
 	if t.Scope != "" {
 		m["scope"] = t.Scope
 	}
@@ -280,4 +270,19 @@ func (e *Engine) Revoke(ctx context.Context, req *RevocationRequest) error {
 		return storeFailure(err)
 	}
 	return nil
+}
+
+// setBinding writes t's DPoP binding into introspection answer m (RFC
+// 9449 §6.2): cnf with the key's thumbprint and, for an access token,
+// token_type DPoP; no cnf for a bearer token. It runs again after the
+// scripts, since the binding is the server's to say.
+func setBinding(m map[string]any, t *Token) {
+	delete(m, "cnf")
+	if t.JKT == "" {
+		return
+	}
+	m["cnf"] = cnfClaim(t.JKT)
+	if t.Kind != KindRefresh {
+		m["token_type"] = TokenTypeDPoP
+	}
 }
