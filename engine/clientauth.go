@@ -29,6 +29,10 @@ type ClientCredentials struct {
 	ClientID                 string // form client_id
 	ClientSecret             string // form client_secret
 	AssertionType, Assertion string
+	// atPAR says the request is a push to the pushed authorization
+	// request endpoint, the one endpoint where an assertion may name
+	// that endpoint's URL as its aud (RFC 9126 §2).
+	atPAR bool
 }
 
 func (c *ClientCredentials) methods() int {
@@ -198,18 +202,18 @@ func (e *Engine) authAssertion(ctx context.Context, cred *ClientCredentials) (*C
 	if err := tok.claims(key, &claims); err != nil {
 		return nil, invalidClient("client_assertion signature does not verify")
 	}
-	if err := e.checkAssertionClaims(ctx, c, &claims); err != nil {
+	if err := e.checkAssertionClaims(ctx, c, &claims, cred.atPAR); err != nil {
 		return nil, err
 	}
 	return c, nil
 }
 
-func (e *Engine) checkAssertionClaims(ctx context.Context, c *Client, cl *jwt.Claims) error {
+func (e *Engine) checkAssertionClaims(ctx context.Context, c *Client, cl *jwt.Claims, atPAR bool) error {
 	now := e.now()
 	if cl.Issuer != c.ID || cl.Subject != c.ID {
 		return invalidClient("assertion iss and sub must be the client_id")
 	}
-	if !e.assertionAudience(cl.Audience) {
+	if !e.assertionAudience(cl.Audience, atPAR) {
 		return invalidClient("assertion aud must be the issuer or the token endpoint URL")
 	}
 	if cl.Expiry == nil || !now.Before(cl.Expiry.Time()) {
@@ -241,17 +245,17 @@ func (e *Engine) checkAssertionClaims(ctx context.Context, c *Client, cl *jwt.Cl
 }
 
 // assertionAudience reports whether aud names this server and nothing
-// else: the issuer or the token endpoint URL (RFC 7523 §3 item 3), or the
-// pushed authorization request endpoint URL, which RFC 9126 §2 says must
-// be accepted too, as a string or an array holding only those, on every
-// endpoint that accepts assertions. A value naming anyone else could be
-// replayed by them.
-func (e *Engine) assertionAudience(aud jwt.Audience) bool {
+// else: the issuer or the token endpoint URL (RFC 7523 §3 item 3), as a
+// string or an array holding only those, on every endpoint that accepts
+// assertions; at the pushed authorization request endpoint (atPAR) its
+// URL too, which RFC 9126 §2 says that endpoint must accept. A value
+// naming anyone else could be replayed by them.
+func (e *Engine) assertionAudience(aud jwt.Audience, atPAR bool) bool {
 	if len(aud) == 0 {
 		return false
 	}
 	for _, a := range aud {
-		if a != e.cfg.Issuer && a != e.cfg.Issuer+PathToken && a != e.cfg.Issuer+PathPAR {
+		if a != e.cfg.Issuer && a != e.cfg.Issuer+PathToken && (!atPAR || a != e.cfg.Issuer+PathPAR) {
 			return false
 		}
 	}

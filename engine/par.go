@@ -100,6 +100,7 @@ func (e *Engine) PushAuthorization(ctx context.Context, req *PushedAuthorization
 	if e.st.Pushed == nil {
 		return nil, Errorf(CodeInvalidRequest, "pushed authorization requests are not available")
 	}
+	req.Credentials.atPAR = true
 	c, err := e.AuthenticateClient(ctx, &req.Credentials)
 	if err != nil {
 		return nil, err
