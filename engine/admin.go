@@ -443,6 +443,7 @@ func (e *Engine) UpdateProperties(ctx context.Context, patch map[string]json.Raw
 	if err := e.st.Properties.SetProperties(ctx, values); err != nil {
 		return nil, storeFailure(err)
 	}
+	e.propsGuard.wrote(nil)
 	if err := e.reloadProperties(ctx); err != nil {
 		return nil, storeFailure(err)
 	}

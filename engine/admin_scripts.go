@@ -200,9 +200,7 @@ func (e *Engine) CreateScript(ctx context.Context, doc *ScriptDoc) (*ScriptDoc, 
 	} else if err != nil {
 		return nil, storeFailure(err)
 	}
-	if e.hooks != nil {
-		e.hooks.Put(s)
-	}
+	e.scriptsChanged(func() { e.hooks.Put(s) })
 	return ScriptDocument(s), nil
 }
 
@@ -237,9 +235,7 @@ func (e *Engine) ReplaceScript(ctx context.Context, name string, doc *ScriptDoc)
 	if err := e.saveScript(ctx, s, e.st.Scripts.UpdateScript); err != nil {
 		return nil, adminErr(err, "script", name) // deleted meanwhile: 404
 	}
-	if e.hooks != nil {
-		e.hooks.Put(s)
-	}
+	e.scriptsChanged(func() { e.hooks.Put(s) })
 	return ScriptDocument(s), nil
 }
 
@@ -286,9 +282,7 @@ func (e *Engine) DeleteScript(ctx context.Context, name string) error {
 	if err != nil {
 		return adminErr(err, "script", name)
 	}
-	if e.hooks != nil {
-		e.hooks.Remove(name)
-	}
+	e.scriptsChanged(func() { e.hooks.Remove(name) })
 	return nil
 }
 

@@ -15,6 +15,9 @@ type clientCache struct {
 	ttl time.Duration
 	mu  sync.RWMutex
 	m   map[string]cachedClient
+	// forgotten counts local changes: a read that began before one may
+	// have read the client before it changed, and is not cached.
+	forgotten uint64
 }
 
 type cachedClient struct {
@@ -33,6 +36,7 @@ func (e *Engine) client(ctx context.Context, id string) (*Client, error) {
 	now := time.Now()
 	cc.mu.RLock()
 	hit, ok := cc.m[id]
+	gen := cc.forgotten
 	cc.mu.RUnlock()
 	if ok && now.Sub(hit.fetched) < cc.ttl {
 		return hit.c, nil
@@ -45,7 +49,9 @@ func (e *Engine) client(ctx context.Context, id string) (*Client, error) {
 	if len(cc.m) > 10000 { // bound memory under a flood of distinct ids
 		cc.m = map[string]cachedClient{}
 	}
-	cc.m[id] = cachedClient{c: c, fetched: now}
+	if cc.forgotten == gen {
+		cc.m[id] = cachedClient{c: c, fetched: now}
+	}
 	cc.mu.Unlock()
 	return c, nil
 }
@@ -56,5 +62,6 @@ func (e *Engine) forgetClient(id string) {
 	e.invalidateMetadata()
 	e.clients.mu.Lock()
 	delete(e.clients.m, id)
+	e.clients.forgotten++
 	e.clients.mu.Unlock()
 }

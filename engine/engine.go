@@ -138,6 +138,9 @@ type Engine struct {
 	plainSecrets   map[string]bool
 	// scriptsVersion is the store's script version last loaded.
 	scriptsVersion atomic.Value
+	// propsGuard, keysGuard and scriptsGuard keep a refresh from undoing
+	// a local change (reload.go).
+	propsGuard, keysGuard, scriptsGuard reloadGuard
 	// meta is the discovery document (metadata.go).
 	meta metadataCache
 	// Authentication limits (authlimits.go).
@@ -246,7 +249,7 @@ func New(ctx context.Context, cfg Config, st Stores) (*Engine, error) {
 		return nil, fmt.Errorf("loading signing keys: %w", err)
 	}
 	e.resealSigningKeys(ctx)
-	if err := e.reloadScripts(ctx); err != nil {
+	if err := e.reloadScripts(ctx, false); err != nil {
 		return nil, fmt.Errorf("loading scripts: %w", err)
 	}
 	e.resealScriptSecrets(ctx)
@@ -263,32 +266,47 @@ func (e *Engine) Properties() *Properties { return e.props.Load() }
 func (e *Engine) Hooks() *hooks.Dispatcher { return e.hooks }
 
 func (e *Engine) reloadProperties(ctx context.Context) error {
-	stored, err := e.st.Properties.Properties(ctx)
-	if err != nil {
-		return err
-	}
-	e.props.Store(decodeProperties(stored))
-	return nil
+	return e.propsGuard.reload(ctx, func(ctx context.Context) (func() error, error) {
+		stored, err := e.st.Properties.Properties(ctx)
+		if err != nil {
+			return nil, err
+		}
+		return func() error { e.props.Store(decodeProperties(stored)); return nil }, nil
+	})
 }
 
-func (e *Engine) reloadScripts(ctx context.Context) error {
+// reloadScripts reads the scripts when their version in the store
+// changed since they were last read, or always when forced.
+func (e *Engine) reloadScripts(ctx context.Context, force bool) error {
 	if e.hooks == nil || e.st.Scripts == nil {
 		return nil
 	}
-	version, err := e.st.Scripts.ScriptsVersion(ctx)
-	if err != nil {
-		return err
+	return e.scriptsGuard.reload(ctx, func(ctx context.Context) (func() error, error) {
+		version, err := e.st.Scripts.ScriptsVersion(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if old, _ := e.scriptsVersion.Load().(string); old == version && version != "" && !force {
+			return nil, nil
+		}
+		all, err := e.st.Scripts.Scripts(ctx)
+		if err != nil {
+			return nil, err
+		}
+		return func() error {
+			e.hooks.Replace(all)
+			e.scriptsVersion.Store(version)
+			return nil
+		}, nil
+	})
+}
+
+// scriptsChanged applies a local change to the scripts the dispatcher
+// runs (reload.go).
+func (e *Engine) scriptsChanged(update func()) {
+	if e.hooks != nil {
+		e.scriptsGuard.wrote(update)
 	}
-	if old, _ := e.scriptsVersion.Load().(string); old == version && version != "" {
-		return nil
-	}
-	all, err := e.st.Scripts.Scripts(ctx)
-	if err != nil {
-		return err
-	}
-	e.hooks.Replace(all)
-	e.scriptsVersion.Store(version)
-	return nil
 }
 
 // Refresh reloads what other instances may have changed: properties,
@@ -297,7 +315,7 @@ func (e *Engine) Refresh(ctx context.Context) error {
 	// Clients may have changed on another instance: the discovery
 	// document is rebuilt when next asked for.
 	e.invalidateMetadata()
-	return errors.Join(e.reloadProperties(ctx), e.reloadKeys(ctx), e.reloadScripts(ctx))
+	return errors.Join(e.reloadProperties(ctx), e.reloadKeys(ctx), e.reloadScripts(ctx, false))
 }
 
 // Run refreshes shared state every RefreshInterval and purges expired

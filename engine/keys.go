@@ -98,16 +98,21 @@ func (e *Engine) reloadKeys(ctx context.Context) error { return e.loadKeys(ctx, 
 // loadKeys is reloadKeys; at start (strict) a key that cannot be opened
 // stops the server, later it is logged and skipped.
 func (e *Engine) loadKeys(ctx context.Context, strict bool) error {
-	recs, err := e.st.Keys.SigningKeys(ctx)
-	if err != nil {
-		return err
-	}
-	if len(recs) == 0 {
-		if _, err := e.RotateKey(ctx); err != nil {
-			return err
+	return e.keysGuard.reload(ctx, func(ctx context.Context) (func() error, error) {
+		recs, err := e.st.Keys.SigningKeys(ctx)
+		if err != nil {
+			return nil, err
 		}
-		return nil
-	}
+		if len(recs) == 0 {
+			_, err := e.RotateKey(ctx)
+			return nil, err
+		}
+		return func() error { return e.useKeys(recs, strict) }, nil
+	})
+}
+
+// useKeys makes recs the key ring: the newest unretired one current.
+func (e *Engine) useKeys(recs []*SigningKey, strict bool) error {
 	sort.Slice(recs, func(i, j int) bool { return recs[i].CreatedAt.After(recs[j].CreatedAt) })
 	e.keys.mu.Lock()
 	defer e.keys.mu.Unlock()
@@ -116,6 +121,7 @@ func (e *Engine) loadKeys(ctx context.Context, strict bool) error {
 	for _, rec := range recs {
 		lk, ok := e.keys.byID[rec.ID]
 		if !ok {
+			var err error
 			if lk, err = e.loadKey(rec); err != nil {
 				if strict {
 					return err
@@ -152,21 +158,23 @@ func (e *Engine) RotateKey(ctx context.Context) (*SigningKey, error) {
 	if err != nil {
 		return nil, err
 	}
-	e.keys.mu.Lock()
-	if e.keys.byID == nil {
-		e.keys.byID = map[string]*loadedKey{}
-	}
-	retired := e.now()
-	for _, k := range e.keys.byID {
-		if k.rec.RetiredAt.IsZero() {
-			cp := *k.rec
-			cp.RetiredAt = retired
-			k.rec = &cp
+	e.keysGuard.wrote(func() {
+		e.keys.mu.Lock()
+		if e.keys.byID == nil {
+			e.keys.byID = map[string]*loadedKey{}
 		}
-	}
-	e.keys.byID[rec.ID] = lk
-	e.keys.current = lk
-	e.keys.mu.Unlock()
+		retired := e.now()
+		for _, k := range e.keys.byID {
+			if k.rec.RetiredAt.IsZero() {
+				cp := *k.rec
+				cp.RetiredAt = retired
+				k.rec = &cp
+			}
+		}
+		e.keys.byID[rec.ID] = lk
+		e.keys.current = lk
+		e.keys.mu.Unlock()
+	})
 	e.log.Info("new current signing key", "kid", rec.ID, "alg", rec.Alg)
 	return rec, nil
 }

@@ -129,16 +129,13 @@ func (e *Engine) rolledBack(ctx context.Context, s *Seed, clients []string) {
 	for _, id := range clients {
 		e.forgetClient(id)
 	}
+	e.propsGuard.wrote(nil)
 	if err := e.reloadProperties(ctx); err != nil {
 		e.log.Warn("import: reloading properties after a roll back", "err", err)
 	}
-	if e.hooks != nil && e.st.Scripts != nil {
-		all, err := e.st.Scripts.Scripts(ctx)
-		if err != nil {
-			e.log.Warn("import: reloading scripts after a roll back", "err", err)
-			return
-		}
-		e.hooks.Replace(all)
+	e.scriptsChanged(nil)
+	if err := e.reloadScripts(ctx, true); err != nil {
+		e.log.Warn("import: reloading scripts after a roll back", "err", err)
 	}
 }
 
