@@ -133,3 +133,31 @@ func benchCalls(b *testing.B, e *Runtime, s *hooks.Script, call *hooks.Call) {
 		}
 	}
 }
+
+// BenchmarkCallParallel measures the cost per call of a trivial
+// modifyResponse with 32 callers at once, as under HTTP load: in process
+// isolation the workers then take several calls per wake-up.
+func BenchmarkCallParallel(b *testing.B) {
+	for _, iso := range []hooks.Isolation{hooks.IsolationProcess, hooks.IsolationInline} {
+		b.Run(string(iso), func(b *testing.B) {
+			e := New(Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), DefaultIsolation: iso})
+			defer e.Close()
+			s := &hooks.Script{Name: "bench", Version: "1", Source: `function modifyResponse(r, context) { r.x = 1; return true }`}
+			ctx := context.Background()
+			call := &hooks.Call{Function: "modifyResponse", Args: []any{benchResponse()}, Context: benchContext()}
+			if _, err := e.Call(ctx, s, call); err != nil {
+				b.Fatal(err)
+			}
+			b.ReportAllocs()
+			b.SetParallelism(16) // 32 callers on 2 cores
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					if _, err := e.Call(ctx, s, call); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		})
+	}
+}

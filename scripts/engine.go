@@ -118,8 +118,9 @@ type Options struct {
 	// end) a worker may take to answer before it is killed. Default 50ms.
 	KillGrace time.Duration
 	// MaxRuntimes is the size of each script version's runtime pool, i.e.
-	// how many calls of one script may run at once (in either mode).
-	// Default 2*GOMAXPROCS.
+	// how many calls of one script may run at once in this process.
+	// Default 2*GOMAXPROCS. (In worker processes a script may have as
+	// many calls as the workers hold.)
 	MaxRuntimes int
 	// MaxScripts bounds how many scripts keep a compiled program and
 	// runtimes cached; the least recently called is dropped first.
@@ -199,10 +200,12 @@ type script struct {
 	// MaxRuntimes runtimes exist, a script only gets as many as it has
 	// concurrent calls, and the runtime reused is the one used most
 	// recently, whose memory is likeliest still in the CPU's caches.
-	// Process isolation uses the permits too, and no idle runtimes.
-	permits chan struct{}
-	mu      sync.Mutex
-	idle    []*vmState
+	// Process isolation has permits of its own, as many as the workers
+	// hold calls (Workers × pipelineDepth), and no idle runtimes.
+	permits        chan struct{}
+	processPermits chan struct{}
+	mu             sync.Mutex
+	idle           []*vmState
 	// slow is set until a call of the script ends within
 	// Options.SlowCall, and again while its last call ran longer than
 	// that or failed by its timeout or budget; then its calls also take
@@ -375,6 +378,7 @@ func (e *Runtime) lookup(s *hooks.Script) *script {
 		sc.compiled, sc.err = compileScript(s.Name, s.Source, e.opts.MaxSourceBytes)
 		if sc.err == nil {
 			sc.permits = make(chan struct{}, e.opts.MaxRuntimes)
+			sc.processPermits = make(chan struct{}, e.opts.Workers*pipelineDepth)
 			sc.slowPermit = make(chan struct{}, 1)
 			// Until a call has shown the script fast, it runs one call at
 			// a time: a script that spins from its first call never holds
@@ -489,23 +493,31 @@ func (e *Runtime) run(ctx context.Context, s *hooks.Script, call *hooks.Call) (*
 	}
 
 	waitUntil, _ := deadline(time.Now())
-	slowHeld, err := sc.acquire(ctx, waitUntil)
+	process := e.isolation(s) == hooks.IsolationProcess
+	slowHeld, err := sc.acquire(ctx, waitUntil, process)
 	if err != nil {
 		if ctx.Err() != nil && !errors.Is(ctx.Err(), context.DeadlineExceeded) {
 			return nil, fail(hooks.FailureCancelled, err.Error())
 		}
 		return nil, fail(hooks.FailureBusy, err.Error())
 	}
-	defer sc.release(slowHeld)
+	defer sc.release(slowHeld, process)
 
 	var res *hooks.Result
-	if e.isolation(s) == hooks.IsolationProcess {
+	if process {
 		// The script's own timeout counts from when it has a worker:
 		// the waits for a permit and a worker are not its doing.
-		res, err = e.workers().call(ctx, &remoteCall{
+		rc := &remoteCall{
 			s: s, call: call, waitUntil: waitUntil, deadline: deadline, timeout: timeout, budget: e.budget(s),
-			sendNow: sc.mentionsKey, logger: e.logger(call), fetch: e.fetchFor(s, call),
-		})
+			// A call that may wait on the network runs on a worker of its
+			// own, as a slow script's calls do: no call waits behind it.
+			exclusive: slowHeld || sc.mentionsKey("fetch"),
+			sendNow:   sc.mentionsKey, logger: e.logger(call), fetch: e.fetchFor(s, call),
+		}
+		if hasCtxDeadline {
+			rc.ctxEnd = ctxDeadline
+		}
+		res, err = e.workers().call(ctx, rc)
 	} else {
 		res, err = e.callInline(ctx, sc, s, idx, call, deadline, timeout)
 	}
@@ -569,13 +581,17 @@ func (sc *script) mentionsKey(key string) bool { return sc.compiled.names[key] }
 
 // acquire takes a permit to run (and, while the script is slow, the
 // slow permit too), waiting at most until deadline or ctx's end.
-func (sc *script) acquire(ctx context.Context, deadline time.Time) (slow bool, err error) {
-	if err := acquire(ctx, sc.permits, deadline); err != nil {
+func (sc *script) acquire(ctx context.Context, deadline time.Time, process bool) (slow bool, err error) {
+	permits := sc.permits
+	if process {
+		permits = sc.processPermits
+	}
+	if err := acquire(ctx, permits, deadline); err != nil {
 		return false, err
 	}
 	if sc.slow.Load() {
 		if err := acquire(ctx, sc.slowPermit, deadline); err != nil {
-			<-sc.permits
+			<-permits
 			return false, err
 		}
 		return true, nil
@@ -608,11 +624,15 @@ func acquire(ctx context.Context, permits chan struct{}, deadline time.Time) err
 }
 
 // release gives back what acquire took.
-func (sc *script) release(slow bool) {
+func (sc *script) release(slow, process bool) {
 	if slow {
 		<-sc.slowPermit
 	}
-	<-sc.permits
+	if process {
+		<-sc.processPermits
+	} else {
+		<-sc.permits
+	}
 }
 
 // pop takes the runtime returned last, or nil when none is idle.

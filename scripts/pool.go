@@ -3,12 +3,14 @@ package scripts
 import (
 	"bufio"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -24,10 +26,13 @@ import (
 // workerEnv set, so that the package's init turns the process into a
 // worker (worker.go) before main runs. A worker runs one call at a time
 // in the same in-process runtime the inline mode uses, under its own
-// address-space limit (RLIMIT_AS) and a heap watchdog. The server keeps
-// the deadline: a worker that has not answered shortly after its call's
-// deadline, or after the call's request ended, is killed with SIGKILL
-// and replaced off the request path. So whatever a script does — a loop
+// address-space limit (RLIMIT_AS) and a heap watchdog. The server sends
+// it up to pipelineDepth calls ahead, which it runs in order; one reader
+// goroutine per worker hands each frame to the call it is about. The
+// server keeps the deadline of the call running: a worker that has not
+// answered shortly after that deadline, or after that call's request
+// ended, is killed with SIGKILL and replaced off the request path; the
+// calls queued behind it, which never started, are sent again. So whatever a script does — a loop
 // inside a built-in goja cannot interrupt, a backtracking regular
 // expression, an allocation of gigabytes — it costs at most one worker
 // process, never the server, and no goroutine or process keeps working
@@ -55,6 +60,18 @@ const (
 	killedClose
 )
 
+// pipelineDepth is how many calls a worker holds at once: the one it
+// runs and those sent to run after it, in order. Sending calls ahead lets
+// one wake-up of a worker serve several calls, and one read of the
+// server's serve several answers: a round trip between two processes
+// costs tens of microseconds of CPU on a virtual machine, more than a
+// typical call.
+const pipelineDepth = 16
+
+// maxRequeues bounds how often one call is sent again because the worker
+// it waited in died before starting it.
+const maxRequeues = 3
+
 // pool is the set of worker processes of a Runtime. Workers are started
 // on first use and replaced when they die.
 type pool struct {
@@ -63,35 +80,78 @@ type pool struct {
 	env      []string
 	grace    time.Duration
 	startMax time.Duration
-	log      *slog.Logger
+	// stall: a worker whose call has run this long takes no more calls
+	// while another can (the call may be a spinner, killed at its
+	// deadline; the calls queued behind it are then sent again).
+	stall time.Duration
+	log   *slog.Logger
 
 	startOnce sync.Once
-	idle      chan *worker
 	everReady chan struct{} // closed when the first worker is ready
 	readyOnce sync.Once
 	nextID    atomic.Uint64
+	waiting   atomic.Int32 // calls waiting for room
 
 	mu       sync.Mutex
 	closed   bool
-	all      map[*worker]bool
-	spawning sync.WaitGroup // spawns in progress, which close waits for
-	starting atomic.Int32   // how many
+	all      map[*worker]bool // started and not yet released
+	ready    []*worker        // those that take calls
+	room     chan struct{}    // closed and replaced when a worker may have room
+	spawning sync.WaitGroup   // spawns in progress, which close waits for
+	starting atomic.Int32     // how many
 }
 
 // worker is one worker process as the server sees it.
 type worker struct {
 	cmd *exec.Cmd
-	// conn is the server's end of the worker's socket, used by the
-	// goroutine that holds the worker (and, to write, by none other);
-	// it is closed once the worker is dead and released (closeConn), never
-	// while a call may still read it.
-	conn      fdConn
+	// conn is the server's end of the worker's socket (in the netpoller);
+	// its reader goroutine alone reads it, and it is closed once that
+	// goroutine has ended.
+	conn *os.File
+	// ctl is the server's end of the control socket, on which it sends
+	// the ids of calls whose request ended (nonblocking).
+	ctl       int
 	closeOnce sync.Once
 	r         *bufio.Reader
-	wmu       sync.Mutex // serializes writes (the call's and a cancel's)
+	wmu       sync.Mutex // serializes writes
 	stderr    *headBuffer
 	exited    chan struct{} // closed once the process is reaped
 	killed    atomic.Int32  // a killReason
+
+	// Under qmu: the calls sent and not answered, in the order sent,
+	// which is the order the worker runs them in (calls[0] runs); since
+	// when calls[0] runs; whether it wants the worker to itself; whether
+	// the worker is gone. kt kills the worker at calls[0]'s deadline.
+	qmu       sync.Mutex
+	calls     []*inflight
+	byID      map[uint64]*inflight
+	headSince time.Time
+	exclusive bool
+	gone      bool
+	kt        *time.Timer
+	ktGen     uint64
+}
+
+// inflight is a call sent to a worker.
+type inflight struct {
+	id        uint64
+	rc        *remoteCall
+	ctx       context.Context
+	msgs      chan workerMsg // from the worker's reader goroutine
+	cancelled atomic.Bool
+	// Under the worker's qmu: whether its runtime was made (frameRunning
+	// seen) and its deadline as the server keeps it.
+	restarted bool
+	until     time.Time
+}
+
+// workerMsg is what a worker's reader hands to a call: a frame of it, or
+// the worker's end (dead: while it ran; requeue: before it started).
+type workerMsg struct {
+	typ           byte
+	payload       []byte
+	dead, requeue bool
+	cause         error
 }
 
 func newPool(opts *Options, log *slog.Logger) *pool {
@@ -107,8 +167,9 @@ func newPool(opts *Options, log *slog.Logger) *pool {
 		fmt.Sprintf("%s=%d", workerStackEnv, opts.MaxCallStackSize),
 	}
 	return &pool{
-		exe: exe, workers: opts.Workers, env: env, grace: opts.KillGrace, startMax: 30 * time.Second, log: log,
-		idle: make(chan *worker, opts.Workers), everReady: make(chan struct{}), all: map[*worker]bool{},
+		exe: exe, workers: opts.Workers, env: env, grace: opts.KillGrace, startMax: 30 * time.Second,
+		stall: opts.SlowCall, log: log,
+		everReady: make(chan struct{}), all: map[*worker]bool{}, room: make(chan struct{}),
 	}
 }
 
@@ -121,15 +182,14 @@ func (p *pool) start() {
 	})
 }
 
-// replace starts one worker and makes it idle, retrying with a backoff
-// while starting fails (and the pool is open).
+// replace starts one worker and makes it take calls, retrying with a
+// backoff while starting fails (and the pool is open).
 func (p *pool) replace() {
 	backoff := 50 * time.Millisecond
 	for {
-		w, err := p.spawn()
+		err := p.spawn()
 		if err == nil {
 			p.readyOnce.Do(func() { close(p.everReady) })
-			p.put(w)
 			return
 		}
 		p.mu.Lock()
@@ -144,25 +204,13 @@ func (p *pool) replace() {
 	}
 }
 
-// put makes w idle, or ends it when the pool is closed.
-func (p *pool) put(w *worker) {
-	p.mu.Lock()
-	closed := p.closed
-	p.mu.Unlock()
-	if closed {
-		w.kill(killedClose)
-		go func() { <-w.exited; w.closeConn() }()
-		return
-	}
-	p.idle <- w // never blocks: at most p.workers workers exist
-}
-
-// spawn starts a worker process and waits for it to say it is ready.
-func (p *pool) spawn() (*worker, error) {
+// spawn starts a worker process, waits for it to say it is ready, and
+// makes it take calls.
+func (p *pool) spawn() error {
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
-		return nil, errors.New("scripts: runtime closed")
+		return errors.New("scripts: runtime closed")
 	}
 	p.spawning.Add(1)
 	p.starting.Add(1)
@@ -171,31 +219,40 @@ func (p *pool) spawn() (*worker, error) {
 	defer p.starting.Add(-1)
 	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
 	if err != nil {
-		return nil, fmt.Errorf("socketpair: %w", err)
+		return fmt.Errorf("socketpair: %w", err)
 	}
+	ctl, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC|syscall.SOCK_NONBLOCK, 0)
+	if err != nil {
+		syscall.Close(fds[0])
+		syscall.Close(fds[1])
+		return fmt.Errorf("socketpair: %w", err)
+	}
+	// In nonblocking mode the server's end joins the netpoller: the
+	// reader goroutine waits without holding a thread.
+	_ = syscall.SetNonblock(fds[0], true)
 	theirs := os.NewFile(uintptr(fds[1]), "keyhook-server")
+	theirCtl := os.NewFile(uintptr(ctl[1]), "keyhook-server-control")
 	cmd := exec.Command(p.exe)
 	cmd.Args = []string{"keyhook-script-worker"}
 	// A minimal environment: the worker needs none of the server's
 	// (which may hold database credentials and secrets).
 	cmd.Env = p.env
-	cmd.ExtraFiles = []*os.File{theirs} // fd 3
-	// The server's end is used with blocking system calls by the one
-	// goroutine that owns the worker (see worker.conn), so a call costs
-	// the kernel's wake-up and no netpoller round.
-	w := &worker{cmd: cmd, conn: fdConn(fds[0]), stderr: &headBuffer{max: 4 << 10}, exited: make(chan struct{})}
+	cmd.ExtraFiles = []*os.File{theirs, theirCtl} // fds 3 and 4
+	w := &worker{cmd: cmd, conn: os.NewFile(uintptr(fds[0]), "keyhook-worker"), ctl: ctl[0],
+		stderr: &headBuffer{max: 4 << 10}, exited: make(chan struct{}), byID: map[uint64]*inflight{}}
 	w.r = bufio.NewReaderSize(w.conn, 32<<10)
 	cmd.Stderr = w.stderr
 	// The worker dies with the server (also killed at the server's
 	// deadline, and it ends itself when its socket closes).
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	err = cmd.Start()
-	// The worker's end is the worker's alone from now on: with a copy
+	// The worker's ends are the worker's alone from now on: with a copy
 	// left here, reads of this end would not see the worker die.
 	theirs.Close()
+	theirCtl.Close()
 	if err != nil {
 		w.closeConn()
-		return nil, fmt.Errorf("starting %s: %w", p.exe, err)
+		return fmt.Errorf("starting %s: %w", p.exe, err)
 	}
 	go func() {
 		_ = cmd.Wait()
@@ -207,7 +264,7 @@ func (p *pool) spawn() (*worker, error) {
 		w.kill(killedClose)
 		<-w.exited
 		w.closeConn()
-		return nil, errors.New("scripts: runtime closed")
+		return errors.New("scripts: runtime closed")
 	}
 	p.all[w] = true
 	p.mu.Unlock()
@@ -220,14 +277,39 @@ func (p *pool) spawn() (*worker, error) {
 		p.forget(w)
 		<-w.exited
 		w.closeConn()
-		return nil, fmt.Errorf("worker did not start: %v %s", err, w.stderr.String())
+		return fmt.Errorf("worker did not start: %v %s", err, w.stderr.String())
 	}
-	return w, nil
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		w.kill(killedClose)
+	} else {
+		p.ready = append(p.ready, w)
+		p.mu.Unlock()
+	}
+	go p.read(w)
+	p.signalRoom()
+	return nil
 }
 
+// forget drops w from the pool.
 func (p *pool) forget(w *worker) {
 	p.mu.Lock()
 	delete(p.all, w)
+	if i := slices.Index(p.ready, w); i >= 0 {
+		p.ready = slices.Delete(p.ready, i, i+1)
+	}
+	p.mu.Unlock()
+}
+
+// signalRoom wakes the calls waiting for a worker with room.
+func (p *pool) signalRoom() {
+	if p.waiting.Load() == 0 {
+		return
+	}
+	p.mu.Lock()
+	close(p.room)
+	p.room = make(chan struct{})
 	p.mu.Unlock()
 }
 
@@ -239,20 +321,13 @@ func (p *pool) close() {
 	for w := range p.all {
 		all = append(all, w)
 	}
+	p.ready = nil
+	close(p.room)
+	p.room = make(chan struct{})
 	p.mu.Unlock()
 	for _, w := range all {
 		w.kill(killedClose)
 		<-w.exited
-	}
-	// Idle workers are nobody's: close their sockets. Those in a call are
-	// closed when their call releases them.
-	for drained := false; !drained; {
-		select {
-		case w := <-p.idle:
-			w.closeConn()
-		default:
-			drained = true
-		}
 	}
 	// A spawn that started before closed was set sees it once its
 	// worker is ready, and ends it.
@@ -266,8 +341,13 @@ func (w *worker) kill(why killReason) {
 	}
 }
 
-// closeConn closes the server's end of the socket, once.
-func (w *worker) closeConn() { w.closeOnce.Do(func() { _ = syscall.Close(int(w.conn)) }) }
+// closeConn closes the server's ends of the sockets, once.
+func (w *worker) closeConn() {
+	w.closeOnce.Do(func() {
+		_ = w.conn.Close()
+		_ = syscall.Close(w.ctl)
+	})
+}
 
 func (w *worker) write(e *encoder) error {
 	w.wmu.Lock()
@@ -275,80 +355,269 @@ func (w *worker) write(e *encoder) error {
 	return writeFrame(w.conn, e)
 }
 
-// acquire takes an idle worker, waiting at most until deadline (or,
-// while no worker has ever started, for the first one to start) or ctx's
-// end.
-func (p *pool) acquire(ctx context.Context, deadline time.Time) (*worker, error) {
+// armLocked (qmu held) kills the worker at at, for why, unless it is
+// re-armed or disarmed first.
+func (w *worker) armLocked(at time.Time, why killReason) {
+	w.ktGen++
+	gen := w.ktGen
+	if w.kt != nil {
+		w.kt.Stop()
+	}
+	w.kt = time.AfterFunc(time.Until(at), func() {
+		// Decided under qmu: an answer read meanwhile re-armed it.
+		w.qmu.Lock()
+		live := gen == w.ktGen && !w.gone
+		w.qmu.Unlock()
+		if live {
+			w.kill(why)
+		}
+	})
+}
+
+// disarmLocked (qmu held) stops the kill timer.
+func (w *worker) disarmLocked() {
+	w.ktGen++
+	if w.kt != nil {
+		w.kt.Stop()
+	}
+}
+
+// startHeadLocked (qmu held) counts the time of calls[0] from now: the
+// worker starts it when it has answered the call before it. Its kill
+// comes shortly after its deadline, or shortly after now when its
+// request has ended already.
+func (w *worker) startHeadLocked(grace time.Duration) {
+	if len(w.calls) == 0 {
+		w.exclusive = false
+		w.disarmLocked()
+		return
+	}
+	c := w.calls[0]
+	now := time.Now()
+	w.headSince, w.exclusive = now, c.rc.exclusive
+	c.until, _ = c.rc.deadline(now)
+	if c.cancelled.Load() {
+		w.armLocked(now.Add(grace), killedCancel)
+		return
+	}
+	w.armLocked(c.until.Add(grace), killedDeadline)
+}
+
+// read reads w's frames and hands each to the call it is about, until
+// w ends; then it fails the call that was running, sends the others
+// again, and replaces w.
+func (p *pool) read(w *worker) {
+	var cause error
 	for {
-		w, err := p.acquireAny(ctx, deadline)
+		typ, payload, err := readFrame(w.r)
+		if err != nil {
+			cause = err
+			break
+		}
+		d := &decoder{b: payload}
+		id := d.uvarint()
+		w.qmu.Lock()
+		// Everything a worker says is about the call it runs.
+		if d.err != nil || len(w.calls) == 0 || w.calls[0].id != id {
+			w.qmu.Unlock()
+			cause = fmt.Errorf("%w: frame %d for call %d, which is not running", errMalformed, typ, id)
+			break
+		}
+		c := w.calls[0]
+		answered := false
+		switch typ {
+		case frameSetup:
+			// Compiling the script or making its runtime comes first:
+			// that time is not the script's (up to setupMax).
+			if !c.restarted && !c.cancelled.Load() {
+				w.armLocked(withinBudget(c.ctx, time.Now().Add(setupMax)).Add(p.grace), killedDeadline)
+			}
+		case frameRunning:
+			if !c.restarted {
+				c.restarted = true
+				if !c.cancelled.Load() {
+					c.until, _ = c.rc.deadline(time.Now())
+					w.armLocked(c.until.Add(p.grace), killedDeadline)
+				}
+			}
+		case frameResult:
+			answered = true
+			w.calls[0] = nil
+			w.calls = w.calls[1:]
+			delete(w.byID, id)
+			w.startHeadLocked(p.grace)
+		}
+		w.qmu.Unlock()
+		if typ != frameSetup && typ != frameRunning {
+			c.msgs <- workerMsg{typ: typ, payload: d.b}
+		}
+		if answered {
+			p.signalRoom()
+		}
+	}
+	if errors.Is(cause, errMalformed) {
+		w.kill(killedClose)
+		p.log.Error("scripts: a worker process answered something malformed; it was replaced", "err", cause)
+	}
+	p.forget(w)
+	w.qmu.Lock()
+	w.gone = true
+	calls := w.calls
+	w.calls, w.byID = nil, nil
+	w.disarmLocked()
+	w.qmu.Unlock()
+	for i, c := range calls {
+		if i == 0 {
+			c.msgs <- workerMsg{dead: true, cause: cause}
+		} else {
+			c.msgs <- workerMsg{requeue: true}
+		}
+	}
+	// It died by itself, or was killed: wait briefly for its exit.
+	select {
+	case <-w.exited:
+	case <-time.After(time.Second):
+		w.kill(killedClose)
+		<-w.exited
+	}
+	w.closeConn()
+	p.mu.Lock()
+	closed := p.closed
+	p.mu.Unlock()
+	if !closed {
+		p.replace()
+	}
+}
+
+// pick chooses a worker with room for rc, waiting for one at most until
+// until (or, while no worker has ever started, for the first to start)
+// or ctx's end. The least loaded worker wins; a worker whose call has
+// run longer than stall, or runs a slow script's call, takes no call
+// behind it, and a slow script's call (rc.exclusive) goes only to a
+// worker with nothing to do.
+func (p *pool) pick(ctx context.Context, rc *remoteCall, until time.Time) (*worker, error) {
+	p.start()
+	var t *time.Timer
+	defer func() {
+		if t != nil {
+			t.Stop()
+		}
+	}()
+	for {
+		p.mu.Lock()
+		if p.closed {
+			p.mu.Unlock()
+			return nil, errors.New("scripts: runtime closed")
+		}
+		w := p.leastLoadedLocked(rc)
+		room := p.room
+		if w == nil {
+			p.waiting.Add(1)
+		}
+		p.mu.Unlock()
+		if w != nil {
+			return w, nil
+		}
+		if t == nil {
+			deadline := until
+			select {
+			case <-p.everReady:
+				if p.starting.Load() > 0 {
+					// A worker is on its way (replacing one that was
+					// killed): waiting for it is not the call's doing.
+					deadline = later(deadline, withinBudget(ctx, time.Now().Add(startWait)))
+				}
+			default:
+				// The first workers are still starting.
+				deadline = withinBudget(ctx, time.Now().Add(p.startMax))
+			}
+			t = time.NewTimer(time.Until(deadline))
+		}
+		var err error
+		select {
+		case <-room:
+		case <-t.C:
+			err = fmt.Errorf("no worker process free before the deadline (all %d busy)", p.workers)
+		case <-ctx.Done():
+			err = fmt.Errorf("no worker process free before the request ended: %v", ctx.Err())
+		}
+		p.waiting.Add(-1)
 		if err != nil {
 			return nil, err
 		}
-		select {
-		case <-w.exited:
-			// It died while idle (killed from outside, say): replace
-			// it, rather than fail a call that never reached it.
-			p.release(w, false)
+	}
+}
+
+// leastLoadedLocked (p.mu held) is the worker pick chooses now, or nil.
+func (p *pool) leastLoadedLocked(rc *remoteCall) *worker {
+	var best *worker
+	bestLoad := pipelineDepth
+	now := time.Now()
+	for _, w := range p.ready {
+		w.qmu.Lock()
+		load := len(w.calls)
+		busy := w.gone || load >= pipelineDepth ||
+			load > 0 && (rc.exclusive || w.exclusive || now.Sub(w.headSince) > p.stall)
+		w.qmu.Unlock()
+		if !busy && load < bestLoad {
+			best, bestLoad = w, load
+		}
+	}
+	return best
+}
+
+// send sends call frame f (of call id) to a worker with room.
+func (p *pool) send(ctx context.Context, rc *remoteCall, id uint64, f *encoder, until time.Time) (*worker, *inflight, error) {
+	for {
+		w, err := p.pick(ctx, rc, until)
+		if err != nil {
+			return nil, nil, err
+		}
+		c := &inflight{id: id, rc: rc, ctx: ctx, msgs: make(chan workerMsg, 8)}
+		w.wmu.Lock()
+		w.qmu.Lock()
+		if w.gone || len(w.calls) >= pipelineDepth {
+			// Taken meanwhile: choose again.
+			w.qmu.Unlock()
+			w.wmu.Unlock()
 			continue
-		default:
 		}
-		return w, nil
+		w.calls = append(w.calls, c)
+		w.byID[id] = c
+		if len(w.calls) == 1 {
+			w.startHeadLocked(p.grace)
+		}
+		w.qmu.Unlock()
+		// A failed write means the worker is gone: its reader fails or
+		// resends the call.
+		_ = writeFrame(w.conn, f)
+		w.wmu.Unlock()
+		return w, c, nil
 	}
 }
 
-// acquireAny takes an idle worker, alive or not; see acquire.
-func (p *pool) acquireAny(ctx context.Context, deadline time.Time) (*worker, error) {
-	p.start()
-	select {
-	case w := <-p.idle:
-		return w, nil
-	default:
+// cancel tells w that c's request ended: the worker stops c if it runs
+// it, and answers it at once if it has not started it; once c runs, the
+// worker is killed if it has not answered shortly after.
+func (p *pool) cancel(w *worker, c *inflight) {
+	c.cancelled.Store(true)
+	w.qmu.Lock()
+	sent := !w.gone && w.byID[c.id] == c
+	if sent && w.calls[0] == c {
+		w.armLocked(time.Now().Add(p.grace), killedCancel)
 	}
-	select {
-	case <-p.everReady:
-		if p.starting.Load() > 0 {
-			// A worker is on its way (replacing one that was killed):
-			// waiting for it is not the call's doing.
-			deadline = later(deadline, withinBudget(ctx, time.Now().Add(startWait)))
-		}
-	default:
-		// The first workers are still starting.
-		deadline = withinBudget(ctx, time.Now().Add(p.startMax))
+	w.qmu.Unlock()
+	if sent {
+		var b [8]byte
+		binary.LittleEndian.PutUint64(b[:], c.id)
+		// The socket has room for thousands of ids; if it is full the
+		// call runs to its end, unharmed.
+		_, _ = syscall.Write(w.ctl, b[:])
 	}
-	t := time.NewTimer(time.Until(deadline))
-	defer t.Stop()
-	select {
-	case w := <-p.idle:
-		return w, nil
-	case <-t.C:
-		return nil, fmt.Errorf("no worker process free before the deadline (all %d busy)", p.workers)
-	case <-ctx.Done():
-		return nil, fmt.Errorf("no worker process free before the request ended: %v", ctx.Err())
-	}
-}
-
-// release returns w to the pool when it is healthy, or replaces it.
-func (p *pool) release(w *worker, healthy bool) {
-	if healthy && w.killed.Load() == int32(notKilled) {
-		p.put(w)
-		return
-	}
-	w.kill(killedClose)
-	p.forget(w)
-	go func() {
-		<-w.exited
-		w.closeConn()
-		p.mu.Lock()
-		closed := p.closed
-		p.mu.Unlock()
-		if !closed {
-			p.replace()
-		}
-	}()
 }
 
 // startWait bounds how long a call waits for a worker that is starting
-// when none is idle.
+// when none has room.
 const startWait = 2 * time.Second
 
 // withinBudget is t, or the end of ctx's script budget or deadline when
@@ -374,72 +643,29 @@ func later(a, b time.Time) time.Time {
 // make its runtime before the call's own deadline starts.
 const setupMax = 10 * time.Second
 
-// killTimer kills a worker when the time it was last armed with passes,
-// unless it is stopped first. It is safe for concurrent use (the call's
-// goroutine arms it, and so does a cancellation).
-type killTimer struct {
-	w       *worker
-	mu      sync.Mutex
-	t       *time.Timer
-	gen     int
-	stopped bool
-	fired   bool
-}
-
-// arm replaces the timer's deadline with now+d.
-func (k *killTimer) arm(d time.Duration, why killReason) {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	if k.stopped {
-		return
-	}
-	if k.t != nil {
-		k.t.Stop()
-	}
-	k.gen++
-	gen := k.gen
-	k.t = time.AfterFunc(d, func() {
-		k.mu.Lock()
-		live := gen == k.gen && !k.stopped
-		if live {
-			k.fired = true
-		}
-		k.mu.Unlock()
-		if live {
-			k.w.kill(why)
-		}
-	})
-}
-
-// stop disarms the timer for good and reports whether it fired.
-func (k *killTimer) stop() (fired bool) {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	k.stopped = true
-	if k.t != nil {
-		k.t.Stop()
-	}
-	return k.fired
-}
-
 // remoteCall is one call on a worker.
 type remoteCall struct {
 	s    *hooks.Script
 	call *hooks.Call
 	// waitUntil bounds the wait for a worker; the call's own deadline
-	// counts from when it has one.
+	// counts from when it runs.
 	waitUntil time.Time
 	deadline  func(now time.Time) (time.Time, bool)
 	timeout   time.Duration
-	budget    int64
+	// ctxEnd is the end of the call's context or script budget (zero:
+	// none), which bounds the call wherever it waited.
+	ctxEnd time.Time
+	budget int64
+	// exclusive: the call is of a slow script, which runs on a worker
+	// with no other call (Options.SlowCall).
+	exclusive bool
 	// sendNow reports whether a lazy context value is worth computing
 	// and sending with the call (the script mentions its key).
 	sendNow func(key string) bool
 	logger  *slog.Logger
-	// fetch makes the call's fetches (frameFetch), bounded by until: the
-	// call's deadline as the server keeps it.
+	// fetch makes the call's fetches (frameFetch), bounded by the call's
+	// deadline as the server keeps it.
 	fetch fetchFunc
-	until time.Time
 }
 
 // call runs rc on a worker. Failures of the script come back as
@@ -448,35 +674,22 @@ func (p *pool) call(ctx context.Context, rc *remoteCall) (*hooks.Result, error) 
 	fail := func(kind hooks.FailureKind, msg string) error {
 		return &hooks.ScriptError{Script: rc.s.Name, Function: rc.call.Function, Kind: kind, Message: msg}
 	}
-	w, err := p.acquire(ctx, rc.waitUntil)
-	if err != nil {
-		if ctx.Err() != nil && !errors.Is(ctx.Err(), context.DeadlineExceeded) {
-			return nil, fail(hooks.FailureCancelled, err.Error())
-		}
-		return nil, fail(hooks.FailureBusy, err.Error())
-	}
-	if err := ctx.Err(); err != nil {
-		// The request ended while the call waited for a worker.
-		p.release(w, true)
-		if errors.Is(err, context.DeadlineExceeded) {
-			return nil, fail(hooks.FailureTimeout, rc.timeoutMessage())
-		}
-		return nil, fail(hooks.FailureCancelled, "not started: the request ended ("+context.Cause(ctx).Error()+")")
-	}
-	deadline, _ := rc.deadline(time.Now())
-	rc.until = deadline
 	id := p.nextID.Add(1)
 	f := newFrame(frameCall)
 	f.uvarint(id)
 	f.string(rc.s.Name)
 	f.string(rc.s.Version)
-	f.uvarint(uint64(max(time.Until(deadline), 0)))
+	f.uvarint(uint64(max(rc.timeout, 0)))
+	var end int64
+	if !rc.ctxEnd.IsZero() {
+		end = rc.ctxEnd.UnixNano()
+	}
+	f.varint(end)
 	f.uvarint(uint64(rc.budget))
 	f.string(string(rc.call.Function))
 	f.uvarint(uint64(len(rc.call.Args)))
 	for i, a := range rc.call.Args {
 		if err := f.value(a, 0); err != nil {
-			p.release(w, true)
 			return nil, fmt.Errorf("scripts: argument %d: %w", i, err)
 		}
 	}
@@ -489,92 +702,57 @@ func (p *pool) call(ctx context.Context, rc *remoteCall) (*hooks.Result, error) 
 			continue
 		}
 		if err := f.value(v, 1); err != nil {
-			p.release(w, true)
 			return nil, fmt.Errorf("scripts: context.%s: %w", k, err)
 		}
 	}
-	// The server's deadline: shortly after the call's, kill the worker.
-	// A worker that must compile the script or make a runtime first says
-	// so (frameSetup): that time is not the script's, so the deadline is
-	// suspended (up to setupMax) until the script starts (frameRunning),
-	// then counts again from then, once per call.
-	kt := &killTimer{w: w}
-	kt.arm(time.Until(deadline)+p.grace, killedDeadline)
-	restarted := false
-	var cancelling atomic.Bool
-	onPhase := func(typ byte) {
-		switch {
-		case cancelling.Load():
-			// The request ended: the kill armed then stands.
-		case typ == frameSetup && !restarted:
-			kt.arm(time.Until(withinBudget(ctx, time.Now().Add(setupMax)))+p.grace, killedDeadline)
-		case typ == frameRunning && !restarted:
-			restarted = true
-			d, _ := rc.deadline(time.Now())
-			rc.until = d
-			kt.arm(time.Until(d)+p.grace, killedDeadline)
+	until := rc.waitUntil
+	for requeues := 0; ; requeues++ {
+		w, c, err := p.send(ctx, rc, id, f, until)
+		if err != nil {
+			if ctx.Err() != nil && !errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				return nil, fail(hooks.FailureCancelled, err.Error())
+			}
+			return nil, fail(hooks.FailureBusy, err.Error())
 		}
+		res, err, requeued := p.await(ctx, w, c, fail)
+		if !requeued {
+			return res, err
+		}
+		// The worker died (killed for the call before this one) before
+		// it started this one: send it again, with a new wait.
+		if requeues == maxRequeues {
+			return nil, fail(hooks.FailureBusy, "not started: the worker processes it was sent to died")
+		}
+		until, _ = rc.deadline(time.Now())
 	}
-	// The request's end: ask the worker to stop the call (SIGUSR1: the
-	// worker does not read its socket during a call), and kill it if it
-	// does not do so promptly. A worker asked may see the signal late,
-	// during its next call, so it is not used again.
-	stopCancel := context.AfterFunc(ctx, func() {
-		cancelling.Store(true)
-		_ = w.cmd.Process.Signal(syscall.SIGUSR1)
-		kt.arm(p.grace, killedCancel)
-	})
-	if err := w.write(f); err != nil {
-		stopCancel()
-		kt.stop()
-		p.release(w, false)
-		return nil, fail(hooks.FailureCrash, "the worker process is gone: "+err.Error())
-	}
-	res, err, rerr := p.exchange(ctx, w, id, rc, onPhase)
-	cancelled := !stopCancel()
-	healthy := !kt.stop() && !cancelled
-	if rerr != nil {
-		err := p.deathError(w, rc, ctx, rerr, fail)
-		p.release(w, false)
-		return res, err
-	}
-	// A call the worker interrupted may leave nothing behind (the worker
-	// discards that runtime), so the worker stays.
-	p.release(w, healthy)
-	if se, ok := err.(*hooks.ScriptError); ok && se.Kind == hooks.FailureTimeout {
-		// The worker only knew the time left; say it as the script has it.
-		se.Message = rc.timeoutMessage()
-	}
-	return res, err
 }
 
-// exchange serves the worker's requests of one call (the source, lazy
-// context values, log records) until its result arrives. err is the
-// call's outcome; ioErr reports a worker that stopped answering or
-// answered something malformed.
-func (p *pool) exchange(ctx context.Context, w *worker, id uint64, rc *remoteCall, onPhase func(typ byte)) (res *hooks.Result, err, ioErr error) {
+// await serves the worker's requests of call c (the source, lazy
+// context values, log records, fetches) until its result arrives, and
+// returns it; requeued reports a worker that ended before it started c.
+func (p *pool) await(ctx context.Context, w *worker, c *inflight, fail func(hooks.FailureKind, string) error) (res *hooks.Result, err error, requeued bool) {
+	stopCancel := context.AfterFunc(ctx, func() { p.cancel(w, c) })
+	defer stopCancel()
+	rc := c.rc
 	var logs []string
-	for {
-		typ, payload, err := readFrame(w.r)
-		if err != nil {
-			return &hooks.Result{Defined: true, Logs: logs}, nil, err
+	for m := range c.msgs {
+		if m.requeue {
+			return nil, nil, true
 		}
-		d := &decoder{b: payload}
-		if got := d.uvarint(); got != id || d.err != nil {
-			return nil, nil, fmt.Errorf("%w: answer for call %d during call %d", errMalformed, got, id)
+		if m.dead {
+			return &hooks.Result{Defined: true, Logs: logs}, p.deathError(w, rc, ctx, m.cause, fail), false
 		}
-		switch typ {
+		d := &decoder{b: m.payload}
+		switch m.typ {
 		case frameNeedSrc:
 			f := newFrame(frameSource)
-			f.uvarint(id)
+			f.uvarint(c.id)
 			f.string(rc.s.Source)
-			if err := w.write(f); err != nil {
-				return nil, nil, err
-			}
+			_ = w.write(f) // a worker gone is the reader's to report
 		case frameNeedField:
 			key := d.string()
 			f := newFrame(frameField)
-			f.uvarint(id)
+			f.uvarint(c.id)
 			v, ok := rc.call.Context[key]
 			if lz, isLazy := v.(hooks.Lazy); isLazy && ok && d.err == nil {
 				v = lz.Value()
@@ -583,12 +761,10 @@ func (p *pool) exchange(ctx context.Context, w *worker, id uint64, rc *remoteCal
 			}
 			if err := f.value(v, 1); err != nil {
 				f = newFrame(frameField)
-				f.uvarint(id)
+				f.uvarint(c.id)
 				f.byte(tagNull)
 			}
-			if err := w.write(f); err != nil {
-				return nil, nil, err
-			}
+			_ = w.write(f)
 		case frameLog:
 			level := slog.Level(d.varint())
 			msg := d.string()
@@ -599,42 +775,47 @@ func (p *pool) exchange(ctx context.Context, w *worker, id uint64, rc *remoteCal
 				attrs = append(attrs, slog.String(k, d.string()))
 			}
 			if d.err != nil {
-				return nil, nil, d.err
+				w.kill(killedClose)
+				return nil, fail(hooks.FailureCrash, "the worker process answered something malformed"), false
 			}
 			if level == slog.LevelInfo {
 				logs = append(logs, msg)
 			}
 			rc.logger.LogAttrs(context.Background(), level, msg, attrs...)
-		case frameSetup, frameRunning:
-			onPhase(typ)
 		case frameFetch:
 			req := decodeFetchRequest(d)
 			if d.err != nil || len(d.b) != 0 {
-				return nil, nil, fmt.Errorf("%w: fetch", errMalformed)
+				w.kill(killedClose)
+				return nil, fail(hooks.FailureCrash, "the worker process answered something malformed"), false
 			}
-			line, err := p.fetch(ctx, w, id, rc, req)
+			w.qmu.Lock()
+			until := c.until
+			w.qmu.Unlock()
+			line, _ := p.fetch(ctx, w, c.id, rc, req, until)
 			if line != "" && len(logs) < maxLogLines {
 				logs = append(logs, line)
-			}
-			if err != nil {
-				return nil, nil, err
 			}
 		case frameResult:
 			res, err := decodeResult(d, rc, logs)
 			if errors.Is(err, errMalformed) {
-				return nil, nil, err
+				w.kill(killedClose)
+				return nil, fail(hooks.FailureCrash, "the worker process answered something malformed"), false
 			}
-			return res, err, nil
-		default:
-			return nil, nil, fmt.Errorf("%w: frame type %d", errMalformed, typ)
+			if se, ok := err.(*hooks.ScriptError); ok && se.Kind == hooks.FailureTimeout {
+				// The worker only knew the time left; say it as the
+				// script has it.
+				se.Message = rc.timeoutMessage()
+			}
+			return res, err, false
 		}
 	}
+	panic("unreachable: a call's messages end with its result or its worker's end")
 }
 
 // fetch makes a fetch the worker asked for and sends the answer. The
 // request's end cancels it, and so does the worker's death (killed at
 // its deadline, or gone); it never runs past the call's deadline.
-func (p *pool) fetch(ctx context.Context, w *worker, id uint64, rc *remoteCall, req *fetchRequest) (string, error) {
+func (p *pool) fetch(ctx context.Context, w *worker, id uint64, rc *remoteCall, req *fetchRequest, until time.Time) (string, error) {
 	fctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	done := make(chan struct{})
@@ -652,7 +833,7 @@ func (p *pool) fetch(ctx context.Context, w *worker, id uint64, rc *remoteCall, 
 	if rc.fetch == nil {
 		err = &fetchError{"disabled", "not available here"}
 	} else {
-		resp, line, err = rc.fetch(fctx, req, rc.until)
+		resp, line, err = rc.fetch(fctx, req, until)
 	}
 	f := newFrame(frameFetched)
 	f.uvarint(id)
@@ -725,8 +906,7 @@ func decodeResult(d *decoder, rc *remoteCall, logs []string) (*hooks.Result, err
 // memory, its own watchdog, a crash).
 func (p *pool) deathError(w *worker, rc *remoteCall, ctx context.Context, cause error, fail func(hooks.FailureKind, string) error) error {
 	if errors.Is(cause, errMalformed) {
-		w.kill(killedClose)
-		p.log.Error("scripts: a worker process answered something malformed; it was replaced", "err", cause)
+		// Killed and logged by its reader.
 		return fail(hooks.FailureCrash, "the worker process answered something malformed")
 	}
 	switch killReason(w.killed.Load()) {

@@ -269,11 +269,26 @@ func TestProcessCPUIdleAfterTimeout(t *testing.T) {
 // waitWorkersIdle waits until every worker of e is started and idle.
 func waitWorkersIdle(t *testing.T, e *Runtime) {
 	t.Helper()
-	for end := time.Now().Add(30 * time.Second); len(e.workers().idle) < e.opts.Workers; time.Sleep(10 * time.Millisecond) {
+	for end := time.Now().Add(30 * time.Second); idleWorkers(e.workers()) < e.opts.Workers; time.Sleep(10 * time.Millisecond) {
 		if time.Now().After(end) {
-			t.Fatalf("%d of %d workers idle after 30s", len(e.workers().idle), e.opts.Workers)
+			t.Fatalf("%d of %d workers idle after 30s", idleWorkers(e.workers()), e.opts.Workers)
 		}
 	}
+}
+
+// idleWorkers counts the workers of p that take calls and have none.
+func idleWorkers(p *pool) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := 0
+	for _, w := range p.ready {
+		w.qmu.Lock()
+		if len(w.calls) == 0 {
+			n++
+		}
+		w.qmu.Unlock()
+	}
+	return n
 }
 
 // treeCPU is the CPU time of this process and its live children.
@@ -332,4 +347,113 @@ func TestProcessConcurrent(t *testing.T) {
 		})
 	}
 	wg.Wait()
+}
+
+// sent is how many calls the workers of e hold (running or queued).
+func sent(e *Runtime) int {
+	p := e.workers()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := 0
+	for _, w := range p.ready {
+		w.qmu.Lock()
+		n += len(w.calls)
+		w.qmu.Unlock()
+	}
+	return n
+}
+
+// waitSent waits until the workers of e hold n calls.
+func waitSent(t *testing.T, e *Runtime, n int) {
+	t.Helper()
+	for end := time.Now().Add(10 * time.Second); sent(e) != n; time.Sleep(time.Millisecond) {
+		if time.Now().After(end) {
+			t.Fatalf("the workers hold %d calls, want %d", sent(e), n)
+		}
+	}
+}
+
+// TestProcessQueuedBehindASpinner: a call sent to a worker behind one that
+// spins until its deadline is not failed with it when the worker is
+// killed; it never started, so it is sent again and answered.
+func TestProcessQueuedBehindASpinner(t *testing.T) {
+	// One worker, and no stall rule: the second call must queue behind
+	// the spinner.
+	e := newProcessRuntime(t, Options{Workers: 1, SlowCall: time.Hour})
+	spinner := &hooks.Script{Name: "spinner", Version: "1", Timeout: 300 * time.Millisecond,
+		Source: `function modifyResponse(r) { if (r.spin) { for (;;) {} } return true }`}
+	other := &hooks.Script{Name: "other", Version: "1", Timeout: 5 * time.Second,
+		Source: `function modifyResponse(r) { r.ok = true; return true }`}
+	for _, s := range []*hooks.Script{spinner, other} { // both compiled and shown fast
+		if kind, _, _ := callKind(t, e, s, hooks.FnModifyResponse, map[string]any{}); kind != "" {
+			t.Fatalf("warm-up of %s: %s", s.Name, kind)
+		}
+	}
+	spun := make(chan hooks.FailureKind, 1)
+	go func() {
+		kind, _, _ := callKind(t, e, spinner, hooks.FnModifyResponse, map[string]any{"spin": true})
+		spun <- kind
+	}()
+	waitSent(t, e, 1)
+	done := make(chan struct{})
+	var kind hooks.FailureKind
+	var res *hooks.Result
+	go func() {
+		kind, _, res = callKind(t, e, other, hooks.FnModifyResponse, map[string]any{})
+		close(done)
+	}()
+	waitSent(t, e, 2) // queued behind the spinner
+	if k := <-spun; k != hooks.FailureTimeout {
+		t.Fatalf("spinner: %q, want timeout", k)
+	}
+	<-done
+	if kind != "" || res.Args[0].(map[string]any)["ok"] != true {
+		t.Fatalf("the call queued behind the spinner: %q %+v, want it answered", kind, res)
+	}
+}
+
+// TestProcessCancelStopsOnlyItsCall: the request of a call queued behind
+// another ends; the call is answered as cancelled, without stopping the
+// call running on the worker or costing the worker.
+func TestProcessCancelStopsOnlyItsCall(t *testing.T) {
+	e := newProcessRuntime(t, Options{Workers: 1, SlowCall: time.Hour})
+	busy := &hooks.Script{Name: "busy", Version: "1", Timeout: 5 * time.Second,
+		Source: `function modifyResponse(r) { var end = Date.now() + r.ms; while (Date.now() < end) {} r.done = true; return true }`}
+	if kind, _, _ := callKind(t, e, busy, hooks.FnModifyResponse, map[string]any{"ms": int64(0)}); kind != "" {
+		t.Fatalf("warm-up: %s", kind)
+	}
+	pid := func() int {
+		p := e.workers()
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		return p.ready[0].cmd.Process.Pid
+	}
+	before := pid()
+	first := make(chan *hooks.Result, 1)
+	go func() {
+		kind, _, res := callKind(t, e, busy, hooks.FnModifyResponse, map[string]any{"ms": int64(400)})
+		if kind != "" {
+			t.Errorf("the running call: %q", kind)
+		}
+		first <- res
+	}()
+	waitSent(t, e, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() {
+		_, err := e.Call(ctx, busy, &hooks.Call{Function: hooks.FnModifyResponse, Args: []any{map[string]any{"ms": int64(0)}}, Context: map[string]any{}})
+		errc <- err
+	}()
+	waitSent(t, e, 2)
+	cancel()
+	var se *hooks.ScriptError
+	if err := <-errc; !errors.As(err, &se) || se.Kind != hooks.FailureCancelled {
+		t.Fatalf("the cancelled call: %v, want cancelled", err)
+	}
+	if res := <-first; res == nil || res.Args[0].(map[string]any)["done"] != true {
+		t.Fatalf("the running call: %+v, want it to run to its end", res)
+	}
+	if after := pid(); after != before {
+		t.Fatalf("the worker was replaced (pid %d, then %d)", before, after)
+	}
 }

@@ -3,13 +3,13 @@ package scripts
 import (
 	"bufio"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"math"
 	"os"
-	"os/signal"
 	"runtime"
 	rtmetrics "runtime/metrics"
 	"strconv"
@@ -72,7 +72,7 @@ func serveWorker() int {
 	limitAddressSpace()
 	lowerPriority()
 	stack, _ := strconv.Atoi(os.Getenv(workerStackEnv))
-	w := &workerProc{conn: conn, r: bufio.NewReaderSize(conn, 32<<10)}
+	w := &workerProc{conn: conn, r: bufio.NewReaderSize(conn, 32<<10), cancelled: map[uint64]bool{}, kick: make(chan struct{}, 1)}
 	w.rt = New(Options{
 		DefaultIsolation: hooks.IsolationInline, MaxRuntimes: 1, MaxScripts: 64, MaxCallStackSize: stack,
 		Logger: slog.New(&frameHandler{w: w}),
@@ -80,30 +80,70 @@ func serveWorker() int {
 	w.rt.watch = w.watch
 	w.rt.cold = w.running
 	w.rt.remoteFetch = w.fetch
-	// The server cancels a call with SIGUSR1 (its request ended): the
-	// socket is read only by the serving goroutine, between calls and
-	// for the answers it asks for, so that a call costs no hand-over
-	// between goroutines.
-	cancels := make(chan os.Signal, 1)
-	signal.Notify(cancels, syscall.SIGUSR1)
-	go func() {
-		for range cancels {
-			if c := w.cur.Load(); c != nil {
-				c.cancel()
-			}
-		}
-	}()
+	// The server cancels a call whose request ended by sending its id
+	// on the control socket: the call is stopped if it runs, and
+	// answered at once when its turn comes if it has not started.
+	go w.readCancels(os.NewFile(4, "keyhook-server-control"))
+	go w.watchLoop()
 	if err := w.write(newFrame(frameReady)); err != nil {
 		return 1
 	}
 	for {
-		typ, payload, err := readFrame(w.r)
-		if err != nil {
+		payload, ok := w.next()
+		if !ok {
 			return 0 // the server closed the socket or died
 		}
-		if typ != frameCall || !w.serve(payload) {
+		if !w.serve(payload) {
 			return exitProtocol
 		}
+	}
+}
+
+// next is the next call to run: sent while an earlier one ran (and kept
+// by reply), or read now. ok is false when the server is gone; a frame
+// that is not a call ends the worker.
+func (w *workerProc) next() (payload []byte, ok bool) {
+	if len(w.queued) > 0 {
+		payload = w.queued[0]
+		w.queued[0] = nil
+		w.queued = w.queued[1:]
+		return payload, true
+	}
+	typ, payload, err := readFrame(w.r)
+	if err != nil {
+		return nil, false
+	}
+	if typ != frameCall {
+		os.Exit(exitProtocol)
+	}
+	return payload, true
+}
+
+// maxCancelled bounds the ids of cancelled calls a worker remembers; a
+// cancel that came after its call ended stays until then. Forgetting one
+// only lets a call whose request ended run.
+const maxCancelled = 4096
+
+// readCancels reads the ids of calls to cancel from the control socket
+// until it closes.
+func (w *workerProc) readCancels(ctl *os.File) {
+	r := bufio.NewReader(ctl)
+	var b [8]byte
+	for {
+		if _, err := io.ReadFull(r, b[:]); err != nil {
+			return
+		}
+		id := binary.LittleEndian.Uint64(b[:])
+		w.cmu.Lock()
+		if c := w.cur.Load(); c != nil && c.id == id {
+			c.cancel()
+		} else {
+			if len(w.cancelled) >= maxCancelled {
+				clear(w.cancelled)
+			}
+			w.cancelled[id] = true
+		}
+		w.cmu.Unlock()
 	}
 }
 
@@ -196,6 +236,14 @@ type workerProc struct {
 
 	// The call in progress, for cancellation and the watchdog.
 	cur atomic.Pointer[workerCall]
+	// queued holds calls the server sent while one ran (read by reply).
+	queued [][]byte
+	// cancelled holds the ids of calls cancelled before they started;
+	// cmu orders a cancel against the start of its call.
+	cmu       sync.Mutex
+	cancelled map[uint64]bool
+	// kick wakes the resting watchdog (watchLoop).
+	kick chan struct{}
 }
 
 type workerCall struct {
@@ -203,8 +251,9 @@ type workerCall struct {
 	cancel  context.CancelFunc
 	timeout time.Duration
 	budget  int64
-	// watchdog checks the call once it has run a millisecond (see check).
-	watchdog *time.Timer
+	// started is when the call was taken up; the watchdog looks at it
+	// once it has run watchdogEvery (see watchLoop).
+	started time.Time
 	// interrupt stops the call's JavaScript (set while it runs); over is
 	// set when the watchdog found the call over its budget; deadline is
 	// when the call's time ends (zero while its runtime is being made).
@@ -224,19 +273,25 @@ func (w *workerProc) write(e *encoder) error {
 	return writeFrame(w.conn, e)
 }
 
-// reply reads the server's answer to a request of call id (a source or
-// a lazy value). Nothing else can come meanwhile: the server answers
-// each request before it sends anything more.
+// reply reads the server's answer to a request of call id (a source, a
+// lazy value or a fetch). Only calls sent to run later can come
+// meanwhile; they are kept for next.
 func (w *workerProc) reply(id uint64) *decoder {
-	typ, payload, err := readFrame(w.r)
-	if err != nil {
-		os.Exit(0) // the server is gone
+	for {
+		typ, payload, err := readFrame(w.r)
+		if err != nil {
+			os.Exit(0) // the server is gone
+		}
+		if typ == frameCall {
+			w.queued = append(w.queued, payload)
+			continue
+		}
+		d := &decoder{b: payload}
+		if (typ != frameSource && typ != frameField && typ != frameFetched) || d.uvarint() != id || d.err != nil {
+			os.Exit(exitProtocol)
+		}
+		return d
 	}
-	d := &decoder{b: payload}
-	if (typ != frameSource && typ != frameField && typ != frameFetched) || d.uvarint() != id || d.err != nil {
-		os.Exit(exitProtocol)
-	}
-	return d
 }
 
 // serve runs one call frame and answers it; false means the frame did
@@ -246,6 +301,7 @@ func (w *workerProc) serve(payload []byte) bool {
 	id := d.uvarint()
 	s := &hooks.Script{Name: d.string(), Version: d.string(), Isolation: hooks.IsolationInline}
 	timeout := time.Duration(d.uvarint())
+	ctxEnd := d.varint()
 	budget := int64(d.uvarint())
 	call := &hooks.Call{Function: hooks.Function(d.string())}
 	call.Args = make([]any, d.count())
@@ -259,15 +315,28 @@ func (w *workerProc) serve(payload []byte) bool {
 		return false
 	}
 	call.Context = hctx
+	// The call's time counts from now, when its turn came, bounded by
+	// its request's end wherever it waited.
+	if ctxEnd != 0 {
+		timeout = min(timeout, time.Until(time.Unix(0, ctxEnd)))
+	}
 	s.Timeout = max(timeout, time.Millisecond)
-	wc := &workerCall{id: id, cancel: cancel, timeout: s.Timeout, budget: budget}
-	w.cur.Store(wc)
-	wc.watchdog = time.AfterFunc(time.Hour, func() { w.check(wc) })
-	wc.watchdog.Reset(watchdogEvery) // armed only once wc.watchdog is set
-	defer func() {
-		wc.watchdog.Stop()
-		w.cur.Store(nil)
-	}()
+	wc := &workerCall{id: id, cancel: cancel, timeout: s.Timeout, budget: budget, started: time.Now()}
+	w.cmu.Lock()
+	stopped := w.cancelled[id]
+	delete(w.cancelled, id)
+	if !stopped {
+		w.cur.Store(wc)
+	}
+	w.cmu.Unlock()
+	if stopped {
+		return w.answer(id, nil, &hooks.ScriptError{Kind: hooks.FailureCancelled, Message: "not started: the request ended"})
+	}
+	defer w.cur.Store(nil)
+	select {
+	case w.kick <- struct{}{}: // the watchdog was resting
+	default:
+	}
 	if w.rt.warm(s.Name, s.Version) {
 		wc.mu.Lock()
 		wc.deadline = time.Now().Add(s.Timeout)
@@ -450,7 +519,7 @@ type overBudget struct{}
 // bounds it), so the common call costs no extra wake-up.
 const watchdogEvery = time.Millisecond
 
-// check is the watchdog: it runs every watchdogEvery while call c runs. A
+// check is the watchdog's look at call c, every watchdogEvery while it runs. A
 // heap grown past the call's memory budget interrupts it (and ends the
 // process if the call is inside a built-in that does not see interrupts
 // 100 ms later), and a call far past its deadline ends the process.
@@ -479,7 +548,6 @@ func (w *workerProc) check(c *workerCall) {
 	}
 	c.mu.Unlock()
 	if !overAt.IsZero() {
-		c.watchdog.Reset(watchdogEvery)
 		return
 	}
 	if base == 0 {
@@ -512,7 +580,31 @@ func (w *workerProc) check(c *workerCall) {
 		}
 		c.mu.Unlock()
 	}
-	c.watchdog.Reset(watchdogEvery)
+}
+
+// watchLoop is the watchdog: every watchdogEvery it checks the call in
+// progress once that has run so long. One ticker for all calls costs
+// less than a timer per call (each arming wakes the runtime's poller).
+// While no call runs for a few ticks it rests until the next call.
+func (w *workerProc) watchLoop() {
+	t := time.NewTicker(watchdogEvery)
+	idle := 0
+	for range t.C {
+		c := w.cur.Load()
+		if c == nil {
+			if idle++; idle > 3 {
+				t.Stop()
+				<-w.kick
+				t.Reset(watchdogEvery)
+				idle = 0
+			}
+			continue
+		}
+		idle = 0
+		if time.Since(c.started) >= watchdogEvery {
+			w.check(c)
+		}
+	}
 }
 
 // frameHandler is the worker Runtime's slog handler: records go to the
