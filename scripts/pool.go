@@ -130,6 +130,22 @@ type worker struct {
 	gone      bool
 	kt        *time.Timer
 	ktGen     uint64
+	// killFor is the call the kill timer was last armed for, killedFor
+	// the one it was armed for when it fired: a kill that lands after
+	// that call answered hits the next one, which is then not blamed.
+	killFor, killedFor uint64
+}
+
+// errKilledForAnother: the worker was killed for the call before this
+// one, which had answered just before the kill landed.
+var errKilledForAnother = errors.New("the worker process was killed for the call before this one")
+
+// deliver hands m to the call, unless its caller has stopped listening.
+func (c *inflight) deliver(m workerMsg) {
+	select {
+	case c.msgs <- m:
+	case <-c.done:
+	}
 }
 
 // inflight is a call sent to a worker.
@@ -138,6 +154,7 @@ type inflight struct {
 	rc        *remoteCall
 	ctx       context.Context
 	msgs      chan workerMsg // from the worker's reader goroutine
+	done      chan struct{}  // closed when await returns: msgs is no longer read
 	cancelled atomic.Bool
 	// Under the worker's qmu: whether its runtime was made (frameRunning
 	// seen) and its deadline as the server keeps it.
@@ -357,9 +374,10 @@ func (w *worker) write(e *encoder) error {
 
 // armLocked (qmu held) kills the worker at at, for why, unless it is
 // re-armed or disarmed first.
-func (w *worker) armLocked(at time.Time, why killReason) {
+func (w *worker) armLocked(id uint64, at time.Time, why killReason) {
 	w.ktGen++
 	gen := w.ktGen
+	w.killFor = id
 	if w.kt != nil {
 		w.kt.Stop()
 	}
@@ -367,6 +385,9 @@ func (w *worker) armLocked(at time.Time, why killReason) {
 		// Decided under qmu: an answer read meanwhile re-armed it.
 		w.qmu.Lock()
 		live := gen == w.ktGen && !w.gone
+		if live {
+			w.killedFor = w.killFor
+		}
 		w.qmu.Unlock()
 		if live {
 			w.kill(why)
@@ -397,10 +418,12 @@ func (w *worker) startHeadLocked(grace time.Duration) {
 	w.headSince, w.exclusive = now, c.rc.exclusive
 	c.until, _ = c.rc.deadline(now)
 	if c.cancelled.Load() {
-		w.armLocked(now.Add(grace), killedCancel)
+		w.armLocked(c.id, now.Add(grace), killedCancel)
 		return
 	}
-	w.armLocked(c.until.Add(grace), killedDeadline)
+	// A call whose budget ran out while it waited is answered by the
+	// worker at once (as a timeout): the grace counts from now.
+	w.armLocked(c.id, later(c.until, now).Add(grace), killedDeadline)
 }
 
 // read reads w's frames and hands each to the call it is about, until
@@ -430,14 +453,16 @@ func (p *pool) read(w *worker) {
 			// Compiling the script or making its runtime comes first:
 			// that time is not the script's (up to setupMax).
 			if !c.restarted && !c.cancelled.Load() {
-				w.armLocked(withinBudget(c.ctx, time.Now().Add(setupMax)).Add(p.grace), killedDeadline)
+				now := time.Now()
+				w.armLocked(c.id, later(withinBudget(c.ctx, now.Add(setupMax)), now).Add(p.grace), killedDeadline)
 			}
 		case frameRunning:
 			if !c.restarted {
 				c.restarted = true
 				if !c.cancelled.Load() {
-					c.until, _ = c.rc.deadline(time.Now())
-					w.armLocked(c.until.Add(p.grace), killedDeadline)
+					now := time.Now()
+					c.until, _ = c.rc.deadline(now)
+					w.armLocked(c.id, later(c.until, now).Add(p.grace), killedDeadline)
 				}
 			}
 		case frameResult:
@@ -449,7 +474,7 @@ func (p *pool) read(w *worker) {
 		}
 		w.qmu.Unlock()
 		if typ != frameSetup && typ != frameRunning {
-			c.msgs <- workerMsg{typ: typ, payload: d.b}
+			c.deliver(workerMsg{typ: typ, payload: d.b})
 		}
 		if answered {
 			p.signalRoom()
@@ -465,12 +490,19 @@ func (p *pool) read(w *worker) {
 	calls := w.calls
 	w.calls, w.byID = nil, nil
 	w.disarmLocked()
+	killedFor := w.killedFor
 	w.qmu.Unlock()
+	why := killReason(w.killed.Load())
 	for i, c := range calls {
-		if i == 0 {
-			c.msgs <- workerMsg{dead: true, cause: cause}
-		} else {
-			c.msgs <- workerMsg{requeue: true}
+		switch {
+		case i > 0:
+			c.deliver(workerMsg{requeue: true})
+		case (why == killedDeadline || why == killedCancel) && c.id != killedFor:
+			// Killed for the call before it, which had answered
+			// already (the answer was still unread).
+			c.deliver(workerMsg{dead: true, cause: errKilledForAnother})
+		default:
+			c.deliver(workerMsg{dead: true, cause: cause})
 		}
 	}
 	// It died by itself, or was killed: wait briefly for its exit.
@@ -509,10 +541,13 @@ func (p *pool) pick(ctx context.Context, rc *remoteCall, until time.Time) (*work
 			p.mu.Unlock()
 			return nil, errors.New("scripts: runtime closed")
 		}
+		// Counted as waiting before looking, so that an answer read
+		// meanwhile signals the room this call would miss.
+		p.waiting.Add(1)
 		w := p.leastLoadedLocked(rc)
 		room := p.room
-		if w == nil {
-			p.waiting.Add(1)
+		if w != nil {
+			p.waiting.Add(-1)
 		}
 		p.mu.Unlock()
 		if w != nil {
@@ -569,11 +604,14 @@ func (p *pool) leastLoadedLocked(rc *remoteCall) *worker {
 // send sends call frame f (of call id) to a worker with room.
 func (p *pool) send(ctx context.Context, rc *remoteCall, id uint64, f *encoder, until time.Time) (*worker, *inflight, error) {
 	for {
+		if err := ctx.Err(); err != nil {
+			return nil, nil, fmt.Errorf("not started: the request ended (%v)", err)
+		}
 		w, err := p.pick(ctx, rc, until)
 		if err != nil {
 			return nil, nil, err
 		}
-		c := &inflight{id: id, rc: rc, ctx: ctx, msgs: make(chan workerMsg, 8)}
+		c := &inflight{id: id, rc: rc, ctx: ctx, msgs: make(chan workerMsg, 8), done: make(chan struct{})}
 		w.wmu.Lock()
 		w.qmu.Lock()
 		if w.gone || len(w.calls) >= pipelineDepth {
@@ -604,14 +642,15 @@ func (p *pool) cancel(w *worker, c *inflight) {
 	w.qmu.Lock()
 	sent := !w.gone && w.byID[c.id] == c
 	if sent && w.calls[0] == c {
-		w.armLocked(time.Now().Add(p.grace), killedCancel)
+		w.armLocked(c.id, time.Now().Add(p.grace), killedCancel)
 	}
 	w.qmu.Unlock()
 	if sent {
 		var b [8]byte
 		binary.LittleEndian.PutUint64(b[:], c.id)
 		// The socket has room for thousands of ids; if it is full the
-		// call runs to its end, unharmed.
+		// worker runs the call, and is killed shortly after it starts
+		// (startHeadLocked).
 		_, _ = syscall.Write(w.ctl, b[:])
 	}
 }
@@ -733,9 +772,40 @@ func (p *pool) call(ctx context.Context, rc *remoteCall) (*hooks.Result, error) 
 func (p *pool) await(ctx context.Context, w *worker, c *inflight, fail func(hooks.FailureKind, string) error) (res *hooks.Result, err error, requeued bool) {
 	stopCancel := context.AfterFunc(ctx, func() { p.cancel(w, c) })
 	defer stopCancel()
+	defer close(c.done)
 	rc := c.rc
+	// The end of the request's script budget, which does not end ctx,
+	// ends a wait in the queue too.
+	var budgetEnd <-chan time.Time
+	if !rc.ctxEnd.IsZero() {
+		t := time.NewTimer(time.Until(rc.ctxEnd))
+		defer t.Stop()
+		budgetEnd = t.C
+	}
+	ended := ctx.Done()
 	var logs []string
-	for m := range c.msgs {
+	for {
+		var m workerMsg
+		select {
+		case m = <-c.msgs:
+		case <-ended:
+			ended = nil
+			if p.abandon(w, c) {
+				if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+					return nil, fail(hooks.FailureTimeout, rc.timeoutMessage()), false
+				}
+				return nil, fail(hooks.FailureCancelled, "not started: the request ended ("+causeOf(ctx)+")"), false
+			}
+			continue // it runs: the worker stops it, or is killed
+		case <-budgetEnd:
+			// Running, it is killed at that end (startHeadLocked).
+			budgetEnd = nil
+			if p.abandon(w, c) {
+				p.cancel(w, c)
+				return nil, fail(hooks.FailureTimeout, rc.timeoutMessage()), false
+			}
+			continue
+		}
 		if m.requeue {
 			return nil, nil, true
 		}
@@ -809,7 +879,16 @@ func (p *pool) await(ctx context.Context, w *worker, c *inflight, fail func(hook
 			return res, err, false
 		}
 	}
-	panic("unreachable: a call's messages end with its result or its worker's end")
+}
+
+// abandon gives up c, whose request ended while it waited in w's queue:
+// the worker, told by cancel, answers it without running it, and the
+// answer is dropped. It reports false when c runs already (or is
+// answered), and must then be waited for.
+func (p *pool) abandon(w *worker, c *inflight) bool {
+	w.qmu.Lock()
+	defer w.qmu.Unlock()
+	return !w.gone && w.byID[c.id] == c && w.calls[0] != c
 }
 
 // fetch makes a fetch the worker asked for and sends the answer. The
@@ -909,14 +988,17 @@ func (p *pool) deathError(w *worker, rc *remoteCall, ctx context.Context, cause 
 		// Killed and logged by its reader.
 		return fail(hooks.FailureCrash, "the worker process answered something malformed")
 	}
+	if errors.Is(cause, errKilledForAnother) {
+		return fail(hooks.FailureCrash, "not finished: "+cause.Error())
+	}
 	switch killReason(w.killed.Load()) {
 	case killedDeadline:
 		return fail(hooks.FailureTimeout, rc.timeoutMessage())
 	case killedCancel:
-		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) || !rc.ctxEnd.IsZero() && !time.Now().Before(rc.ctxEnd) {
 			return fail(hooks.FailureTimeout, rc.timeoutMessage())
 		}
-		return fail(hooks.FailureCancelled, "stopped: the request ended ("+context.Cause(ctx).Error()+")")
+		return fail(hooks.FailureCancelled, "stopped: the request ended ("+causeOf(ctx)+")")
 	case killedClose:
 		return fail(hooks.FailureCrash, "the script runtime is shutting down")
 	}
@@ -940,6 +1022,14 @@ func (p *pool) deathError(w *worker, rc *remoteCall, ctx context.Context, cause 
 	}
 	p.log.Error("scripts: a worker process died", "script", rc.s.Name, "exit_code", code, "cause", cause, "stderr", firstLines(head, 5))
 	return fail(hooks.FailureCrash, fmt.Sprintf("the worker process died (exit code %d)", code))
+}
+
+// causeOf says why ctx ended (or that it has not).
+func causeOf(ctx context.Context) string {
+	if err := context.Cause(ctx); err != nil {
+		return err.Error()
+	}
+	return "it had not"
 }
 
 // outOfMemory recognises what a process that ran out of address space

@@ -457,3 +457,82 @@ func TestProcessCancelStopsOnlyItsCall(t *testing.T) {
 		t.Fatalf("the worker was replaced (pid %d, then %d)", before, after)
 	}
 }
+
+// TestProcessQueuedCallKeepsItsDeadline: a call waiting in a worker's
+// queue behind long calls ends at its own deadline, not theirs.
+func TestProcessQueuedCallKeepsItsDeadline(t *testing.T) {
+	e := newProcessRuntime(t, Options{Workers: 1, SlowCall: time.Hour})
+	busy := &hooks.Script{Name: "busy", Version: "1", Timeout: 5 * time.Second,
+		Source: `function modifyResponse(r) { var end = Date.now() + r.ms; while (Date.now() < end) {} return true }`}
+	if kind, _, _ := callKind(t, e, busy, hooks.FnModifyResponse, map[string]any{"ms": int64(0)}); kind != "" {
+		t.Fatalf("warm-up: %s", kind)
+	}
+	var wg sync.WaitGroup
+	for i := range 2 {
+		wg.Go(func() { callKind(t, e, busy, hooks.FnModifyResponse, map[string]any{"ms": int64(400)}) })
+		waitSent(t, e, i+1)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_, err := e.Call(ctx, busy, &hooks.Call{Function: hooks.FnModifyResponse, Args: []any{map[string]any{"ms": int64(0)}}, Context: map[string]any{}})
+	took := time.Since(start)
+	var se *hooks.ScriptError
+	if !errors.As(err, &se) || se.Kind != hooks.FailureTimeout {
+		t.Errorf("the queued call: %v, want timeout", err)
+	}
+	if took > 300*time.Millisecond {
+		t.Errorf("the queued call ended after %v, want at its 50ms deadline", took)
+	}
+	wg.Wait()
+}
+
+// slowHandler takes its time over each record, as a logger writing to a
+// slow disk would: a call's frames then wait in the server.
+type slowHandler struct{ slog.Handler }
+
+func (h slowHandler) Handle(ctx context.Context, r slog.Record) error {
+	time.Sleep(20 * time.Millisecond)
+	return nil
+}
+
+// TestProcessKillForOneCallSparesTheNext: a call's request ends after its
+// worker answered it but before the server read the answer (its log
+// records are slow to write); the kill that follows lands on the next
+// call, which must not be reported as cancelled or timed out, nor crash
+// the server.
+func TestProcessKillForOneCallSparesTheNext(t *testing.T) {
+	e := newProcessRuntime(t, Options{Workers: 1, SlowCall: time.Hour, KillGrace: 20 * time.Millisecond})
+	s := &hooks.Script{Name: "s", Version: "1", Timeout: 5 * time.Second,
+		Source: `function modifyResponse(r, context) {
+			for (var i = 0; i < r.logs; i++) { context.log("line " + i) }
+			var end = Date.now() + r.ms; while (Date.now() < end) {}
+			return true }`}
+	if kind, _, _ := callKind(t, e, s, hooks.FnModifyResponse, map[string]any{"logs": int64(0), "ms": int64(0)}); kind != "" {
+		t.Fatalf("warm-up: %s", kind)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	first := make(chan error, 1)
+	go func() {
+		_, err := e.Call(ctx, s, &hooks.Call{Function: hooks.FnModifyResponse, Logger: slog.New(slowHandler{quiet.Handler()}),
+			Args: []any{map[string]any{"logs": int64(30), "ms": int64(0)}}, Context: map[string]any{}})
+		first <- err
+	}()
+	waitSent(t, e, 1)
+	second := make(chan error, 1)
+	go func() {
+		_, err := e.Call(context.Background(), s, &hooks.Call{Function: hooks.FnModifyResponse,
+			Args: []any{map[string]any{"logs": int64(0), "ms": int64(2000)}}, Context: map[string]any{}})
+		second <- err
+	}()
+	waitSent(t, e, 2)
+	time.Sleep(100 * time.Millisecond) // the worker is past the first call, the server still reads its logs
+	cancel()
+	<-first
+	err := <-second
+	var se *hooks.ScriptError
+	if errors.As(err, &se) && (se.Kind == hooks.FailureCancelled || se.Kind == hooks.FailureTimeout) {
+		t.Fatalf("the next call was blamed for the kill: %v", err)
+	}
+	healthy(t, e)
+}
