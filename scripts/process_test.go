@@ -536,3 +536,40 @@ func TestProcessKillForOneCallSparesTheNext(t *testing.T) {
 	}
 	healthy(t, e)
 }
+
+// TestProcessExclusiveCallNotStarved: a call that needs a worker to
+// itself (here, of a script that may fetch) gets one while other calls
+// keep every worker busy.
+func TestProcessExclusiveCallNotStarved(t *testing.T) {
+	e := newProcessRuntime(t, Options{Workers: 1, SlowCall: time.Hour})
+	fast := &hooks.Script{Name: "fast", Version: "1", Timeout: 5 * time.Second,
+		Source: `function modifyResponse(r) { r.ok = true; return true }`}
+	fetching := &hooks.Script{Name: "fetching", Version: "1", Timeout: 2 * time.Second,
+		Source: `function modifyResponse(r, context) { if (r.never) { context.fetch("https://example.com/") } r.ok = true; return true }`}
+	for _, s := range []*hooks.Script{fast, fetching} {
+		if kind, _, _ := callKind(t, e, s, hooks.FnModifyResponse, map[string]any{}); kind != "" {
+			t.Fatalf("warm-up of %s: %s", s.Name, kind)
+		}
+	}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				callKind(t, e, fast, hooks.FnModifyResponse, map[string]any{})
+			}
+		})
+	}
+	defer func() { close(stop); wg.Wait() }()
+	waitSent(t, e, 8)
+	for range 5 {
+		if kind, took, _ := callKind(t, e, fetching, hooks.FnModifyResponse, map[string]any{}); kind != "" {
+			t.Fatalf("the call that needs a worker to itself: %q after %v", kind, took)
+		}
+	}
+}
