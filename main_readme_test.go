@@ -113,7 +113,12 @@ func runReadmeSection(t *testing.T, dir, readme, title string) string {
 	// make run and the server it started.
 	cmd := exec.CommandContext(ctx, "bash", "-m", "-e", "-u", "-o", "pipefail", "-c", script)
 	cmd.Dir = dir
-	cmd.Env = append(environWithout("KEYHOOK_"), "KEYHOOK_ADDR="+addr, "XDG_CACHE_HOME="+filepath.Join(dir, ".cache"))
+	// The CLI's token cache goes to the copy (XDG_CACHE_HOME); the Go
+	// build cache stays the one this test was built with, as a user's
+	// would: under a fresh one, each walkthrough's `make` compiled every
+	// dependency again, minutes of CI.
+	cmd.Env = append(environWithout("KEYHOOK_"), "KEYHOOK_ADDR="+addr, "XDG_CACHE_HOME="+filepath.Join(dir, ".cache"),
+		"GOCACHE="+goCache(t))
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
@@ -177,6 +182,16 @@ func copyRepository(t *testing.T, dir string) {
 			t.Fatal(err)
 		}
 	}
+}
+
+// goCache is the Go build cache of the go command on PATH.
+func goCache(t *testing.T) string {
+	t.Helper()
+	out, err := exec.Command("go", "env", "GOCACHE").Output()
+	if err != nil || strings.TrimSpace(string(out)) == "" {
+		t.Fatalf("go env GOCACHE: %v", err)
+	}
+	return strings.TrimSpace(string(out))
 }
 
 // environWithout is the environment without the variables starting with
