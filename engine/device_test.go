@@ -6,14 +6,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"path/filepath"
 	"regexp"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/keyhook/keyhook/engine"
-	"github.com/keyhook/keyhook/storage"
 )
 
 // faultyDevices is a device store whose calls can be made to fail, or
@@ -88,16 +86,12 @@ type deviceFixture struct {
 func newDeviceFixture(t *testing.T, throttle engine.Throttle) *deviceFixture {
 	t.Helper()
 	ctx := context.Background()
-	store, err := storage.Open(ctx, "sqlite:"+filepath.Join(t.TempDir(), "k.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close() })
-	st := store.Stores()
+	st := openStores(t)
 	f := &deviceFixture{devices: &faultyDevices{DeviceStore: st.Devices}, tokens: &familyWatch{TokenStore: st.Tokens},
 		clock: &testClock{t: time.Now()}}
 	st.Devices, st.Tokens = f.devices, f.tokens
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	var err error
 	f.e, err = engine.New(ctx, engine.Config{Issuer: "http://keyhook.test", Logger: log, Now: f.clock.now,
 		LoginThrottle: throttle, ClientAuthThrottle: engine.Throttle{Free: -1}}, st)
 	if err != nil {

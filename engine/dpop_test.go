@@ -9,7 +9,6 @@ import (
 	"errors"
 	"io"
 	"log/slog"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -18,7 +17,6 @@ import (
 	jose "github.com/go-jose/go-jose/v4"
 
 	"github.com/keyhook/keyhook/engine"
-	"github.com/keyhook/keyhook/storage"
 )
 
 // jtiFake wraps the real JTI store: it records what UseJTI was asked
@@ -51,12 +49,7 @@ func (f *jtiFake) UseJTI(ctx context.Context, clientID, jti string, expires time
 func dpopEngine(t *testing.T, now *time.Time, nonce bool) (*engine.Engine, *jtiFake) {
 	t.Helper()
 	ctx := context.Background()
-	store, err := storage.Open(ctx, "sqlite:"+filepath.Join(t.TempDir(), "k.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close() })
-	st := store.Stores()
+	st := openStores(t)
 	fake := &jtiFake{JTIStore: st.JTIs}
 	st.JTIs = fake
 	cfg := engine.Config{Issuer: "https://AS.example:443/auth/", Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),

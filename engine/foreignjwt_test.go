@@ -10,7 +10,6 @@ import (
 	"errors"
 	"io"
 	"log/slog"
-	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -19,7 +18,6 @@ import (
 	jose "github.com/go-jose/go-jose/v4"
 
 	"github.com/keyhook/keyhook/engine"
-	"github.com/keyhook/keyhook/storage"
 )
 
 // faultyIssuers is a trusted issuer store whose lookups can fail.
@@ -62,15 +60,11 @@ const foreignAS = "http://keyhook.test"
 func newForeignFixture(t *testing.T) *foreignFixture {
 	t.Helper()
 	ctx := context.Background()
-	store, err := storage.Open(ctx, "sqlite:"+filepath.Join(t.TempDir(), "k.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close() })
-	st := store.Stores()
+	st := openStores(t)
 	f := &foreignFixture{issuers: &faultyIssuers{TrustedIssuerStore: st.TrustedIssuers}, jtis: &faultyJTIs{JTIStore: st.JTIs},
 		clock: &testClock{t: time.Unix(1_700_000_000, 0)}}
 	st.TrustedIssuers, st.JTIs = f.issuers, f.jtis
+	var err error
 	f.e, err = engine.New(ctx, engine.Config{Issuer: foreignAS, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 		Now: f.clock.now, ClientAuthThrottle: engine.Throttle{Free: -1}}, st)
 	if err != nil {

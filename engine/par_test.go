@@ -5,14 +5,12 @@ import (
 	"errors"
 	"io"
 	"log/slog"
-	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/keyhook/keyhook/engine"
-	"github.com/keyhook/keyhook/storage"
 )
 
 // pushedFake wraps the real pushed-request store: it counts the calls of
@@ -61,12 +59,7 @@ func (f *pushedFake) CreatePushedRequest(ctx context.Context, p *engine.PushedRe
 func parEngine(t *testing.T, now *time.Time) (*engine.Engine, *pushedFake) {
 	t.Helper()
 	ctx := context.Background()
-	store, err := storage.Open(ctx, "sqlite:"+filepath.Join(t.TempDir(), "k.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close() })
-	st := store.Stores()
+	st := openStores(t)
 	fake := &pushedFake{PushedRequestStore: st.Pushed}
 	st.Pushed = fake
 	cfg := engine.Config{Issuer: "http://keyhook.test", Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),

@@ -5,14 +5,12 @@ import (
 	"errors"
 	"io"
 	"log/slog"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/keyhook/keyhook/engine"
-	"github.com/keyhook/keyhook/storage"
 )
 
 // lostAnswers is a token store whose rotations commit and then fail, as
@@ -44,15 +42,11 @@ type reuseFixture struct {
 func newReuseFixture(t *testing.T) *reuseFixture {
 	t.Helper()
 	ctx := context.Background()
-	store, err := storage.Open(ctx, "sqlite:"+filepath.Join(t.TempDir(), "k.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close() })
-	st := store.Stores()
+	st := openStores(t)
 	f := &reuseFixture{tokens: &lostAnswers{TokenStore: st.Tokens}, clock: &testClock{t: time.Now()}}
 	st.Tokens = f.tokens
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	var err error
 	if f.e, err = engine.New(ctx, engine.Config{Issuer: "http://keyhook.test", Logger: log, Now: f.clock.now}, st); err != nil {
 		t.Fatal(err)
 	}

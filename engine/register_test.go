@@ -59,12 +59,7 @@ func (f *clientsFake) CreateClient(ctx context.Context, c *engine.Client) error 
 func registrationEngine(t *testing.T, now *time.Time, cfg engine.Config) (*engine.Engine, *registrationFake, *clientsFake) {
 	t.Helper()
 	ctx := context.Background()
-	store, err := storage.Open(ctx, "sqlite:"+filepath.Join(t.TempDir(), "k.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close() })
-	st := store.Stores()
+	st := openStores(t)
 	regs := &registrationFake{RegistrationTokenStore: st.Registration}
 	clients := &clientsFake{ClientStore: st.Clients}
 	st.Registration, st.Clients = regs, clients

@@ -5,14 +5,12 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
-	"path/filepath"
 	"sync"
 	"testing"
 
 	"github.com/keyhook/keyhook/engine"
 	"github.com/keyhook/keyhook/hooks"
 	"github.com/keyhook/keyhook/scripts"
-	"github.com/keyhook/keyhook/storage"
 )
 
 // meanwhile runs, once it is armed, a local write between a store read
@@ -97,15 +95,10 @@ func (s lateClients) ClientByID(ctx context.Context, id string) (*engine.Client,
 // tokens were issued without it.
 func TestALocalChangeOutlivesAReloadThatReadBeforeIt(t *testing.T) {
 	ctx := context.Background()
-	store, err := storage.Open(ctx, "sqlite:"+filepath.Join(t.TempDir(), "k.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
 	// One for each store: a change happens during a read of its own
 	// store.
 	ms, mp, mk, mc := &meanwhile{}, &meanwhile{}, &meanwhile{}, &meanwhile{}
-	st := store.Stores()
+	st := openStores(t)
 	st.Scripts = lateScripts{st.Scripts, ms}
 	st.Properties = lateProperties{st.Properties, mp}
 	st.Keys = lateKeys{st.Keys, mk}

@@ -156,6 +156,9 @@ type inflight struct {
 	msgs      chan workerMsg // from the worker's reader goroutine
 	done      chan struct{}  // closed when await returns: msgs is no longer read
 	cancelled atomic.Bool
+	// queued: sent behind another call (set before the send, then read
+	// only by the caller).
+	queued bool
 	// Under the worker's qmu: whether its runtime was made (frameRunning
 	// seen) and its deadline as the server keeps it.
 	restarted bool
@@ -622,7 +625,8 @@ func (p *pool) send(ctx context.Context, rc *remoteCall, id uint64, f *encoder, 
 		}
 		w.calls = append(w.calls, c)
 		w.byID[id] = c
-		if len(w.calls) == 1 {
+		c.queued = len(w.calls) > 1
+		if !c.queued {
 			w.startHeadLocked(p.grace)
 		}
 		w.qmu.Unlock()
@@ -775,9 +779,10 @@ func (p *pool) await(ctx context.Context, w *worker, c *inflight, fail func(hook
 	defer close(c.done)
 	rc := c.rc
 	// The end of the request's script budget, which does not end ctx,
-	// ends a wait in the queue too.
+	// ends a wait in the queue too. A call that ran at once needs no
+	// timer: its kill timer counts to that end.
 	var budgetEnd <-chan time.Time
-	if !rc.ctxEnd.IsZero() {
+	if !rc.ctxEnd.IsZero() && c.queued {
 		t := time.NewTimer(time.Until(rc.ctxEnd))
 		defer t.Stop()
 		budgetEnd = t.C
