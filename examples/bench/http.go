@@ -123,13 +123,13 @@ func (s *syncWriter) Write(b []byte) (int, error) {
 	return s.w.Write(b)
 }
 
-func startCeiling() (*proc, error) {
+func startCeiling(extraEnv ...string) (*proc, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return nil, err
 	}
 	cmd := exec.Command(self)
-	cmd.Env = append(os.Environ(), ceilingEnv+"=127.0.0.1:0")
+	cmd.Env = append(append(os.Environ(), ceilingEnv+"=127.0.0.1:0"), extraEnv...)
 	return startProc(cmd, regexp.MustCompile(`^listening (\S+)$`))
 }
 
@@ -360,6 +360,11 @@ func httpRows(ctx context.Context, exe, store, dsn, dir string) ([]row, []string
 		return nil, nil, err
 	}
 	defer ceil.stop()
+	floor, err := startCeiling(roundTripEnv + "=" + roundTripChildren())
+	if err != nil {
+		return nil, nil, err
+	}
+	defer floor.stop()
 	kh, err := startKeyhook(exe, dsn, dir)
 	if err != nil {
 		return nil, nil, err
@@ -407,7 +412,8 @@ func httpRows(ctx context.Context, exe, store, dsn, dir string) ([]row, []string
 	runs := make([][]result, len(cases))
 	ratios := make([][]float64, len(cases))
 	p99s := make([][]float64, len(cases))
-	var ceilRuns []result
+	var ceilRuns, floorRuns []result
+	var floorRatios, floorP99s []float64
 	var walMax int64
 	wal := ""
 	if p, ok := strings.CutPrefix(dsn, "sqlite:"); ok {
@@ -424,6 +430,14 @@ func httpRows(ctx context.Context, exe, store, dsn, dir string) ([]row, []string
 		if *verbose {
 			fmt.Fprintf(os.Stderr, "%s round %d: ceiling %.0f req/s p99 %v\n", store, r+1, c.rps, c.p99)
 		}
+		time.Sleep(time.Second)
+		f, err := load(floor.base, request{path: engine.PathIntrospect, body: "token=x", user: "rs", pass: "rs-secret"}, dir)
+		if err != nil {
+			return nil, nil, err
+		}
+		floorRuns = append(floorRuns, f)
+		floorRatios = append(floorRatios, f.rps/c.rps)
+		floorP99s = append(floorP99s, float64(f.p99)/float64(c.p99))
 		order := make([]int, len(cases))
 		for i := range order {
 			order[i] = i
@@ -479,6 +493,11 @@ func httpRows(ctx context.Context, exe, store, dsn, dir string) ([]row, []string
 	cm := mid(ceilRuns)
 	out = append(out, row{name: "HTTP bare echo ceiling", store: store, rps: fmt.Sprintf("%.0f", cm.rps), p50: dur(cm.p50),
 		p99: dur(cm.p99), ratio: "1"})
+	fm := mid(floorRuns)
+	out = append(out, row{name: "HTTP bare echo + 1 process round trip", store: store, rps: fmt.Sprintf("%.0f", fm.rps), p50: dur(fm.p50),
+		p99: dur(fm.p99), ratio: fmt.Sprintf("%.2f", median(floorRatios))})
+	notes = append(notes, fmt.Sprintf("%s: bare echo + 1 process round trip (the least a call in another process costs here: %s echo children, no script) p99 is %.1f× the ceiling's p99",
+		store, roundTripChildren(), median(floorP99s)))
 	for i, tc := range cases {
 		m := mid(runs[i])
 		out = append(out, row{name: tc.name, store: store, rps: fmt.Sprintf("%.0f", m.rps), p50: dur(m.p50), p99: dur(m.p99),

@@ -20,6 +20,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"sort"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -50,7 +51,15 @@ type row struct {
 
 func main() {
 	flag.Parse()
+	if os.Getenv(echoChildEnv) != "" {
+		serveEchoChild()
+		return
+	}
 	if addr := os.Getenv(ceilingEnv); addr != "" {
+		if n, _ := strconv.Atoi(os.Getenv(roundTripEnv)); n > 0 {
+			serveRoundTrip(addr, n)
+			return
+		}
 		serveCeiling(addr)
 		return
 	}
