@@ -127,6 +127,7 @@ type worker struct {
 	byID      map[uint64]*inflight
 	headSince time.Time
 	exclusive bool
+	slowHead  bool // calls[0] is a shownSlow call
 	gone      bool
 	kt        *time.Timer
 	ktGen     uint64
@@ -412,13 +413,13 @@ func (w *worker) disarmLocked() {
 // request has ended already.
 func (w *worker) startHeadLocked(grace time.Duration) {
 	if len(w.calls) == 0 {
-		w.exclusive = false
+		w.exclusive, w.slowHead = false, false
 		w.disarmLocked()
 		return
 	}
 	c := w.calls[0]
 	now := time.Now()
-	w.headSince, w.exclusive = now, c.rc.exclusive
+	w.headSince, w.exclusive, w.slowHead = now, c.rc.exclusive, c.rc.shownSlow
 	c.until, _ = c.rc.deadline(now)
 	if c.cancelled.Load() {
 		w.armLocked(c.id, now.Add(grace), killedCancel)
@@ -587,19 +588,29 @@ func (p *pool) pick(ctx context.Context, rc *remoteCall, until time.Time) (*work
 }
 
 // leastLoadedLocked (p.mu held) is the worker pick chooses now, or nil.
+// A shownSlow call never takes the last ready worker free of shownSlow
+// calls (unless the pool has a single worker): however many scripts
+// spin until they are killed, one worker is left for the others.
 func (p *pool) leastLoadedLocked(rc *remoteCall) *worker {
 	var best *worker
 	bestLoad := pipelineDepth
 	now := time.Now()
+	free := 0 // ready workers without a shownSlow call
 	for _, w := range p.ready {
 		w.qmu.Lock()
 		load := len(w.calls)
 		busy := w.gone || load >= pipelineDepth ||
 			load > 0 && (rc.exclusive || w.exclusive || now.Sub(w.headSince) > p.stall)
+		if !w.gone && !(load > 0 && w.slowHead) {
+			free++
+		}
 		w.qmu.Unlock()
 		if !busy && load < bestLoad {
 			best, bestLoad = w, load
 		}
+	}
+	if rc.shownSlow && p.workers > 1 && free < 2 {
+		return nil
 	}
 	return best
 }
@@ -702,6 +713,10 @@ type remoteCall struct {
 	// exclusive: the call is of a slow script, which runs on a worker
 	// with no other call (Options.SlowCall).
 	exclusive bool
+	// shownSlow: the script's last call was slow or failed by its
+	// timeout, budget or a crash; the call never takes the last worker
+	// free of such calls.
+	shownSlow bool
 	// sendNow reports whether a lazy context value is worth computing
 	// and sending with the call (the script mentions its key).
 	sendNow func(key string) bool

@@ -573,3 +573,70 @@ func TestProcessExclusiveCallNotStarved(t *testing.T) {
 		}
 	}
 }
+
+// TestProcessSpinnersLeaveAWorker: however many scripts spin until they
+// are killed, once each has shown itself slow their calls leave one
+// worker free of them, so a fast script's calls never wait for a
+// spinner's kill. Two spinners on two workers, each called again as soon
+// as its call ends, would otherwise hold both workers nearly all the
+// time.
+func TestProcessSpinnersLeaveAWorker(t *testing.T) {
+	const spin = 1500 * time.Millisecond // the spinners' timeout
+	e := newProcessRuntime(t, Options{Workers: 2, KillGrace: 20 * time.Millisecond})
+	fast := &hooks.Script{Name: "fast", Version: "1", Timeout: 10 * time.Second,
+		Source: `function modifyResponse(r) { r.ok = true; return true }`}
+	var spinners []*hooks.Script
+	for i := range 2 {
+		spinners = append(spinners, &hooks.Script{Name: fmt.Sprintf("spin%d", i), Version: "1", Timeout: spin,
+			Source: `function modifyResponse(r) { for (;;) {} }`})
+	}
+	if kind, _, _ := callKind(t, e, fast, hooks.FnModifyResponse, map[string]any{}); kind != "" {
+		t.Fatalf("warm-up: %s", kind)
+	}
+	var wg sync.WaitGroup
+	for _, s := range spinners { // each shows itself slow: a timeout
+		wg.Go(func() {
+			if kind, _, _ := callKind(t, e, s, hooks.FnModifyResponse, map[string]any{}); kind != hooks.FailureTimeout {
+				t.Errorf("%s: %q, want a timeout", s.Name, kind)
+			}
+		})
+	}
+	wg.Wait()
+	if t.Failed() {
+		return
+	}
+	stop := make(chan struct{})
+	for _, s := range spinners {
+		for range 3 {
+			wg.Go(func() {
+				for {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					callKind(t, e, s, hooks.FnModifyResponse, map[string]any{})
+				}
+			})
+		}
+	}
+	defer func() { close(stop); wg.Wait() }()
+	// Fast calls for longer than two of the spinners' calls, so that
+	// some come while a spinner's worker is killed and replaced.
+	var slowest time.Duration
+	calls := 0
+	for end := time.Now().Add(2*spin + 500*time.Millisecond); time.Now().Before(end); calls++ {
+		kind, took, _ := callKind(t, e, fast, hooks.FnModifyResponse, map[string]any{})
+		if kind != "" {
+			t.Fatalf("a fast call beside the spinners: %q after %v", kind, took)
+		}
+		slowest = max(slowest, took)
+		time.Sleep(20 * time.Millisecond)
+	}
+	// A fast call takes a millisecond, or more on a worker just started
+	// (which compiles the script first); one that waited for a spinner's
+	// worker to be killed took up to the spinners' timeout.
+	if slowest > spin*2/3 {
+		t.Fatalf("the slowest of %d fast calls beside two spinners took %v: it waited for a spinner's worker", calls, slowest)
+	}
+}
