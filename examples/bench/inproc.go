@@ -89,6 +89,7 @@ func goRows(ctx context.Context, dir string) ([]row, []string, error) {
 	var out []row
 	var notes []string
 	out = append(out, hookRows(ctx)...)
+	out = append(out, roundTripRows()...)
 	sign, floor, err := signingRows()
 	if err != nil {
 		return nil, nil, err

@@ -11,10 +11,12 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"testing"
 
 	"github.com/labstack/echo/v4"
 )
@@ -24,8 +26,8 @@ import (
 // answer back unchanged. It is the least any design that runs scripts in
 // other processes pays per call on this machine: no script, no decoding,
 // pipelined like keyhook's worker pool (several calls in flight per
-// child, answered in order), with keyhook's default of 2 children per
-// CPU. keyhook's process-isolation case is measured against it.
+// child, answered in order), with as many children as keyhook's default
+// number of workers. keyhook's process-isolation case is measured against it.
 
 // roundTripEnv makes the ceiling server the round-trip floor (its
 // number of child processes).
@@ -80,6 +82,13 @@ type echoChild struct {
 	waiters  []chan []byte
 	inFlight atomic.Int32
 	answered atomic.Int64
+	closed   atomic.Bool
+}
+
+// close ends the child: it exits when its socket closes.
+func (c *echoChild) close() {
+	c.closed.Store(true)
+	_ = c.conn.Close()
 }
 
 // roundTrip sends frame b to c and returns c's answer.
@@ -103,6 +112,9 @@ func (c *echoChild) read() {
 	for {
 		b, err := readEchoFrame(c.r)
 		if err != nil {
+			if c.closed.Load() {
+				return
+			}
 			fail(fmt.Errorf("echo child: %w", err))
 		}
 		c.mu.Lock()
@@ -170,18 +182,65 @@ func roundTripHandler(children []*echoChild) echo.HandlerFunc {
 	frame := binary.LittleEndian.AppendUint32(nil, uint32(len(body)))
 	frame = append(frame, body...)
 	return func(c echo.Context) error {
-		// The least busy child, as keyhook's pool picks.
-		best := children[0]
-		for _, ch := range children[1:] {
-			if ch.inFlight.Load() < best.inFlight.Load() {
-				best = ch
-			}
-		}
-		out := best.roundTrip(frame)
+		out := leastBusy(children).roundTrip(frame)
 		return c.JSONBlob(http.StatusOK, out[4:])
 	}
 }
 
+// leastBusy is the child with the fewest calls in flight, as keyhook's
+// pool picks.
+func leastBusy(children []*echoChild) *echoChild {
+	best := children[0]
+	for _, ch := range children[1:] {
+		if ch.inFlight.Load() < best.inFlight.Load() {
+			best = ch
+		}
+	}
+	return best
+}
+
+// roundTripRows measure one round trip to an echo child with a frame
+// the size of a hook call's, as hookRows measure a hook call: one at a
+// time and with 32 callers at once. They are the floor of a hook call in
+// process isolation.
+func roundTripRows() []row {
+	n, _ := strconv.Atoi(roundTripChildren())
+	children := startEchoChildren(n)
+	defer func() {
+		for _, c := range children {
+			c.close()
+		}
+	}()
+	frame := binary.LittleEndian.AppendUint32(nil, roundTripFrameBytes)
+	frame = append(frame, make([]byte, roundTripFrameBytes)...)
+	call := func() { leastBusy(children).roundTrip(frame) }
+	var ns []int64
+	for range 5 {
+		ns = append(ns, testing.Benchmark(func(b *testing.B) {
+			for b.Loop() {
+				call()
+			}
+		}).NsPerOp())
+	}
+	slices.Sort(ns)
+	par := testing.Benchmark(func(b *testing.B) {
+		b.SetParallelism(16) // 32 callers on 2 cores
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				call()
+			}
+		})
+	})
+	return []row{
+		{name: "one process round trip, no script, serial (median of 5)", store: "-", nsPerOp: fmt.Sprint(ns[2])},
+		{name: "one process round trip, no script, 32 callers (per call)", store: "-", nsPerOp: fmt.Sprint(par.NsPerOp())},
+	}
+}
+
+// roundTripFrameBytes is about the size of a hook call's frame (the
+// bench's introspection call: its response and context).
+const roundTripFrameBytes = 400
+
 // roundTripChildren is how many children the floor starts: keyhook's
-// default number of script workers.
-func roundTripChildren() string { return strconv.Itoa(2 * runtime.GOMAXPROCS(0)) }
+// default number of script workers (scripts.Options.Workers).
+func roundTripChildren() string { return strconv.Itoa(max(2, runtime.GOMAXPROCS(0))) }
