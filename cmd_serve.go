@@ -61,7 +61,7 @@ func serveFlags(fs *pflag.FlagSet, o *options) {
 		"serve /metrics without a token on this HOST:PORT (keep it private); default: only to tokens with keyhook:admin or keyhook:metrics.read")
 	fs.StringVar(&o.scriptIsolation, "script-isolation", o.scriptIsolation,
 		"where scripts without their own isolation run: process (worker processes) or inline")
-	fs.IntVar(&o.scriptWorkers, "script-workers", 0, "script worker processes (default 1 per CPU, at least 2)")
+	fs.IntVar(&o.scriptWorkers, "script-workers", 0, "script worker processes (default 2 per CPU)")
 	fs.IntVar(&o.scriptMemoryMax, "script-memory-max-mb", o.scriptMemoryMax, "largest memory budget a script may have, MiB")
 	fs.BoolVar(&o.scriptFetchAllowLoopback, "script-fetch-allow-loopback", false,
 		"let scripts' context.fetch reach loopback addresses, plain http included (never private or link-local ones)")

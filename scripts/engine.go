@@ -106,8 +106,7 @@ type Options struct {
 	// their own run. Default hooks.IsolationProcess.
 	DefaultIsolation hooks.Isolation
 	// Workers is the number of worker processes for process isolation,
-	// i.e. how many such calls run at once. Default one per CPU, at
-	// least 2.
+	// i.e. how many such calls run at once. Default 2*GOMAXPROCS.
 	Workers int
 	// DefaultMemoryMB is the memory budget of a call of a script without
 	// one (MiB). Default 32.
@@ -213,11 +212,11 @@ type script struct {
 	// slowPermit, so they run one at a time.
 	slow       atomic.Bool
 	slowPermit chan struct{}
-	// shownSlow is set while the script's last call ran longer than
-	// Options.SlowCall or failed by its timeout, budget or a crash (not
-	// merely because the script is new): its calls then never take the
-	// last worker free of such calls (pool.pick).
-	shownSlow atomic.Bool
+	// overran is set while the script's last call failed by its
+	// timeout, memory budget or a crash (a spinner, say; not a script
+	// that is merely new or slow): in process isolation its calls then
+	// never take the last worker free of such calls (pool.pick).
+	overran atomic.Bool
 
 	// The metrics' children for this script (see metrics.call).
 	callCounters sync.Map // function name -> prometheus.Counter
@@ -225,20 +224,13 @@ type script struct {
 	duration     prometheus.Observer
 }
 
-// defaultWorkers is one worker process per CPU, and at least two, so
-// that a call that runs until it is killed leaves a worker for the
-// others. Each worker more costs throughput: under load the calls spread
-// over more processes, and each wakes up for fewer calls at a time
-// (docs/sandbox.md, "Cost").
-func defaultWorkers() int { return max(2, runtime.GOMAXPROCS(0)) }
-
 // New returns a Runtime with opts' zero fields set to their defaults.
 func New(opts Options) *Runtime {
 	if opts.DefaultIsolation == "" {
 		opts.DefaultIsolation = hooks.IsolationProcess
 	}
 	if opts.Workers <= 0 {
-		opts.Workers = defaultWorkers()
+		opts.Workers = 2 * runtime.GOMAXPROCS(0)
 	}
 	if opts.DefaultMemoryMB <= 0 {
 		opts.DefaultMemoryMB = 32
@@ -525,7 +517,7 @@ func (e *Runtime) run(ctx context.Context, s *hooks.Script, call *hooks.Call) (*
 			// A call that may wait on the network runs on a worker of its
 			// own, as a slow script's calls do: no call waits behind it.
 			exclusive: slowHeld || sc.mentionsKey("fetch"),
-			shownSlow: slowHeld && sc.shownSlow.Load(),
+			overran:   slowHeld && sc.overran.Load(),
 			sendNow:   sc.mentionsKey, logger: e.logger(call), fetch: e.fetchFor(s, call),
 		}
 		if hasCtxDeadline {
@@ -546,11 +538,10 @@ func (e *Runtime) run(ctx context.Context, s *hooks.Script, call *hooks.Call) (*
 	switch {
 	case isScriptErr && (se.Kind == hooks.FailureTimeout || se.Kind == hooks.FailureMemory || se.Kind == hooks.FailureCrash):
 		sc.slow.Store(true)
-		sc.shownSlow.Store(true)
+		sc.overran.Store(true)
 	case res != nil && res.Defined && !isScriptErr:
-		slow := res.Duration > e.opts.SlowCall
-		sc.slow.Store(slow)
-		sc.shownSlow.Store(slow)
+		sc.slow.Store(res.Duration > e.opts.SlowCall)
+		sc.overran.Store(false)
 	}
 	return res, err
 }

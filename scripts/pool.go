@@ -127,7 +127,7 @@ type worker struct {
 	byID      map[uint64]*inflight
 	headSince time.Time
 	exclusive bool
-	slowHead  bool // calls[0] is a shownSlow call
+	overran   bool // calls[0] is an overran call
 	gone      bool
 	kt        *time.Timer
 	ktGen     uint64
@@ -413,13 +413,13 @@ func (w *worker) disarmLocked() {
 // request has ended already.
 func (w *worker) startHeadLocked(grace time.Duration) {
 	if len(w.calls) == 0 {
-		w.exclusive, w.slowHead = false, false
+		w.exclusive, w.overran = false, false
 		w.disarmLocked()
 		return
 	}
 	c := w.calls[0]
 	now := time.Now()
-	w.headSince, w.exclusive, w.slowHead = now, c.rc.exclusive, c.rc.shownSlow
+	w.headSince, w.exclusive, w.overran = now, c.rc.exclusive, c.rc.overran
 	c.until, _ = c.rc.deadline(now)
 	if c.cancelled.Load() {
 		w.armLocked(c.id, now.Add(grace), killedCancel)
@@ -588,20 +588,20 @@ func (p *pool) pick(ctx context.Context, rc *remoteCall, until time.Time) (*work
 }
 
 // leastLoadedLocked (p.mu held) is the worker pick chooses now, or nil.
-// A shownSlow call never takes the last ready worker free of shownSlow
+// An overran call never takes the last ready worker free of overran
 // calls (unless the pool has a single worker): however many scripts
 // spin until they are killed, one worker is left for the others.
 func (p *pool) leastLoadedLocked(rc *remoteCall) *worker {
 	var best *worker
 	bestLoad := pipelineDepth
 	now := time.Now()
-	free := 0 // ready workers without a shownSlow call
+	free := 0 // ready workers without an overran call
 	for _, w := range p.ready {
 		w.qmu.Lock()
 		load := len(w.calls)
 		busy := w.gone || load >= pipelineDepth ||
 			load > 0 && (rc.exclusive || w.exclusive || now.Sub(w.headSince) > p.stall)
-		if !w.gone && !(load > 0 && w.slowHead) {
+		if !w.gone && !(load > 0 && w.overran) {
 			free++
 		}
 		w.qmu.Unlock()
@@ -609,7 +609,7 @@ func (p *pool) leastLoadedLocked(rc *remoteCall) *worker {
 			best, bestLoad = w, load
 		}
 	}
-	if rc.shownSlow && p.workers > 1 && free < 2 {
+	if rc.overran && p.workers > 1 && free < 2 {
 		return nil
 	}
 	return best
@@ -713,10 +713,10 @@ type remoteCall struct {
 	// exclusive: the call is of a slow script, which runs on a worker
 	// with no other call (Options.SlowCall).
 	exclusive bool
-	// shownSlow: the script's last call was slow or failed by its
-	// timeout, budget or a crash; the call never takes the last worker
-	// free of such calls.
-	shownSlow bool
+	// overran: the script's last call failed by its timeout, memory
+	// budget or a crash; the call never takes the last worker free of
+	// such calls.
+	overran bool
 	// sendNow reports whether a lazy context value is worth computing
 	// and sending with the call (the script mentions its key).
 	sendNow func(key string) bool

@@ -575,9 +575,8 @@ func TestProcessExclusiveCallNotStarved(t *testing.T) {
 }
 
 // TestProcessSpinnersLeaveAWorker: however many scripts spin until they
-// are killed, once each has shown itself slow their calls leave one
-// worker free of them, so a fast script's calls never wait for a
-// spinner's kill. Two spinners on two workers, each called again as soon
+// are killed, once each has timed out their calls leave one worker free
+// of them, so a fast script's calls never wait for a spinner's kill. Two spinners on two workers, each called again as soon
 // as its call ends, would otherwise hold both workers nearly all the
 // time.
 func TestProcessSpinnersLeaveAWorker(t *testing.T) {
@@ -594,7 +593,7 @@ func TestProcessSpinnersLeaveAWorker(t *testing.T) {
 		t.Fatalf("warm-up: %s", kind)
 	}
 	var wg sync.WaitGroup
-	for _, s := range spinners { // each shows itself slow: a timeout
+	for _, s := range spinners { // each times out once
 		wg.Go(func() {
 			if kind, _, _ := callKind(t, e, s, hooks.FnModifyResponse, map[string]any{}); kind != hooks.FailureTimeout {
 				t.Errorf("%s: %q, want a timeout", s.Name, kind)
@@ -639,4 +638,32 @@ func TestProcessSpinnersLeaveAWorker(t *testing.T) {
 	if slowest > spin*2/3 {
 		t.Fatalf("the slowest of %d fast calls beside two spinners took %v: it waited for a spinner's worker", calls, slowest)
 	}
+}
+
+// TestProcessSlowScriptsKeepEveryWorker: the worker left to the others
+// is kept from scripts that were killed, not from scripts that are
+// merely slow (a context.fetch may take that long): two slow scripts
+// that answer in time run at once on two workers.
+func TestProcessSlowScriptsKeepEveryWorker(t *testing.T) {
+	e := newProcessRuntime(t, Options{Workers: 2, SlowCall: 5 * time.Millisecond})
+	var slow []*hooks.Script
+	for i := range 2 {
+		slow = append(slow, &hooks.Script{Name: fmt.Sprintf("slow%d", i), Version: "1", Timeout: 5 * time.Second,
+			Source: `function modifyResponse(r) { var end = Date.now() + (r.ms || 0); while (Date.now() < end) {} return true }`})
+	}
+	for _, s := range slow { // each shows itself slow, and answers in time
+		if kind, _, _ := callKind(t, e, s, hooks.FnModifyResponse, map[string]any{"ms": int64(20)}); kind != "" {
+			t.Fatalf("%s: %q", s.Name, kind)
+		}
+	}
+	var wg sync.WaitGroup
+	for _, s := range slow {
+		wg.Go(func() {
+			if kind, took, _ := callKind(t, e, s, hooks.FnModifyResponse, map[string]any{"ms": int64(1500)}); kind != "" {
+				t.Errorf("%s: %q after %v", s.Name, kind, took)
+			}
+		})
+	}
+	waitSent(t, e, 2)
+	wg.Wait()
 }
