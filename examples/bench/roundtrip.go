@@ -243,4 +243,4 @@ const roundTripFrameBytes = 400
 
 // roundTripChildren is how many children the floor starts: keyhook's
 // default number of script workers (scripts.Options.Workers).
-func roundTripChildren() string { return strconv.Itoa(max(2, runtime.GOMAXPROCS(0))) }
+func roundTripChildren() string { return strconv.Itoa(2 * runtime.GOMAXPROCS(0)) }
