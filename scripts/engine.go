@@ -212,11 +212,13 @@ type script struct {
 	// slowPermit, so they run one at a time.
 	slow       atomic.Bool
 	slowPermit chan struct{}
-	// overran is set while the script's last call failed by its
+	// overranAt is when a call of the script last failed by its
 	// timeout, memory budget or a crash (a spinner, say; not a script
-	// that is merely new or slow): in process isolation its calls then
-	// never take the last worker free of such calls (pool.pick).
-	overran atomic.Bool
+	// that is merely new or slow), in Unix nanoseconds, or 0. For
+	// overranFor after that, its calls in process isolation never take
+	// the last worker free of such calls (pool.pick), whatever its calls
+	// did meanwhile.
+	overranAt atomic.Int64
 
 	// The metrics' children for this script (see metrics.call).
 	callCounters sync.Map // function name -> prometheus.Counter
@@ -517,7 +519,7 @@ func (e *Runtime) run(ctx context.Context, s *hooks.Script, call *hooks.Call) (*
 			// A call that may wait on the network runs on a worker of its
 			// own, as a slow script's calls do: no call waits behind it.
 			exclusive: slowHeld || sc.mentionsKey("fetch"),
-			overran:   slowHeld && sc.overran.Load(),
+			overran:   sc.overranSince(time.Now()),
 			sendNow:   sc.mentionsKey, logger: e.logger(call), fetch: e.fetchFor(s, call),
 		}
 		if hasCtxDeadline {
@@ -538,10 +540,9 @@ func (e *Runtime) run(ctx context.Context, s *hooks.Script, call *hooks.Call) (*
 	switch {
 	case isScriptErr && (se.Kind == hooks.FailureTimeout || se.Kind == hooks.FailureMemory || se.Kind == hooks.FailureCrash):
 		sc.slow.Store(true)
-		sc.overran.Store(true)
+		sc.overranAt.Store(time.Now().UnixNano())
 	case res != nil && res.Defined && !isScriptErr:
 		sc.slow.Store(res.Duration > e.opts.SlowCall)
-		sc.overran.Store(false)
 	}
 	return res, err
 }
@@ -580,6 +581,18 @@ func timeoutMessage(byCtx bool, timeout time.Duration) string {
 		return "ran past the context deadline"
 	}
 	return fmt.Sprintf("ran longer than its timeout of %v", timeout)
+}
+
+// overranFor is how long a call that overran (timeout, memory, crash)
+// marks its script: a script that spins only now and then, answering in
+// time between, stays marked.
+const overranFor = time.Minute
+
+// overranSince reports whether a call of the script overran within
+// overranFor before now.
+func (sc *script) overranSince(now time.Time) bool {
+	at := sc.overranAt.Load()
+	return at != 0 && now.UnixNano()-at < int64(overranFor)
 }
 
 // mentionsKey reports whether the script's source names key (see

@@ -127,7 +127,6 @@ type worker struct {
 	byID      map[uint64]*inflight
 	headSince time.Time
 	exclusive bool
-	overran   bool // calls[0] is an overran call
 	gone      bool
 	kt        *time.Timer
 	ktGen     uint64
@@ -413,13 +412,13 @@ func (w *worker) disarmLocked() {
 // request has ended already.
 func (w *worker) startHeadLocked(grace time.Duration) {
 	if len(w.calls) == 0 {
-		w.exclusive, w.overran = false, false
+		w.exclusive = false
 		w.disarmLocked()
 		return
 	}
 	c := w.calls[0]
 	now := time.Now()
-	w.headSince, w.exclusive, w.overran = now, c.rc.exclusive, c.rc.overran
+	w.headSince, w.exclusive = now, c.rc.exclusive
 	c.until, _ = c.rc.deadline(now)
 	if c.cancelled.Load() {
 		w.armLocked(c.id, now.Add(grace), killedCancel)
@@ -601,7 +600,7 @@ func (p *pool) leastLoadedLocked(rc *remoteCall) *worker {
 		load := len(w.calls)
 		busy := w.gone || load >= pipelineDepth ||
 			load > 0 && (rc.exclusive || w.exclusive || now.Sub(w.headSince) > p.stall)
-		if !w.gone && !(load > 0 && w.overran) {
+		if !w.gone && !slices.ContainsFunc(w.calls, func(c *inflight) bool { return c.rc.overran }) {
 			free++
 		}
 		w.qmu.Unlock()
@@ -713,9 +712,9 @@ type remoteCall struct {
 	// exclusive: the call is of a slow script, which runs on a worker
 	// with no other call (Options.SlowCall).
 	exclusive bool
-	// overran: the script's last call failed by its timeout, memory
-	// budget or a crash; the call never takes the last worker free of
-	// such calls.
+	// overran: a call of the script failed by its timeout, memory
+	// budget or a crash within the last minute; the call never takes the
+	// last worker free of such calls.
 	overran bool
 	// sendNow reports whether a lazy context value is worth computing
 	// and sending with the call (the script mentions its key).

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"strconv"
 	"strings"
@@ -551,21 +552,7 @@ func TestProcessExclusiveCallNotStarved(t *testing.T) {
 			t.Fatalf("warm-up of %s: %s", s.Name, kind)
 		}
 	}
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for range 8 {
-		wg.Go(func() {
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				callKind(t, e, fast, hooks.FnModifyResponse, map[string]any{})
-			}
-		})
-	}
-	defer func() { close(stop); wg.Wait() }()
+	defer keepCalling(t, e, fast, 8, map[string]any{})()
 	waitSent(t, e, 8)
 	for range 5 {
 		if kind, took, _ := callKind(t, e, fetching, hooks.FnModifyResponse, map[string]any{}); kind != "" {
@@ -576,7 +563,8 @@ func TestProcessExclusiveCallNotStarved(t *testing.T) {
 
 // TestProcessSpinnersLeaveAWorker: however many scripts spin until they
 // are killed, once each has timed out their calls leave one worker free
-// of them, so a fast script's calls never wait for a spinner's kill. Two spinners on two workers, each called again as soon
+// of them, so a fast script's calls never wait for a spinner's kill;
+// answering in time between spins does not lift that. Two spinners on two workers, each called again as soon
 // as its call ends, would otherwise hold both workers nearly all the
 // time.
 func TestProcessSpinnersLeaveAWorker(t *testing.T) {
@@ -587,7 +575,7 @@ func TestProcessSpinnersLeaveAWorker(t *testing.T) {
 	var spinners []*hooks.Script
 	for i := range 2 {
 		spinners = append(spinners, &hooks.Script{Name: fmt.Sprintf("spin%d", i), Version: "1", Timeout: spin,
-			Source: `function modifyResponse(r) { for (;;) {} }`})
+			Source: `function modifyResponse(r) { if (r.spin) { for (;;) {} } return true }`})
 	}
 	if kind, _, _ := callKind(t, e, fast, hooks.FnModifyResponse, map[string]any{}); kind != "" {
 		t.Fatalf("warm-up: %s", kind)
@@ -595,7 +583,7 @@ func TestProcessSpinnersLeaveAWorker(t *testing.T) {
 	var wg sync.WaitGroup
 	for _, s := range spinners { // each times out once
 		wg.Go(func() {
-			if kind, _, _ := callKind(t, e, s, hooks.FnModifyResponse, map[string]any{}); kind != hooks.FailureTimeout {
+			if kind, _, _ := callKind(t, e, s, hooks.FnModifyResponse, map[string]any{"spin": true}); kind != hooks.FailureTimeout {
 				t.Errorf("%s: %q, want a timeout", s.Name, kind)
 			}
 		})
@@ -604,22 +592,9 @@ func TestProcessSpinnersLeaveAWorker(t *testing.T) {
 	if t.Failed() {
 		return
 	}
-	stop := make(chan struct{})
-	for _, s := range spinners {
-		for range 3 {
-			wg.Go(func() {
-				for {
-					select {
-					case <-stop:
-						return
-					default:
-					}
-					callKind(t, e, s, hooks.FnModifyResponse, map[string]any{})
-				}
-			})
-		}
+	for _, s := range spinners { // spin, answer, spin, …
+		defer keepCalling(t, e, s, 3, map[string]any{"spin": true}, map[string]any{})()
 	}
-	defer func() { close(stop); wg.Wait() }()
 	// Fast calls for longer than two of the spinners' calls, so that
 	// some come while a spinner's worker is killed and replaced.
 	var slowest time.Duration
@@ -666,4 +641,25 @@ func TestProcessSlowScriptsKeepEveryWorker(t *testing.T) {
 	}
 	waitSent(t, e, 2)
 	wg.Wait()
+}
+
+// keepCalling calls s from n goroutines, each as soon as its last call
+// ended, with args in turn, until the function it returns is called
+// (which waits for them).
+func keepCalling(t *testing.T, e *Runtime, s *hooks.Script, n int, args ...map[string]any) (stop func()) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	for range n {
+		wg.Go(func() {
+			for i := 0; ; i++ {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				callKind(t, e, s, hooks.FnModifyResponse, maps.Clone(args[i%len(args)]))
+			}
+		})
+	}
+	return func() { close(done); wg.Wait() }
 }
