@@ -496,7 +496,7 @@ func httpRows(ctx context.Context, exe, store, dsn, dir string) ([]row, []string
 	fm := mid(floorRuns)
 	out = append(out, row{name: "HTTP bare echo + 1 process round trip", store: store, rps: fmt.Sprintf("%.0f", fm.rps), p50: dur(fm.p50),
 		p99: dur(fm.p99), ratio: fmt.Sprintf("%.2f", median(floorRatios))})
-	notes = append(notes, fmt.Sprintf("%s: bare echo + 1 process round trip (the least a call in another process costs here: %s echo children, no script) p99 is %.1f× the ceiling's p99",
+	notes = append(notes, fmt.Sprintf("%s: bare echo + 1 process round trip (what a bare call to another process costs here: %s echo children, no script) p99 is %.1f× the ceiling's p99",
 		store, roundTripChildren(), median(floorP99s)))
 	for i, tc := range cases {
 		m := mid(runs[i])

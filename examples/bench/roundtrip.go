@@ -23,11 +23,12 @@ import (
 
 // The round-trip floor: the bare echo ceiling plus, for every request,
 // one round trip to a child process over a socket pair, which sends the
-// answer back unchanged. It is the least any design that runs scripts in
-// other processes pays per call on this machine: no script, no decoding,
-// pipelined like keyhook's worker pool (several calls in flight per
-// child, answered in order), with as many children as keyhook's default
-// number of workers. keyhook's process-isolation case is measured against it.
+// answer back unchanged. It is what a design like keyhook's (calls sent
+// over sockets to worker processes) pays per call on this machine before
+// it does anything: no script, no decoding, pipelined like keyhook's
+// worker pool (several calls in flight per child, answered in order),
+// with as many children as keyhook's default number of workers.
+// keyhook's process-isolation case is measured against it.
 
 // roundTripEnv makes the ceiling server the round-trip floor (its
 // number of child processes).
