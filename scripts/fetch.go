@@ -268,10 +268,19 @@ func (f *fetcher) do(ctx context.Context, s *hooks.Script, deadline time.Time, r
 		return f.failure(ctx, fctx, derr, shown)
 	}
 	defer hresp.Body.Close()
+	if err := fctx.Err(); err != nil {
+		// The response came as the fetch was being cancelled (net/http
+		// may hand over one it read meanwhile): past its deadline or its
+		// request's end, it is not the script's.
+		return f.failure(ctx, fctx, err, shown)
+	}
 	if hresp.ContentLength > f.opts.MaxBytes {
 		return refuse("too_large", "response too large (over %d bytes)", f.opts.MaxBytes)
 	}
 	body, rerr := io.ReadAll(io.LimitReader(hresp.Body, f.opts.MaxBytes+1))
+	if rerr == nil {
+		rerr = fctx.Err() // the whole body, but only after the deadline
+	}
 	if rerr != nil {
 		return f.failure(ctx, fctx, rerr, shown)
 	}

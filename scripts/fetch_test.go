@@ -3,6 +3,7 @@ package scripts
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -375,5 +376,29 @@ func TestFetchSafeOnly(t *testing.T) {
 				})
 			}
 		})
+	}
+}
+
+// lateTransport answers every request with 200 "late", but only once the
+// request's context has ended: a response that arrives as the fetch's
+// deadline passes (net/http may still hand over a response read while it
+// cancels the request).
+type lateTransport struct{}
+
+func (lateTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	<-req.Context().Done()
+	return &http.Response{StatusCode: http.StatusOK, Header: http.Header{}, Body: io.NopCloser(strings.NewReader("late")), Request: req}, nil
+}
+
+// TestFetchNoAnswerAfterItsTimeout: a response the client hands over
+// after the fetch's timeout is a timeout all the same, never the
+// script's answer.
+func TestFetchNoAnswerAfterItsTimeout(t *testing.T) {
+	e := fetchTestRuntime(t, hooks.IsolationInline, FetchOptions{})
+	f := e.fetcher()
+	f.https.Transport, f.http.Transport = lateTransport{}, lateTransport{}
+	res, err := fetchCall(context.Background(), e, fetchingScript("late", 5*time.Second), "http://127.0.0.1:1/late", map[string]any{"timeout_ms": int64(100)})
+	if got := gotOf(t, res, err); got != "fetch: timeout" {
+		t.Fatalf("the script got %q, want the fetch's timeout", got)
 	}
 }
