@@ -519,7 +519,7 @@ func (e *Runtime) run(ctx context.Context, s *hooks.Script, call *hooks.Call) (*
 			// A call that may wait on the network runs on a worker of its
 			// own, as a slow script's calls do: no call waits behind it.
 			exclusive: slowHeld || sc.mentionsKey("fetch"),
-			overran:   sc.overranSince(time.Now()),
+			overran:   sc.overranLately(),
 			sendNow:   sc.mentionsKey, logger: e.logger(call), fetch: e.fetchFor(s, call),
 		}
 		if hasCtxDeadline {
@@ -588,11 +588,11 @@ func timeoutMessage(byCtx bool, timeout time.Duration) string {
 // time between, stays marked.
 const overranFor = time.Minute
 
-// overranSince reports whether a call of the script overran within
-// overranFor before now.
-func (sc *script) overranSince(now time.Time) bool {
+// overranLately reports whether a call of the script overran within the
+// last overranFor (reading the clock only for a script that ever did).
+func (sc *script) overranLately() bool {
 	at := sc.overranAt.Load()
-	return at != 0 && now.UnixNano()-at < int64(overranFor)
+	return at != 0 && time.Now().UnixNano()-at < int64(overranFor)
 }
 
 // mentionsKey reports whether the script's source names key (see

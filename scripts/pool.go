@@ -594,13 +594,13 @@ func (p *pool) leastLoadedLocked(rc *remoteCall) *worker {
 	var best *worker
 	bestLoad := pipelineDepth
 	now := time.Now()
-	free := 0 // ready workers without an overran call
+	free := 0 // ready workers without an overran call (counted for an overran rc)
 	for _, w := range p.ready {
 		w.qmu.Lock()
 		load := len(w.calls)
 		busy := w.gone || load >= pipelineDepth ||
 			load > 0 && (rc.exclusive || w.exclusive || now.Sub(w.headSince) > p.stall)
-		if !w.gone && !slices.ContainsFunc(w.calls, func(c *inflight) bool { return c.rc.overran }) {
+		if rc.overran && !w.gone && !slices.ContainsFunc(w.calls, func(c *inflight) bool { return c.rc.overran }) {
 			free++
 		}
 		w.qmu.Unlock()

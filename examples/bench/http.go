@@ -419,10 +419,12 @@ func httpRows(ctx context.Context, exe, store, dsn, dir string) ([]row, []string
 	if p, ok := strings.CutPrefix(dsn, "sqlite:"); ok {
 		wal = p + "-wal"
 	}
+	// What the ceiling and the floor are loaded with (they answer any POST).
+	bare := request{path: engine.PathIntrospect, body: "token=x", user: "rs", pass: "rs-secret"}
 	alg := "RS256"
 	for r := 0; r < *rounds; r++ {
 		time.Sleep(time.Second)
-		c, err := load(ceil.base, request{path: engine.PathIntrospect, body: "token=x", user: "rs", pass: "rs-secret"}, dir)
+		c, err := load(ceil.base, bare, dir)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -431,7 +433,7 @@ func httpRows(ctx context.Context, exe, store, dsn, dir string) ([]row, []string
 			fmt.Fprintf(os.Stderr, "%s round %d: ceiling %.0f req/s p99 %v\n", store, r+1, c.rps, c.p99)
 		}
 		time.Sleep(time.Second)
-		f, err := load(floor.base, request{path: engine.PathIntrospect, body: "token=x", user: "rs", pass: "rs-secret"}, dir)
+		f, err := load(floor.base, bare, dir)
 		if err != nil {
 			return nil, nil, err
 		}

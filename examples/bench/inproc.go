@@ -7,7 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"path/filepath"
-	"sort"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -238,6 +238,37 @@ func signingRows() ([]row, float64, error) {
 	return out, floor, nil
 }
 
+// serialAndParallel times call one at a time, five times (their median
+// time, and the last run for its allocations), and with 32 callers at
+// once on 2 cores (par: the cost per call).
+func serialAndParallel(call func() error) (serialNs int64, last, par testing.BenchmarkResult) {
+	var ns []int64
+	for range 5 {
+		last = testing.Benchmark(func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := call(); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		ns = append(ns, last.NsPerOp())
+	}
+	slices.Sort(ns)
+	par = testing.Benchmark(func(b *testing.B) {
+		b.ReportAllocs()
+		b.SetParallelism(16) // 32 callers on 2 cores
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				if err := call(); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	})
+	return ns[2], last, par
+}
+
 // hookRows measure one modifyResponse call on a warm runtime in each
 // isolation mode: one call at a time (the median of five runs), and the
 // cost per call with 32 callers at once.
@@ -266,33 +297,9 @@ func hookRows(ctx context.Context) []row {
 			})
 		}
 		wg.Wait()
-		var ns []int64
-		var last testing.BenchmarkResult
-		for range 5 {
-			last = testing.Benchmark(func(b *testing.B) {
-				b.ReportAllocs()
-				for b.Loop() {
-					if err := call(); err != nil {
-						b.Fatal(err)
-					}
-				}
-			})
-			ns = append(ns, last.NsPerOp())
-		}
-		sort.Slice(ns, func(i, j int) bool { return ns[i] < ns[j] })
+		serialNs, last, par := serialAndParallel(call)
 		out = append(out, row{name: "one hook call, " + string(iso) + ", serial (median of 5)", store: "-",
-			nsPerOp: fmt.Sprint(ns[2]), bytes: fmt.Sprint(last.AllocedBytesPerOp()), allocs: fmt.Sprint(last.AllocsPerOp())})
-		par := testing.Benchmark(func(b *testing.B) {
-			b.ReportAllocs()
-			b.SetParallelism(16) // 32 callers on 2 cores
-			b.RunParallel(func(pb *testing.PB) {
-				for pb.Next() {
-					if err := call(); err != nil {
-						b.Fatal(err)
-					}
-				}
-			})
-		})
+			nsPerOp: fmt.Sprint(serialNs), bytes: fmt.Sprint(last.AllocedBytesPerOp()), allocs: fmt.Sprint(last.AllocsPerOp())})
 		out = append(out, row{name: "one hook call, " + string(iso) + ", 32 callers (per call)", store: "-",
 			nsPerOp: fmt.Sprint(par.NsPerOp()), bytes: fmt.Sprint(par.AllocedBytesPerOp()), allocs: fmt.Sprint(par.AllocsPerOp())})
 		rt.Close()

@@ -11,12 +11,10 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
-	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
 	"syscall"
-	"testing"
 
 	"github.com/labstack/echo/v4"
 )
@@ -214,26 +212,12 @@ func roundTripRows() []row {
 	}()
 	frame := binary.LittleEndian.AppendUint32(nil, roundTripFrameBytes)
 	frame = append(frame, make([]byte, roundTripFrameBytes)...)
-	call := func() { leastBusy(children).roundTrip(frame) }
-	var ns []int64
-	for range 5 {
-		ns = append(ns, testing.Benchmark(func(b *testing.B) {
-			for b.Loop() {
-				call()
-			}
-		}).NsPerOp())
-	}
-	slices.Sort(ns)
-	par := testing.Benchmark(func(b *testing.B) {
-		b.SetParallelism(16) // 32 callers on 2 cores
-		b.RunParallel(func(pb *testing.PB) {
-			for pb.Next() {
-				call()
-			}
-		})
+	serialNs, _, par := serialAndParallel(func() error {
+		leastBusy(children).roundTrip(frame)
+		return nil
 	})
 	return []row{
-		{name: "one process round trip, no script, serial (median of 5)", store: "-", nsPerOp: fmt.Sprint(ns[2])},
+		{name: "one process round trip, no script, serial (median of 5)", store: "-", nsPerOp: fmt.Sprint(serialNs)},
 		{name: "one process round trip, no script, 32 callers (per call)", store: "-", nsPerOp: fmt.Sprint(par.NsPerOp())},
 	}
 }
